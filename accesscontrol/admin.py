@@ -1,0 +1,596 @@
+"""The Django admin: the administrators' tool for every model.
+
+Every model admin here derives from ``SpaceAdmin``, which limits what an
+operator sees and changes to their operator groups' partitions (through
+``accesscontrol.permissions.restrict``, like the API) and writes each change to
+the system auditor.
+"""
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import Group
+from django.db.models import Count
+from django.utils import timezone
+
+from accesscontrol.actions import issue_api_key, record_operator_action, revoke_api_key
+from accesscontrol.models import (
+    AccessLevel,
+    AccessLevelEntry,
+    AccessPoint,
+    ApiKey,
+    AuditEvent,
+    Calendar,
+    CalendarDay,
+    Cardholder,
+    CardholderPermission,
+    Key,
+    Location,
+    Operator,
+    OperatorGroup,
+    Partition,
+    RuleChange,
+    SiteSettings,
+    SystemAuditEntry,
+    TimeInterval,
+    TimePeriod,
+    Zone,
+)
+from accesscontrol.permissions import ALL, allowed_partitions, permission_name, restrict
+from accesscontrol.pins import is_valid_pin
+
+VIA = "admin"
+
+admin.site.site_header = "Space administration"
+admin.site.site_title = "Space"
+admin.site.index_title = "Administration"
+
+# Operators are grouped by OperatorGroup (permissions + partitions); Django's
+# own Group would be a second, ignored way to do the same.
+admin.site.unregister(Group)
+
+
+def record_admin_action(request, action: str, obj, detail=None) -> SystemAuditEntry:
+    """Write one operator action done in the admin to the system auditor."""
+    # Change messages are lists of dicts that may hold lazy strings; round-trip
+    # them so the JSON field stores plain values.
+    detail = json.loads(json.dumps(detail or {}, default=str))
+    return record_operator_action(request.user, action, obj, via=VIA, detail=detail)
+
+
+def _change_detail(message) -> dict:
+    if not message:
+        return {}
+    if isinstance(message, str):
+        try:
+            message = json.loads(message)
+        except ValueError:
+            return {"message": message}
+    return {"changes": message}
+
+
+class AuditedAdminMixin:
+    """Admin additions, changes and deletions also go to the system auditor."""
+
+    # False where saving calls an action in accesscontrol.actions, which records itself.
+    audit_additions = True
+
+    def log_addition(self, request, obj, message):
+        entry = super().log_addition(request, obj, message)
+        if self.audit_additions:
+            record_admin_action(request, "add", obj, _change_detail(message))
+        return entry
+
+    def log_change(self, request, obj, message):
+        entry = super().log_change(request, obj, message)
+        record_admin_action(request, "change", obj, _change_detail(message))
+        return entry
+
+    def log_deletions(self, request, queryset):
+        # Called before the rows go, so their ids and names are still there.
+        entries = super().log_deletions(request, queryset)
+        for obj in queryset:
+            record_admin_action(request, "delete", obj)
+        return entries
+
+
+class PartitionRestrictedMixin:
+    """Non-superusers see and touch only the rows in their groups' partitions."""
+
+    def restrict(self, queryset, request, action):
+        return restrict(queryset, request.user, action)
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        # As in Django's admin, the right to change a row includes seeing it.
+        return self.restrict(queryset, request, "view") | self.restrict(queryset, request, "change")
+
+    def _may(self, request, obj, action) -> bool:
+        if obj is None or request.user.is_superuser:
+            return True
+        return self.restrict(self.model._default_manager.filter(pk=obj.pk), request, action).exists()
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and self._may(request, obj, "change")
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and self._may(request, obj, "delete")
+
+    def get_deleted_objects(self, objs, request):
+        # The "delete selected" action only asks has_delete_permission() without
+        # an object; refuse here when any selected row is outside the partitions.
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        if not all(self._may(request, obj, "delete") for obj in objs):
+            perms_needed = {*perms_needed, f"{self.opts.verbose_name_plural} outside your partitions"}
+        return deleted, counts, perms_needed, protected
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        field = form.base_fields.get("partition")
+        if field is not None and not request.user.is_superuser:
+            action = "change" if obj else "add"
+            allowed = allowed_partitions(request.user, permission_name(self.model, action))
+            if allowed is not ALL:
+                field.queryset = field.queryset.filter(pk__in=allowed)
+        return form
+
+
+class SpaceAdmin(AuditedAdminMixin, PartitionRestrictedMixin, admin.ModelAdmin):
+    pass
+
+
+class ReadOnlyAdmin(SpaceAdmin):
+    """For append-only records: they are looked at, never written from the admin."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# --- partitions and site ----------------------------------------------------------
+
+
+@admin.register(Partition)
+class PartitionAdmin(SpaceAdmin):
+    list_display = ["name", "description"]
+    search_fields = ["name"]
+
+
+@admin.register(SiteSettings)
+class SiteSettingsAdmin(SpaceAdmin):
+    list_display = ["name", "default_calendar", "lockdown"]
+    autocomplete_fields = ["default_calendar"]
+
+    def has_add_permission(self, request):
+        return super().has_add_permission(request) and not SiteSettings.objects.exists()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# --- places -------------------------------------------------------------------------
+
+
+@admin.register(Location)
+class LocationAdmin(SpaceAdmin):
+    list_display = ["name", "parent", "partition"]
+    list_filter = ["partition"]
+    list_select_related = ["parent", "partition"]
+    search_fields = ["name", "description"]
+    autocomplete_fields = ["parent"]
+
+
+@admin.register(Zone)
+class ZoneAdmin(SpaceAdmin):
+    list_display = ["name", "partition", "access_point_count", "anti_passback", "lockdown"]
+    list_filter = ["partition", "anti_passback", "lockdown"]
+    list_select_related = ["partition"]
+    search_fields = ["name", "description"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(access_point_count=Count("access_points"))
+
+    @admin.display(description="access points", ordering="access_point_count")
+    def access_point_count(self, zone):
+        return zone.access_point_count
+
+
+@admin.register(AccessPoint)
+class AccessPointAdmin(SpaceAdmin):
+    list_display = [
+        "name",
+        "kind",
+        "connection",
+        "opening_mode",
+        "location",
+        "partition",
+        "pin_required",
+        "lockdown",
+    ]
+    list_filter = ["kind", "connection", "opening_mode", "pin_required", "lockdown", "partition", "zones", "location"]
+    list_select_related = ["location", "partition"]
+    search_fields = ["name", "ext_id", "description"]
+    autocomplete_fields = ["location", "timed_period", "calendar"]
+    filter_horizontal = ["zones"]
+    fieldsets = [
+        (None, {"fields": ["name", "ext_id", "description", "kind", "partition", "location", "zones"]}),
+        ("Behaviour", {"fields": ["connection", "opening_mode", "timed_period", "open_time", "extended_open_time"]}),
+        ("Rules", {"fields": ["calendar", "direction", "pin_required", "lockdown"]}),
+    ]
+
+
+# --- schedules ----------------------------------------------------------------------
+
+
+class TimeIntervalInline(admin.TabularInline):
+    model = TimeInterval
+    extra = 0
+    max_num = 8  # the lock's limit: intervals per time period
+
+
+@admin.register(TimePeriod)
+class TimePeriodAdmin(SpaceAdmin):
+    list_display = ["name", "partition", "schedule"]
+    list_filter = ["partition"]
+    list_select_related = ["partition"]
+    search_fields = ["name", "description"]
+    inlines = [TimeIntervalInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("intervals")
+
+    @admin.display(description="intervals")
+    def schedule(self, period):
+        return "; ".join(_describe_interval(interval) for interval in period.intervals.all()) or "—"
+
+
+_DAY_ABBREVIATIONS = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
+
+
+def _describe_interval(interval) -> str:
+    days = [
+        abbr
+        for abbr, field in zip(_DAY_ABBREVIATIONS, TimeInterval.DAY_FIELDS, strict=True)
+        if getattr(interval, field)
+    ]
+    days += [field for field in TimeInterval.DAY_TYPE_FIELDS.values() if getattr(interval, field)]
+    return f"{interval} {','.join(days)}"
+
+
+class CalendarDayInline(admin.TabularInline):
+    model = CalendarDay
+    extra = 0
+
+
+@admin.register(Calendar)
+class CalendarAdmin(SpaceAdmin):
+    list_display = ["name", "day_count"]
+    search_fields = ["name", "description"]
+    inlines = [CalendarDayInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(day_count=Count("days"))
+
+    @admin.display(description="days", ordering="day_count")
+    def day_count(self, calendar):
+        return calendar.day_count
+
+
+# --- permissions --------------------------------------------------------------------
+
+
+class AccessLevelEntryInline(admin.TabularInline):
+    model = AccessLevelEntry
+    extra = 0
+    autocomplete_fields = ["access_point", "zone", "time_period"]
+
+
+@admin.register(AccessLevel)
+class AccessLevelAdmin(SpaceAdmin):
+    list_display = ["name", "partition", "entry_count", "cardholder_count"]
+    list_filter = ["partition"]
+    list_select_related = ["partition"]
+    search_fields = ["name", "description"]
+    inlines = [AccessLevelEntryInline]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                entry_count=Count("entries", distinct=True),
+                cardholder_count=Count("cardholders", distinct=True),
+            )
+        )
+
+    @admin.display(description="entries", ordering="entry_count")
+    def entry_count(self, level):
+        return level.entry_count
+
+    @admin.display(description="cardholders", ordering="cardholder_count")
+    def cardholder_count(self, level):
+        return level.cardholder_count
+
+
+# --- cardholders and keys -------------------------------------------------------------
+
+
+CARDHOLDER_IDENTITY_FIELDS = [
+    "kind",
+    "title",
+    "first_name",
+    "last_name",
+    "ext_id",
+    "partition",
+    "email",
+    "phone_number",
+]
+CARDHOLDER_OPTION_FIELDS = [
+    "office",
+    "override_privacy",
+    "override_lockdown",
+    "audit_openings",
+    "use_anti_passback",
+    "extended_open_time",
+    "key_revalidation_days",
+    "key_cancellable_through_blacklist",
+]
+
+
+class CardholderForm(forms.ModelForm):
+    """The PIN is write-only: a new one replaces the stored hash, an empty field keeps it."""
+
+    new_pin = forms.CharField(
+        label="Set PIN",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off", "inputmode": "numeric"}),
+        help_text="4 to 8 digits. Leave empty to keep the current PIN.",
+    )
+    clear_pin = forms.BooleanField(label="Remove PIN", required=False)
+
+    class Meta:
+        model = Cardholder
+        fields = [
+            *CARDHOLDER_IDENTITY_FIELDS,
+            "activation",
+            "expiration",
+            "banned",
+            "access_levels",
+            *CARDHOLDER_OPTION_FIELDS,
+            "notes",
+        ]
+
+    def clean_new_pin(self):
+        pin = self.cleaned_data["new_pin"]
+        if pin and not is_valid_pin(pin):
+            raise forms.ValidationError("A PIN is 4 to 8 digits.")
+        return pin
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("new_pin") and cleaned.get("clear_pin"):
+            raise forms.ValidationError("Either set a new PIN or remove it, not both.")
+        return cleaned
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("new_pin"):
+            self.instance.set_pin(self.cleaned_data["new_pin"])
+        elif self.cleaned_data.get("clear_pin"):
+            self.instance.set_pin(None)
+        return super().save(commit)
+
+
+class KeyInline(admin.TabularInline):
+    model = Key
+    extra = 0
+    fields = ["uid", "kind", "status", "valid_from", "valid_until", "revision", "cancelled_at"]
+    show_change_link = True
+
+
+class CardholderPermissionInline(admin.TabularInline):
+    model = CardholderPermission
+    extra = 0
+    autocomplete_fields = ["access_point", "zone", "time_period"]
+
+
+@admin.register(Cardholder)
+class CardholderAdmin(SpaceAdmin):
+    form = CardholderForm
+    list_display = ["last_name", "first_name", "kind", "ext_id", "partition", "validity", "has_pin", "banned"]
+    list_filter = ["kind", "banned", "partition", "access_levels"]
+    list_select_related = ["partition"]
+    search_fields = ["last_name", "first_name", "ext_id", "email", "keys__uid"]
+    filter_horizontal = ["access_levels"]
+    inlines = [KeyInline, CardholderPermissionInline]
+    fieldsets = [
+        (
+            None,
+            {"fields": ["kind", "title", "first_name", "last_name", "ext_id", "partition", "email", "phone_number"]},
+        ),
+        ("Validity", {"fields": ["activation", "expiration", "banned"]}),
+        ("PIN", {"fields": ["has_pin", "new_pin", "clear_pin"]}),
+        ("Access", {"fields": ["access_levels"]}),
+        (
+            "Options",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "office",
+                    "override_privacy",
+                    "override_lockdown",
+                    "audit_openings",
+                    "use_anti_passback",
+                    "extended_open_time",
+                    "key_revalidation_days",
+                    "key_cancellable_through_blacklist",
+                ],
+            },
+        ),
+        ("Notes", {"fields": ["notes"]}),
+    ]
+    readonly_fields = ["has_pin"]
+
+    @admin.display(description="PIN", boolean=True)
+    def has_pin(self, cardholder):
+        return cardholder.has_pin
+
+    @admin.display(description="valid")
+    def validity(self, cardholder):
+        start = f"{timezone.localtime(cardholder.activation):%Y-%m-%d}" if cardholder.activation else ""
+        end = f"{timezone.localtime(cardholder.expiration):%Y-%m-%d}" if cardholder.expiration else ""
+        return f"{start} to {end}" if start or end else "always"
+
+
+@admin.register(Key)
+class KeyAdmin(SpaceAdmin):
+    list_display = ["uid", "kind", "status", "cardholder", "valid_until", "issued_at", "cancelled_at"]
+    list_filter = ["kind", "status"]
+    list_select_related = ["cardholder"]
+    search_fields = ["uid", "cardholder__last_name", "cardholder__first_name", "cardholder__ext_id"]
+    autocomplete_fields = ["cardholder"]
+    readonly_fields = ["issued_at"]
+
+
+# --- operators -------------------------------------------------------------------------
+
+
+class OperatorGroupMembershipInline(admin.TabularInline):
+    model = OperatorGroup.members.through
+    extra = 0
+    verbose_name = "operator group"
+    verbose_name_plural = "operator groups"
+
+
+@admin.register(Operator)
+class OperatorAdmin(AuditedAdminMixin, UserAdmin):
+    list_display = ["username", "first_name", "last_name", "email", "is_active", "is_staff", "is_superuser"]
+    list_filter = ["is_active", "is_staff", "is_superuser", "operator_groups"]
+    filter_horizontal = []
+    inlines = [OperatorGroupMembershipInline]
+    fieldsets = [
+        (None, {"fields": ["username", "password"]}),
+        ("Personal info", {"fields": ["first_name", "last_name", "email"]}),
+        ("Rights", {"fields": ["is_active", "is_staff", "is_superuser"]}),
+        ("Important dates", {"fields": ["last_login", "date_joined"]}),
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            # Otherwise an operator allowed to edit operators could make anyone,
+            # themselves included, a superuser.
+            readonly.append("is_superuser")
+        return readonly
+
+
+@admin.register(OperatorGroup)
+class OperatorGroupAdmin(SpaceAdmin):
+    list_display = ["name", "all_partitions", "member_count"]
+    list_filter = ["all_partitions", "partitions"]
+    search_fields = ["name", "description"]
+    filter_horizontal = ["permissions", "partitions", "members"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(member_count=Count("members"))
+
+    @admin.display(description="members", ordering="member_count")
+    def member_count(self, group):
+        return group.member_count
+
+
+class ApiKeyForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["operator", "name", "expires_at", "revoked_at"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(SpaceAdmin):
+    form = ApiKeyForm
+    list_display = ["name", "operator", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    list_filter = ["operator"]
+    list_select_related = ["operator"]
+    search_fields = ["name", "lookup", "operator__username"]
+    readonly_fields = ["prefix", "created_at", "last_used_at"]
+    actions = ["revoke"]
+    audit_additions = False  # issue_api_key records it
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["operator", "name", "expires_at"]
+        return ["operator", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "operator"] if obj else self.readonly_fields
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "operator" and not request.user.is_superuser:
+            # A key acts as its operator: only superusers issue keys for others.
+            kwargs["queryset"] = Operator.objects.filter(pk=request.user.pk)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_changeform_initial_data(self, request):
+        return {"operator": request.user.pk, **super().get_changeform_initial_data(request)}
+
+    @admin.display(description="key")
+    def prefix(self, key):
+        return f"{ApiKey.PREFIX}_{key.lookup}_…" if key.lookup else "—"
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        issued, token = issue_api_key(obj.operator, obj.name, operator=request.user, via=VIA, expires_at=obj.expires_at)
+        # The admin goes on with ``obj`` (logging, redirect): make it the saved key.
+        obj.__dict__.update({k: v for k, v in issued.__dict__.items() if k != "_state"})
+        obj._state.adding = False
+        obj._state.db = issued._state.db
+        messages.warning(
+            request,
+            f"The API key is {token} — copy it now, it is not shown again. "
+            f"Send it as the header: Authorization: Api-Key {token}",
+        )
+
+    @admin.action(description="Revoke the selected API keys")
+    def revoke(self, request, queryset):
+        keys = list(self.restrict(queryset, request, "change").filter(revoked_at__isnull=True))
+        for key in keys:
+            revoke_api_key(key, operator=request.user, via=VIA)
+        self.message_user(request, f"Revoked {len(keys)} API key(s).")
+
+
+# --- audit trail -------------------------------------------------------------------------
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "kind", "reason", "access_point_name", "cardholder_name", "key_uid"]
+    list_filter = ["kind", "reason"]
+    search_fields = ["access_point_name", "cardholder_name", "key_uid"]
+    date_hierarchy = "at"
+    show_full_result_count = False  # the trail is large; COUNT(*) on every page would be slow
+
+
+@admin.register(SystemAuditEntry)
+class SystemAuditEntryAdmin(ReadOnlyAdmin):
+    list_display = ["at", "operator_name", "action", "object_type", "object_repr", "via"]
+    list_filter = ["action", "via", "object_type"]
+    search_fields = ["operator_name", "object_repr", "object_id"]
+    date_hierarchy = "at"
+    show_full_result_count = False
+
+
+@admin.register(RuleChange)
+class RuleChangeAdmin(ReadOnlyAdmin):
+    list_display = ["id", "model", "object_id", "at"]
+    list_filter = ["model"]
+    search_fields = ["object_id"]

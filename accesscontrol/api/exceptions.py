@@ -1,0 +1,27 @@
+"""Turn the errors a write can meet into 400s with field errors, never a 500."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
+from django.db.models import ProtectedError, RestrictedError
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from accesscontrol.models import AppendOnlyError
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        exc = exceptions.ValidationError(detail)
+    elif isinstance(exc, (ProtectedError, RestrictedError)):
+        names = sorted({str(obj) for obj in list(exc.args[1])[:5]})
+        return Response(
+            {"detail": "It is still in use and cannot be deleted.", "used_by": names},
+            status=status.HTTP_409_CONFLICT,
+        )
+    elif isinstance(exc, IntegrityError):
+        exc = exceptions.ValidationError({"non_field_errors": ["This conflicts with existing data."]})
+    elif isinstance(exc, AppendOnlyError):
+        exc = exceptions.MethodNotAllowed(context["request"].method, detail=str(exc))
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,530 @@
+"""Serializers for API v1.
+
+Every serializer runs its model's ``clean()`` so the rules live in one place
+(the model) and reach API clients as 400s with field errors. Related objects
+are referenced by id and must be ones the operator may see.
+"""
+
+import copy
+
+from django.contrib.auth.models import Permission
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from accesscontrol.choices import Decision, KeyStatus
+from accesscontrol.models import (
+    AccessLevel,
+    AccessLevelEntry,
+    AccessPoint,
+    ApiKey,
+    AuditEvent,
+    Calendar,
+    CalendarDay,
+    Cardholder,
+    CardholderPermission,
+    Key,
+    Location,
+    Operator,
+    OperatorGroup,
+    Partition,
+    SiteSettings,
+    SystemAuditEntry,
+    TimeInterval,
+    TimePeriod,
+    Zone,
+)
+from accesscontrol.models.schedules import MAX_INTERVALS_PER_PERIOD
+from accesscontrol.permissions import ALL, allowed_partitions, restrict
+from accesscontrol.pins import is_valid_pin
+
+
+def drf_errors(error: DjangoValidationError) -> dict | list:
+    if hasattr(error, "error_dict"):
+        return {
+            ("non_field_errors" if name == NON_FIELD_ERRORS else name): messages
+            for name, messages in error.message_dict.items()
+        }
+    return {"non_field_errors": error.messages}
+
+
+class VisibleRelatedField(serializers.PrimaryKeyRelatedField):
+    """A related object by id; an id the operator may not see is as good as unknown."""
+
+    def get_queryset(self):
+        request = self.context.get("request")
+        return restrict(super().get_queryset(), getattr(request, "user", None), "view")
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    serializer_related_field = VisibleRelatedField
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        model = self.Meta.model
+        columns = {field.name for field in model._meta.concrete_fields}
+        values = {name: value for name, value in attrs.items() if name in columns}
+        if self.instance is not None:
+            candidate = copy.copy(self.instance)  # the stored object stays as it is if validation fails
+            for name, value in values.items():
+                setattr(candidate, name, value)
+        else:
+            candidate = model(**values)
+        try:
+            candidate.clean()
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(drf_errors(error)) from None
+        # clean() may normalise values (a key's UID); keep what it made of them.
+        return {**attrs, **{name: getattr(candidate, name) for name in values}}
+
+
+class PartitionedSerializer(ModelSerializer):
+    # Any partition may be named; whether the operator may use it is the view's decision (403, not 400).
+    partition = serializers.PrimaryKeyRelatedField(queryset=Partition.objects.all(), required=False)
+
+
+def _none_if_blank(value):
+    return value or None
+
+
+class PartitionSerializer(ModelSerializer):
+    class Meta:
+        model = Partition
+        fields = ["id", "name", "description"]
+
+
+class LocationSerializer(PartitionedSerializer):
+    class Meta:
+        model = Location
+        fields = ["id", "partition", "name", "description", "parent"]
+
+    def validate_parent(self, parent):
+        ancestor = parent
+        while ancestor is not None and self.instance is not None:
+            if ancestor.pk == self.instance.pk:
+                raise serializers.ValidationError("A location cannot be inside itself.")
+            ancestor = ancestor.parent
+        return parent
+
+
+class ZoneSerializer(PartitionedSerializer):
+    class Meta:
+        model = Zone
+        fields = ["id", "partition", "name", "description", "anti_passback", "lockdown"]
+
+
+class AccessPointSerializer(PartitionedSerializer):
+    class Meta:
+        model = AccessPoint
+        fields = [
+            "id",
+            "partition",
+            "name",
+            "ext_id",
+            "description",
+            "kind",
+            "connection",
+            "opening_mode",
+            "timed_period",
+            "open_time",
+            "extended_open_time",
+            "location",
+            "zones",
+            "calendar",
+            "direction",
+            "pin_required",
+            "lockdown",
+        ]
+
+    validate_ext_id = staticmethod(_none_if_blank)
+
+
+def _replace_children(owner, relation: str, model, items: list[dict]) -> None:
+    """Write a nested list as a whole: the children given replace the ones stored."""
+    fk_name = type(owner)._meta.get_field(relation).field.name
+    getattr(owner, relation).all().delete()
+    for item in items:
+        model.objects.create(**{fk_name: owner}, **item)
+    # A prefetched list would otherwise still show the old children.
+    getattr(owner, "_prefetched_objects_cache", {}).pop(relation, None)
+
+
+class NestedWritesMixin:
+    """Create and update with nested lists (``nested`` names them) written as a whole."""
+
+    nested: dict = {}
+
+    def create(self, validated_data):
+        children = {name: validated_data.pop(name, []) for name in self.nested}
+        with transaction.atomic():
+            owner = super().create(validated_data)
+            for name, items in children.items():
+                _replace_children(owner, name, self.nested[name], items)
+        return owner
+
+    def update(self, instance, validated_data):
+        children = {name: validated_data.pop(name) for name in self.nested if name in validated_data}
+        with transaction.atomic():
+            owner = super().update(instance, validated_data)
+            for name, items in children.items():
+                _replace_children(owner, name, self.nested[name], items)
+        return owner
+
+
+class TimeIntervalSerializer(ModelSerializer):
+    class Meta:
+        model = TimeInterval
+        fields = [
+            "id",
+            "start",
+            "end",
+            "monday",
+            "tuesday",
+            "wednesday",
+            "thursday",
+            "friday",
+            "saturday",
+            "sunday",
+            "holiday",
+            "special1",
+            "special2",
+        ]
+
+
+class TimePeriodSerializer(NestedWritesMixin, PartitionedSerializer):
+    nested = {"intervals": TimeInterval}
+    intervals = TimeIntervalSerializer(many=True, required=False, max_length=MAX_INTERVALS_PER_PERIOD)
+
+    class Meta:
+        model = TimePeriod
+        fields = ["id", "partition", "name", "description", "intervals"]
+
+
+class CalendarDaySerializer(ModelSerializer):
+    class Meta:
+        model = CalendarDay
+        fields = ["id", "date", "day_type", "name", "recurring"]
+
+
+class CalendarSerializer(NestedWritesMixin, ModelSerializer):
+    nested = {"days": CalendarDay}
+    days = CalendarDaySerializer(many=True, required=False, max_length=2000)
+
+    class Meta:
+        model = Calendar
+        fields = ["id", "name", "description", "days"]
+
+    def validate_days(self, days):
+        dates = [day["date"] for day in days]
+        if len(dates) != len(set(dates)):
+            raise serializers.ValidationError("Each date may appear only once.")
+        return days
+
+
+class AccessLevelEntrySerializer(ModelSerializer):
+    class Meta:
+        model = AccessLevelEntry
+        fields = ["id", "access_point", "zone", "time_period"]
+
+
+class AccessLevelSerializer(NestedWritesMixin, PartitionedSerializer):
+    nested = {"entries": AccessLevelEntry}
+    entries = AccessLevelEntrySerializer(many=True, required=False, max_length=10000)
+
+    class Meta:
+        model = AccessLevel
+        fields = ["id", "partition", "name", "description", "entries"]
+
+
+class CardholderPermissionSerializer(ModelSerializer):
+    class Meta:
+        model = CardholderPermission
+        fields = ["id", "cardholder", "access_point", "zone", "time_period"]
+
+
+class CardholderSerializer(PartitionedSerializer):
+    pin = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        max_length=8,
+        help_text="4 to 8 digits; empty or null removes the PIN. Never shown.",
+    )
+    has_pin = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Cardholder
+        fields = [
+            "id",
+            "partition",
+            "ext_id",
+            "kind",
+            "title",
+            "first_name",
+            "last_name",
+            "email",
+            "phone_number",
+            "activation",
+            "expiration",
+            "pin",
+            "has_pin",
+            "office",
+            "override_privacy",
+            "override_lockdown",
+            "audit_openings",
+            "use_anti_passback",
+            "extended_open_time",
+            "banned",
+            "key_revalidation_days",
+            "key_cancellable_through_blacklist",
+            "access_levels",
+            "notes",
+            "created_at",
+            "updated_at",
+        ]
+
+    validate_ext_id = staticmethod(_none_if_blank)
+
+    def validate_pin(self, pin):
+        if pin and not is_valid_pin(pin):
+            raise serializers.ValidationError("A PIN is 4 to 8 digits.")
+        return pin
+
+    # The PIN is not a column: the view sets it through actions.set_cardholder_pin.
+    def create(self, validated_data):
+        validated_data.pop("pin", None)
+        return super().create(validated_data)
+
+    def update(self, instance, validated_data):
+        validated_data.pop("pin", None)
+        if "access_levels" in validated_data:
+            # The operator replaces the levels they can see; those of other partitions stay.
+            request = self.context.get("request")
+            visible = restrict(AccessLevel.objects.all(), getattr(request, "user", None), "view")
+            hidden = instance.access_levels.exclude(pk__in=visible.values("pk"))
+            validated_data["access_levels"] = [*validated_data["access_levels"], *hidden]
+        return super().update(instance, validated_data)
+
+
+class KeySerializer(ModelSerializer):
+    class Meta:
+        model = Key
+        fields = [
+            "id",
+            "cardholder",
+            "uid",
+            "kind",
+            "status",
+            "revision",
+            "valid_from",
+            "valid_until",
+            "issued_at",
+            "cancelled_at",
+            "last_revalidated_at",
+        ]
+        read_only_fields = ["status", "revision", "issued_at", "cancelled_at", "last_revalidated_at"]
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if self.instance is not None:
+            # A key is a thing in someone's hand: to give it to another person or card, cancel it and issue anew.
+            for name in ("cardholder", "uid"):
+                if name in attrs and attrs[name] != getattr(self.instance, name):
+                    raise serializers.ValidationError({name: "An issued key's cardholder and UID cannot change."})
+        elif Key.objects.filter(uid=attrs["uid"], status=KeyStatus.ISSUED).exists():
+            raise serializers.ValidationError({"uid": "An issued key already has this UID."})
+        return attrs
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "at",
+            "recorded_at",
+            "kind",
+            "reason",
+            "access_point",
+            "access_point_name",
+            "cardholder",
+            "cardholder_name",
+            "key_uid",
+            "device",
+            "device_event_id",
+            "operator",
+            "detail",
+        ]
+        read_only_fields = fields
+
+
+class SystemAuditEntrySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SystemAuditEntry
+        fields = [
+            "id",
+            "at",
+            "operator",
+            "operator_name",
+            "action",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "via",
+            "detail",
+        ]
+        read_only_fields = fields
+
+
+class OperatorSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Operator
+        fields = [
+            "id",
+            "username",
+            "first_name",
+            "last_name",
+            "email",
+            "is_active",
+            "is_superuser",
+            "last_login",
+            "date_joined",
+            "operator_groups",
+        ]
+        read_only_fields = fields
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class PermissionField(serializers.RelatedField):
+    """A Django permission written as ``app_label.codename``, e.g. ``accesscontrol.view_cardholder``."""
+
+    default_error_messages = {
+        "invalid": "Write a permission as app_label.codename.",
+        "unknown": "There is no permission {value}.",
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("queryset", Permission.objects.select_related("content_type"))
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        return f"{value.content_type.app_label}.{value.codename}"
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or data.count(".") != 1:
+            self.fail("invalid")
+        app_label, codename = data.split(".")
+        permission = self.get_queryset().filter(content_type__app_label=app_label, codename=codename).first()
+        if permission is None:
+            self.fail("unknown", value=data[:100])
+        return permission
+
+
+class OperatorGroupSerializer(ModelSerializer):
+    permissions = PermissionField(many=True, required=False)
+
+    class Meta:
+        model = OperatorGroup
+        fields = ["id", "name", "description", "members", "permissions", "partitions", "all_partitions"]
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        operator = self.context["request"].user
+        if not operator.is_superuser:
+            self._refuse_escalation(operator, attrs)
+        return attrs
+
+    def _refuse_escalation(self, operator, attrs):
+        """A group may give only what its writer holds, where they hold it; else writing groups is a way up."""
+
+        def current(name, default):
+            if name in attrs:
+                return attrs[name]
+            if self.instance is None:
+                return default
+            value = getattr(self.instance, name)
+            return list(value.all()) if hasattr(value, "all") else value
+
+        all_partitions = current("all_partitions", False)
+        partitions = {partition.pk for partition in current("partitions", [])}
+        for permission in current("permissions", []):
+            name = f"{permission.content_type.app_label}.{permission.codename}"
+            held = allowed_partitions(operator, name) if operator.has_perm(name) else set()
+            if held is ALL:
+                continue
+            if not held or all_partitions or not partitions <= held:
+                raise serializers.ValidationError(
+                    {"permissions": f"You cannot give {name} beyond the partitions where you hold it."}
+                )
+
+
+class ApiKeySerializer(ModelSerializer):
+    operator = VisibleRelatedField(
+        queryset=Operator.objects.all(),
+        default=serializers.CurrentUserDefault(),
+        help_text="Whose rights the key carries; yourself when not given.",
+    )
+    display = serializers.CharField(source="__str__", read_only=True)
+
+    class Meta:
+        model = ApiKey
+        fields = ["id", "operator", "name", "display", "created_at", "last_used_at", "expires_at", "revoked_at"]
+        read_only_fields = ["created_at", "last_used_at", "revoked_at"]
+
+    def validate_operator(self, owner):
+        request_operator = self.context["request"].user
+        if self.instance is not None and owner != self.instance.operator:
+            raise serializers.ValidationError("A key's operator cannot change.")
+        if self.instance is None and owner != request_operator and not request_operator.is_superuser:
+            raise serializers.ValidationError("Only a superuser may make keys for another operator.")
+        return owner
+
+
+class ApiKeyIssuedSerializer(ApiKeySerializer):
+    token = serializers.CharField(read_only=True, help_text="Shown this once; only a hash is kept.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "token"]
+
+
+class SiteSettingsSerializer(ModelSerializer):
+    class Meta:
+        model = SiteSettings
+        fields = ["name", "default_calendar", "lockdown"]
+
+
+# --- who may open, and why a key was refused ------------------------------------
+
+
+class CardholderBriefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField(source="__str__")
+
+
+class WhoMayOpenQuerySerializer(serializers.Serializer):
+    at = serializers.DateTimeField(required=False, help_text="ISO 8601; now when not given.")
+
+
+class AccessCheckQuerySerializer(WhoMayOpenQuerySerializer):
+    uid = serializers.RegexField(r"^[0-9A-Fa-f: ]{2,96}$", help_text="The key's UID in hex.")
+    pin = serializers.RegexField(r"^[0-9]{1,12}$", required=False, help_text="The PIN typed at the reader.")
+
+
+class WhoMayOpenSerializer(serializers.Serializer):
+    access_point = serializers.IntegerField()
+    at = serializers.DateTimeField()
+    cardholders = CardholderBriefSerializer(many=True)
+
+
+class AccessCheckSerializer(serializers.Serializer):
+    access_point = serializers.IntegerField()
+    at = serializers.DateTimeField()
+    key_uid = serializers.CharField()
+    granted = serializers.BooleanField()
+    reason = serializers.ChoiceField(choices=Decision.choices)
+    cardholder = CardholderBriefSerializer(allow_null=True, help_text="Empty when unknown or not yours to see.")
+    open_time = serializers.IntegerField(allow_null=True, help_text="Seconds the door stays open when granted.")

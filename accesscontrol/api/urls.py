@@ -1,0 +1,26 @@
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+
+from accesscontrol.api import views
+
+router = DefaultRouter()
+router.register("partitions", views.PartitionViewSet)
+router.register("locations", views.LocationViewSet)
+router.register("zones", views.ZoneViewSet)
+router.register("access-points", views.AccessPointViewSet)
+router.register("time-periods", views.TimePeriodViewSet)
+router.register("calendars", views.CalendarViewSet)
+router.register("access-levels", views.AccessLevelViewSet)
+router.register("cardholders", views.CardholderViewSet)
+router.register("cardholder-permissions", views.CardholderPermissionViewSet)
+router.register("keys", views.KeyViewSet)
+router.register("audit-events", views.AuditEventViewSet)
+router.register("system-audit", views.SystemAuditViewSet)
+router.register("operators", views.OperatorViewSet)
+router.register("operator-groups", views.OperatorGroupViewSet)
+router.register("api-keys", views.ApiKeyViewSet)
+
+urlpatterns = [
+    path("site/", views.SiteSettingsView.as_view(), name="site-settings"),
+    *router.urls,
+]

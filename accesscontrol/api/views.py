@@ -1,0 +1,402 @@
+"""API v1 views.
+
+The viewsets only declare what they serve; the shared base does the rest:
+narrows every queryset to what the operator may do (``restrict``), refuses
+writes into partitions the operator may not use, wraps each write in a
+transaction and records it in the system auditor.
+"""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from django.db.models import Prefetch
+from django.http import Http404
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import exceptions, generics, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from accesscontrol import actions, engine, filtersets
+from accesscontrol.api import serializers
+from accesscontrol.api.permissions import ACTIONS
+from accesscontrol.models import (
+    AccessLevel,
+    AccessLevelEntry,
+    AccessPoint,
+    ApiKey,
+    AuditEvent,
+    Calendar,
+    Cardholder,
+    CardholderPermission,
+    Key,
+    Location,
+    Operator,
+    OperatorGroup,
+    Partition,
+    SiteSettings,
+    SystemAuditEntry,
+    TimePeriod,
+    Zone,
+)
+from accesscontrol.permissions import may_use_partition, partition_of, partition_path, permission_name, restrict
+from accesscontrol.snapshot import get_store
+
+VIA = "api"
+
+
+def _changes(serializer, before: dict, after: dict) -> dict:
+    """What an update changed, field by field; fields the server sets itself (timestamps) are not changes."""
+    writable = {name for name, field in serializer.fields.items() if not field.read_only}
+    return {
+        name: {"from": before.get(name), "to": value}
+        for name, value in after.items()
+        if name in writable and before.get(name) != value
+    }
+
+
+class RestrictedViewSetMixin:
+    """What every API viewset shares: the operator reaches only the rows ``restrict`` gives them."""
+
+    # For custom actions whose HTTP method says the wrong thing (a POST that changes an object).
+    permission_action = None
+
+    def restrict_action(self) -> str:
+        return self.permission_action or ACTIONS.get(self.request.method, "change")
+
+    def get_queryset(self):
+        return restrict(super().get_queryset(), self.request.user, self.restrict_action())
+
+    def check_permissions(self, request):
+        # A method the endpoint does not offer is a 405 whatever the operator may do, not a 403.
+        if request.user and request.user.is_authenticated and self.action is None:
+            raise exceptions.MethodNotAllowed(request.method)
+        super().check_permissions(request)
+
+    def get_object(self):
+        try:
+            return super().get_object()
+        except Http404:
+            # Visible but not theirs to change: say so rather than pretend it does not exist.
+            if self.restrict_action() != "view" and self._is_visible(self.kwargs.get(self.lookup_field)):
+                raise exceptions.PermissionDenied(f"You may not {self.restrict_action()} this object.") from None
+            raise
+
+    def _is_visible(self, pk) -> bool:
+        visible = restrict(self.queryset.model.objects.all(), self.request.user, "view")
+        try:
+            return visible.filter(pk=pk).exists()
+        except (TypeError, ValueError, DjangoValidationError):
+            return False
+
+
+class SpaceModelViewSet(RestrictedViewSetMixin, viewsets.ModelViewSet):
+    def create(self, request, *args, **kwargs):
+        with transaction.atomic():
+            return super().create(request, *args, **kwargs)
+
+    def update(self, request, *args, **kwargs):
+        with transaction.atomic():
+            return super().update(request, *args, **kwargs)
+
+    def destroy(self, request, *args, **kwargs):
+        with transaction.atomic():
+            return super().destroy(request, *args, **kwargs)
+
+    def perform_create(self, serializer):
+        self.save_new(serializer)
+        self.ensure_partition_allowed(serializer.instance, "add")
+        self.after_save(serializer)
+
+    def perform_update(self, serializer):
+        # The old partition was checked when the object was found (restrict with "change").
+        before = serializer.to_representation(serializer.instance)
+        serializer.save()
+        self.ensure_partition_allowed(serializer.instance, "change")
+        serializer.instance._prefetched_objects_cache = {}
+        changes = _changes(serializer, before, serializer.to_representation(serializer.instance))
+        self.audit("update", serializer.instance, {"changes": changes})
+        self.after_save(serializer)
+
+    def perform_destroy(self, instance):
+        self.audit("delete", instance)
+        instance.delete()
+
+    def save_new(self, serializer):
+        """Create the object (and record it); viewsets whose creation is a business operation override this."""
+        serializer.save()
+        self.audit("create", serializer.instance, {"fields": sorted(serializer.validated_data)})
+
+    def after_save(self, serializer):
+        """Work that follows a create or update inside its transaction."""
+
+    def ensure_partition_allowed(self, instance, action_name: str):
+        if partition_path(type(instance)) is None:
+            return
+        permission = permission_name(type(instance), action_name)
+        if not may_use_partition(self.request.user, permission, partition_of(instance)):
+            raise exceptions.PermissionDenied("You may not use this partition.")
+
+    def audit(self, action_name: str, instance, detail: dict | None = None):
+        actions.record_operator_action(self.request.user, action_name, instance, via=VIA, detail=detail)
+
+
+class SpaceReadOnlyViewSet(RestrictedViewSetMixin, viewsets.ReadOnlyModelViewSet):
+    pass
+
+
+# --- places ------------------------------------------------------------------------
+
+
+class PartitionViewSet(SpaceModelViewSet):
+    queryset = Partition.objects.all()
+    serializer_class = serializers.PartitionSerializer
+    filterset_class = filtersets.PartitionFilterSet
+    search_fields = ["name", "description"]
+    ordering_fields = ["id", "name"]
+
+
+class LocationViewSet(SpaceModelViewSet):
+    queryset = Location.objects.all()
+    serializer_class = serializers.LocationSerializer
+    filterset_class = filtersets.LocationFilterSet
+    search_fields = ["name", "description"]
+    ordering_fields = ["id", "name"]
+
+
+class ZoneViewSet(SpaceModelViewSet):
+    queryset = Zone.objects.all()
+    serializer_class = serializers.ZoneSerializer
+    filterset_class = filtersets.ZoneFilterSet
+    search_fields = ["name", "description"]
+    ordering_fields = ["id", "name"]
+
+
+class AccessPointViewSet(SpaceModelViewSet):
+    queryset = AccessPoint.objects.prefetch_related("zones")
+    serializer_class = serializers.AccessPointSerializer
+    filterset_class = filtersets.AccessPointFilterSet
+    search_fields = ["name", "ext_id", "description"]
+    ordering_fields = ["id", "name", "kind"]
+
+    @extend_schema(
+        parameters=[serializers.WhoMayOpenQuerySerializer],
+        responses=serializers.WhoMayOpenSerializer,
+        filters=False,
+    )
+    @action(detail=True, methods=["get"], url_path="who-may-open", filter_backends=[], pagination_class=None)
+    def who_may_open(self, request, pk=None):
+        """The cardholders one of whose keys opens this access point at ``at``.
+
+        The decision engine's answer, leaving out what depends on the moment of
+        presenting the key (PIN, anti-passback, privacy); only cardholders the
+        operator may see are listed.
+        """
+        point = self.get_object()
+        query = _query(serializers.WhoMayOpenQuerySerializer, request)
+        at = query.get("at") or timezone.now()
+        ids = engine.who_may_open(_current_rules(), point.pk, at)
+        holders = restrict(Cardholder.objects.filter(pk__in=ids), request.user, "view").order_by("id")
+        data = {"access_point": point.pk, "at": at, "cardholders": holders}
+        return Response(serializers.WhoMayOpenSerializer(data).data)
+
+    @extend_schema(
+        parameters=[serializers.AccessCheckQuerySerializer],
+        responses=serializers.AccessCheckSerializer,
+        filters=False,
+    )
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def check(self, request, pk=None):
+        """Whether the key ``uid`` opens this access point at ``at``, and if not, why: the engine's own decision."""
+        point = self.get_object()
+        query = _query(serializers.AccessCheckQuerySerializer, request)
+        at = query.get("at") or timezone.now()
+        decision = engine.decide(_current_rules(), query["uid"], point.pk, at, pin=query.get("pin"))
+        holder = None
+        if decision.cardholder_id is not None:
+            visible = restrict(Cardholder.objects.all(), request.user, "view")
+            holder = visible.filter(pk=decision.cardholder_id).first()
+        data = {
+            "access_point": point.pk,
+            "at": at,
+            "key_uid": decision.key_uid,
+            "granted": decision.granted,
+            "reason": decision.reason,
+            "cardholder": holder,
+            "open_time": decision.open_time if decision.granted else None,
+        }
+        return Response(serializers.AccessCheckSerializer(data).data)
+
+
+def _query(serializer_class, request) -> dict:
+    query = serializer_class(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return query.validated_data
+
+
+def _current_rules():
+    store = get_store()
+    return store.refresh()
+
+
+# --- schedules ---------------------------------------------------------------------
+
+
+class TimePeriodViewSet(SpaceModelViewSet):
+    queryset = TimePeriod.objects.prefetch_related("intervals")
+    serializer_class = serializers.TimePeriodSerializer
+    filterset_class = filtersets.TimePeriodFilterSet
+    search_fields = ["name", "description"]
+    ordering_fields = ["id", "name"]
+
+
+class CalendarViewSet(SpaceModelViewSet):
+    queryset = Calendar.objects.prefetch_related("days")
+    serializer_class = serializers.CalendarSerializer
+    filterset_class = filtersets.CalendarFilterSet
+    search_fields = ["name", "description"]
+    ordering_fields = ["id", "name"]
+
+
+# --- permissions -------------------------------------------------------------------
+
+
+class AccessLevelViewSet(SpaceModelViewSet):
+    queryset = AccessLevel.objects.prefetch_related(Prefetch("entries", AccessLevelEntry.objects.order_by("id")))
+    serializer_class = serializers.AccessLevelSerializer
+    filterset_class = filtersets.AccessLevelFilterSet
+    search_fields = ["name", "description"]
+    ordering_fields = ["id", "name"]
+
+
+class CardholderViewSet(SpaceModelViewSet):
+    queryset = Cardholder.objects.prefetch_related("access_levels")
+    serializer_class = serializers.CardholderSerializer
+    filterset_class = filtersets.CardholderFilterSet
+    search_fields = ["first_name", "last_name", "ext_id", "email"]
+    ordering_fields = ["id", "last_name", "first_name", "created_at", "expiration"]
+
+    def after_save(self, serializer):
+        if "pin" in serializer.validated_data:
+            pin = serializer.validated_data["pin"]
+            actions.set_cardholder_pin(serializer.instance, pin, operator=self.request.user, via=VIA)
+
+
+class CardholderPermissionViewSet(SpaceModelViewSet):
+    queryset = CardholderPermission.objects.order_by("id")
+    serializer_class = serializers.CardholderPermissionSerializer
+    filterset_class = filtersets.CardholderPermissionFilterSet
+    ordering_fields = ["id", "cardholder"]
+
+
+class KeyViewSet(SpaceModelViewSet):
+    queryset = Key.objects.select_related("cardholder")
+    serializer_class = serializers.KeySerializer
+    filterset_class = filtersets.KeyFilterSet
+    search_fields = ["uid"]
+    ordering_fields = ["id", "issued_at", "valid_until", "uid"]
+
+    def save_new(self, serializer):
+        serializer.instance = actions.issue_key(operator=self.request.user, via=VIA, **serializer.validated_data)
+
+    @extend_schema(request=None, responses=serializers.KeySerializer)
+    @action(detail=True, methods=["post"], permission_action="change")
+    def cancel(self, request, pk=None):
+        """Cancel the key: refused from now on, and blacklisted until its validity ends."""
+        with transaction.atomic():
+            key = actions.cancel_key(self.get_object(), operator=request.user, via=VIA)
+        return Response(self.get_serializer(key).data)
+
+
+# --- audit trail -------------------------------------------------------------------
+
+
+class AuditEventViewSet(SpaceReadOnlyViewSet):
+    queryset = AuditEvent.objects.all()
+    serializer_class = serializers.AuditEventSerializer
+    filterset_class = filtersets.AuditEventFilterSet
+    search_fields = ["access_point_name", "cardholder_name", "key_uid"]
+    ordering_fields = ["at", "id", "recorded_at"]
+
+
+class SystemAuditViewSet(SpaceReadOnlyViewSet):
+    queryset = SystemAuditEntry.objects.all()
+    serializer_class = serializers.SystemAuditEntrySerializer
+    filterset_class = filtersets.SystemAuditFilterSet
+    search_fields = ["operator_name", "object_repr"]
+    ordering_fields = ["at", "id"]
+
+
+# --- operators ---------------------------------------------------------------------
+
+
+class OperatorViewSet(SpaceReadOnlyViewSet):
+    """Operators are managed by administrators in the admin; the API shows them."""
+
+    queryset = Operator.objects.prefetch_related("operator_groups")
+    serializer_class = serializers.OperatorSerializer
+    filterset_class = filtersets.OperatorFilterSet
+    search_fields = ["username", "first_name", "last_name", "email"]
+    ordering_fields = ["id", "username", "last_login"]
+
+
+class OperatorGroupViewSet(SpaceModelViewSet):
+    queryset = OperatorGroup.objects.prefetch_related("members", "partitions", "permissions__content_type")
+    serializer_class = serializers.OperatorGroupSerializer
+    filterset_class = filtersets.OperatorGroupFilterSet
+    search_fields = ["name", "description"]
+    ordering_fields = ["id", "name"]
+
+
+@extend_schema_view(create=extend_schema(responses={201: serializers.ApiKeyIssuedSerializer}))
+class ApiKeyViewSet(SpaceModelViewSet):
+    queryset = ApiKey.objects.all()
+    serializer_class = serializers.ApiKeySerializer
+    filterset_class = filtersets.ApiKeyFilterSet
+    search_fields = ["name"]
+    ordering_fields = ["id", "created_at", "name", "expires_at"]
+
+    def get_serializer_class(self):
+        return serializers.ApiKeyIssuedSerializer if self.action == "create" else super().get_serializer_class()
+
+    def save_new(self, serializer):
+        data = serializer.validated_data
+        key, token = actions.issue_api_key(
+            data["operator"], data["name"], operator=self.request.user, via=VIA, expires_at=data.get("expires_at")
+        )
+        key.token = token  # the response is the only place the token is ever shown
+        serializer.instance = key
+
+    @extend_schema(request=None, responses=serializers.ApiKeySerializer)
+    @action(detail=True, methods=["post"], permission_action="change")
+    def revoke(self, request, pk=None):
+        """Revoke the key: it is refused from now on."""
+        key = actions.revoke_api_key(self.get_object(), operator=request.user, via=VIA)
+        return Response(self.get_serializer(key).data)
+
+
+# --- site --------------------------------------------------------------------------
+
+
+class SiteSettingsView(generics.GenericAPIView):
+    """The site's one settings row."""
+
+    queryset = SiteSettings.objects.all()
+    serializer_class = serializers.SiteSettingsSerializer
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def get_object(self):
+        return SiteSettings.load()
+
+    def get(self, request):
+        return Response(self.get_serializer(self.get_object()).data)
+
+    def patch(self, request):
+        with transaction.atomic():
+            site = self.get_object()
+            serializer = self.get_serializer(site, data=request.data, partial=True)
+            serializer.is_valid(raise_exception=True)
+            before = serializer.to_representation(site)
+            serializer.save()
+            changes = _changes(serializer, before, serializer.to_representation(site))
+            actions.record_operator_action(request.user, "update", site, via=VIA, detail={"changes": changes})
+        return Response(serializer.data)

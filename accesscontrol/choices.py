@@ -1,0 +1,95 @@
+from django.db import models
+
+
+class CardholderKind(models.TextChoices):
+    STAFF = "staff", "Staff"
+    VISITOR = "visitor", "Visitor"
+    GUEST = "guest", "Hotel guest"
+
+
+class KeyKind(models.TextChoices):
+    CARD = "card", "Card"
+    MOBILE = "mobile", "Mobile key"
+    PIN = "pin", "PIN only"
+    FOB = "fob", "Fob"
+
+
+class KeyStatus(models.TextChoices):
+    ISSUED = "issued", "Issued"
+    CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Expired"
+
+
+class AccessPointKind(models.TextChoices):
+    DOOR = "door", "Door"
+    ROOM = "room", "Room"
+    LOCKER = "locker", "Locker"
+    ELEVATOR_FLOOR = "elevator_floor", "Elevator floor"
+
+
+class Connection(models.TextChoices):
+    ONLINE = "online", "Online"
+    OFFLINE = "offline", "Offline"
+
+
+class OpeningMode(models.TextChoices):
+    STANDARD = "standard", "Standard"
+    OFFICE = "office", "Office"
+    TOGGLE = "toggle", "Toggle"
+    TIMED = "timed", "Timed"
+
+
+class Direction(models.TextChoices):
+    """Which way a reader lets people through, for anti-passback."""
+
+    BOTH = "both", "Both ways"
+    ENTRY = "entry", "Entry into its zones"
+    EXIT = "exit", "Exit from its zones"
+
+
+class DayType(models.TextChoices):
+    """Day types a calendar assigns to dates; they override the weekday."""
+
+    HOLIDAY = "holiday", "Holiday"
+    SPECIAL1 = "special1", "Special day 1"
+    SPECIAL2 = "special2", "Special day 2"
+
+
+class AuditKind(models.TextChoices):
+    ACCESS_GRANTED = "access_granted", "Access granted"
+    ACCESS_DENIED = "access_denied", "Access denied"
+    DOOR_OPENED = "door_opened", "Door opened"
+    DOOR_CLOSED = "door_closed", "Door closed"
+    DOOR_LEFT_OPEN = "door_left_open", "Door left open"
+    DOOR_FORCED = "door_forced", "Door forced open"
+    REMOTE_OPEN = "remote_open", "Opened remotely"
+    MODE_CHANGED = "mode_changed", "Opening mode changed"
+    EMERGENCY_OPEN = "emergency_open", "Emergency open"
+    EMERGENCY_CLOSE = "emergency_close", "Emergency close (lockdown)"
+    EMERGENCY_END = "emergency_end", "Emergency ended"
+    PRIVACY_ON = "privacy_on", "Privacy on"
+    PRIVACY_OFF = "privacy_off", "Privacy off"
+    DEVICE_ONLINE = "device_online", "Device online"
+    DEVICE_OFFLINE = "device_offline", "Device offline"
+    TAMPER = "tamper", "Tamper alarm"
+    BATTERY_LOW = "battery_low", "Battery low"
+    KEY_UPDATED = "key_updated", "Key updated"
+
+
+class Decision(models.TextChoices):
+    """The reasons the decision engine gives; stored on access audit events."""
+
+    GRANTED = "granted", "Granted"
+    UNKNOWN_KEY = "unknown_key", "Unknown key"
+    BLACKLISTED = "blacklisted", "Key blacklisted"
+    EXPIRED = "expired", "Expired"
+    NOT_YET_VALID = "not_yet_valid", "Not yet valid"
+    BANNED = "banned", "Cardholder banned"
+    UNKNOWN_ACCESS_POINT = "unknown_access_point", "Unknown access point"
+    NO_PERMISSION = "no_permission", "No permission for this access point"
+    OUTSIDE_SCHEDULE = "outside_schedule", "Outside the permitted time"
+    PIN_REQUIRED = "pin_required", "PIN required"
+    WRONG_PIN = "wrong_pin", "Wrong PIN"
+    LOCKDOWN = "lockdown", "Lockdown in force"
+    PRIVACY = "privacy", "Privacy (do not disturb) in force"
+    ANTI_PASSBACK = "anti_passback", "Anti-passback: already inside"

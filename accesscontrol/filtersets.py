@@ -1,0 +1,200 @@
+"""Filters for lists of domain objects, shared by the API and the web app.
+
+Related objects are filtered by id with plain number filters: a filter never
+says whether an id the operator may not see exists.
+"""
+
+import django_filters as filters
+from django import forms
+from django.db.models import Q
+
+from accesscontrol.choices import AccessPointKind, AuditKind, CardholderKind, Decision, KeyKind, KeyStatus
+from accesscontrol.models import (
+    AccessLevel,
+    AccessPoint,
+    ApiKey,
+    AuditEvent,
+    Calendar,
+    Cardholder,
+    CardholderPermission,
+    Key,
+    Location,
+    Operator,
+    OperatorGroup,
+    Partition,
+    SystemAuditEntry,
+    TimePeriod,
+    Zone,
+)
+
+
+class IdField(forms.IntegerField):
+    def __init__(self, **kwargs):
+        # Bounded so an absurd id is a form error, not a database overflow.
+        kwargs.setdefault("min_value", 0)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(**kwargs)
+
+
+class IdFilter(filters.NumberFilter):
+    field_class = IdField
+
+
+class PartitionFilterSet(filters.FilterSet):
+    name = filters.CharFilter(lookup_expr="icontains")
+
+    class Meta:
+        model = Partition
+        fields = ["name"]
+
+
+class PartitionedFilterSet(filters.FilterSet):
+    partition = IdFilter(field_name="partition_id")
+    name = filters.CharFilter(lookup_expr="icontains")
+
+
+class LocationFilterSet(PartitionedFilterSet):
+    parent = IdFilter(field_name="parent_id")
+
+    class Meta:
+        model = Location
+        fields = ["partition", "name", "parent"]
+
+
+class ZoneFilterSet(PartitionedFilterSet):
+    class Meta:
+        model = Zone
+        fields = ["partition", "name", "anti_passback", "lockdown"]
+
+
+class AccessPointFilterSet(PartitionedFilterSet):
+    kind = filters.ChoiceFilter(choices=AccessPointKind.choices)
+    location = IdFilter(field_name="location_id")
+    zone = IdFilter(field_name="zones__id", distinct=True)
+
+    class Meta:
+        model = AccessPoint
+        fields = ["partition", "name", "kind", "connection", "opening_mode", "location", "zone", "lockdown"]
+
+
+class TimePeriodFilterSet(PartitionedFilterSet):
+    class Meta:
+        model = TimePeriod
+        fields = ["partition", "name"]
+
+
+class CalendarFilterSet(filters.FilterSet):
+    name = filters.CharFilter(lookup_expr="icontains")
+
+    class Meta:
+        model = Calendar
+        fields = ["name"]
+
+
+class AccessLevelFilterSet(PartitionedFilterSet):
+    access_point = IdFilter(field_name="entries__access_point_id", distinct=True)
+    zone = IdFilter(field_name="entries__zone_id", distinct=True)
+
+    class Meta:
+        model = AccessLevel
+        fields = ["partition", "name", "access_point", "zone"]
+
+
+class CardholderFilterSet(filters.FilterSet):
+    partition = IdFilter(field_name="partition_id")
+    kind = filters.ChoiceFilter(choices=CardholderKind.choices)
+    name = filters.CharFilter(method="filter_name", label="Name contains")
+    access_level = IdFilter(field_name="access_levels__id", distinct=True)
+    expiration_after = filters.IsoDateTimeFilter(field_name="expiration", lookup_expr="gte")
+    expiration_before = filters.IsoDateTimeFilter(field_name="expiration", lookup_expr="lt")
+
+    class Meta:
+        model = Cardholder
+        fields = ["partition", "kind", "ext_id", "banned", "access_level"]
+
+    def filter_name(self, queryset, name, value):
+        for word in value.split():
+            queryset = queryset.filter(Q(last_name__icontains=word) | Q(first_name__icontains=word))
+        return queryset
+
+
+class CardholderPermissionFilterSet(filters.FilterSet):
+    cardholder = IdFilter(field_name="cardholder_id")
+    access_point = IdFilter(field_name="access_point_id")
+    zone = IdFilter(field_name="zone_id")
+    time_period = IdFilter(field_name="time_period_id")
+
+    class Meta:
+        model = CardholderPermission
+        fields = ["cardholder", "access_point", "zone", "time_period"]
+
+
+class KeyFilterSet(filters.FilterSet):
+    cardholder = IdFilter(field_name="cardholder_id")
+    uid = filters.CharFilter(method="filter_uid")
+    kind = filters.ChoiceFilter(choices=KeyKind.choices)
+    status = filters.ChoiceFilter(choices=KeyStatus.choices)
+    issued_after = filters.IsoDateTimeFilter(field_name="issued_at", lookup_expr="gte")
+    issued_before = filters.IsoDateTimeFilter(field_name="issued_at", lookup_expr="lt")
+
+    class Meta:
+        model = Key
+        fields = ["cardholder", "uid", "kind", "status"]
+
+    def filter_uid(self, queryset, name, value):
+        return queryset.filter(uid=value.replace(":", "").replace(" ", "").upper())
+
+
+class AuditEventFilterSet(filters.FilterSet):
+    at = filters.IsoDateTimeFromToRangeFilter(help_text="at_after and at_before, ISO 8601.")
+    access_point = IdFilter(field_name="access_point_id")
+    cardholder = IdFilter(field_name="cardholder_id")
+    device = IdFilter(field_name="device_id")
+    kind = filters.MultipleChoiceFilter(choices=AuditKind.choices)
+    reason = filters.MultipleChoiceFilter(choices=Decision.choices)
+    key_uid = filters.CharFilter()
+
+    class Meta:
+        model = AuditEvent
+        fields = ["at", "access_point", "cardholder", "device", "kind", "reason", "key_uid"]
+
+
+class SystemAuditFilterSet(filters.FilterSet):
+    at = filters.IsoDateTimeFromToRangeFilter(help_text="at_after and at_before, ISO 8601.")
+    operator = IdFilter(field_name="operator_id")
+    action = filters.CharFilter()
+    object_type = filters.CharFilter()
+    object_id = filters.CharFilter()
+    via = filters.CharFilter()
+
+    class Meta:
+        model = SystemAuditEntry
+        fields = ["at", "operator", "action", "object_type", "object_id", "via"]
+
+
+class OperatorFilterSet(filters.FilterSet):
+    username = filters.CharFilter(lookup_expr="icontains")
+    group = IdFilter(field_name="operator_groups__id", distinct=True)
+
+    class Meta:
+        model = Operator
+        fields = ["username", "is_active", "is_superuser", "group"]
+
+
+class OperatorGroupFilterSet(filters.FilterSet):
+    name = filters.CharFilter(lookup_expr="icontains")
+    member = IdFilter(field_name="members__id", distinct=True)
+    partition = IdFilter(field_name="partitions__id", distinct=True)
+
+    class Meta:
+        model = OperatorGroup
+        fields = ["name", "member", "partition", "all_partitions"]
+
+
+class ApiKeyFilterSet(filters.FilterSet):
+    operator = IdFilter(field_name="operator_id")
+    revoked = filters.BooleanFilter(field_name="revoked_at", lookup_expr="isnull", exclude=True)
+
+    class Meta:
+        model = ApiKey
+        fields = ["operator", "revoked"]

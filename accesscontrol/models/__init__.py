@@ -1,0 +1,35 @@
+from accesscontrol.models.audit import AppendOnlyError, AuditEvent, SystemAuditEntry
+from accesscontrol.models.cardholders import Cardholder, Key, normalize_uid
+from accesscontrol.models.changes import RuleChange
+from accesscontrol.models.operators import ApiKey, Operator, OperatorGroup
+from accesscontrol.models.partitions import Partition, PartitionedModel, SiteSettings, default_partition_id
+from accesscontrol.models.permissions import AccessLevel, AccessLevelEntry, CardholderPermission
+from accesscontrol.models.places import AccessPoint, Location, Zone
+from accesscontrol.models.schedules import Calendar, CalendarDay, TimeInterval, TimePeriod
+
+__all__ = [
+    "AccessLevel",
+    "AccessLevelEntry",
+    "AccessPoint",
+    "ApiKey",
+    "AppendOnlyError",
+    "AuditEvent",
+    "Calendar",
+    "CalendarDay",
+    "Cardholder",
+    "CardholderPermission",
+    "Key",
+    "Location",
+    "Operator",
+    "OperatorGroup",
+    "Partition",
+    "PartitionedModel",
+    "RuleChange",
+    "SiteSettings",
+    "SystemAuditEntry",
+    "TimeInterval",
+    "TimePeriod",
+    "Zone",
+    "default_partition_id",
+    "normalize_uid",
+]

@@ -1,0 +1,88 @@
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from accesscontrol.choices import AccessPointKind, Connection, Direction, OpeningMode
+from accesscontrol.models.partitions import PartitionedModel
+
+
+class Location(PartitionedModel):
+    """Where access points are (a building, a floor); for finding and reporting, not for permissions."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Zone(PartitionedModel):
+    """A group of access points that permissions, lockdown and anti-passback can name at once."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    anti_passback = models.BooleanField(
+        default=False, help_text="Cardholders who use anti-passback cannot enter again before leaving."
+    )
+    lockdown = models.BooleanField(default=False, help_text="Emergency close for every access point in the zone.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class AccessPoint(PartitionedModel):
+    name = models.CharField(max_length=100, unique=True)
+    ext_id = models.CharField("external id", max_length=64, unique=True, null=True, blank=True)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=16, choices=AccessPointKind.choices, default=AccessPointKind.DOOR)
+    connection = models.CharField(max_length=8, choices=Connection.choices, default=Connection.OFFLINE)
+    opening_mode = models.CharField(max_length=16, choices=OpeningMode.choices, default=OpeningMode.STANDARD)
+    timed_period = models.ForeignKey(
+        "accesscontrol.TimePeriod",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="When the door stays open by itself (timed mode) or office mode may be set.",
+    )
+    open_time = models.PositiveSmallIntegerField("open time (s)", default=4)
+    extended_open_time = models.PositiveSmallIntegerField("extended open time (s)", default=10)
+    location = models.ForeignKey(
+        Location, null=True, blank=True, on_delete=models.SET_NULL, related_name="access_points"
+    )
+    zones = models.ManyToManyField(Zone, blank=True, related_name="access_points")
+    calendar = models.ForeignKey(
+        "accesscontrol.Calendar",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Holidays and special days; the site's default calendar when empty.",
+    )
+    direction = models.CharField(max_length=8, choices=Direction.choices, default=Direction.BOTH)
+    pin_required = models.BooleanField("PIN required", default=False)
+    lockdown = models.BooleanField(default=False, help_text="Emergency close: only lockdown overriders may pass.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        if self.opening_mode == OpeningMode.TIMED and self.timed_period_id is None:
+            raise ValidationError({"timed_period": "Timed opening mode needs a time period."})
+        if self.extended_open_time < self.open_time:
+            raise ValidationError(
+                {"extended_open_time": "The extended open time must not be shorter than the open time."}
+            )
+        if not 1 <= self.open_time <= 255:
+            raise ValidationError({"open_time": "The open time is 1 to 255 seconds."})
+        if self.extended_open_time > 255:
+            raise ValidationError({"extended_open_time": "The extended open time is at most 255 seconds."})

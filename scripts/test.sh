@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, Django checks, then pytest on SQLite and on PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install.sh --test
+scripts/services.sh
+
+PY=.venv/bin/python
+export SPACE_VAR_DIR=${SPACE_VAR_DIR:-$(mktemp -d /tmp/space-test-XXXXXX)}
+
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+
+echo "== manage.py check / makemigrations --check"
+$PY manage.py check
+$PY manage.py makemigrations --check --dry-run
+
+echo "== pytest on SQLite"
+$PY -m pytest -n 2 -q "$@"
+
+echo "== pytest on PostgreSQL"
+DATABASE_URL=${SPACE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test} $PY -m pytest -n 2 -q "$@"

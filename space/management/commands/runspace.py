@@ -1,0 +1,129 @@
+"""``manage.py runspace``: the whole embedded server in one process.
+
+Daphne serves the ASGI app (HTTP, websockets) on Twisted's asyncio reactor;
+the services of ``space.services.embedded_services()`` run on the same event
+loop, started once the reactor runs and stopped before it shuts down. SIGTERM
+and SIGINT stop the reactor, which stops the services and then the server.
+"""
+
+import asyncio
+import logging
+
+# Daphne installs Twisted's asyncio reactor when imported, so daphne.server
+# must be imported before twisted.internet.reactor (import order does it).
+import daphne.server
+from daphne.endpoints import build_endpoint_description_strings
+from django.conf import settings
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from twisted.internet import defer, reactor
+
+from space.services import embedded_services, start_all, stop_all
+
+logger = logging.getLogger("space.runspace")
+http_logger = logging.getLogger("space.http")
+
+
+class WebServer(daphne.server.Server):
+    def __init__(self, *args, on_listening=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.on_listening = on_listening
+
+    def listen_success(self, port):
+        super().listen_success(port)
+        if self.on_listening and hasattr(port, "getHost"):
+            self.on_listening(port.getHost())
+
+
+def log_request(protocol, action, details):
+    if protocol == "http" and action == "complete":
+        level = logging.WARNING if details["status"] >= 500 else logging.INFO
+        http_logger.log(
+            level,
+            "%(method)s %(path)s %(status)s %(time_taken).3fs %(client)s",
+            details,
+        )
+
+
+def run_coroutine(coroutine) -> defer.Deferred:
+    return defer.Deferred.fromFuture(asyncio.ensure_future(coroutine))
+
+
+class Command(BaseCommand):
+    help = "Run Space: the web server (HTTP and websockets) and the services beside it, until SIGTERM or SIGINT."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", help=f"Interface to listen on (SPACE_HTTP_HOST, now {settings.SPACE_HTTP_HOST}).")
+        parser.add_argument(
+            "--port", type=int, help=f"TCP port to listen on (SPACE_HTTP_PORT, now {settings.SPACE_HTTP_PORT})."
+        )
+        parser.add_argument(
+            "--no-migrate",
+            action="store_true",
+            help="Do not apply migrations first (when several servers share one database).",
+        )
+
+    def handle(self, *args, **options):
+        host = options["host"] or settings.SPACE_HTTP_HOST
+        port = options["port"] if options["port"] is not None else settings.SPACE_HTTP_PORT
+        if not options["no_migrate"]:
+            call_command("migrate", interactive=False, verbosity=max(0, options["verbosity"] - 1))
+
+        self.services = embedded_services()
+        self.started = []
+        self.failure = None
+        reactor.callWhenRunning(self.start_services)
+        reactor.addSystemEventTrigger("before", "shutdown", self.stop_services)
+
+        server = WebServer(
+            application=self.application(),
+            endpoints=build_endpoint_description_strings(host=host, port=port),
+            signal_handlers=True,
+            action_logger=log_request,
+            on_listening=self.announce,
+            **self.proxy_headers(),
+        )
+        server.run()
+
+        if not server.listening_addresses:
+            raise CommandError(f"Could not listen on {host}:{port} (is another server using that port?).")
+        if self.failure:
+            raise CommandError(f"Stopped: {self.failure}")
+        self.stdout.write("Space stopped.")
+
+    def application(self):
+        from space.asgi import application
+
+        if settings.PRODUCTION:
+            # Behind the TLS proxy, which also serves the collected static files.
+            return application
+        return ASGIStaticFilesHandler(application)
+
+    def proxy_headers(self) -> dict:
+        if not settings.PRODUCTION:
+            return {}
+        return {
+            "proxy_forwarded_address_header": "X-Forwarded-For",
+            "proxy_forwarded_port_header": "X-Forwarded-Port",
+            "proxy_forwarded_proto_header": "X-Forwarded-Proto",
+        }
+
+    def announce(self, address):
+        host = f"[{address.host}]" if ":" in address.host else address.host
+        self.stdout.write(f"Space is listening on http://{host}:{address.port}/ (SIGTERM or Ctrl-C stops it)")
+        self.stdout.flush()
+
+    def start_services(self):
+        def started(services):
+            self.started = services
+
+        def failed(failure):
+            self.failure = f"a service failed to start: {failure.getErrorMessage()}"
+            reactor.stop()
+
+        run_coroutine(start_all(self.services)).addCallbacks(started, failed)
+
+    def stop_services(self):
+        # Returning the Deferred makes the reactor wait for the services before it stops.
+        return run_coroutine(stop_all(self.started))

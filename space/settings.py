@@ -1,0 +1,207 @@
+"""Settings, read from the environment.
+
+Two profiles share this module. The embedded default (SPACE_PROFILE unset)
+needs nothing: SQLite under var/, in-memory channel layer, a generated secret
+key. The production profile (SPACE_PROFILE=production) refuses to start
+unless the unsafe defaults have been replaced.
+"""
+
+import zoneinfo
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from space.env import envbool, envint, envlist, envstr, generated_secret
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(envstr("SPACE_VAR_DIR", str(BASE_DIR / "var")))
+
+PROFILE = envstr("SPACE_PROFILE", "embedded")
+if PROFILE not in ("embedded", "production"):
+    raise ImproperlyConfigured(f"SPACE_PROFILE must be 'embedded' or 'production', not {PROFILE!r}")
+PRODUCTION = PROFILE == "production"
+
+DEBUG = envbool("SPACE_DEBUG", False)
+
+SECRET_KEY = envstr("SPACE_SECRET_KEY")
+if SECRET_KEY is None and not PRODUCTION:
+    SECRET_KEY = generated_secret(VAR_DIR / "secret_key")
+
+ALLOWED_HOSTS = envlist("SPACE_ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = envlist("SPACE_CSRF_TRUSTED_ORIGINS", [])
+
+TIME_ZONE = envstr("SPACE_TIME_ZONE", "UTC")
+try:
+    zoneinfo.ZoneInfo(TIME_ZONE)
+except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    raise ImproperlyConfigured(f"SPACE_TIME_ZONE: unknown time zone {TIME_ZONE!r}") from None
+USE_TZ = True
+USE_I18N = True
+LANGUAGE_CODE = "en-us"
+
+
+def _production_problems() -> list[str]:
+    problems = []
+    if DEBUG:
+        problems.append("SPACE_DEBUG is on")
+    if not SECRET_KEY:
+        problems.append("SPACE_SECRET_KEY is not set")
+    elif len(SECRET_KEY) < 32:
+        problems.append("SPACE_SECRET_KEY is shorter than 32 characters")
+    if not ALLOWED_HOSTS:
+        problems.append("SPACE_ALLOWED_HOSTS is empty")
+    elif "*" in ALLOWED_HOSTS:
+        problems.append("SPACE_ALLOWED_HOSTS contains '*'")
+    return problems
+
+
+if PRODUCTION and (problems := _production_problems()):
+    raise ImproperlyConfigured("Refusing to start the production profile: " + "; ".join(problems) + ".")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "channels",
+    "space",
+    "accesscontrol",
+    "devices",
+    "integrations",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "space.urls"
+ASGI_APPLICATION = "space.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database -------------------------------------------------------------
+DATABASE_URL = envstr("DATABASE_URL", f"sqlite:///{VAR_DIR / 'space.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("SPACE_DB_CONN_MAX_AGE", 0))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the monitor read while the audit writer commits; IMMEDIATE
+    # transactions take the write lock up front instead of failing mid-way.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- redis: channel layer, cache, celery broker -----------------------------
+REDIS_URL = envstr("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CELERY_BROKER_URL = REDIS_URL
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CELERY_BROKER_URL = "memory://"
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {"devices.tasks.*": {"queue": "connectors"}, "integrations.tasks.run_*": {"queue": "connectors"}}
+CELERY_TIMEZONE = TIME_ZONE
+
+# --- operators and passwords ---------------------------------------------
+AUTH_USER_MODEL = "accesscontrol.Operator"
+AUTHENTICATION_BACKENDS = ["accesscontrol.backends.OperatorBackend"]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "admin:login"
+SESSION_COOKIE_AGE = envint("SPACE_SESSION_IDLE_SECONDS", 30 * 60)
+SESSION_SAVE_EVERY_REQUEST = True  # the age above is then an inactivity timeout
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = envbool("SPACE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = envint("SPACE_HSTS_SECONDS", 31536000)
+
+# --- static files ------------------------------------------------------------
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(envstr("SPACE_STATIC_ROOT", str(VAR_DIR / "static")))
+
+# --- REST API -------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accesscontrol.api.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["accesscontrol.api.permissions.OperatorPermission"],
+    "DEFAULT_PAGINATION_CLASS": "accesscontrol.api.pagination.Pagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.SearchFilter",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "accesscontrol.api.exceptions.exception_handler",
+    "DEFAULT_VERSIONING_CLASS": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Space API",
+    "DESCRIPTION": "Access control server: cardholders, keys, access points, schedules, audit trail.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- logging ----------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("SPACE_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- Space itself ----------------------------------------------------------------
+SPACE_HTTP_HOST = envstr("SPACE_HTTP_HOST", "127.0.0.1")
+SPACE_HTTP_PORT = envint("SPACE_HTTP_PORT", 8100)

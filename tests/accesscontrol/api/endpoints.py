@@ -1,0 +1,203 @@
+"""Every API endpoint, described once, for the generic create/read/update/delete and permission tests.
+
+A case says how to make an object of its kind in a partition, what to POST
+and what to PATCH, and which other objects the operator must see to write it.
+"""
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.db.models import Model
+from django.utils import timezone
+
+from accesscontrol.models import (
+    AccessLevel,
+    AccessPoint,
+    ApiKey,
+    AuditEvent,
+    Calendar,
+    Cardholder,
+    CardholderPermission,
+    Key,
+    Location,
+    Operator,
+    OperatorGroup,
+    Partition,
+    SystemAuditEntry,
+    TimePeriod,
+    Zone,
+)
+from tests.factories import (
+    give_permission,
+    make_access_level,
+    make_access_point,
+    make_calendar,
+    make_cardholder,
+    make_key,
+    make_operator,
+    make_partition,
+    make_time_period,
+    make_zone,
+    unique,
+)
+
+
+@dataclass
+class Endpoint:
+    path: str
+    model: type[Model]
+    make: Callable[[Partition], Model]
+    create: Callable[[Partition], dict] | None = None  # None: read-only
+    update: Callable[[Partition], dict] | None = None
+    partitioned: bool = True
+    needs: tuple[str, ...] = ()  # view permissions the writer needs for the objects a payload names
+    create_action: str = "create"
+    extra: dict = field(default_factory=dict)
+
+    def __str__(self):
+        return self.path
+
+    def url(self, obj=None) -> str:
+        return f"/api/v1/{self.path}/" if obj is None else f"/api/v1/{self.path}/{obj.pk}/"
+
+    def permission(self, action: str) -> str:
+        return f"accesscontrol.{action}_{self.model._meta.model_name}"
+
+
+def _uid() -> str:
+    return unique("").strip().zfill(8)
+
+
+ENDPOINTS = [
+    Endpoint(
+        "partitions",
+        Partition,
+        make=lambda p: make_partition(),
+        create=lambda p: {"name": unique("Wing")},
+        update=lambda p: {"description": "East wing"},
+        partitioned=False,
+    ),
+    Endpoint(
+        "locations",
+        Location,
+        make=lambda p: Location.objects.create(name=unique("Floor"), partition=p),
+        create=lambda p: {"name": unique("Floor"), "partition": p.pk},
+        update=lambda p: {"description": "Second floor"},
+    ),
+    Endpoint(
+        "zones",
+        Zone,
+        make=lambda p: make_zone(partition=p),
+        create=lambda p: {"name": unique("Zone"), "partition": p.pk, "anti_passback": True},
+        update=lambda p: {"lockdown": True},
+    ),
+    Endpoint(
+        "access-points",
+        AccessPoint,
+        make=lambda p: make_access_point(partition=p),
+        create=lambda p: {"name": unique("Door"), "partition": p.pk, "open_time": 5, "extended_open_time": 12},
+        update=lambda p: {"open_time": 6},
+    ),
+    Endpoint(
+        "time-periods",
+        TimePeriod,
+        make=lambda p: make_time_period(partition=p),
+        create=lambda p: {
+            "name": unique("Period"),
+            "partition": p.pk,
+            "intervals": [{"start": "08:00:00", "end": "12:00:00", "monday": True}],
+        },
+        update=lambda p: {"description": "Mornings"},
+    ),
+    Endpoint(
+        "calendars",
+        Calendar,
+        make=lambda p: make_calendar((dt.date(2030, 1, 1), "holiday")),
+        create=lambda p: {"name": unique("Calendar"), "days": [{"date": "2030-12-25", "day_type": "holiday"}]},
+        update=lambda p: {"description": "Public holidays"},
+        partitioned=False,
+    ),
+    Endpoint(
+        "access-levels",
+        AccessLevel,
+        make=lambda p: make_access_level(make_access_point(partition=p), partition=p),
+        create=lambda p: {
+            "name": unique("Level"),
+            "partition": p.pk,
+            "entries": [{"access_point": make_access_point(partition=p).pk}],
+        },
+        update=lambda p: {"description": "Everyone"},
+        needs=("view_accesspoint",),
+    ),
+    Endpoint(
+        "cardholders",
+        Cardholder,
+        make=lambda p: make_cardholder(partition=p),
+        create=lambda p: {"last_name": unique("Smith"), "partition": p.pk, "pin": "2468"},
+        update=lambda p: {"notes": "Night shift"},
+    ),
+    Endpoint(
+        "cardholder-permissions",
+        CardholderPermission,
+        make=lambda p: give_permission(make_cardholder(partition=p), make_access_point(partition=p)),
+        create=lambda p: {
+            "cardholder": make_cardholder(partition=p).pk,
+            "access_point": make_access_point(partition=p).pk,
+        },
+        update=lambda p: {"time_period": make_time_period(partition=p).pk},
+        needs=("view_cardholder", "view_accesspoint", "view_timeperiod"),
+    ),
+    Endpoint(
+        "keys",
+        Key,
+        make=lambda p: make_key(make_cardholder(partition=p)),
+        create=lambda p: {"cardholder": make_cardholder(partition=p).pk, "uid": _uid()},
+        update=lambda p: {"kind": "fob"},
+        needs=("view_cardholder",),
+        create_action="issue_key",
+    ),
+    Endpoint(
+        "audit-events",
+        AuditEvent,
+        make=lambda p: AuditEvent.objects.create(
+            at=timezone.now(), kind="access_granted", reason="granted", access_point=make_access_point(partition=p)
+        ),
+    ),
+    Endpoint(
+        "system-audit",
+        SystemAuditEntry,
+        make=lambda p: SystemAuditEntry.objects.create(action="create", via="web"),
+        partitioned=False,
+    ),
+    Endpoint("operators", Operator, make=lambda p: make_operator(), partitioned=False),
+    Endpoint(
+        "operator-groups",
+        OperatorGroup,
+        make=lambda p: OperatorGroup.objects.create(name=unique("Group")),
+        create=lambda p: {"name": unique("Group"), "permissions": [], "partitions": []},
+        update=lambda p: {"description": "Front desk"},
+        partitioned=False,
+    ),
+    Endpoint(
+        "api-keys",
+        ApiKey,
+        make=lambda p: ApiKey.issue(make_operator(), unique("Key"))[0],
+        create=lambda p: {"name": unique("PMS")},
+        update=lambda p: {"name": "Renamed"},
+        partitioned=False,
+        create_action="issue_api_key",
+    ),
+]
+
+WRITABLE = [endpoint for endpoint in ENDPOINTS if endpoint.create is not None]
+READ_ONLY = [endpoint for endpoint in ENDPOINTS if endpoint.create is None]
+PARTITIONED = [endpoint for endpoint in ENDPOINTS if endpoint.partitioned]
+PARTITIONED_WRITABLE = [endpoint for endpoint in WRITABLE if endpoint.partitioned]
+
+
+def stored(obj: Model, name: str):
+    """The value a PATCH of ``name`` should have left in the database, as the API writes it."""
+    obj.refresh_from_db()
+    model_field = obj._meta.get_field(name)
+    return getattr(obj, model_field.attname)
