@@ -13,7 +13,10 @@ def test_a_new_cardholder_lands_in_the_general_partition():
 
 def test_it_stores_a_pin_as_a_salted_hash():
     cardholder = make_cardholder(pin="4321")
-    assert "4321" not in cardholder.pin_hash
+    other = make_cardholder(pin="4321")
+    salt, digest = cardholder.pin_hash.split("$")
+    assert len(salt) == 16 and len(digest) == 64
+    assert other.pin_hash != cardholder.pin_hash
     assert cardholder.check_pin("4321")
     assert not cardholder.check_pin("1234")
 
