@@ -11,3 +11,26 @@ class DeviceKind(models.TextChoices):
     UPDATER = "updater", "Updater (wall reader)"
     PPD = "ppd", "Portable programming device"
     FACE_TERMINAL = "face_terminal", "Face terminal"
+
+
+class CommandOp(models.TextChoices):
+    OPEN = "open", "Open (remote opening)"
+    SET_MODE = "set_mode", "Set opening mode"
+    EMERGENCY_OPEN = "emergency_open", "Emergency open"
+    EMERGENCY_CLOSE = "emergency_close", "Emergency close (lockdown)"
+    END_EMERGENCY = "end_emergency", "End emergency"
+    SET_TIME = "set_time", "Set time"
+    BLACKLIST = "blacklist", "Send blacklist"
+
+
+class CommandStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENT = "sent", "Sent"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    EXPIRED = "expired", "Expired"
+
+    @classmethod
+    def finished(cls) -> tuple[str, ...]:
+        return (cls.SUCCEEDED, cls.FAILED, cls.EXPIRED)

@@ -1,19 +1,131 @@
+import secrets
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from devices.choices import DeviceKind
+from devices import vault
+from devices.choices import CommandOp, CommandStatus, DeviceKind
+
+DEVICE_KEY_SIZE = 16
 
 
 class Device(models.Model):
-    """A piece of hardware Space talks to. Commissioning and keys come with the device bridge."""
+    """A piece of hardware Space talks to, commissioned with an id and a device key."""
 
-    device_id = models.PositiveIntegerField(unique=True, help_text="The id the device sends in every frame.")
+    device_id = models.PositiveBigIntegerField(
+        unique=True,
+        validators=[MinValueValidator(1), MaxValueValidator(2**32 - 1)],
+        help_text="The id the device sends in every frame (1 to 4294967295).",
+    )
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=16, choices=DeviceKind.choices)
     description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True, help_text="A disabled device's frames are dropped.")
+    # The device key, sealed under the master key (devices/vault.py); never in clear text here.
+    key_sealed = models.BinaryField(editable=False, default=b"")
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Live status, written by the device bridge.
+    online = models.BooleanField(default=False, editable=False)
+    last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
+    address = models.CharField(max_length=64, blank=True, editable=False, help_text="Source of its last frame.")
+    firmware = models.CharField(max_length=64, blank=True, editable=False)
+    battery = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
+    tamper = models.BooleanField(default=False, editable=False)
+    door_states = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self):
         return self.name
+
+    @property
+    def key_purpose(self) -> str:
+        return f"device-key:{self.device_id}"
+
+    def set_key(self, key: bytes | None = None) -> bytes:
+        """Seal ``key`` (16 bytes; a fresh random one when None) onto the device and return it (save() stores it)."""
+        key = secrets.token_bytes(DEVICE_KEY_SIZE) if key is None else key
+        if len(key) != DEVICE_KEY_SIZE:
+            raise ValueError(f"A device key is {DEVICE_KEY_SIZE} bytes, not {len(key)}.")
+        self.key_sealed = vault.seal(key, self.key_purpose)
+        return key
+
+    def key(self) -> bytes:
+        return vault.unseal(self.key_sealed, self.key_purpose)
+
+    @property
+    def has_key(self) -> bool:
+        return bool(self.key_sealed)
+
+
+class DeviceDoor(models.Model):
+    """A door a device drives, by its number on the device, and the access point it is."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="doors")
+    number = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(2**31 - 1)])
+    access_point = models.ForeignKey("accesscontrol.AccessPoint", on_delete=models.CASCADE, related_name="device_doors")
+
+    class Meta:
+        ordering = ["device", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["device", "number"], name="device_door_number_once"),
+            models.UniqueConstraint(fields=["access_point"], name="access_point_on_one_device_door"),
+        ]
+
+    def __str__(self):
+        return f"{self.device} door {self.number}"
+
+
+class DeviceReader(models.Model):
+    """A reader on a device (by its number there) and the access point a card presented to it asks to open."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="readers")
+    number = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(2**31 - 1)])
+    access_point = models.ForeignKey(
+        "accesscontrol.AccessPoint", on_delete=models.CASCADE, related_name="device_readers"
+    )
+
+    class Meta:
+        ordering = ["device", "number"]
+        constraints = [models.UniqueConstraint(fields=["device", "number"], name="device_reader_number_once")]
+
+    def __str__(self):
+        return f"{self.device} reader {self.number}"
+
+
+class DeviceCommand(models.Model):
+    """A command for one device, tracked from the request until the device's ``result``.
+
+    Its primary key is the protocol's server-unique ``cmd`` number.
+    """
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="commands")
+    op = models.CharField(max_length=24, choices=CommandOp.choices)
+    args = models.JSONField(default=dict, blank=True)
+    access_point = models.ForeignKey(
+        "accesscontrol.AccessPoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=CommandStatus.choices, default=CommandStatus.QUEUED)
+    error = models.CharField(max_length=200, blank=True)
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "device"], name="device_command_status")]
+
+    def __str__(self):
+        return f"#{self.pk} {self.op} on {self.device}"
+
+    def clean(self):
+        if not isinstance(self.args, dict):
+            raise ValidationError({"args": "The arguments are a JSON object."})

@@ -28,6 +28,11 @@ SECRET_KEY = envstr("SPACE_SECRET_KEY")
 if SECRET_KEY is None and not PRODUCTION:
     SECRET_KEY = generated_secret(VAR_DIR / "secret_key")
 
+# Encrypts device keys and other secrets at rest (devices/vault.py); never stored in the database.
+SPACE_MASTER_KEY = envstr("SPACE_MASTER_KEY")
+if SPACE_MASTER_KEY is None and not PRODUCTION:
+    SPACE_MASTER_KEY = generated_secret(VAR_DIR / "master_key")
+
 ALLOWED_HOSTS = envlist("SPACE_ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("SPACE_CSRF_TRUSTED_ORIGINS", [])
 
@@ -49,6 +54,10 @@ def _production_problems() -> list[str]:
         problems.append("SPACE_SECRET_KEY is not set")
     elif len(SECRET_KEY) < 32:
         problems.append("SPACE_SECRET_KEY is shorter than 32 characters")
+    if not SPACE_MASTER_KEY:
+        problems.append("SPACE_MASTER_KEY is not set")
+    elif len(SPACE_MASTER_KEY) < 32:
+        problems.append("SPACE_MASTER_KEY is shorter than 32 characters")
     if not ALLOWED_HOSTS:
         problems.append("SPACE_ALLOWED_HOSTS is empty")
     elif "*" in ALLOWED_HOSTS:
@@ -205,3 +214,11 @@ LOGGING = {
 # --- Space itself ----------------------------------------------------------------
 SPACE_HTTP_HOST = envstr("SPACE_HTTP_HOST", "127.0.0.1")
 SPACE_HTTP_PORT = envint("SPACE_HTTP_PORT", 8100)
+
+# The device bridge (SDP/1 over UDP, devices/bridge.py). Devices are on the site's
+# network, so it listens on every interface; the protocol authenticates every frame.
+SPACE_DEVICE_HOST = envstr("SPACE_DEVICE_HOST", "0.0.0.0")
+SPACE_DEVICE_PORT = envint("SPACE_DEVICE_PORT", 7100)
+SPACE_DEVICE_HEARTBEAT_SECONDS = envint("SPACE_DEVICE_HEARTBEAT_SECONDS", 30)
+# Where the bridge runs: inside runspace (embedded) or as a Celery task on the connectors queue (production).
+SPACE_BRIDGE_IN_RUNSPACE = envbool("SPACE_BRIDGE_IN_RUNSPACE", not PRODUCTION)

@@ -51,6 +51,7 @@ def production(**overrides) -> dict:
     env = {
         "SPACE_PROFILE": "production",
         "SPACE_SECRET_KEY": SAFE_SECRET,
+        "SPACE_MASTER_KEY": SAFE_SECRET,
         "SPACE_ALLOWED_HOSTS": "space.example.com",
     }
     env.update(overrides)
@@ -69,10 +70,12 @@ def test_the_production_profile_starts_with_a_safe_configuration(tmp_path):
         ({"SPACE_DEBUG": "true"}, "SPACE_DEBUG is on"),
         ({"SPACE_SECRET_KEY": None}, "SPACE_SECRET_KEY is not set"),
         ({"SPACE_SECRET_KEY": "too-short"}, "SPACE_SECRET_KEY is shorter than 32 characters"),
+        ({"SPACE_MASTER_KEY": None}, "SPACE_MASTER_KEY is not set"),
+        ({"SPACE_MASTER_KEY": "short"}, "SPACE_MASTER_KEY is shorter than 32 characters"),
         ({"SPACE_ALLOWED_HOSTS": None}, "SPACE_ALLOWED_HOSTS is empty"),
         ({"SPACE_ALLOWED_HOSTS": "space.example.com,*"}, "SPACE_ALLOWED_HOSTS contains '*'"),
     ],
-    ids=["debug", "no-secret", "short-secret", "no-hosts", "any-host"],
+    ids=["debug", "no-secret", "short-secret", "no-master-key", "short-master-key", "no-hosts", "any-host"],
 )
 def test_the_production_profile_refuses_an_unsafe_setting(tmp_path, overrides, message):
     result = check(tmp_path, **production(**overrides))
@@ -89,8 +92,9 @@ def test_the_production_profile_lists_every_problem_at_once(tmp_path):
 
 
 def test_the_production_profile_does_not_generate_a_secret_key(tmp_path):
-    check(tmp_path, **production(SPACE_SECRET_KEY=None))
+    check(tmp_path, **production(SPACE_SECRET_KEY=None, SPACE_MASTER_KEY=None))
     assert not (tmp_path / "var" / "secret_key").exists()
+    assert not (tmp_path / "var" / "master_key").exists()
 
 
 def test_an_unknown_profile_is_refused(tmp_path):
