@@ -217,7 +217,7 @@ SPACE_HTTP_PORT = envint("SPACE_HTTP_PORT", 8100)
 
 # The device bridge (SDP/1 over UDP, devices/bridge.py). Devices are on the site's
 # network, so it listens on every interface; the protocol authenticates every frame.
-SPACE_DEVICE_HOST = envstr("SPACE_DEVICE_HOST", "0.0.0.0")
+SPACE_DEVICE_HOST = envstr("SPACE_DEVICE_HOST", "0.0.0.0")  # noqa: S104 (on purpose, see above)
 SPACE_DEVICE_PORT = envint("SPACE_DEVICE_PORT", 7100)
 SPACE_DEVICE_HEARTBEAT_SECONDS = envint("SPACE_DEVICE_HEARTBEAT_SECONDS", 30)
 # Where the bridge runs: inside runspace (embedded) or as a Celery task on the connectors queue (production).
