@@ -4,6 +4,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+from django.utils import timezone
 
 from devices import vault
 from devices.choices import CommandOp, CommandStatus, DeviceKind
@@ -129,3 +132,10 @@ class DeviceCommand(models.Model):
     def clean(self):
         if not isinstance(self.args, dict):
             raise ValidationError({"args": "The arguments are a JSON object."})
+
+
+@receiver([post_save, post_delete], sender=DeviceDoor)
+@receiver([post_save, post_delete], sender=DeviceReader)
+def _mapping_changed(sender, instance, **kwargs):
+    # The device bridge reloads a device when its updated_at moves.
+    Device.objects.filter(pk=instance.device_id).update(updated_at=timezone.now())

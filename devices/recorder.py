@@ -1,0 +1,142 @@
+"""The device bridge's database side: what it reads (devices, commands) and what it writes.
+
+Plain synchronous ORM code. The bridge runs it on its own worker threads, never
+on the event loop, and batches writes: one transaction stores a batch of audit
+events, command progress and device status, and only then does the bridge send
+the ``ack`` frames for them.
+"""
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import Count, Max
+
+from accesscontrol.models import AuditEvent, Cardholder
+from devices.choices import CommandStatus
+from devices.models import Device, DeviceCommand, DeviceDoor, DeviceReader
+from devices.vault import VaultError
+
+logger = logging.getLogger("space.bridge")
+
+
+@dataclass(slots=True)
+class Place:
+    """An access point as the bridge needs it: id and name (copied into audit rows)."""
+
+    id: int
+    name: str
+
+
+@dataclass(slots=True)
+class DeviceConfig:
+    pk: int
+    device_id: int
+    name: str
+    key: bytes
+    readers: dict[int, Place] = field(default_factory=dict)
+    doors: dict[int, Place] = field(default_factory=dict)
+    online: bool = False
+
+
+def registry_fingerprint() -> tuple:
+    """Changes whenever a device, its key or its door/reader mapping changes (mappings touch updated_at)."""
+    devices = Device.objects.aggregate(count=Count("id"), last=Max("updated_at"))
+    return devices["count"], devices["last"]
+
+
+def load_registry() -> dict[int, DeviceConfig]:
+    """The enabled devices that have a key, by device_id; a key that does not open is logged and skipped."""
+    registry = {}
+    for device in Device.objects.filter(enabled=True).exclude(key_sealed=b""):
+        try:
+            key = device.key()
+        except VaultError as error:
+            logger.error("Device %s (%s) is ignored: %s", device.device_id, device.name, error)
+            continue
+        registry[device.device_id] = DeviceConfig(device.pk, device.device_id, device.name, key, online=device.online)
+    by_pk = {config.pk: config for config in registry.values()}
+    for model, attribute in ((DeviceReader, "readers"), (DeviceDoor, "doors")):
+        rows = model.objects.filter(device__in=list(by_pk)).values_list(
+            "device_id", "number", "access_point_id", "access_point__name"
+        )
+        for device_pk, number, point_id, point_name in rows:
+            getattr(by_pk[device_pk], attribute)[number] = Place(point_id, point_name)
+    return registry
+
+
+@dataclass(slots=True)
+class CommandUpdate:
+    cmd: int
+    status: str
+    error: str = ""
+
+
+def store(events: list[AuditEvent], commands: list[CommandUpdate], devices: dict[int, dict], now: dt.datetime) -> None:
+    """Store one batch in one transaction.
+
+    Events whose ``(device, device_event_id)`` is already stored are skipped: a
+    device re-sends what it has not seen acknowledged, and each event is kept once.
+    """
+    _name_cardholders(events)
+    with transaction.atomic():
+        AuditEvent.objects.bulk_create(events, ignore_conflicts=True)
+        for update in commands:
+            _apply_command_update(update, now)
+        for pk, fields in devices.items():
+            Device.objects.filter(pk=pk).update(**fields)
+
+
+def _name_cardholders(events: list[AuditEvent]) -> None:
+    ids = {event.cardholder_id for event in events if event.cardholder_id and not event.cardholder_name}
+    if not ids:
+        return
+    names = {
+        pk: f"{first} {last}".strip()
+        for pk, first, last in Cardholder.objects.filter(pk__in=ids).values_list("pk", "first_name", "last_name")
+    }
+    for event in events:
+        if event.cardholder_id in names:
+            event.cardholder_name = names[event.cardholder_id]
+
+
+_STATUS_TIMESTAMP = {
+    CommandStatus.SENT: "sent_at",
+    CommandStatus.ACKNOWLEDGED: "acknowledged_at",
+    CommandStatus.SUCCEEDED: "finished_at",
+    CommandStatus.FAILED: "finished_at",
+    CommandStatus.EXPIRED: "finished_at",
+}
+
+
+def _apply_command_update(update: CommandUpdate, now: dt.datetime) -> None:
+    commands = DeviceCommand.objects.filter(pk=update.cmd).exclude(status__in=CommandStatus.finished())
+    fields = {"status": update.status}
+    if update.error:
+        fields["error"] = update.error[:200]
+    stamp = _STATUS_TIMESTAMP.get(update.status)
+    if stamp:
+        fields[stamp] = now
+    if update.status == CommandStatus.ACKNOWLEDGED:
+        # A result can overtake its ack's write; never move a command backwards.
+        commands = commands.exclude(status=CommandStatus.ACKNOWLEDGED)
+    commands.update(**fields)
+
+
+def queued_commands(device_pks: list[int], skip: set[int], limit: int = 500) -> list[tuple[int, int, str, dict]]:
+    """``(cmd, device pk, op, args)`` of queued commands for these devices, oldest first."""
+    rows = (
+        DeviceCommand.objects.filter(status=CommandStatus.QUEUED, device__in=device_pks)
+        .exclude(pk__in=skip)
+        .order_by("id")
+        .values_list("id", "device_id", "op", "args")[:limit]
+    )
+    return list(rows)
+
+
+def expire_commands(older_than: dt.timedelta, now: dt.datetime) -> int:
+    """Queued commands nobody could deliver in time become ``expired``; returns how many."""
+    return DeviceCommand.objects.filter(status=CommandStatus.QUEUED, created_at__lt=now - older_than).update(
+        status=CommandStatus.EXPIRED, finished_at=now, error="The device was not reachable."
+    )

@@ -1,0 +1,81 @@
+import asyncio
+import threading
+
+import pytest
+
+from accesscontrol.snapshot import SnapshotStore
+from devices.bridge import Bridge
+from devices.models import Device
+from tests.devices.client import Client
+
+
+class RunningBridge:
+    """A real Bridge on 127.0.0.1 on its own event loop thread, as it runs under runbridge."""
+
+    def __init__(self, **options):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.bridge = Bridge(host="127.0.0.1", port=0, **options)
+        # A store of its own: each test's database starts empty.
+        self.bridge.store = SnapshotStore()
+        self.call(self.bridge.start())
+
+    def call(self, coroutine, timeout: float = 30):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def stop(self):
+        self.call(self.bridge.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+    @property
+    def port(self) -> int:
+        return self.bridge.port
+
+    @property
+    def counters(self):
+        return self.bridge.counters
+
+    def reload(self):
+        """Pick up database changes now instead of at the next refresh."""
+
+        async def reload():
+            await self.bridge._read(self.bridge.store.refresh)
+            await self.bridge._reload_registry(force=True)
+
+        self.call(reload())
+
+
+@pytest.fixture
+def bridge(transactional_db):
+    running = RunningBridge(heartbeat_s=30)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def make_device(transactional_db):
+    def make(device_id=4660, key=bytes(range(16)), **fields):
+        device = Device(
+            device_id=device_id, name=fields.pop("name", f"Device {device_id}"), kind="control_unit", **fields
+        )
+        device.set_key(key)
+        device.save()
+        return device
+
+    return make
+
+
+@pytest.fixture
+def client_for(bridge):
+    clients = []
+
+    def connect(device, key=bytes(range(16))):
+        client = Client(bridge.port, device.device_id, key)
+        clients.append(client)
+        return client
+
+    yield connect
+    for client in clients:
+        client.close()

@@ -1,0 +1,295 @@
+"""The device bridge against a real UDP socket, one device written from the protocol page."""
+
+import contextlib
+import os
+import time
+
+import pytest
+
+from accesscontrol.models import AuditEvent, Key
+from devices import sdp1
+from devices.models import Device, DeviceCommand, DeviceDoor, DeviceReader
+from tests.devices.client import NoAnswer
+from tests.factories import make_access_level, make_access_point, make_cardholder, make_key
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+UID = "04A1B2C3D4E5F6"
+
+
+def eventually(predicate, timeout=5.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError("the condition did not become true in time")
+
+
+@pytest.fixture
+def site(make_device, bridge):
+    door = make_access_point(name="Main entrance", connection="online", open_time=6)
+    holder = make_cardholder(make_access_level(door), first_name="Ada", last_name="Lovelace")
+    make_key(holder, uid=UID)
+    device = make_device()
+    DeviceDoor.objects.create(device=device, number=1, access_point=door)
+    DeviceReader.objects.create(device=device, number=1, access_point=door)
+    bridge.reload()
+    return {"door": door, "holder": holder, "device": device}
+
+
+@pytest.fixture
+def device(site, client_for):
+    client = client_for(site["device"])
+    client.handshake()
+    return client
+
+
+def access(client, uid=UID, reader=1, req=1, **extra):
+    return client.request({"t": "access", "req": req, "reader": reader, "cred": {"kind": "card", "uid": uid}, **extra})
+
+
+def event(event_id, kind="door_opened", door=1, **extra):
+    return {"t": "event", "ev": {"id": event_id, "at": "2026-11-23T10:00:00Z", "kind": kind, "door": door, **extra}}
+
+
+class TestHandshake:
+    def test_the_welcome_carries_the_time_and_the_heartbeat(self, site, client_for):
+        welcome = client_for(site["device"]).handshake()
+        assert welcome["heartbeat_s"] == 30
+        assert welcome["time"].endswith("Z") and len(welcome["time"]) == 20
+
+    def test_a_device_that_completes_the_handshake_is_online_and_audited(self, site, client_for):
+        client_for(site["device"]).handshake()
+        eventually(lambda: Device.objects.get(pk=site["device"].pk).online)
+        assert AuditEvent.objects.filter(kind="device_online", device=site["device"]).count() == 1
+        assert Device.objects.get(pk=site["device"].pk).address.startswith("127.0.0.1:")
+
+    def test_a_repeated_hello_gets_the_same_challenge_byte_for_byte(self, site, client_for):
+        client = client_for(site["device"])
+        nonce = os.urandom(16)
+        client.hello(nonce)
+        first = client.read_challenge()
+        client.hello(nonce)
+        assert client.read_challenge() == first
+
+    def test_a_repeated_auth_gets_the_same_welcome_byte_for_byte(self, site, client_for):
+        client = client_for(site["device"])
+        client.hello()
+        client.read_challenge()
+        auth = client.auth()
+        welcome = client.receive()
+        client.send(auth)
+        assert client.receive() == welcome
+
+    def test_a_wrong_key_gets_no_welcome(self, site, client_for, bridge):
+        client = client_for(site["device"], key=bytes(16))
+        client.hello()
+        with pytest.raises(AssertionError, match="does not know the key"):
+            client.read_challenge()
+        client.auth()
+        assert client.silent()
+        assert bridge.counters["dropped_bad_proof"] == 1
+
+    def test_an_unknown_device_gets_no_answer(self, site, bridge, client_for):
+        client = client_for(Device(device_id=999))
+        client.hello()
+        assert client.silent()
+        assert bridge.counters["dropped_unknown_device"] == 1
+
+    def test_a_new_handshake_replaces_the_session(self, device, client_for, site):
+        old_session = device.session_id
+        device.handshake()
+        assert device.session_id != old_session
+        assert access(device)["grant"] is True
+
+    def test_hellos_beyond_ten_a_second_are_dropped(self, site, client_for, bridge):
+        client = client_for(site["device"])
+        for _ in range(12):
+            client.hello()
+        answers = 0
+        try:
+            while client.receive(0.3):
+                answers += 1
+        except NoAnswer:
+            pass
+        assert (answers, bridge.counters["dropped_hello_rate"]) == (10, 2)
+
+
+class TestAccess:
+    def test_a_permitted_card_is_granted_with_the_door_open_time(self, device):
+        assert access(device, req=7) == {"t": "decision", "req": 7, "grant": True, "reason": "granted", "open_ms": 6000}
+
+    def test_an_unknown_card_is_refused(self, device):
+        decision = access(device, uid="DEADBEEF")
+        assert (decision["grant"], decision["reason"], decision["open_ms"]) == (False, "unknown_key", 0)
+
+    def test_an_unmapped_reader_is_refused(self, device):
+        assert access(device, reader=9)["reason"] == "unknown_access_point"
+
+    def test_a_retransmitted_access_gets_the_same_decision_datagram(self, device, bridge):
+        datagram = device.seal({"t": "access", "req": 1, "reader": 1, "cred": {"kind": "card", "uid": UID}})
+        device.send(datagram)
+        first = device.receive()
+        device.send(datagram)
+        assert device.receive() == first
+        assert bridge.counters["decisions"] == 1
+
+    def test_decisions_are_in_the_audit_trail(self, device, site):
+        access(device)
+        access(device, uid="DEADBEEF", req=2)
+        eventually(lambda: AuditEvent.objects.filter(kind__startswith="access_").count() == 2)
+        granted, refused = AuditEvent.objects.filter(kind__startswith="access_").order_by("id")
+        assert (granted.kind, granted.cardholder_id, granted.cardholder_name) == (
+            "access_granted",
+            site["holder"].pk,
+            "Ada Lovelace",
+        )
+        assert (granted.access_point_name, granted.device_id) == ("Main entrance", site["device"].pk)
+        assert (refused.kind, refused.reason, refused.key_uid) == ("access_denied", "unknown_key", "DEADBEEF")
+
+    def test_a_cancelled_key_is_refused_once_the_rules_refresh(self, device):
+        assert access(device)["grant"] is True
+        key = Key.objects.get(uid=UID)
+        key.status = "cancelled"
+        key.save()
+        eventually(lambda: access(device, req=int(time.monotonic() * 1000))["grant"] is False, timeout=5)
+
+    def test_lockdown_of_the_door_refuses_at_once(self, device, site):
+        door = site["door"]
+        door.lockdown = True
+        door.save()
+        eventually(lambda: access(device, req=int(time.monotonic() * 1000))["reason"] == "lockdown")
+
+
+class TestEvents:
+    def test_an_event_is_acknowledged_once_stored(self, device, site):
+        assert device.request(event(1)) == {"t": "ack", "seq": device.seq}
+        row = AuditEvent.objects.get(device=site["device"], device_event_id=1)
+        assert (row.kind, row.access_point_id, row.at.isoformat()) == (
+            "door_opened",
+            site["door"].pk,
+            "2026-11-23T10:00:00+00:00",
+        )
+
+    def test_an_event_sent_again_under_a_new_seq_is_stored_once(self, device, site):
+        device.request(event(5))
+        device.handshake()
+        assert device.request(event(5))["t"] == "ack"
+        assert AuditEvent.objects.filter(device=site["device"], device_event_id=5).count() == 1
+
+    def test_a_duplicate_frame_gets_the_same_ack_datagram(self, device):
+        datagram = device.seal(event(6))
+        device.send(datagram)
+        ack = device.receive()
+        device.send(datagram)
+        assert device.receive() == ack
+
+    def test_an_event_with_a_key_names_its_cardholder(self, device, site):
+        device.request(event(7, kind="access_granted", key=UID.lower(), detail={"reason": "granted"}))
+        row = AuditEvent.objects.get(device_event_id=7)
+        assert (row.cardholder_id, row.key_uid, row.reason) == (site["holder"].pk, UID, "granted")
+
+    @pytest.mark.parametrize(
+        "ev",
+        [
+            {"id": -1, "at": "2026-11-23T10:00:00Z", "kind": "door_opened"},
+            {"id": 1, "at": "2026-11-23 10:00:00", "kind": "door_opened"},
+            {"id": 1, "at": "2026-13-40T10:00:00Z", "kind": "door_opened"},
+            {"id": 1, "at": "2026-11-23T10:00:00Z", "kind": ""},
+            {"id": True, "at": "2026-11-23T10:00:00Z", "kind": "door_opened"},
+            {"id": 1, "at": "2026-11-23T10:00:00Z", "kind": "door_opened", "key": "not hex"},
+            {"id": 1, "at": "2026-11-23T10:00:00Z", "kind": "door_opened", "detail": []},
+            "not an object",
+        ],
+    )
+    def test_a_malformed_event_gets_no_answer_and_is_counted(self, device, bridge, ev):
+        device.send(device.seal({"t": "event", "ev": ev}))
+        assert device.silent()
+        assert bridge.counters["bad_messages"] == 1
+        assert access(device)["grant"] is True
+
+    def test_a_status_is_acknowledged_and_kept_on_the_device(self, device, site, bridge):
+        message = {"t": "status", "doors": {"1": "open"}, "battery": 80, "tamper": False, "fw": "1.2.3"}
+        assert device.request(message)["t"] == "ack"
+        bridge.call(bridge.bridge._flush())
+        stored = Device.objects.get(pk=site["device"].pk)
+        assert (stored.door_states, stored.battery, stored.firmware) == ({"1": "open"}, 80, "1.2.3")
+
+
+class TestCommands:
+    def test_a_command_is_sent_acknowledged_and_its_result_recorded(self, device, site):
+        command = DeviceCommand.objects.create(device=site["device"], op="open", args={"door": 1})
+        seq, message, _ = eventually(lambda: device.inbox or _read_command(device))[0]
+        assert message == {"t": "cmd", "cmd": command.pk, "op": "open", "args": {"door": 1}}
+        device.request({"t": "ack", "seq": seq}, answer=False)
+        eventually(lambda: DeviceCommand.objects.get(pk=command.pk).status == "acknowledged")
+        assert device.request({"t": "result", "cmd": command.pk, "ok": True})["t"] == "ack"
+        stored = DeviceCommand.objects.get(pk=command.pk)
+        assert stored.status == "succeeded" and stored.finished_at and stored.sent_at
+
+    def test_a_failed_result_keeps_the_error(self, device, site):
+        command = DeviceCommand.objects.create(device=site["device"], op="set_mode", args={"door": 1, "mode": "x"})
+        eventually(lambda: device.inbox or _read_command(device))
+        device.request({"t": "result", "cmd": command.pk, "ok": False, "error": "unknown mode"})
+        stored = DeviceCommand.objects.get(pk=command.pk)
+        assert (stored.status, stored.error) == ("failed", "unknown mode")
+
+    def test_an_unacknowledged_command_is_retransmitted_byte_for_byte(self, device, site):
+        DeviceCommand.objects.create(device=site["device"], op="open", args={"door": 1})
+        _, _, first = eventually(lambda: device.inbox or _read_command(device))[0]
+        assert device.receive(1.0) == first
+
+
+def _read_command(client):
+    with contextlib.suppress(NoAnswer):
+        client.read(timeout=0.2, skip_commands=True)
+    return client.inbox
+
+
+class TestSilence:
+    def test_garbage_forgeries_and_replays_get_no_answer(self, device, bridge, site):
+        datagram = device.seal(event(9))
+        device.send(datagram)
+        device.receive()
+        forged = bytearray(device.seal(event(10)))
+        forged[-1] ^= 1
+        wrong_session = bytearray(device.seal(event(11)))
+        wrong_session[8:12] = (device.session_id ^ 1).to_bytes(4, "big")
+        for bad in (b"hello", os.urandom(100), bytes(forged), bytes(wrong_session)):
+            device.send(bad)
+        assert device.silent()
+        # Far behind the window: dropped without an answer.
+        for _ in range(70):
+            device.request({"t": "ack", "seq": 1}, answer=False)
+        device.send(datagram)
+        assert device.silent()
+        counters = bridge.counters
+        assert counters["dropped_bad_tag"] == 1 and counters["dropped_unknown_session"] == 1
+        assert counters["dropped_replay_window"] == 1 and counters["dropped_short"] == 1
+        assert access(device, req=99)["grant"] is True
+
+    def test_an_unknown_message_uses_its_seq_and_gets_no_answer(self, device, bridge):
+        device.send(device.seal({"t": "dance"}))
+        device.send(sdp1.seal(device.d2s, device.device_id, device.session_id, device.seq + 1, b"[1]"))
+        device.seq += 1
+        assert device.silent()
+        assert bridge.counters["unknown_messages"] == 2
+
+
+def test_a_silent_device_goes_offline_after_three_heartbeats(make_device, client_for, transactional_db):
+    from tests.devices.conftest import RunningBridge
+
+    device = make_device()
+    running = RunningBridge(heartbeat_s=1)
+    try:
+        from tests.devices.client import Client
+
+        client = Client(running.port, device.device_id, bytes(range(16)))
+        assert client.handshake()["heartbeat_s"] == 1
+        eventually(lambda: AuditEvent.objects.filter(kind="device_offline").exists(), timeout=8)
+        assert not Device.objects.get(pk=device.pk).online
+        client.close()
+    finally:
+        running.stop()
