@@ -16,10 +16,12 @@ sends can raise out of the callback.
 
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import logging
 import os
 import re
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -57,6 +59,7 @@ DEVICE_STATUS_FLUSH_SECONDS = 5.0
 WRITER_BATCH = 2000
 WRITER_RETRY_SECONDS = 1.0
 STOP_WRITER_SECONDS = 8.0
+RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 LOG_EVERY_SECONDS = 10.0
 MAX_INT = 2**63 - 1
 
@@ -192,6 +195,7 @@ class Bridge:
             lambda: BridgeProtocol(self), local_addr=(self.host, self.requested_port)
         )
         self.port = self.transport.get_extra_info("sockname")[1]
+        _enlarge_receive_buffer(self.transport.get_extra_info("socket"))
         self._stopping = False
         self._writer_job = asyncio.create_task(self._writer_task())
         for coroutine in (self._refresher(), self._commands(), self._timers()):
@@ -721,6 +725,12 @@ class Bridge:
                 self._device_fields.setdefault(state.config.pk, {})["last_seen_at"] = seen
         if self._device_fields:
             self._queue_ready.set()
+
+
+def _enlarge_receive_buffer(sock) -> None:
+    """Room for bursts (hundreds of devices reconnecting at once); the kernel caps it at net.core.rmem_max."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
 
 
 def _with_connection(function, *args):

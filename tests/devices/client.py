@@ -114,6 +114,20 @@ class Client:
                 continue
             return seq, message
 
+    def request_retrying(self, message: dict, tries: int = 5) -> dict:
+        """Send and retransmit the same datagram as the protocol says (250 ms, doubling) until an answer comes."""
+        datagram = self.seal(message)
+        wait = 0.25
+        for _ in range(tries):
+            self.send(datagram)
+            try:
+                return self.read(timeout=wait)[1]
+            except NoAnswer:
+                wait *= 2
+            finally:
+                self.sock.settimeout(2.0)
+        raise NoAnswer(f"no answer after {tries} tries")
+
     def request(self, message: dict, answer: bool = True) -> dict | None:
         self.send(self.seal(message))
         if not answer:

@@ -5,8 +5,11 @@ import pytest
 
 from accesscontrol.snapshot import SnapshotStore
 from devices.bridge import Bridge
-from devices.models import Device
+from devices.models import Device, DeviceDoor, DeviceReader
 from tests.devices.client import Client
+from tests.factories import make_access_level, make_access_point, make_cardholder, make_key
+
+UID = "04A1B2C3D4E5F6"
 
 
 class RunningBridge:
@@ -79,3 +82,22 @@ def client_for(bridge):
     yield connect
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def site(make_device, bridge):
+    door = make_access_point(name="Main entrance", connection="online", open_time=6)
+    holder = make_cardholder(make_access_level(door), first_name="Ada", last_name="Lovelace")
+    make_key(holder, uid=UID)
+    device = make_device()
+    DeviceDoor.objects.create(device=device, number=1, access_point=door)
+    DeviceReader.objects.create(device=device, number=1, access_point=door)
+    bridge.reload()
+    return {"door": door, "holder": holder, "device": device}
+
+
+@pytest.fixture
+def device(site, client_for):
+    client = client_for(site["device"])
+    client.handshake()
+    return client

@@ -8,13 +8,11 @@ import pytest
 
 from accesscontrol.models import AuditEvent, Key
 from devices import sdp1
-from devices.models import Device, DeviceCommand, DeviceDoor, DeviceReader
+from devices.models import Device, DeviceCommand
 from tests.devices.client import NoAnswer
-from tests.factories import make_access_level, make_access_point, make_cardholder, make_key
+from tests.devices.conftest import UID
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-UID = "04A1B2C3D4E5F6"
 
 
 def eventually(predicate, timeout=5.0, interval=0.05):
@@ -25,25 +23,6 @@ def eventually(predicate, timeout=5.0, interval=0.05):
             return result
         time.sleep(interval)
     raise AssertionError("the condition did not become true in time")
-
-
-@pytest.fixture
-def site(make_device, bridge):
-    door = make_access_point(name="Main entrance", connection="online", open_time=6)
-    holder = make_cardholder(make_access_level(door), first_name="Ada", last_name="Lovelace")
-    make_key(holder, uid=UID)
-    device = make_device()
-    DeviceDoor.objects.create(device=device, number=1, access_point=door)
-    DeviceReader.objects.create(device=device, number=1, access_point=door)
-    bridge.reload()
-    return {"door": door, "holder": holder, "device": device}
-
-
-@pytest.fixture
-def device(site, client_for):
-    client = client_for(site["device"])
-    client.handshake()
-    return client
 
 
 def access(client, uid=UID, reader=1, req=1, **extra):
