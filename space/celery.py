@@ -1,9 +1,33 @@
+"""The Celery app: its configuration is the CELERY_* settings; tasks live in each app's ``tasks.py``."""
+
 import os
 
 from celery import Celery
+from celery.signals import worker_shutting_down
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "space.settings")
 
 app = Celery("space")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Beat (production profile, one instance) restarts a long-lived service whose
+# lease has expired: its worker died, or the task was lost with its message.
+ENSURE_EVERY_SECONDS = 10.0
+app.conf.beat_schedule = {
+    "ensure-device-bridge": {
+        "task": "devices.tasks.ensure_bridge",
+        "schedule": ENSURE_EVERY_SECONDS,
+        # A check that waited longer than the next one is worthless: drop it.
+        "options": {"expires": ENSURE_EVERY_SECONDS},
+    },
+}
+
+
+@worker_shutting_down.connect
+def stop_hosted_services(**kwargs):
+    # A warm shutdown waits for running tasks, and the long-lived ones only
+    # end when told to: stop them so the worker can exit (and release their leases).
+    from space import hosting
+
+    hosting.shutdown()

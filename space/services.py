@@ -2,13 +2,16 @@
 
 A service is an asyncio component with ``start()`` and ``stop()`` and no
 knowledge of its host: the same object runs here, on the web server's event
-loop, or inside a Celery worker in the production profile. The device bridge
-and the PMS/SHIP connectors join ``embedded_services()`` when they exist.
+loop, or on a loop of its own (``space.hosting``) inside a Celery worker or
+``manage.py runbridge``. The PMS/SHIP connectors join ``embedded_services()``
+when they exist.
 """
 
 import asyncio
 import logging
 from typing import Protocol
+
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +30,13 @@ class Service(Protocol):
 
 def embedded_services() -> list[Service]:
     """The services of the embedded profile, in start order (stopped in reverse)."""
-    return []
+    services = []
+    if settings.SPACE_BRIDGE_IN_RUNSPACE:
+        # Imported here, not at the top: the bridge imports models, which need the app registry ready.
+        from devices.bridge import Bridge
+
+        services.append(Bridge())
+    return services
 
 
 async def start_all(services: list[Service]) -> list[Service]:

@@ -6,6 +6,8 @@ key. The production profile (SPACE_PROFILE=production) refuses to start
 unless the unsafe defaults have been replaced.
 """
 
+import os
+import tempfile
 import zoneinfo
 from pathlib import Path
 
@@ -128,7 +130,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # Tests use a file too (not Django's shared in-memory database, which locks whole
     # tables): the device bridge's threads read and write while a test looks on.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    # One file per test process, so that two test runs never share one.
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"space-test-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- redis: channel layer, cache, celery broker -----------------------------

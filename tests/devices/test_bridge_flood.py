@@ -4,6 +4,7 @@ import os
 import random
 import socket
 import threading
+import time
 
 import pytest
 
@@ -13,6 +14,7 @@ from tests.devices.conftest import UID
 pytestmark = pytest.mark.django_db(transaction=True)
 
 GARBAGE = 100_000
+AHEAD = 2000
 
 
 def garbage(device_id: int, session_id: int, rng: random.Random) -> list[bytes]:
@@ -39,8 +41,10 @@ def test_a_device_keeps_getting_decisions_through_a_flood_of_garbage(site, devic
     def flood():
         for index, datagram in enumerate(datagrams):
             sender.sendto(datagram, ("127.0.0.1", bridge.port))
-            if index % 500 == 499:
-                done.wait(0.002)  # paced, so the kernel's buffer rather than the bridge is not what is tested
+            # Never more than a few thousand ahead of the bridge: what is tested is the bridge, not
+            # the kernel's socket buffer (whose overflow a loaded test machine would otherwise add).
+            while index - bridge.counters["dropped"] > AHEAD:
+                time.sleep(0.001)
         done.set()
 
     thread = threading.Thread(target=flood)
@@ -59,6 +63,9 @@ def test_a_device_keeps_getting_decisions_through_a_flood_of_garbage(site, devic
     assert all(d["t"] == "decision" and d["grant"] and d["req"] == i + 1 for i, d in enumerate(decisions))
     counters = bridge.counters
     assert counters["internal_error"] == 0
-    # Each garbage datagram was read and dropped (a few may be lost in the kernel under load).
-    assert counters["dropped"] >= 0.95 * GARBAGE
+    deadline = time.monotonic() + 10
+    while counters["dropped"] < GARBAGE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Each garbage datagram was read, dropped and counted.
+    assert counters["dropped"] == GARBAGE
     assert counters["decisions"] == len(decisions)

@@ -27,7 +27,16 @@ def environment(tmp_path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPACE_", "DATABASE_URL", "REDIS_URL"))}
     # SQLite in a temporary var/: the server migrates its own database, never the test run's.
     env["SPACE_VAR_DIR"] = str(tmp_path / "var")
+    # The device bridge runs inside runspace: on loopback, on a port nobody else holds.
+    env["SPACE_DEVICE_HOST"] = "127.0.0.1"
+    env["SPACE_DEVICE_PORT"] = str(free_udp_port())
     return env
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def get(url: str) -> tuple[int, bytes]:

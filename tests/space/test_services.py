@@ -1,10 +1,16 @@
-"""Services beside the web server start in order and stop in reverse, whatever fails."""
+"""Services: beside the web server they start in order and stop in reverse, whatever fails;
+on a loop of their own (space.hosting) they run until stopped (under a lease: tests/space/test_lease.py)."""
 
 import asyncio
+import socket
+import threading
 
 import pytest
 
-from space.services import start_all, stop_all
+from devices.bridge import Bridge
+from space import hosting
+from space.hosting import Host
+from space.services import embedded_services, start_all, stop_all
 
 
 class Recorder:
@@ -49,3 +55,119 @@ def test_a_service_that_fails_to_stop_does_not_keep_the_others_running():
     asyncio.run(stop_all(services))
 
     assert log == ["stop fias", "stop bridge"]
+
+
+# --- where the services come from ------------------------------------------------
+
+
+def test_the_embedded_profile_runs_the_device_bridge_inside_runspace(settings):
+    settings.SPACE_BRIDGE_IN_RUNSPACE = True
+
+    services = embedded_services()
+
+    assert [type(service) for service in services] == [Bridge]
+
+
+def test_the_production_profile_leaves_the_device_bridge_to_the_connectors_worker(settings):
+    settings.SPACE_BRIDGE_IN_RUNSPACE = False
+
+    assert embedded_services() == []
+
+
+# --- a service hosted on a loop of its own ---------------------------------------
+
+
+class EchoProtocol(asyncio.DatagramProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data, addr)
+
+
+class UdpEcho:
+    """A stand-in long-lived service: a UDP echo server on a free port."""
+
+    name = "udp echo"
+
+    def __init__(self, fail_start=False):
+        self.fail_start = fail_start
+        self.transport = None
+        self.port = None
+        self.log = []
+
+    async def start(self):
+        self.log.append("start")
+        if self.fail_start:
+            raise OSError("no such interface")
+        loop = asyncio.get_running_loop()
+        self.transport, _ = await loop.create_datagram_endpoint(EchoProtocol, local_addr=("127.0.0.1", 0))
+        self.port = self.transport.get_extra_info("sockname")[1]
+
+    async def stop(self):
+        self.log.append("stop")
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Hosted:
+    """A Host running on its own event loop in a thread, as in a Celery worker thread."""
+
+    def __init__(self, service, lease=None):
+        self.service = service
+        self.host = Host(service, lease)
+        self.started = threading.Event()
+        self.outcome = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            self.outcome.append(asyncio.run(self.host.run(on_started=lambda service: self.started.set())))
+        except Exception as error:
+            self.outcome.append(error)
+
+    def result(self, timeout=10):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the hosted service did not end"
+        return self.outcome[0]
+
+
+def echo(port: int, payload: bytes = b"ping") -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(payload, ("127.0.0.1", port))
+        return sock.recv(100)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_a_hosted_service_runs_until_it_is_stopped_from_another_thread():
+    hosted = Hosted(UdpEcho())
+    assert hosted.started.wait(10)
+
+    answer = echo(hosted.service.port)
+    hosted.host.stop()
+
+    assert answer == b"ping"
+    assert hosted.result() == hosting.STOPPED
+    assert hosted.service.log == ["start", "stop"]
+    assert port_is_free(hosted.service.port)
+
+
+def test_a_host_stopped_before_it_runs_never_starts_its_service():
+    service = UdpEcho()
+    host = Host(service)
+    host.stop()
+
+    outcome = asyncio.run(host.run())
+
+    assert outcome == hosting.STOPPED
+    assert service.log == []

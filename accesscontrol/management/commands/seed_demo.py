@@ -3,9 +3,11 @@
 Harbour House (offices, partition "Office building") and Hotel Miramar
 (partition "Hotel"): about sixty access points, time periods, a holiday
 calendar for the site's time zone, access levels, 300 cardholders with keys,
-hotel guests in their rooms, a few devices. The same random seed gives the
-same site every time. Runs once: on a database that already holds access
-points or cardholders it adds nothing.
+hotel guests in their rooms, and devices: control units and an updater with
+keys (generated, never printed), the control units driving every online door,
+so a simulator can run them. The same random seed gives the same site every
+time. Runs once: on a database that already holds access points or
+cardholders it adds nothing.
 """
 
 import datetime as dt
@@ -47,7 +49,7 @@ from accesscontrol.models import (
 from accesscontrol.pins import hash_pin
 from accesscontrol.rulechanges import record_everything
 from devices.choices import DeviceKind
-from devices.models import Device
+from devices.models import Device, DeviceDoor, DeviceReader
 
 RANDOM_SEED = 20240611
 CARDHOLDER_COUNT = 300
@@ -263,12 +265,21 @@ ACCESS_LEVELS = {
 
 DEVICES = [
     (1001, "Harbour House control unit 1", DeviceKind.CONTROL_UNIT, "Main entrance, loading dock, parking."),
-    (1002, "Harbour House control unit 2", DeviceKind.CONTROL_UNIT, "Server room, security office."),
+    (1002, "Harbour House control unit 2", DeviceKind.CONTROL_UNIT, "Server room, security office, executive suite."),
+    (1003, "Hotel Miramar control unit", DeviceKind.CONTROL_UNIT, "Lobby and staff entrances."),
     (2001, "Reception encoder", DeviceKind.ENCODER, "Harbour House reception desk."),
     (2002, "Front desk encoder", DeviceKind.ENCODER, "Hotel Miramar front desk."),
     (3001, "Lobby updater", DeviceKind.UPDATER, "Wall reader by the Harbour House lifts."),
     (4001, "PPD 1", DeviceKind.PPD, "Portable programming device, facilities office."),
 ]
+# Devices that talk SDP/1 get a key, so a simulator can drive them; the keys are never printed.
+KEYED_KINDS = (DeviceKind.CONTROL_UNIT, DeviceKind.UPDATER)
+# device id: the access points its doors 1, 2, ... drive; reader n reads for door n. Every online door is here.
+DEVICE_DOORS = {
+    1001: ["Main entrance", "Loading dock", "Parking gate", "Parking exit"],
+    1002: ["Server room", "Security office", "Executive suite"],
+    1003: ["Hotel lobby entrance", "Hotel staff entrance"],
+}
 
 
 class Command(BaseCommand):
@@ -572,8 +583,17 @@ class Seeder:
     # --- devices ---
 
     def make_devices(self) -> None:
-        Device.objects.bulk_create(
-            Device(device_id=device_id, name=name, kind=kind, description=description)
-            for device_id, name, kind, description in DEVICES
-        )
+        doors, readers = [], []
+        for device_id, name, kind, description in DEVICES:
+            device = Device(device_id=device_id, name=name, kind=kind, description=description)
+            if kind in KEYED_KINDS:
+                device.set_key()
+            device.save()
+            for number, point_name in enumerate(DEVICE_DOORS.get(device_id, ()), start=1):
+                point = self.points[point_name]
+                doors.append(DeviceDoor(device=device, number=number, access_point=point))
+                readers.append(DeviceReader(device=device, number=number, access_point=point))
+        DeviceDoor.objects.bulk_create(doors)
+        DeviceReader.objects.bulk_create(readers)
         self.plan.counts["devices"] = len(DEVICES)
+        self.plan.counts["  doors driven by devices"] = len(doors)

@@ -1,0 +1,244 @@
+"""Serializers for the devices part of API v1.
+
+A device's doors and readers are written nested, as a whole list, like a time
+period's intervals. Its key is never readable: it is given (or generated) when
+the device is created or rekeyed, and shown in that one response only.
+"""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from accesscontrol.api.serializers import ModelSerializer, NestedWritesMixin, VisibleRelatedField
+from accesscontrol.choices import OpeningMode
+from accesscontrol.models import AccessPoint, Zone
+from accesscontrol.permissions import restrict
+from devices.commands import DOOR_OPS
+from devices.models import DEVICE_KEY_SIZE, Device, DeviceCommand, DeviceDoor, DeviceReader
+
+MAX_DOORS = 256
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class DeviceKeyField(serializers.Field):
+    """A device key as 32 hex digits; bytes inside."""
+
+    default_error_messages = {"invalid": f"A device key is {DEVICE_KEY_SIZE * 2} hex digits."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or len(data) != DEVICE_KEY_SIZE * 2:
+            self.fail("invalid")
+        try:
+            key = bytes.fromhex(data)
+        except ValueError:
+            self.fail("invalid")
+        if len(key) != DEVICE_KEY_SIZE:  # fromhex() skips spaces
+            self.fail("invalid")
+        return key
+
+    def to_representation(self, value):
+        return value.hex()
+
+
+class DeviceDoorSerializer(ModelSerializer):
+    class Meta:
+        model = DeviceDoor
+        fields = ["id", "number", "access_point"]
+        # Checked against the other devices by DeviceSerializer; here it would trip over the device's own rows.
+        extra_kwargs = {"access_point": {"validators": []}}
+
+
+class DeviceReaderSerializer(ModelSerializer):
+    class Meta:
+        model = DeviceReader
+        fields = ["id", "number", "access_point"]
+
+
+def _numbered(items: list[dict], what: str) -> list[dict]:
+    numbers = [item["number"] for item in items]
+    if len(numbers) != len(set(numbers)):
+        raise serializers.ValidationError(f"Each {what} number may appear only once.")
+    return items
+
+
+class DeviceSerializer(NestedWritesMixin, ModelSerializer):
+    nested = {"doors": DeviceDoor, "readers": DeviceReader}
+    doors = DeviceDoorSerializer(many=True, required=False, max_length=MAX_DOORS)
+    readers = DeviceReaderSerializer(many=True, required=False, max_length=MAX_DOORS)
+    has_key = serializers.BooleanField(read_only=True)
+    key = DeviceKeyField(
+        source="issued_key",
+        required=False,
+        help_text=f"{DEVICE_KEY_SIZE * 2} hex digits, on create only; generated when not given. "
+        "Shown in the response to the create only, never again.",
+    )
+
+    class Meta:
+        model = Device
+        fields = [
+            "id",
+            "device_id",
+            "name",
+            "kind",
+            "description",
+            "enabled",
+            "has_key",
+            "key",
+            "doors",
+            "readers",
+            "created_at",
+            "updated_at",
+            "online",
+            "last_seen_at",
+            "address",
+            "firmware",
+            "battery",
+            "tamper",
+            "door_states",
+        ]
+        # The live status is the device bridge's to write.
+        read_only_fields = [
+            "created_at",
+            "updated_at",
+            "online",
+            "last_seen_at",
+            "address",
+            "firmware",
+            "battery",
+            "tamper",
+            "door_states",
+        ]
+
+    def validate_device_id(self, device_id):
+        if self.instance is not None and device_id != self.instance.device_id:
+            # The key is sealed for the id; a device with another id is another device.
+            raise serializers.ValidationError("A commissioned device's id cannot change; commission a new device.")
+        return device_id
+
+    def validate_key(self, key):
+        if self.instance is not None:
+            raise serializers.ValidationError("A device gets a new key through its rekey action.")
+        return key
+
+    def validate_doors(self, doors):
+        _numbered(doors, "door")
+        points = [door["access_point"] for door in doors]
+        if len(points) != len(set(points)):
+            raise serializers.ValidationError("An access point is driven by one door only.")
+        taken = DeviceDoor.objects.filter(access_point__in=points)
+        if self.instance is not None:
+            taken = taken.exclude(device=self.instance)
+        taken = sorted(taken.values_list("access_point__name", flat=True))
+        if taken:
+            raise serializers.ValidationError(f"Another device drives {', '.join(taken)} already.")
+        self._refuse_hidden_mappings("doors")
+        return doors
+
+    def validate_readers(self, readers):
+        _numbered(readers, "reader")
+        self._refuse_hidden_mappings("readers")
+        return readers
+
+    def create(self, validated_data):
+        key = validated_data.pop("issued_key", None)
+        device = super().create(validated_data)
+        # Read back by the ``key`` field: the response to the create is the only place it is shown.
+        device.issued_key = device.set_key(key)
+        device.save(update_fields=["key_sealed"])
+        return device
+
+    def _refuse_hidden_mappings(self, relation: str) -> None:
+        """A list is written as a whole: rewriting it must not drop mappings to access points the writer cannot see."""
+        if self.instance is None:
+            return
+        request = self.context.get("request")
+        visible = restrict(AccessPoint.objects.all(), getattr(request, "user", None), "view")
+        if getattr(self.instance, relation).exclude(access_point__in=visible).exists():
+            raise serializers.ValidationError(
+                f"This device's {relation} include access points you cannot see; "
+                "only an operator who sees them all may rewrite them."
+            )
+
+
+class DeviceKeySerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    device_id = serializers.IntegerField(read_only=True)
+    key = DeviceKeyField(
+        required=False,
+        help_text=f"{DEVICE_KEY_SIZE * 2} hex digits; generated when not given. Shown in this response only.",
+    )
+
+
+class DeviceCommandSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DeviceCommand
+        fields = [
+            "id",
+            "device",
+            "op",
+            "args",
+            "access_point",
+            "status",
+            "error",
+            "operator",
+            "created_at",
+            "sent_at",
+            "acknowledged_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+# --- issuing commands to doors --------------------------------------------------------------------
+
+
+# What each opening mode does at the door, for the schema's readers.
+MODE_CHOICES = [
+    (OpeningMode.STANDARD, "opens for each granted key, then locks again"),
+    (OpeningMode.OFFICE, "a cardholder with office rights leaves it open until one locks it again"),
+    (OpeningMode.TOGGLE, "each granted key opens it or locks it"),
+    (OpeningMode.TIMED, "open during the access point's timed period"),
+]
+
+
+class IssueCommandSerializer(serializers.Serializer):
+    """One operation on one target: an access point, a zone or the whole site."""
+
+    op = serializers.ChoiceField(choices=[(op.value, op.label) for op in DOOR_OPS])
+    access_point = VisibleRelatedField(queryset=AccessPoint.objects.all(), required=False)
+    zone = VisibleRelatedField(queryset=Zone.objects.all(), required=False)
+    site = serializers.BooleanField(required=False, default=False, help_text="The whole site.")
+    mode = serializers.ChoiceField(choices=MODE_CHOICES, required=False, help_text="For set_mode only.")
+
+    def validate(self, attrs):
+        targets = [name for name in ("access_point", "zone") if attrs.get(name) is not None]
+        targets += ["site"] if attrs.get("site") else []
+        if len(targets) != 1:
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Name exactly one target: an access_point, a zone, or site: true."]}
+            )
+        if attrs["op"] == "set_mode" and "mode" not in attrs:
+            raise serializers.ValidationError({"mode": ["set_mode needs a mode."]})
+        if attrs["op"] != "set_mode" and "mode" in attrs:
+            raise serializers.ValidationError({"mode": ["Only set_mode takes a mode."]})
+        return attrs
+
+
+class IssuedCommandsSerializer(serializers.Serializer):
+    op = serializers.CharField()
+    access_point = serializers.IntegerField(allow_null=True)
+    zone = serializers.IntegerField(allow_null=True)
+    site = serializers.BooleanField()
+    mode = serializers.CharField(allow_null=True)
+    access_points = serializers.ListField(child=serializers.IntegerField(), help_text="The access points acted on.")
+    commands = serializers.ListField(
+        child=serializers.IntegerField(), help_text="The device commands queued (their ids), one per device door."
+    )
+    queued = serializers.IntegerField(help_text="How many device commands were queued.")
+    without_device = serializers.ListField(
+        child=serializers.IntegerField(), help_text="Access points no enabled device drives: only their flags changed."
+    )
+    still_in_lockdown = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="end_emergency: access points still refused under another lockdown (site, zone or their own).",
+    )

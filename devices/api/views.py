@@ -1,0 +1,154 @@
+"""API v1 views for devices and for the commands operators send to doors.
+
+The viewsets sit on the shared base of ``accesscontrol.api.views``: querysets go
+through ``restrict``, writes are transactions recorded in the system auditor.
+Devices are site-wide, like calendars: their doors and readers name access
+points, which must be ones the operator can see. A device command belongs to
+its access point's partition.
+"""
+
+import django_filters as filters
+from django.db import transaction
+from django.db.models import Q
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, generics, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from accesscontrol.api.views import SpaceModelViewSet, SpaceReadOnlyViewSet
+from accesscontrol.filtersets import IdFilter
+from accesscontrol.models import AccessPoint, SiteSettings, Zone
+from accesscontrol.permissions import permission_name, restrict
+from devices import commands
+from devices.api import serializers
+from devices.choices import CommandOp, CommandStatus, DeviceKind
+from devices.models import Device, DeviceCommand, DeviceDoor, DeviceReader
+
+VIA = "api"
+
+
+class DeviceFilterSet(filters.FilterSet):
+    device_id = IdFilter()
+    name = filters.CharFilter(lookup_expr="icontains")
+    kind = filters.ChoiceFilter(choices=DeviceKind.choices)
+    access_point = IdFilter(method="filter_access_point", label="Drives or reads for this access point")
+
+    class Meta:
+        model = Device
+        fields = ["device_id", "name", "kind", "enabled", "online", "tamper", "access_point"]
+
+    def filter_access_point(self, queryset, name, value):
+        doors = DeviceDoor.objects.filter(access_point_id=value).values("device_id")
+        readers = DeviceReader.objects.filter(access_point_id=value).values("device_id")
+        return queryset.filter(Q(pk__in=doors) | Q(pk__in=readers))
+
+
+class DeviceCommandFilterSet(filters.FilterSet):
+    device = IdFilter(field_name="device_id")
+    access_point = IdFilter(field_name="access_point_id")
+    operator = IdFilter(field_name="operator_id")
+    op = filters.MultipleChoiceFilter(choices=CommandOp.choices)
+    status = filters.MultipleChoiceFilter(choices=CommandStatus.choices)
+    created = filters.IsoDateTimeFromToRangeFilter(
+        field_name="created_at", help_text="created_after and created_before, ISO 8601."
+    )
+
+    class Meta:
+        model = DeviceCommand
+        fields = ["device", "access_point", "operator", "op", "status", "created"]
+
+
+class DeviceViewSet(SpaceModelViewSet):
+    queryset = Device.objects.prefetch_related("doors", "readers")
+    serializer_class = serializers.DeviceSerializer
+    filterset_class = DeviceFilterSet
+    search_fields = ["name", "description"]
+    ordering_fields = ["id", "device_id", "name", "kind", "last_seen_at"]
+
+    def save_new(self, serializer):
+        given = "issued_key" in serializer.validated_data
+        fields = sorted(name for name in serializer.validated_data if name != "issued_key")
+        serializer.save()  # the response is the only place the key is ever shown
+        self.audit("create", serializer.instance, {"fields": fields, "key": "given" if given else "generated"})
+
+    @extend_schema(request=serializers.DeviceKeySerializer, responses=serializers.DeviceKeySerializer)
+    @action(detail=True, methods=["post"], permission_action="change")
+    def rekey(self, request, pk=None):
+        """Give the device a new key (the one sent, or a generated one), shown in this response only."""
+        device = self.get_object()
+        body = serializers.DeviceKeySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        key = commands.rekey(device, key=body.validated_data.get("key"), operator=request.user, via=VIA)
+        return Response(
+            serializers.DeviceKeySerializer({"id": device.pk, "device_id": device.device_id, "key": key}).data
+        )
+
+
+class DeviceCommandViewSet(SpaceReadOnlyViewSet):
+    """Commands queued for devices and how far each got. They are made by ``POST /api/v1/commands/``."""
+
+    queryset = DeviceCommand.objects.all()
+    serializer_class = serializers.DeviceCommandSerializer
+    filterset_class = DeviceCommandFilterSet
+    ordering_fields = ["id", "created_at", "finished_at"]
+
+    def get_queryset(self):
+        return commands.visible_commands(super().get_queryset(), self.request.user)
+
+
+class IssueCommandView(generics.GenericAPIView):
+    """Send a command to the doors of an access point, a zone or the whole site.
+
+    ``open``, ``set_mode`` (with ``mode``, also stored as the access points'
+    opening mode), ``emergency_open``, ``emergency_close`` (sets the target's
+    lockdown: online decisions are refused at once) and ``end_emergency``
+    (clears it). One device command is queued per device door; the answer
+    lists them. The operator must be allowed to change every access point the
+    target reaches, and, for an emergency close or its end, the zone or the site.
+    """
+
+    # For the permission check: issuing commands needs devices.add_devicecommand.
+    queryset = DeviceCommand.objects.all()
+    serializer_class = serializers.IssueCommandSerializer
+    http_method_names = ["post", "options"]
+
+    @extend_schema(responses={201: serializers.IssuedCommandsSerializer})
+    def post(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        target = data.get("access_point") or data.get("zone") or SiteSettings.load()
+        self.check_target(data["op"], target)
+        with transaction.atomic():
+            issued = commands.issue(data["op"], target, mode=data.get("mode"), operator=request.user, via=VIA)
+        return Response(serializers.IssuedCommandsSerializer(_answer(issued)).data, status=status.HTTP_201_CREATED)
+
+    def check_target(self, op: str, target) -> None:
+        user = self.request.user
+        if op in (CommandOp.EMERGENCY_CLOSE, CommandOp.END_EMERGENCY) and not _may_change(user, target):
+            raise exceptions.PermissionDenied(f"You may not change the lockdown of {target}.")
+        changeable = restrict(AccessPoint.objects.all(), user, "change").values("pk")
+        if commands.access_points_of(target).exclude(pk__in=changeable).exists():
+            raise exceptions.PermissionDenied("You may not change every access point this command reaches.")
+
+
+def _may_change(user, target) -> bool:
+    if isinstance(target, SiteSettings):
+        return user.has_perm(permission_name(SiteSettings, "change"))
+    return restrict(type(target).objects.filter(pk=target.pk), user, "change").exists()
+
+
+def _answer(issued: commands.Issued) -> dict:
+    target = issued.target
+    return {
+        "op": issued.op,
+        "access_point": target.pk if isinstance(target, AccessPoint) else None,
+        "zone": target.pk if isinstance(target, Zone) else None,
+        "site": isinstance(target, SiteSettings),
+        "mode": issued.mode,
+        "access_points": issued.access_points,
+        "commands": [command.pk for command in issued.commands],
+        "queued": issued.queued,
+        "without_device": issued.without_device,
+        "still_in_lockdown": issued.still_in_lockdown,
+    }
