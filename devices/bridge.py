@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, InterfaceError, connection
 from django.utils import timezone
 
 from accesscontrol.choices import AuditKind
@@ -58,6 +58,7 @@ COMMAND_TTL = dt.timedelta(minutes=10)
 DEVICE_STATUS_FLUSH_SECONDS = 5.0
 WRITER_BATCH = 2000
 WRITER_RETRY_SECONDS = 1.0
+WRITER_GATHER_SECONDS = 0.005
 STOP_WRITER_SECONDS = 8.0
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 LOG_EVERY_SECONDS = 10.0
@@ -222,7 +223,7 @@ class Bridge:
                 await asyncio.gather(self._writer_job, return_exceptions=True)
             self._writer_job = None
         for executor in (self._reader, self._writer):
-            executor.submit(close_old_connections)
+            executor.submit(_close_connection)
             executor.shutdown(wait=True)
 
     # --- datagrams ------------------------------------------------------------
@@ -576,6 +577,9 @@ class Bridge:
                 await self._queue_ready.wait()
                 self._queue_ready.clear()
             while self._queue or self._device_fields:
+                if len(self._queue) < WRITER_BATCH and not self._stopping:
+                    # A moment to gather more: one commit for many rows is what makes the writer fast.
+                    await asyncio.sleep(WRITER_GATHER_SECONDS)
                 try:
                     await self._flush()
                 except asyncio.CancelledError:
@@ -734,6 +738,14 @@ def _enlarge_receive_buffer(sock) -> None:
 
 
 def _with_connection(function, *args):
-    """Run ORM work on a bridge thread, replacing a connection that broke or grew too old."""
-    close_old_connections()
-    return function(*args)
+    """Run ORM work on a bridge thread. Its connection stays open between calls (the bridge's
+    threads are few and long-lived); one that failed is closed, so the next call opens a new one."""
+    try:
+        return function(*args)
+    except (DatabaseError, InterfaceError):
+        connection.close()
+        raise
+
+
+def _close_connection() -> None:
+    connection.close()

@@ -8,6 +8,7 @@ the ``ack`` frames for them.
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass, field
 
 from django.db import transaction
@@ -88,17 +89,30 @@ def store(events: list[AuditEvent], commands: list[CommandUpdate], devices: dict
             Device.objects.filter(pk=pk).update(**fields)
 
 
-def _name_cardholders(events: list[AuditEvent]) -> None:
-    ids = {event.cardholder_id for event in events if event.cardholder_id and not event.cardholder_name}
-    if not ids:
-        return
-    names = {
-        pk: f"{first} {last}".strip()
-        for pk, first, last in Cardholder.objects.filter(pk__in=ids).values_list("pk", "first_name", "last_name")
-    }
-    for event in events:
-        if event.cardholder_id in names:
-            event.cardholder_name = names[event.cardholder_id]
+class _Names:
+    """Cardholder names by id, for audit rows; kept a minute (a renamed cardholder shows late, never wrong for long)."""
+
+    TTL_SECONDS = 60.0
+
+    def __init__(self):
+        self.names: dict[int, str] = {}
+        self.loaded_at = time.monotonic()
+
+    def fill(self, events: list[AuditEvent]) -> None:
+        if time.monotonic() - self.loaded_at > self.TTL_SECONDS:
+            self.names.clear()
+            self.loaded_at = time.monotonic()
+        names = self.names
+        missing = {e.cardholder_id for e in events if e.cardholder_id and e.cardholder_id not in names}
+        if missing:
+            rows = Cardholder.objects.filter(pk__in=missing).values_list("pk", "first_name", "last_name")
+            names.update((pk, f"{first} {last}".strip()) for pk, first, last in rows)
+        for event in events:
+            if event.cardholder_id and not event.cardholder_name:
+                event.cardholder_name = names.get(event.cardholder_id, "")
+
+
+_name_cardholders = _Names().fill
 
 
 _STATUS_TIMESTAMP = {

@@ -29,6 +29,8 @@ from devices import sdp1
 
 RETRY_FIRST_S = 0.25
 TRIES = 5
+# Events in flight per session; the rest of the buffer waits for acks (a device never floods its link).
+EVENT_WINDOW = 16
 DEFAULT_HEARTBEAT_S = 30
 # Commands remembered so that one the server sends again is not carried out twice.
 REMEMBERED_COMMANDS = 1024
@@ -100,7 +102,19 @@ class _Pending:
 
 
 class _Session:
-    __slots__ = ("answers", "id", "next_req", "next_seq", "open", "opener", "pending", "requests", "sealer", "window")
+    __slots__ = (
+        "answers",
+        "events_in_flight",
+        "id",
+        "next_req",
+        "next_seq",
+        "open",
+        "opener",
+        "pending",
+        "requests",
+        "sealer",
+        "window",
+    )
 
     def __init__(self, session_id: int, k_d2s: bytes, k_s2d: bytes):
         self.id = session_id
@@ -113,6 +127,7 @@ class _Session:
         self.pending: dict[int, _Pending] = {}  # our seq -> frame awaiting its answer
         self.requests: dict[int, _Pending] = {}  # req -> access awaiting its decision
         self.open = False  # from the welcome on
+        self.events_in_flight: set[int] = set()  # event ids sent in this session, not acknowledged yet
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -157,6 +172,7 @@ class SimulatedDevice:
         local_host: str | None = None,
         retry_first_s: float = RETRY_FIRST_S,
         tries: int = TRIES,
+        event_window: int = EVENT_WINDOW,
         door_hold_s: float = 1.0,
         nonces=secrets.token_bytes,
     ):
@@ -173,6 +189,7 @@ class SimulatedDevice:
         self.local_host = local_host
         self.retry_first_s = retry_first_s
         self.tries = tries
+        self.event_window = event_window
         self.door_hold_s = door_hold_s
         self.heartbeat_s = DEFAULT_HEARTBEAT_S
         self.server_time: str | None = None
@@ -472,8 +489,10 @@ class SimulatedDevice:
         del session.pending[seq]
         pending.timer.cancel()
         if pending.kind == EVENT:
+            session.events_in_flight.discard(pending.ref)
             if self._events.pop(pending.ref, None) is not None:
                 self.stats.events_acked += 1
+            self._send_buffered_events(session)
             waiter = self._event_waiters.pop(pending.ref, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
@@ -583,7 +602,18 @@ class SimulatedDevice:
         pending.timer = self._loop.call_later(pending.delay, self._retransmit, session, pending)
         return pending
 
+    def _send_buffered_events(self, session: _Session) -> None:
+        """Fill the event window from the buffer, oldest first."""
+        for event_id, event in self._events.items():
+            if len(session.events_in_flight) >= self.event_window:
+                return
+            if event_id not in session.events_in_flight:
+                self._send_event(session, event)
+
     def _send_event(self, session: _Session, event: dict) -> None:
+        if len(session.events_in_flight) >= self.event_window:
+            return  # it stays in the buffer; an ack makes room
+        session.events_in_flight.add(event["id"])
         self._request(session, EVENT, {"t": EVENT, "ev": event}, event["id"])
         if event["id"] in self._never_sent:
             self._never_sent.discard(event["id"])

@@ -39,6 +39,8 @@ from django.db.models import Count
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 FIRST_ID = 900001
 READY_TIMEOUT = 120
+# SPACE_BENCH_PROFILE=FILE runs the bridge under cProfile, writing its statistics to FILE.
+PROFILE = ["-m", "cProfile", "-o", os.environ["SPACE_BENCH_PROFILE"]] if os.environ.get("SPACE_BENCH_PROFILE") else []
 
 
 def _percentile(ordered: list[float], share: float) -> float:
@@ -94,7 +96,7 @@ class Command(BaseCommand):
         result["echo_round_trips_per_second"] = self.echo(options)
 
         bridge = subprocess.Popen(  # noqa: S603 (our own manage.py)
-            [sys.executable, MANAGE, "runbridge", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, *PROFILE, MANAGE, "runbridge", "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
