@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ DEVICE_STATUS_FLUSH_SECONDS = 5.0
 WRITER_BATCH = 2000
 WRITER_RETRY_SECONDS = 1.0
 WRITER_GATHER_SECONDS = 0.005
+GIL_SWITCH_SECONDS = 0.001
 STOP_WRITER_SECONDS = 8.0
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 LOG_EVERY_SECONDS = 10.0
@@ -189,6 +191,8 @@ class Bridge:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        # The writer thread holds the GIL in ORM code; a shorter switch interval keeps decisions prompt.
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_SECONDS))
         self._queue_ready = asyncio.Event()
         await self._read(self.store.refresh)
         await self._reload_registry(force=True)

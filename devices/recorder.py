@@ -7,11 +7,12 @@ the ``ack`` frames for them.
 """
 
 import datetime as dt
+import json
 import logging
 import time
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Max
 
 from accesscontrol.models import AuditEvent, Cardholder
@@ -82,11 +83,64 @@ def store(events: list[AuditEvent], commands: list[CommandUpdate], devices: dict
     """
     _name_cardholders(events)
     with transaction.atomic():
-        AuditEvent.objects.bulk_create(events, ignore_conflicts=True)
+        _insert_events(events, now)
         for update in commands:
             _apply_command_update(update, now)
         for pk, fields in devices.items():
             Device.objects.filter(pk=pk).update(**fields)
+
+
+_EVENT_COLUMNS = (
+    "at",
+    "recorded_at",
+    "kind",
+    "reason",
+    "access_point_id",
+    "access_point_name",
+    "cardholder_id",
+    "cardholder_name",
+    "key_uid",
+    "device_id",
+    "device_event_id",
+    "operator_id",
+    "detail",
+)
+
+
+def _insert_events(events: list[AuditEvent], now: dt.datetime) -> None:
+    """``bulk_create(ignore_conflicts=True)``, by hand where the database allows: the ORM's per-field
+    work is most of the writer's time at thousands of events per second."""
+    if not events:
+        return
+    if connection.vendor not in ("sqlite", "postgresql"):
+        AuditEvent.objects.bulk_create(events, ignore_conflicts=True)
+        return
+    ops = connection.ops
+    recorded_at = ops.adapt_datetimefield_value(now)
+    rows = [
+        (
+            ops.adapt_datetimefield_value(e.at),
+            recorded_at,
+            e.kind,
+            e.reason,
+            e.access_point_id,
+            e.access_point_name,
+            e.cardholder_id,
+            e.cardholder_name,
+            e.key_uid,
+            e.device_id,
+            e.device_event_id,
+            e.operator_id,
+            json.dumps(e.detail),
+        )
+        for e in events
+    ]
+    table = connection.ops.quote_name(AuditEvent._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(c) for c in _EVENT_COLUMNS)
+    placeholders = ", ".join(["%s"] * len(_EVENT_COLUMNS))
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT DO NOTHING"  # noqa: S608 (no input in it)
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 class _Names:

@@ -54,7 +54,7 @@ class Command(BaseCommand):
         parser.add_argument("--devices", type=int, default=200)
         parser.add_argument("--seconds", type=float, default=20.0, help="Length of the load run (default 20).")
         parser.add_argument(
-            "--rate", type=float, default=2500.0, help="Actions per second, all devices (default 2500)."
+            "--rate", type=float, default=3000.0, help="Actions per second, all devices (default 3000)."
         )
         parser.add_argument("--processes", type=int, default=2, help="Load processes (default 2).")
         parser.add_argument("--backlog", type=int, default=100, help="Events per device in the burst (default 100).")
