@@ -29,7 +29,7 @@ class RunBridge:
     def __init__(self, env: dict, output: Path, *args: str):
         self.output_path = output
         self.output_file = output.open("w")
-        self.process = subprocess.Popen(  # noqa: S603 (our own manage.py)
+        self.process = subprocess.Popen(
             [sys.executable, "manage.py", "runbridge", *args],
             cwd=BASE_DIR,
             env=env,

@@ -137,7 +137,7 @@ class Worker:
     def __init__(self, env: dict, log: Path):
         self.log_path = log
         self.log_file = log.open("w")
-        self.process = subprocess.Popen(  # noqa: S603 (this interpreter's celery)
+        self.process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",

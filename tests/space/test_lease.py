@@ -84,7 +84,7 @@ def test_renewing_keeps_the_lease_past_its_first_ttl(client, name):
 
 def test_a_lease_whose_holder_died_expires_and_another_takes_it(client, name):
     # The holder is a real process, killed without a chance to release.
-    holder = subprocess.Popen(  # noqa: S603 (this interpreter, a fixed script)
+    holder = subprocess.Popen(
         [
             sys.executable,
             "-c",

@@ -49,7 +49,7 @@ def get(url: str) -> tuple[int, bytes]:
 
 def start(tmp_path, *args) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    process = subprocess.Popen(  # noqa: S603 (our own manage.py)
+    process = subprocess.Popen(
         [sys.executable, "manage.py", "runspace", "--port", str(port), *args],
         cwd=BASE_DIR,
         env=environment(tmp_path),
@@ -112,7 +112,7 @@ def test_it_fails_loudly_when_the_port_is_taken(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(  # noqa: S603 (our own manage.py)
+        result = subprocess.run(
             [sys.executable, "manage.py", "runspace", "--port", str(port), "--no-migrate"],
             cwd=BASE_DIR,
             env=environment(tmp_path),

@@ -24,7 +24,7 @@ def manage(*args, tmp_path, **env) -> subprocess.CompletedProcess:
     }
     environment["SPACE_VAR_DIR"] = str(tmp_path / "var")
     environment.update(env)
-    return subprocess.run(  # noqa: S603 (our own manage.py)
+    return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=BASE_DIR,
         env=environment,
