@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts Space. The first start also creates the database, a demo site and the
 # "admin" operator, whose generated password is printed that one time.
-#   scripts/start.sh [runspace options, e.g. --port 8200]
+#   scripts/start.sh [--simulate[=N]] [runspace options, e.g. --port 8200]
+# --simulate also runs N (default 20) simulated SDP/1 devices against the device
+# bridge, so the demo has live door and access events.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,8 +18,16 @@ marker="$SPACE_VAR_DIR/first-start-done"
 
 host=${SPACE_HTTP_HOST:-127.0.0.1}
 port=${SPACE_HTTP_PORT:-8100}
-# Honour --host/--port given to this script, for the message below.
-args=("$@")
+# --simulate is this script's; the rest goes to runspace. --host/--port are read for the message below.
+simulate=0
+args=()
+for arg in "$@"; do
+  case "$arg" in
+    --simulate) simulate=20 ;;
+    --simulate=*) simulate=${arg#--simulate=} ;;
+    *) args+=("$arg") ;;
+  esac
+done
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[$i]}" in
     --host) host=${args[$((i + 1))]:-$host} ;;
@@ -48,4 +58,14 @@ else
 fi
 echo
 
-exec $PY manage.py runspace "$@"
+if [ "$simulate" -gt 0 ] 2>/dev/null; then
+  echo "Simulating $simulate devices against the device bridge (udp port ${SPACE_DEVICE_PORT:-7100})."
+  # The devices retry their handshake until the bridge inside runspace listens.
+  $PY manage.py simulate_devices --count "$simulate" --rate "$simulate" \
+    --server "127.0.0.1:${SPACE_DEVICE_PORT:-7100}" >"$SPACE_VAR_DIR/simulator.log" 2>&1 &
+  simulator=$!
+  trap 'kill $simulator 2>/dev/null' EXIT INT TERM
+  $PY manage.py runspace "${args[@]}"
+else
+  exec $PY manage.py runspace "${args[@]}"
+fi
