@@ -137,6 +137,8 @@ class Pending:
     event: AuditEvent | None = None
     command: CommandUpdate | None = None
     ack: bool = True
+    # The source of the datagram the ack will answer: answers go there, not to a newer address.
+    address: tuple | None = None
 
 
 class BridgeProtocol(asyncio.DatagramProtocol):
@@ -358,11 +360,13 @@ class Bridge:
         self._send(datagram, state.address)
         return datagram
 
-    def _answer(self, state: DeviceState, session: Session, seq: int, message: dict) -> None:
+    def _answer(self, state: DeviceState, session: Session, seq: int, message: dict, address=None) -> None:
+        """Seal the answer to ``seq`` and send it to the source of that datagram (``state.address`` while
+        handling it); a session replaced meanwhile keeps the answer for a duplicate but sends nothing."""
         datagram = self._seal(state, session, message)
         session.answers[seq] = datagram
         if session is state.session:
-            self._send(datagram, state.address)
+            self._send(datagram, address or state.address)
 
     def _sealed(self, state: DeviceState, frame: sdp1.Frame, data: bytes, addr) -> None:
         session = state.session
@@ -491,7 +495,7 @@ class Bridge:
             device_event_id=event_id,
             detail=detail,
         )
-        self._enqueue(Pending(state, session, seq, event=audit))
+        self._enqueue(Pending(state, session, seq, event=audit, address=state.address))
         return True
 
     def _on_status(self, state: DeviceState, session: Session, seq: int, message: dict) -> bool:
@@ -532,7 +536,7 @@ class Bridge:
                 # The result implies the command arrived.
                 del session.outgoing[number]
         update = CommandUpdate(cmd, CommandStatus.SUCCEEDED if ok else CommandStatus.FAILED, error or "")
-        self._enqueue(Pending(state, session, seq, command=update))
+        self._enqueue(Pending(state, session, seq, command=update, address=state.address))
         return True
 
     _handlers = {
@@ -614,7 +618,7 @@ class Bridge:
                 self._in_flight.pop(update.cmd, None)
         for item in batch:
             if item.ack and item.session is not None:
-                self._answer(item.state, item.session, item.seq, {"t": "ack", "seq": item.seq})
+                self._answer(item.state, item.session, item.seq, {"t": "ack", "seq": item.seq}, item.address)
 
     async def _write(self, function, *args):
         return await self.loop.run_in_executor(self._writer, _with_connection, function, *args)

@@ -272,3 +272,21 @@ def test_a_silent_device_goes_offline_after_three_heartbeats(make_device, client
         client.close()
     finally:
         running.stop()
+
+
+def test_an_ack_after_commit_goes_to_the_source_of_the_event_it_answers(device):
+    import socket
+
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other.bind(("127.0.0.1", 0))
+    other.settimeout(2)
+    try:
+        # The event from the device's socket, then at once a status from another address (the device moved).
+        device.send(device.seal(event(21)))
+        other.sendto(device.seal({"t": "status", "doors": {"1": "closed"}}), device.server)
+        status_ack = device.open(other.recvfrom(2048)[0])[1]
+        event_ack = device.open(device.receive())[1]
+    finally:
+        other.close()
+    assert status_ack == {"t": "ack", "seq": device.seq}
+    assert event_ack == {"t": "ack", "seq": device.seq - 1}
