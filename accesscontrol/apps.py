@@ -6,6 +6,6 @@ class AccessControlConfig(AppConfig):
     verbose_name = "Access control"
 
     def ready(self):
-        from accesscontrol import rulechanges
+        from accesscontrol import live, rulechanges  # noqa: F401 (signal receivers)
 
         rulechanges.connect()

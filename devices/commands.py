@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from accesscontrol import live
 from accesscontrol.actions import record_operator_action
 from accesscontrol.choices import AuditKind, OpeningMode
 from accesscontrol.models import AccessPoint, AuditEvent, SiteSettings, Zone
@@ -206,7 +207,7 @@ def _record(issued: Issued, points: list[AccessPoint], doors: dict[int, DeviceDo
     )
     commands = {command.access_point_id: command for command in issued.commands}
     now = timezone.now()
-    AuditEvent.objects.bulk_create(
+    events = AuditEvent.objects.bulk_create(
         AuditEvent(
             at=now,
             kind=AUDIT_KINDS[issued.op],
@@ -223,6 +224,7 @@ def _record(issued: Issued, points: list[AccessPoint], doors: dict[int, DeviceDo
         )
         for point in points
     )
+    live.announce(events)
 
 
 # --- who sees which commands -------------------------------------------------------------------------

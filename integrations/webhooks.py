@@ -1,0 +1,5 @@
+"""Webhooks (being written): ``enqueue`` writes delivery rows for matching subscriptions."""
+
+
+def enqueue(payloads: list[dict]) -> None:
+    return None
