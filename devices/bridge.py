@@ -33,6 +33,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection
 from django.utils import timezone
 
+from accesscontrol import live
 from accesscontrol.choices import AuditKind
 from accesscontrol.choices import Decision as Reason
 from accesscontrol.engine import decide, normalize_uid, passback_after
@@ -64,6 +65,7 @@ GIL_SWITCH_SECONDS = 0.001
 STOP_WRITER_SECONDS = 8.0
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 LOG_EVERY_SECONDS = 10.0
+MAX_DOORS = 64
 MAX_INT = 2**63 - 1
 
 EVENT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
@@ -125,6 +127,7 @@ class DeviceState:
     address: tuple | None = None
     last_seen: float = 0.0
     online: bool = False
+    door_states: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -183,6 +186,7 @@ class Bridge:
         self._inside: dict[int, frozenset[int]] = {}
         self._log_times: dict[tuple, float] = {}
         self._fingerprint = None
+        self._live: list[dict] = []
         self._loaded_at = 0.0
         self._full_at = 0.0
         # Reads (snapshot refresh, registry, commands) and writes run on separate threads.
@@ -507,7 +511,7 @@ class Bridge:
         if not (firmware is None or isinstance(firmware, str)):
             return False
         fields = self._device_fields.setdefault(state.config.pk, {})
-        fields["door_states"] = {str(k)[:16]: v for k, v in list(doors.items())[:64]}
+        fields["door_states"] = {str(k)[:16]: v for k, v in list(doors.items())[:MAX_DOORS]}
         if battery is not None:
             fields["battery"] = battery
         if tamper is not None:
@@ -515,7 +519,28 @@ class Bridge:
         if firmware is not None:
             fields["firmware"] = firmware[:64]
         self._answer(state, session, seq, {"t": "ack", "seq": seq})
+        self._door_states_changed(state, doors)
         return True
+
+    def _door_states_changed(self, state: DeviceState, doors: dict) -> None:
+        for door, door_state in doors.items():
+            if state.door_states.get(door) == door_state or (
+                door not in state.door_states and len(state.door_states) >= MAX_DOORS
+            ):
+                continue
+            state.door_states[door] = door_state
+            number = int(door) if isinstance(door, str) and door.isdigit() else None
+            place = state.config.doors.get(number)
+            self._live.append(
+                live.door_state_payload(
+                    place.id if place else None,
+                    place.name if place else "",
+                    place.partition_id if place else None,
+                    state.config.pk,
+                    door,
+                    door_state,
+                )
+            )
 
     def _on_ack(self, state: DeviceState, session: Session, seq: int, message: dict) -> bool:
         acked = message.get("seq")
@@ -604,7 +629,7 @@ class Bridge:
         events = [item.event for item in batch if item.event is not None]
         commands = [item.command for item in batch if item.command is not None]
         try:
-            await self._write(recorder.store, events, commands, devices, timezone.now())
+            payloads = await self._write(recorder.store, events, commands, devices, timezone.now())
         except BaseException:
             # Nothing of it was stored: put it back, in order, for the next try.
             self._queue.extendleft(reversed(batch))
@@ -619,6 +644,14 @@ class Bridge:
         for item in batch:
             if item.ack and item.session is not None:
                 self._answer(item.state, item.session, item.seq, {"t": "ack", "seq": item.seq}, item.address)
+        self._live.extend(payloads)
+        await self._publish_live()
+
+    async def _publish_live(self) -> None:
+        """Send what happened to the monitoring websockets (after the commit, for events)."""
+        if self._live:
+            items, self._live = self._live, []
+            await live.publish(items)
 
     async def _write(self, function, *args):
         return await self.loop.run_in_executor(self._writer, _with_connection, function, *args)
@@ -710,6 +743,7 @@ class Bridge:
             if now - flushed_at >= DEVICE_STATUS_FLUSH_SECONDS:
                 flushed_at = now
                 self._record_last_seen()
+            await self._publish_live()
 
     def _retransmit(self, state: DeviceState, session: Session, now: float) -> None:
         for seq, outgoing in list(session.outgoing.items()):
