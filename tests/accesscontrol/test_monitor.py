@@ -123,3 +123,17 @@ def test_a_browser_from_another_origin_is_refused():
         return (await ws.connect())[0]
 
     assert asyncio.run(scenario()) is False
+
+
+def test_a_client_that_sends_no_origin_connects_with_an_api_key():
+    token = token_for(make_operator(VIEW, all_partitions=True))
+
+    async def scenario():
+        ws = WebsocketCommunicator(
+            application, "/ws/monitor/", headers=[(b"authorization", f"Api-Key {token}".encode())]
+        )
+        connected = (await ws.connect())[0]
+        await ws.disconnect()
+        return connected
+
+    assert asyncio.run(scenario()) is True
