@@ -10,10 +10,14 @@ of no access point, such as a device going offline). The partitions are
 re-read every minute, so a changed group takes effect on open connections too.
 """
 
+import asyncio
+import json
+import logging
 import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 
 from accesscontrol.live import MONITOR_GROUP
 from accesscontrol.models import ApiKey
@@ -22,6 +26,52 @@ from accesscontrol.permissions import ALL, allowed_partitions
 VIEW_EVENTS = "accesscontrol.view_auditevent"
 FORBIDDEN = 4403
 PARTITIONS_TTL_SECONDS = 60.0
+GROUP_RENEW_SECONDS = 3600.0
+
+logger = logging.getLogger("space.live")
+
+
+class MonitorHub:
+    """One member of the monitor group per process, fanning each batch out to the open monitors.
+
+    A channel per websocket would make the channel layer copy and queue every
+    batch once per monitor (and the in-memory layer scans all its channels on
+    every receive); the hub receives it once and hands the same message to each
+    consumer in turn.
+    """
+
+    def __init__(self):
+        self.consumers: set = set()
+        self.task: asyncio.Task | None = None
+
+    def join(self, consumer) -> None:
+        self.consumers.add(consumer)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def leave(self, consumer) -> None:
+        self.consumers.discard(consumer)
+
+    async def _run(self) -> None:
+        layer = get_channel_layer()
+        channel = await layer.new_channel("monitor-hub.")
+        joined_at = 0.0
+        while True:
+            if time.monotonic() - joined_at > GROUP_RENEW_SECONDS:
+                await layer.group_add(MONITOR_GROUP, channel)
+                joined_at = time.monotonic()
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), GROUP_RENEW_SECONDS)
+            except TimeoutError:
+                continue
+            for consumer in list(self.consumers):
+                try:
+                    await consumer.monitor_batch(message)
+                except Exception:
+                    logger.exception("A monitor could not be sent a batch")
+
+
+hub = MonitorHub()
 
 
 @database_sync_to_async
@@ -48,13 +98,13 @@ class MonitorConsumer(AsyncJsonWebsocketConsumer):
         if self.partitions is not ALL and not self.partitions:
             await self.close(code=FORBIDDEN)
             return
-        await self.channel_layer.group_add(MONITOR_GROUP, self.channel_name)
         await self.accept()
         partitions = "all" if self.partitions is ALL else sorted(self.partitions)
         await self.send_json({"type": "hello", "operator": operator.get_username(), "partitions": partitions})
+        hub.join(self)
 
     async def disconnect(self, code):
-        await self.channel_layer.group_discard(MONITOR_GROUP, self.channel_name)
+        hub.leave(self)
 
     async def receive_json(self, content, **kwargs):
         # The monitor only listens; a ping gets a pong so clients can check the connection.
@@ -65,12 +115,13 @@ class MonitorConsumer(AsyncJsonWebsocketConsumer):
         if time.monotonic() - self.partitions_at > PARTITIONS_TTL_SECONDS:
             await self._load_partitions()
         partitions = self.partitions
-        if partitions is ALL:
-            items = message["items"]
-        else:
-            items = [item for item in message["items"] if item.get("partition") in partitions]
-        if items:
-            await self.send_json({"type": "batch", "items": items, "sent": message["sent"]})
+        if partitions is ALL or all(partition in partitions for partition in message["partitions"]):
+            await self.send(text_data=message["text"])
+            return
+        batch = json.loads(message["text"])
+        batch["items"] = [item for item in batch["items"] if item.get("partition") in partitions]
+        if batch["items"]:
+            await self.send_json(batch)
 
     async def _load_partitions(self):
         self.partitions = await database_sync_to_async(allowed_partitions)(self.operator, VIEW_EVENTS)

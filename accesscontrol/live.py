@@ -14,6 +14,7 @@ without signals, calls :func:`enqueue` and :func:`publish` itself.
 """
 
 import datetime as dt
+import json
 import logging
 import time
 import uuid
@@ -90,14 +91,21 @@ def enqueue(payloads: list[dict]) -> None:
 
 
 async def publish(payloads: list[dict]) -> None:
-    """Send payloads to every monitoring websocket (each consumer filters what its operator may see)."""
+    """Send payloads to every monitoring websocket (each consumer narrows them to what its operator may see).
+
+    The batch is encoded once here: a consumer whose operator may see all of it
+    sends the text as it is, so a hundred open monitors cost a hundred sends,
+    not a hundred encodings (nor, on the in-memory layer, a hundred deep copies).
+    """
     if not payloads:
         return
     layer = get_channel_layer()
     if layer is None:
         return
+    text = json.dumps({"type": "batch", "items": payloads, "sent": time.time()}, separators=(",", ":"))
+    partitions = list({item.get("partition") for item in payloads})
     try:
-        await layer.group_send(MONITOR_GROUP, {"type": "monitor.batch", "items": payloads, "sent": time.time()})
+        await layer.group_send(MONITOR_GROUP, {"type": "monitor.batch", "text": text, "partitions": partitions})
     except Exception:
         # Monitoring is best effort: the audit trail and the outbox already hold the events.
         logger.exception("Publishing %d live items failed", len(payloads))

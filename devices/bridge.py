@@ -66,6 +66,7 @@ STOP_WRITER_SECONDS = 8.0
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 LOG_EVERY_SECONDS = 10.0
 MAX_DOORS = 64
+PUBLISH_SECONDS = 0.05
 MAX_INT = 2**63 - 1
 
 EVENT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
@@ -209,7 +210,7 @@ class Bridge:
         _enlarge_receive_buffer(self.transport.get_extra_info("socket"))
         self._stopping = False
         self._writer_job = asyncio.create_task(self._writer_task())
-        for coroutine in (self._refresher(), self._commands(), self._timers()):
+        for coroutine in (self._refresher(), self._commands(), self._timers(), self._publisher()):
             self._tasks.append(asyncio.create_task(coroutine))
         logger.info("Device bridge listening on udp://%s:%s", self.host, self.port)
 
@@ -645,13 +646,15 @@ class Bridge:
             if item.ack and item.session is not None:
                 self._answer(item.state, item.session, item.seq, {"t": "ack", "seq": item.seq}, item.address)
         self._live.extend(payloads)
-        await self._publish_live()
 
-    async def _publish_live(self) -> None:
-        """Send what happened to the monitoring websockets (after the commit, for events)."""
-        if self._live:
-            items, self._live = self._live, []
-            await live.publish(items)
+    async def _publisher(self) -> None:
+        """Send what happened (events after their commit) to the monitoring websockets, in batches
+        a few tens of milliseconds apart: a batch costs each open monitor one message."""
+        while True:
+            await asyncio.sleep(PUBLISH_SECONDS)
+            if self._live:
+                items, self._live = self._live, []
+                await live.publish(items)
 
     async def _write(self, function, *args):
         return await self.loop.run_in_executor(self._writer, _with_connection, function, *args)
@@ -743,7 +746,6 @@ class Bridge:
             if now - flushed_at >= DEVICE_STATUS_FLUSH_SECONDS:
                 flushed_at = now
                 self._record_last_seen()
-            await self._publish_live()
 
     def _retransmit(self, state: DeviceState, session: Session, now: float) -> None:
         for seq, outgoing in list(session.outgoing.items()):
