@@ -64,6 +64,12 @@ class MonitorHub:
                 message = await asyncio.wait_for(layer.receive(channel), GROUP_RENEW_SECONDS)
             except TimeoutError:
                 continue
+            except Exception:
+                # Redis restarting, a network blip: the monitors stay open and the hub carries on.
+                logger.exception("The monitor hub could not receive; retrying")
+                await asyncio.sleep(1.0)
+                joined_at = 0.0
+                continue
             for consumer in list(self.consumers):
                 try:
                     await consumer.monitor_batch(message)
@@ -86,6 +92,9 @@ def _operator_of_api_key(scope):
 
 
 class MonitorConsumer(AsyncJsonWebsocketConsumer):
+    # No channel of its own: the hub hands it the batches (an unknown alias gives no channel layer).
+    channel_layer_alias = "monitor-consumers-use-the-hub"
+
     async def connect(self):
         operator = self.scope.get("user")
         if operator is None or not operator.is_authenticated:

@@ -65,10 +65,12 @@ def start(env, *command, ready: str) -> subprocess.Popen:
     pytest.fail(f"{command[0]} did not start: {process.stdout.read()}")
 
 
-async def watch_for_event(http_port: int, token: str, send_event) -> dict:
+async def watch_for_event(http_port: int, token: str, send_event, idle: float = 0.0) -> dict:
     url = f"ws://127.0.0.1:{http_port}/ws/monitor/"
     async with connect(url, additional_headers={"Authorization": f"Api-Key {token}"}) as ws:
         assert json.loads(await ws.recv())["type"] == "hello"
+        # Idle longer than the Redis client's socket timeout first: a quiet monitor must stay open.
+        await asyncio.sleep(idle)
         await asyncio.to_thread(send_event)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -130,7 +132,7 @@ def test_with_redis_an_event_of_the_bridge_process_reaches_a_browser_of_the_web_
         web = start(env, "runspace", "--port", str(http_port), "--no-migrate", ready="listening")
         bridge = start(env, "runbridge", ready="listening")
         try:
-            item = asyncio.run(watch_for_event(http_port, token, device_event(int(env["SPACE_DEVICE_PORT"]))))
+            item = asyncio.run(watch_for_event(http_port, token, device_event(int(env["SPACE_DEVICE_PORT"])), idle=7))
         finally:
             stop(bridge)
             stop(web)
