@@ -11,6 +11,7 @@ re-read every minute, so a changed group takes effect on open connections too.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -27,6 +28,7 @@ VIEW_EVENTS = "accesscontrol.view_auditevent"
 FORBIDDEN = 4403
 PARTITIONS_TTL_SECONDS = 60.0
 GROUP_RENEW_SECONDS = 3600.0
+JOIN_TIMEOUT_SECONDS = 5.0
 
 logger = logging.getLogger("space.live")
 
@@ -43,24 +45,36 @@ class MonitorHub:
     def __init__(self):
         self.consumers: set = set()
         self.task: asyncio.Task | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.ready = asyncio.Event()
 
-    def join(self, consumer) -> None:
+    async def join(self, consumer) -> None:
+        """Add a monitor; returns once the hub is in the group, so no event raised from now on is missed."""
         self.consumers.add(consumer)
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        # A hub of another loop (one that was closed: tests, a restarted server) is of no use here.
+        if self.task is None or self.task.done() or self.loop is not loop:
+            self.loop, self.ready = loop, asyncio.Event()
+            self.task = loop.create_task(self._run())
+        with contextlib.suppress(TimeoutError):
+            # The layer being away (Redis restarting) must not keep the monitor from opening: the hub retries.
+            await asyncio.wait_for(self.ready.wait(), JOIN_TIMEOUT_SECONDS)
 
     def leave(self, consumer) -> None:
         self.consumers.discard(consumer)
 
     async def _run(self) -> None:
         layer = get_channel_layer()
-        channel = await layer.new_channel("monitor-hub.")
-        joined_at = 0.0
+        channel = None
+        renew_at = None  # None: join the group now
         while True:
-            if time.monotonic() - joined_at > GROUP_RENEW_SECONDS:
-                await layer.group_add(MONITOR_GROUP, channel)
-                joined_at = time.monotonic()
             try:
+                if channel is None:
+                    channel = await layer.new_channel("monitor-hub.")
+                if renew_at is None or time.monotonic() >= renew_at:
+                    await layer.group_add(MONITOR_GROUP, channel)
+                    renew_at = time.monotonic() + GROUP_RENEW_SECONDS
+                    self.ready.set()
                 message = await asyncio.wait_for(layer.receive(channel), GROUP_RENEW_SECONDS)
             except TimeoutError:
                 continue
@@ -68,7 +82,7 @@ class MonitorHub:
                 # Redis restarting, a network blip: the monitors stay open and the hub carries on.
                 logger.exception("The monitor hub could not receive; retrying")
                 await asyncio.sleep(1.0)
-                joined_at = 0.0
+                renew_at = None
                 continue
             for consumer in list(self.consumers):
                 try:
@@ -108,9 +122,9 @@ class MonitorConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=FORBIDDEN)
             return
         await self.accept()
+        await hub.join(self)  # before the hello: what a client sees after it, it sees whole
         partitions = "all" if self.partitions is ALL else sorted(self.partitions)
         await self.send_json({"type": "hello", "operator": operator.get_username(), "partitions": partitions})
-        hub.join(self)
 
     async def disconnect(self, code):
         hub.leave(self)

@@ -21,6 +21,17 @@ app.conf.beat_schedule = {
         # A check that waited longer than the next one is worthless: drop it.
         "options": {"expires": ENSURE_EVERY_SECONDS},
     },
+    "ensure-event-stream": {
+        "task": "integrations.stream_tasks.ensure_event_stream",
+        "schedule": ENSURE_EVERY_SECONDS,
+        "options": {"expires": ENSURE_EVERY_SECONDS},
+    },
+    # The webhook outbox's sweep: puts back rows of delivery runs that died, starts a run when rows are due.
+    "sweep-webhooks": {
+        "task": "integrations.tasks.sweep_webhooks",
+        "schedule": 10.0,
+        "options": {"expires": 10.0},
+    },
 }
 
 

@@ -36,6 +36,19 @@ def embedded_services() -> list[Service]:
         from devices.bridge import Bridge
 
         services.append(Bridge())
+    from integrations.webhooks import wakeup
+
+    if not wakeup.uses_celery():
+        # No Celery worker serves the outbox (the broker is memory://): deliver webhooks here.
+        from integrations.webhooks.service import WebhookService
+
+        services.append(WebhookService())
+    from integrations import stream_tasks
+
+    if stream_tasks.runs_in_runspace():
+        from integrations.eventstream import EventStreamService
+
+        services.append(EventStreamService())
     return services
 
 

@@ -156,7 +156,11 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CELERY_BROKER_URL = "memory://"
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"devices.tasks.*": {"queue": "connectors"}, "integrations.tasks.run_*": {"queue": "connectors"}}
+CELERY_TASK_ROUTES = {
+    "devices.tasks.*": {"queue": "connectors"},
+    "integrations.tasks.run_*": {"queue": "connectors"},
+    "integrations.stream_tasks.*": {"queue": "connectors"},
+}
 CELERY_TIMEZONE = TIME_ZONE
 
 # --- operators and passwords ---------------------------------------------
@@ -239,3 +243,5 @@ SPACE_DEVICE_PORT = envint("SPACE_DEVICE_PORT", 7100)
 SPACE_DEVICE_HEARTBEAT_SECONDS = envint("SPACE_DEVICE_HEARTBEAT_SECONDS", 30)
 # Where the bridge runs: inside runspace (embedded) or as a Celery task on the connectors queue (production).
 SPACE_BRIDGE_IN_RUNSPACE = envbool("SPACE_BRIDGE_IN_RUNSPACE", not PRODUCTION)
+# The same for the event stream's sender (integrations.eventstream, integrations.stream_tasks).
+SPACE_EVENT_STREAM_IN_RUNSPACE = envbool("SPACE_EVENT_STREAM_IN_RUNSPACE", not PRODUCTION)

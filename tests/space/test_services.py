@@ -8,6 +8,8 @@ import threading
 import pytest
 
 from devices.bridge import Bridge
+from integrations.eventstream import EventStreamService
+from integrations.webhooks.service import WebhookService
 from space import hosting
 from space.hosting import Host
 from space.services import embedded_services, start_all, stop_all
@@ -60,16 +62,20 @@ def test_a_service_that_fails_to_stop_does_not_keep_the_others_running():
 # --- where the services come from ------------------------------------------------
 
 
-def test_the_embedded_profile_runs_the_device_bridge_inside_runspace(settings):
+def test_the_embedded_profile_runs_the_bridge_webhooks_and_event_stream_inside_runspace(settings):
     settings.SPACE_BRIDGE_IN_RUNSPACE = True
+    settings.SPACE_EVENT_STREAM_IN_RUNSPACE = True
+    settings.CELERY_BROKER_URL = "memory://"
 
     services = embedded_services()
 
-    assert [type(service) for service in services] == [Bridge]
+    assert [type(service) for service in services] == [Bridge, WebhookService, EventStreamService]
 
 
-def test_the_production_profile_leaves_the_device_bridge_to_the_connectors_worker(settings):
+def test_the_production_profile_leaves_them_to_the_celery_workers(settings):
     settings.SPACE_BRIDGE_IN_RUNSPACE = False
+    settings.SPACE_EVENT_STREAM_IN_RUNSPACE = False
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
 
     assert embedded_services() == []
 

@@ -114,11 +114,7 @@ class Command(BaseCommand):
             for server in reversed(servers):
                 server.send_signal(signal.SIGTERM)
                 server.wait(60)
-        webhooks = (
-            self._child("bench_live", "--role", "webhooks", "--webhook-events", str(options["webhook_events"]))
-            if Path(settings.BASE_DIR, "integrations/benchmark.py").exists()
-            else {}
-        )
+        webhooks = self._child("bench_live", "--role", "webhooks", "--webhook-events", str(options["webhook_events"]))
         latencies = sorted(received["latencies_ms"])
         expected = events["events"] * options["clients"]
         return {

@@ -1,0 +1,209 @@
+"""The event stream as a Celery task (production profile): at most one sends, and a killed worker loses nothing.
+
+The end-to-end test runs real ``celery worker`` processes (threads pool,
+connectors queue) against a Redis database of its own and a migrated SQLite
+file, and a real TCP receiver in this process.
+"""
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from integrations import stream_tasks
+from integrations.eventstream import EventStreamService
+from space.celery import app as celery_app
+from space.lease import KEY_PREFIX, Lease, redis_client
+from space.services import embedded_services
+from tests.devices.test_tasks import BASE_DIR, environment, migrated_var_dir, redis_database, stop, wait_until
+from tests.integrations.test_eventstream_service import Loop, TcpReceiver
+
+LEASE_KEY = KEY_PREFIX + stream_tasks.EVENT_STREAM_LEASE
+LEASE_SECONDS = 3.0
+RUN = "integrations.stream_tasks.run_event_stream"
+ENSURE = "integrations.stream_tasks.ensure_event_stream"
+
+CREATE_STREAM = """
+from integrations.eventstream_models import EventStream
+EventStream.objects.create(name="Receiver", host="127.0.0.1", port={port})
+"""
+
+# As the device bridge does: a transaction per batch of new events, for a few seconds.
+PRODUCE_EVENTS = """
+import json, time
+from django.db import transaction
+from django.utils import timezone
+from accesscontrol import live
+from accesscontrol.models import AuditEvent
+from integrations import eventstream
+keys = []
+for _ in range({batches}):
+    payloads = [
+        live.event_payload(AuditEvent(at=timezone.now(), kind="access_granted", access_point_name="Door"), None)
+        for _ in range(100)
+    ]
+    with transaction.atomic():
+        eventstream.enqueue(payloads)
+    keys += [payload["key"] for payload in payloads]
+    time.sleep(0.1)
+print(json.dumps(keys))
+"""
+
+
+def production_environment(var: Path, redis_url: str) -> dict:
+    return environment(
+        var,
+        REDIS_URL=redis_url,
+        SPACE_PROFILE="production",
+        SPACE_SECRET_KEY="s" * 40,
+        SPACE_MASTER_KEY="m" * 40,
+        SPACE_ALLOWED_HOSTS="localhost",
+        SPACE_EVENT_STREAM_IN_RUNSPACE="false",
+    )
+
+
+def shell(env: dict, code: str, **options) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **options,
+    )
+
+
+class Worker:
+    """``celery -A space worker -Q connectors --pool threads``: the event stream's tasks are found by autodiscovery."""
+
+    def __init__(self, env: dict, log: Path):
+        self.log_path = log
+        self.log_file = log.open("w")
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "celery", "-A", "space", "worker", "-Q", "connectors"),
+                *("--pool", "threads", "--concurrency", "4", "--loglevel", "INFO"),
+                *("--without-mingle", "--without-gossip"),
+                *("--hostname", f"{log.stem}-{uuid.uuid4().hex[:8]}@%h"),
+            ],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_ready(self) -> None:
+        assert wait_until(lambda: " ready." in self.log() or self.process.poll() is not None, timeout=60)
+        assert self.process.poll() is None, self.log()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log_file.close()
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_no_event_and_another_takes_over(tmp_path_factory, tmp_path):
+    var = migrated_var_dir(tmp_path_factory)
+    loop = Loop()
+    receiver = TcpReceiver(loop)
+    workers = []
+    with redis_database() as redis_url:
+        env = production_environment(var, redis_url)
+        app = Celery("space-test", broker=redis_url)
+        leases = redis_client(redis_url)
+        try:
+            created = shell(env, CREATE_STREAM.format(port=receiver.port))
+            assert created.wait(60) == 0, created.stderr.read()
+            workers.append(Worker(env, tmp_path / "worker1.log"))
+            workers[0].wait_ready()
+            app.send_task(RUN, kwargs={"lease_seconds": LEASE_SECONDS}, queue="connectors")
+            assert wait_until(lambda: f":{workers[0].process.pid}:" in (leases.get(LEASE_KEY) or "")), workers[0].log()
+
+            producer = shell(env, PRODUCE_EVENTS.format(batches=40))
+            assert wait_until(lambda: len(receiver.lines) >= 300), workers[0].log()
+            workers[0].process.kill()  # in the middle of the stream: no goodbye, no lease released
+            out, err = producer.communicate(timeout=120)
+            assert producer.returncode == 0, err[-3000:]
+            produced = json.loads(out.strip().splitlines()[-1])
+            assert len(receiver.lines) < len(produced)
+
+            workers.append(Worker(env, tmp_path / "worker2.log"))
+            workers[1].wait_ready()
+            # Beat's check starts it again once the dead worker's lease has run out.
+            assert wait_until(lambda: leases.get(LEASE_KEY) is None, timeout=LEASE_SECONDS + 10)
+            app.send_task(ENSURE, queue="connectors")
+
+            assert wait_until(lambda: set(receiver.keys()) >= set(produced), timeout=60), workers[1].log()
+            assert len(set(receiver.keys())) == len(produced)
+            assert f":{workers[1].process.pid}:" in leases.get(LEASE_KEY)
+            assert stop(workers[1].process) == 0, workers[1].log()
+            assert leases.get(LEASE_KEY) is None
+        finally:
+            for worker in workers:
+                worker.close()
+            app.close()
+            leases.close()
+            receiver.close()
+            loop.close()
+
+
+# --- the tasks' decisions, in this process ----------------------------------------------------
+
+
+@pytest.fixture
+def production(settings):
+    """This process as a production site: Redis for the lease, the event stream left to the connectors worker."""
+    with redis_database() as redis_url:
+        settings.REDIS_URL = redis_url
+        settings.SPACE_EVENT_STREAM_IN_RUNSPACE = False
+        yield redis_client(redis_url)
+
+
+def test_a_redelivered_run_returns_at_once_while_the_service_runs_elsewhere(production):
+    elsewhere = Lease(stream_tasks.EVENT_STREAM_LEASE, client=production)
+    assert elsewhere.acquire()
+
+    assert stream_tasks.run_event_stream(lease_seconds=LEASE_SECONDS) == "already running"
+    assert stream_tasks.ensure_event_stream() == "running"
+    assert production.get(LEASE_KEY) == elsewhere.token
+
+
+def test_in_the_embedded_profile_both_tasks_leave_the_service_to_runspace(settings):
+    settings.SPACE_EVENT_STREAM_IN_RUNSPACE = True
+    settings.REDIS_URL = None
+
+    assert stream_tasks.run_event_stream() == "runs in runspace"
+    assert stream_tasks.ensure_event_stream() == "runs in runspace"
+    assert stream_tasks.run_event_stream.acks_late is True
+
+
+# --- where it runs -----------------------------------------------------------------------------
+
+
+def test_beat_checks_the_service_often_and_both_tasks_go_to_the_connectors_queue():
+    entry = celery_app.conf.beat_schedule["ensure-event-stream"]
+    queues = {name: celery_app.amqp.router.route({}, name)["queue"].name for name in (RUN, ENSURE)}
+
+    assert entry["task"] == ENSURE
+    assert entry["schedule"] <= 15  # a dead service is back within its lease TTL plus this
+    assert queues == {RUN: "connectors", ENSURE: "connectors"}
+
+
+def test_runspace_runs_the_service_in_the_embedded_profile_only(settings):
+    settings.SPACE_EVENT_STREAM_IN_RUNSPACE = True
+    embedded = [service for service in embedded_services() if isinstance(service, EventStreamService)]
+    settings.SPACE_EVENT_STREAM_IN_RUNSPACE = False
+    elsewhere = [service for service in embedded_services() if isinstance(service, EventStreamService)]
+
+    assert len(embedded) == 1
+    assert elsewhere == []

@@ -1,0 +1,147 @@
+"""A Celery worker killed in the middle of a burst: every webhook still arrives, and is handled once.
+
+The production profile for real: a migrated SQLite database, Redis (a database
+of its own), ``celery worker`` processes on the default queue, and a separate
+process storing audit events through the ORM as operators' actions do (its
+commits kick delivery runs through the broker). The receiver is an HTTP server
+in this process that de-duplicates by ``Space-Webhook-Id``, as docs/webhooks.md
+asks receivers to.
+"""
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from integrations.benchmark import Answer, Receiver
+from tests.devices.test_tasks import BASE_DIR, environment, migrated_var_dir, redis_database, stop, wait_until
+
+pytestmark = pytest.mark.slow
+
+EVENTS = 300
+
+BURST = """
+import json, os, time
+from django.utils import timezone
+from accesscontrol.models import AuditEvent
+from integrations.models import WebhookSubscription
+
+subscription = WebhookSubscription(
+    name="burst", url=os.environ["RECEIVER_URL"], all_partitions=True, allow_private_target=True
+)
+subscription.set_secret()
+subscription.save()
+for number in range(int(os.environ["EVENTS"])):
+    AuditEvent.objects.create(at=timezone.now(), kind="access_granted", detail={"number": number})
+    time.sleep(0.01)
+time.sleep(0.5)  # the last kicks go out from a background thread
+"""
+
+
+class Worker:
+    """``celery -A space worker`` on the default queue, in a process of its own, logging to a file."""
+
+    def __init__(self, env: dict, log: Path):
+        self.log_path = log
+        self.log_file = log.open("w")
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "celery", "-A", "space", "worker", "-Q", "default", "--pool", "threads"),
+                *("--concurrency", "4", "--loglevel", "INFO", "--without-mingle", "--without-gossip"),
+                *("--hostname", f"{log.stem}-{uuid.uuid4().hex[:8]}@%h"),
+            ],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_ready(self) -> None:
+        if not wait_until(lambda: " ready." in self.log() or self.process.poll() is not None, timeout=60):
+            pytest.fail(f"the worker did not get ready:\n{self.log()}")
+        if self.process.poll() is not None:
+            pytest.fail(f"the worker exited:\n{self.log()}")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log_file.close()
+
+
+def database_rows(var: Path, query: str) -> list:
+    with sqlite3.connect(var / "space.sqlite3", timeout=20) as db:
+        return db.execute(query).fetchall()
+
+
+def test_a_worker_killed_mid_burst_loses_nothing_and_the_receiver_handles_each_event_once(tmp_path_factory, tmp_path):
+    var = migrated_var_dir(tmp_path_factory)
+    # Slow enough answers that a backlog of claimed rows builds up behind the burst.
+    with redis_database() as redis_url, Receiver(lambda number, headers: Answer(200, delay=0.1)) as receiver:
+        env = environment(var, REDIS_URL=redis_url, SPACE_BRIDGE_IN_RUNSPACE="false")
+        beat = Celery("webhook-test-beat", broker=redis_url)
+        workers = [Worker(env, tmp_path / "worker1.log")]
+        try:
+            workers[0].wait_ready()
+            burst = subprocess.Popen(
+                [sys.executable, "manage.py", "shell", "-c", BURST],
+                cwd=BASE_DIR,
+                env={**env, "RECEIVER_URL": receiver.url, "EVENTS": str(EVENTS)},
+            )
+
+            assert receiver.wait_for(lambda r: len(r.accepted) >= 50, timeout=60), workers[0].log()
+            workers[0].process.send_signal(signal.SIGKILL)
+            workers[0].process.wait(10)
+            claimed_by_the_dead = database_rows(
+                var, "SELECT count(*) FROM integrations_webhookdelivery WHERE status = 'delivering'"
+            )[0][0]
+            workers.append(Worker(env, tmp_path / "worker2.log"))
+            workers[1].wait_ready()
+            assert burst.wait(60) == 0
+
+            # Beat's sweep, every second here: what the dead worker had claimed goes back to pending.
+            def everything_arrived():
+                beat.send_task(
+                    "integrations.tasks.sweep_webhooks", kwargs={"stale_after_seconds": 2.0}, queue="default"
+                )
+                return receiver.wait_for(lambda r: len(r.accepted) == EVENTS, timeout=1.0)
+
+            assert wait_until(everything_arrived, timeout=60), workers[1].log()
+            statuses = wait_until(
+                lambda: (
+                    dict(
+                        database_rows(var, "SELECT status, count(*) FROM integrations_webhookdelivery GROUP BY status")
+                    )
+                    == {"delivered": EVENTS}
+                ),
+                timeout=20,
+            )
+            assert stop(workers[1].process) == 0, workers[1].log()
+        finally:
+            for worker in workers:
+                worker.close()
+            beat.close()
+
+        keys_stored = {key for (key,) in database_rows(var, "SELECT event_key FROM integrations_webhookdelivery")}
+        with receiver.lock:
+            handled = [request for request in receiver.requests if request.status == 200 and not request.duplicate]
+            handled_keys = [request.json()["key"] for request in handled]
+            duplicates = receiver.duplicates
+
+    assert claimed_by_the_dead > 0  # the kill did interrupt deliveries
+    assert statuses
+    assert len(database_rows(var, "SELECT id FROM accesscontrol_auditevent")) == EVENTS
+    assert len(keys_stored) == EVENTS
+    # Each event handled exactly once; whatever was sent again carried the same id and was recognised.
+    assert sorted(handled_keys) == sorted(keys_stored)
+    assert set(receiver.accepted.values()) == {1}
+    print(json.dumps({"claimed_by_the_dead": claimed_by_the_dead, "duplicates_recognised": duplicates}))
