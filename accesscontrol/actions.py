@@ -19,9 +19,9 @@ def _text(value, limit: int) -> str:
 
 
 def record_operator_action(
-    operator, action: str, obj=None, *, via: str, detail: dict | None = None
+    operator, action: str, obj=None, *, via: str, detail: dict | None = None, address: str | None = None
 ) -> SystemAuditEntry:
-    """Write one system auditor row: who did ``action`` to ``obj``, and through what."""
+    """Write one system auditor row: who did ``action`` to ``obj``, through what, and from which address."""
     is_operator = operator is not None and getattr(operator, "is_authenticated", False)
     return SystemAuditEntry.objects.create(
         operator=operator if is_operator else None,
@@ -31,6 +31,7 @@ def record_operator_action(
         object_id=_text(obj.pk, 64) if obj is not None else "",
         object_repr=_text(obj, 200) if obj is not None else "",
         via=via,
+        address=address or None,
         detail=detail or {},
     )
 

@@ -82,6 +82,9 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "channels",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "space",
     "accesscontrol",
     "devices",
@@ -94,6 +97,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -112,6 +116,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "accesscontrol.context_processors.frame",
             ],
         },
     },
@@ -176,8 +181,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_AGE = envint("SPACE_SESSION_IDLE_SECONDS", 30 * 60)
+# Behind a reverse proxy that sets X-Forwarded-For: the address it saw is the client's (system auditor, lockout).
+SPACE_TRUST_X_FORWARDED_FOR = envbool("SPACE_TRUST_X_FORWARDED_FOR", False)
 SESSION_SAVE_EVERY_REQUEST = True  # the age above is then an inactivity timeout
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

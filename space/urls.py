@@ -5,7 +5,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from space.views import home
 
 urlpatterns = [
-    path("", home, name="home"),
+    path("", include("accesscontrol.urls")),
+    path("", include("devices.urls")),
+    path("", home, name="home"),  # until the web app's dashboard takes "/"
     path("admin/", admin.site.urls),
     path("api/v1/", include("accesscontrol.api.urls")),
     path("api/v1/", include("devices.api.urls")),

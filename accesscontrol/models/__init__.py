@@ -1,7 +1,8 @@
 from accesscontrol.models.audit import AppendOnlyError, AuditEvent, SystemAuditEntry
 from accesscontrol.models.cardholders import Cardholder, Key, normalize_uid
 from accesscontrol.models.changes import RuleChange
-from accesscontrol.models.operators import ApiKey, Operator, OperatorGroup
+from accesscontrol.models.jobs import Job, JobStatus
+from accesscontrol.models.operators import ApiKey, LoginAttempt, Operator, OperatorGroup
 from accesscontrol.models.partitions import Partition, PartitionedModel, SiteSettings, default_partition_id
 from accesscontrol.models.permissions import AccessLevel, AccessLevelEntry, CardholderPermission
 from accesscontrol.models.places import AccessPoint, Location, Zone
@@ -18,8 +19,11 @@ __all__ = [
     "CalendarDay",
     "Cardholder",
     "CardholderPermission",
+    "Job",
+    "JobStatus",
     "Key",
     "Location",
+    "LoginAttempt",
     "Operator",
     "OperatorGroup",
     "Partition",

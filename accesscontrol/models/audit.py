@@ -83,6 +83,7 @@ class SystemAuditEntry(AppendOnlyModel):
     object_id = models.CharField(max_length=64, blank=True)
     object_repr = models.CharField(max_length=200, blank=True)
     via = models.CharField(max_length=16, blank=True, help_text="api, admin, web, command")
+    address = models.GenericIPAddressField(null=True, blank=True, help_text="Where the request came from.")
     detail = models.JSONField(default=dict, blank=True)
 
     class Meta:

@@ -22,6 +22,9 @@ class OperatorGroup(models.Model):
     permissions = models.ManyToManyField(Permission, blank=True, related_name="+")
     partitions = models.ManyToManyField("accesscontrol.Partition", blank=True, related_name="operator_groups")
     all_partitions = models.BooleanField(default=False, help_text="Not limited to the partitions listed.")
+    require_two_factor = models.BooleanField(
+        default=False, help_text="Members must log in with a second factor (a TOTP code or a backup code)."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -81,3 +84,24 @@ class ApiKey(models.Model):
         return (
             self.revoked_at is None and (self.expires_at is None or self.expires_at > now) and self.operator.is_active
         )
+
+
+class LoginAttempt(models.Model):
+    """One try to log in, kept for throttling and lockout (per user and per source address) and for the record."""
+
+    at = models.DateTimeField(auto_now_add=True)
+    username = models.CharField(max_length=150, blank=True)
+    address = models.GenericIPAddressField(null=True, blank=True)
+    succeeded = models.BooleanField(default=False)
+    reason = models.CharField(max_length=32, blank=True, help_text="Why it failed: password, otp, locked, throttled.")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["username", "at"], name="loginattempt_user_at"),
+            models.Index(fields=["address", "at"], name="loginattempt_address_at"),
+        ]
+
+    def __str__(self):
+        outcome = "ok" if self.succeeded else f"failed ({self.reason})"
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username} from {self.address}: {outcome}"

@@ -1,0 +1,3 @@
+"""The web app's device pages (devices.views)."""
+
+urlpatterns = []
