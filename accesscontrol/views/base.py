@@ -18,6 +18,15 @@ from accesscontrol.permissions import restrict
 
 VIA = "web"
 PAGE_SIZE = 50
+PAGE_SIZES = (10, 200)  # what ?per_page= may ask for
+
+
+def page_size(request, default: int = PAGE_SIZE) -> int:
+    try:
+        asked = int(request.GET.get("per_page", default))
+    except ValueError:
+        return default
+    return max(PAGE_SIZES[0], min(PAGE_SIZES[1], asked))
 
 
 def client_address(request) -> str | None:
@@ -60,9 +69,9 @@ class OperatorPage(LoginRequiredMixin, PermissionRequiredMixin):
         return context
 
 
-def paginate(request, queryset, per_page: int = PAGE_SIZE) -> dict:
-    """A page of ``queryset`` and what the pagination partial needs to link the others with the same filters."""
-    paginator = Paginator(queryset, per_page)
+def paginate(request, queryset, per_page: int | None = None) -> dict:
+    """A page of ``queryset`` (``?page=``, ``?per_page=``) and what the pagination partial needs to link the others."""
+    paginator = Paginator(queryset, per_page or page_size(request))
     page = paginator.get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
