@@ -77,28 +77,33 @@ def access_points_of(target: Target) -> QuerySet:
     raise TypeError(f"A command targets an access point, a zone or the site, not {type(target).__name__}.")
 
 
-def remote_open(target: Target, *, operator, via: str) -> Issued:
-    return issue(CommandOp.OPEN, target, operator=operator, via=via)
+def remote_open(target: Target, *, operator, via: str, address: str | None = None) -> Issued:
+    return issue(CommandOp.OPEN, target, operator=operator, via=via, address=address)
 
 
-def set_opening_mode(target: Target, mode: str, *, operator, via: str) -> Issued:
-    return issue(CommandOp.SET_MODE, target, mode=mode, operator=operator, via=via)
+def set_opening_mode(target: Target, mode: str, *, operator, via: str, address: str | None = None) -> Issued:
+    return issue(CommandOp.SET_MODE, target, mode=mode, operator=operator, via=via, address=address)
 
 
-def emergency_open(target: Target, *, operator, via: str) -> Issued:
-    return issue(CommandOp.EMERGENCY_OPEN, target, operator=operator, via=via)
+def emergency_open(target: Target, *, operator, via: str, address: str | None = None) -> Issued:
+    return issue(CommandOp.EMERGENCY_OPEN, target, operator=operator, via=via, address=address)
 
 
-def emergency_close(target: Target, *, operator, via: str) -> Issued:
-    return issue(CommandOp.EMERGENCY_CLOSE, target, operator=operator, via=via)
+def emergency_close(target: Target, *, operator, via: str, address: str | None = None) -> Issued:
+    return issue(CommandOp.EMERGENCY_CLOSE, target, operator=operator, via=via, address=address)
 
 
-def end_emergency(target: Target, *, operator, via: str) -> Issued:
-    return issue(CommandOp.END_EMERGENCY, target, operator=operator, via=via)
+def end_emergency(target: Target, *, operator, via: str, address: str | None = None) -> Issued:
+    return issue(CommandOp.END_EMERGENCY, target, operator=operator, via=via, address=address)
 
 
-def issue(op: str, target: Target, *, operator, via: str, mode: str | None = None) -> Issued:
-    """Carry out ``op`` on ``target``. Raises ValidationError for a mode the access points cannot take."""
+def issue(
+    op: str, target: Target, *, operator, via: str, mode: str | None = None, address: str | None = None
+) -> Issued:
+    """Carry out ``op`` on ``target``. Raises ValidationError for a mode the access points cannot take.
+
+    ``address``: where the operator's request came from, for the system auditor.
+    """
     if op not in AUDIT_KINDS:
         raise ValueError(f"{op!r} is not a command an operator issues to doors.")
     if (op == CommandOp.SET_MODE) != (mode is not None):
@@ -125,7 +130,7 @@ def issue(op: str, target: Target, *, operator, via: str, mode: str | None = Non
             door = doors.get(point.pk)
             if door is not None:
                 issued.commands.append(_queue(op, door, mode, operator))
-        _record(issued, points, doors, operator, via)
+        _record(issued, points, doors, operator, via, address)
     return issued
 
 
@@ -188,7 +193,9 @@ def _describe(target: Target) -> dict:
     return {"site": True}
 
 
-def _record(issued: Issued, points: list[AccessPoint], doors: dict[int, DeviceDoor], operator, via: str) -> None:
+def _record(
+    issued: Issued, points: list[AccessPoint], doors: dict[int, DeviceDoor], operator, via: str, address: str | None
+) -> None:
     scope = _describe(issued.target)
     extra = {"mode": issued.mode} if issued.mode else {}
     record_operator_action(
@@ -204,6 +211,7 @@ def _record(issued: Issued, points: list[AccessPoint], doors: dict[int, DeviceDo
             "without_device": len(issued.without_device),
             "still_in_lockdown": len(issued.still_in_lockdown),
         },
+        address=address,
     )
     commands = {command.access_point_id: command for command in issued.commands}
     now = timezone.now()

@@ -66,6 +66,8 @@ class AuditEvent(AppendOnlyModel):
             models.Index(fields=["access_point", "at"], name="audit_point_at"),
             models.Index(fields=["cardholder", "at"], name="audit_cardholder_at"),
             models.Index(fields=["kind", "at"], name="audit_kind_at"),
+            # The audit trail's key UID search: one key's events among a million, newest first.
+            models.Index(fields=["key_uid", "at"], name="audit_key_uid_at"),
         ]
 
     def __str__(self):
