@@ -38,6 +38,12 @@ ACTIONS = {
 ACTION_LABELS = {"open": "Remote open", "lockdown": "Lockdown", "end_lockdown": "End of lockdown"}
 
 
+def monitored(queryset, operator):
+    """The access points or zones of the partitions whose events ``operator`` watches: what the monitor shows."""
+    partitions = allowed_partitions(operator, VIEW_EVENTS)
+    return queryset if partitions is ALL else queryset.filter(partition__in=partitions)
+
+
 def recent_commands(operator):
     """The operator's own latest commands, with how far each got (queued, sent, acknowledged, ...)."""
     return DeviceCommand.objects.filter(operator=operator).select_related("device", "access_point")[:RECENT_COMMANDS]
@@ -52,7 +58,7 @@ class MonitorView(OperatorPage, TemplateView):
         context = super().get_context_data(**kwargs)
         operator = self.request.user
         events = self.restricted(AuditEvent.objects.only(*AUDIT_COLUMNS)).order_by("-at", "-pk")[:FIRST_EVENTS]
-        points = list(self.restricted(AccessPoint.objects.only("id", "name", "lockdown", "partition_id")).order_by("name"))
+        points = list(monitored(AccessPoint.objects.only("id", "name", "lockdown", "partition_id"), operator).order_by("name"))
         doors = DeviceDoor.objects.filter(access_point__in=[point.pk for point in points]).select_related("device")
         door_of = {door.access_point_id: door for door in doors}
         for point in points:
@@ -62,7 +68,7 @@ class MonitorView(OperatorPage, TemplateView):
             point.door_label = point.door_state.replace("_", " ") or "unknown"
         may_command = operator.has_perm(ISSUE_COMMANDS)
         changeable_points = set(restrict(AccessPoint.objects.all(), operator, "change").values_list("pk", flat=True))
-        zones = list(self.restricted(Zone.objects.only("id", "name", "lockdown")).order_by("name"))
+        zones = list(monitored(Zone.objects.only("id", "name", "lockdown"), operator).order_by("name"))
         changeable_zones = set(restrict(Zone.objects.all(), operator, "change").values_list("pk", flat=True))
         if allowed_partitions(operator, VIEW_EVENTS) is ALL:
             devices = Device.objects.all()
@@ -126,15 +132,15 @@ class MonitorCommandView(OperatorPage, View):
         return redirect("monitor")
 
     def target(self, op: str):
-        """The access point, zone or site named in the form, among what the operator may see (else 404)."""
+        """The access point, zone or site named in the form, among those the monitor shows the operator (else 404)."""
         post = self.request.POST
         try:
             if post.get("access_point"):
-                return self.restricted(AccessPoint.objects.all()).get(pk=int(post["access_point"]))
+                return monitored(AccessPoint.objects.all(), self.request.user).get(pk=int(post["access_point"]))
             if op == CommandOp.OPEN:
                 raise Http404("Remote open names an access point.")
             if post.get("zone"):
-                return self.restricted(Zone.objects.all()).get(pk=int(post["zone"]))
+                return monitored(Zone.objects.all(), self.request.user).get(pk=int(post["zone"]))
         except (ValueError, OverflowError, AccessPoint.DoesNotExist, Zone.DoesNotExist):
             raise Http404("No such access point or zone.") from None
         if post.get("site") == "1":
