@@ -13,6 +13,8 @@ from django import forms
 from django.apps import apps
 from django.contrib.auth import password_validation
 from django.contrib.auth.models import Permission
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 
 from accesscontrol.models import Operator, OperatorGroup, Partition
 from accesscontrol.permissions import ALL
@@ -149,7 +151,11 @@ class OperatorForm(forms.ModelForm):
         """The chosen groups among those the editor may give, plus the operator's others, which stay."""
         chosen = set(self.cleaned_data.get("operator_groups") or [])
         grantable = {group.pk for group in self.grantable}
-        kept = [] if self.instance.pk is None else [g for g in self.instance.operator_groups.all() if g.pk not in grantable]
+        kept = (
+            []
+            if self.instance.pk is None
+            else [g for g in self.instance.operator_groups.all() if g.pk not in grantable]
+        )
         return sorted(chosen | set(kept), key=lambda group: group.name)
 
 
@@ -165,6 +171,10 @@ class PermissionGridWidget(forms.CheckboxSelectMultiple):
     """Permissions as a table: one row per kind of object, a column per action (view, add, change, delete)."""
 
     template_name = "accesscontrol/operators/permission_grid.html"
+
+    def render(self, name, value, attrs=None, renderer=None):
+        # The project's templates, not the form renderer's (which sees only Django's and the apps' own).
+        return mark_safe(render_to_string(self.template_name, self.get_context(name, value, attrs)))  # noqa: S308
 
     def get_context(self, name, value, attrs):
         context = super().get_context(name, value, attrs)

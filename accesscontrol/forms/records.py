@@ -106,6 +106,4 @@ class SystemAuditWebFilterSet(SystemAuditFilterSet):
         self.form.fields["object_id"].widget = forms.HiddenInput()
 
     def filter_text(self, queryset, name, value):
-        return queryset.filter(
-            Q(operator_name__icontains=value) | Q(object_repr__icontains=value) | Q(object_id=value)
-        )
+        return queryset.filter(Q(operator_name__icontains=value) | Q(object_repr__icontains=value) | Q(object_id=value))

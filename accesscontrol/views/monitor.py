@@ -58,7 +58,9 @@ class MonitorView(OperatorPage, TemplateView):
         context = super().get_context_data(**kwargs)
         operator = self.request.user
         events = self.restricted(AuditEvent.objects.only(*AUDIT_COLUMNS)).order_by("-at", "-pk")[:FIRST_EVENTS]
-        points = list(monitored(AccessPoint.objects.only("id", "name", "lockdown", "partition_id"), operator).order_by("name"))
+        points = list(
+            monitored(AccessPoint.objects.only("id", "name", "lockdown", "partition_id"), operator).order_by("name")
+        )
         doors = DeviceDoor.objects.filter(access_point__in=[point.pk for point in points]).select_related("device")
         door_of = {door.access_point_id: door for door in doors}
         for point in points:
@@ -163,7 +165,9 @@ class MonitorCommandView(OperatorPage, View):
 
 def describe(action: str, target, issued: commands.Issued) -> str:
     where = "the whole site" if isinstance(target, SiteSettings) else str(target)
-    parts = [f"{ACTION_LABELS[action]} of {where}: {issued.queued} device command{'s' if issued.queued != 1 else ''} queued"]
+    parts = [
+        f"{ACTION_LABELS[action]} of {where}: {issued.queued} device command{'s' if issued.queued != 1 else ''} queued"
+    ]
     if issued.without_device:
         parts.append(f"{len(issued.without_device)} access point(s) have no device to send it to")
     if issued.still_in_lockdown:

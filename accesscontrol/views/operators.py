@@ -83,6 +83,7 @@ class OperatorFormView(OperatorPage, FormView):
     form_class = OperatorForm
     template_name = "accesscontrol/operators/form.html"
     operator = None
+    before: dict = {}  # the operator as it was, taken before the form changes the instance
 
     def get_form_kwargs(self):
         kwargs = super().get_form_kwargs()
@@ -96,7 +97,7 @@ class OperatorFormView(OperatorPage, FormView):
 
     def form_valid(self, form):
         creating = self.operator is None
-        before = {} if creating else operator_snapshot(self.operator)
+        before = self.before
         with transaction.atomic():
             operator = form.save(commit=False)
             password = form.cleaned_data.get("password1")
@@ -126,7 +127,10 @@ class OperatorEditView(OperatorFormView):
         if request.user.is_authenticated:
             self.operator = get_object_or_404(Operator, pk=kwargs["pk"])
             if request.user.has_perm(self.permission_required) and not Rights(request.user).may_manage(self.operator):
-                raise PermissionDenied("This operator has rights you do not hold; only someone who holds them may edit.")
+                raise PermissionDenied(
+                    "This operator has rights you do not hold; only someone who holds them may edit."
+                )
+            self.before = operator_snapshot(self.operator)
         return super().dispatch(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs):
@@ -195,6 +199,7 @@ class GroupFormView(OperatorPage, FormView):
     form_class = OperatorGroupForm
     template_name = "accesscontrol/operators/form.html"
     group = None
+    before: dict = {}
 
     def get_form_kwargs(self):
         kwargs = super().get_form_kwargs()
@@ -203,15 +208,22 @@ class GroupFormView(OperatorPage, FormView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context["cancel_url"] = reverse("operator_group", args=[self.group.pk]) if self.group else reverse("operator_groups")
+        context["cancel_url"] = (
+            reverse("operator_group", args=[self.group.pk]) if self.group else reverse("operator_groups")
+        )
         return context
 
     def form_valid(self, form):
         creating = self.group is None
-        before = {} if creating else group_snapshot(self.group)
+        before = self.before
         with transaction.atomic():
             group = form.save()
-            audit(self.request, "create" if creating else "update", group, {"changes": changes(before, group_snapshot(group))})
+            audit(
+                self.request,
+                "create" if creating else "update",
+                group,
+                {"changes": changes(before, group_snapshot(group))},
+            )
         messages.success(self.request, f"Group {group.name} {'created' if creating else 'saved'}.")
         return redirect("operator_group", pk=group.pk)
 
@@ -227,6 +239,7 @@ class GroupEditView(GroupFormView):
     def dispatch(self, request, *args, **kwargs):
         if request.user.is_authenticated:
             self.group = get_object_or_404(OperatorGroup, pk=kwargs["pk"])
+            self.before = group_snapshot(self.group)
         return super().dispatch(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs):

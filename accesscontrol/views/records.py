@@ -25,7 +25,13 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 EXPORT_CHUNK = 2000
 # Events an operator should not miss in a list: shown highlighted here and in the live monitor.
 ALERT_KINDS = frozenset(
-    {AuditKind.ACCESS_DENIED, AuditKind.DOOR_FORCED, AuditKind.DOOR_LEFT_OPEN, AuditKind.TAMPER, AuditKind.DEVICE_OFFLINE}
+    {
+        AuditKind.ACCESS_DENIED,
+        AuditKind.DOOR_FORCED,
+        AuditKind.DOOR_LEFT_OPEN,
+        AuditKind.TAMPER,
+        AuditKind.DEVICE_OFFLINE,
+    }
 )
 # A spreadsheet runs a cell starting with these as a formula; the export makes it text.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -182,7 +182,7 @@ def test_the_query_count_does_not_grow_with_the_page_size(client, viewer, partit
 
 
 def test_the_export_is_a_streamed_csv_whose_formula_cells_are_made_text_and_is_recorded(client, viewer, partition):
-    point = make_access_point(partition=partition, name="=HYPERLINK(\"http://evil\")")
+    point = make_access_point(partition=partition, name='=HYPERLINK("http://evil")')
     events(point, 1, cardholder_name="+SUM(A1:A9)", key_uid="@ABC")
     events(point, 1, cardholder_name="-2+3", at=NOON - dt.timedelta(seconds=5), kind="access_denied")
 
@@ -193,12 +193,27 @@ def test_the_export_is_a_streamed_csv_whose_formula_cells_are_made_text_and_is_r
     assert response["Content-Disposition"].startswith('attachment; filename="audit-trail-')
     rows = csv_rows(response)
     assert rows[0] == [
-        "at", "id", "kind", "reason", "access point", "access point id", "cardholder", "cardholder id", "key UID",
+        "at",
+        "id",
+        "kind",
+        "reason",
+        "access point",
+        "access point id",
+        "cardholder",
+        "cardholder id",
+        "key UID",
         "device id",
     ]
     assert len(rows) == 2
     assert rows[1][2:] == [
-        "Access granted", "Granted", "'=HYPERLINK(\"http://evil\")", str(point.pk), "'+SUM(A1:A9)", "", "'@ABC", "",
+        "Access granted",
+        "Granted",
+        '\'=HYPERLINK("http://evil")',
+        str(point.pk),
+        "'+SUM(A1:A9)",
+        "",
+        "'@ABC",
+        "",
     ]
     assert rows[1][0] == "2026-03-02T12:00:00+00:00"
     entry = SystemAuditEntry.objects.get(action="export_audit_trail")

@@ -118,9 +118,7 @@ def test_remote_open_queues_the_command_records_it_and_says_so(client, partition
         "127.0.0.1",
     )
     assert entry.detail["commands"] == [command.pk]
-    assert [str(m) for m in get_messages(response.wsgi_request)] == [
-        "Remote open of Lobby: 1 device command queued."
-    ]
+    assert [str(m) for m in get_messages(response.wsgi_request)] == ["Remote open of Lobby: 1 device command queued."]
     listed = client.get(reverse("monitor_commands"))
     assert b"Queued" in listed.content
 
@@ -151,7 +149,9 @@ def test_zone_lockdown_and_its_end_set_and_clear_the_flag_with_auditor_rows(clie
 
 
 def test_an_operator_of_one_partition_cannot_command_another_partitions_door_or_the_site(client, partition):
-    client.force_login(make_operator(VIEW, COMMAND, CHANGE_POINTS, "accesscontrol.change_sitesettings", partitions=[partition]))
+    client.force_login(
+        make_operator(VIEW, COMMAND, CHANGE_POINTS, "accesscontrol.change_sitesettings", partitions=[partition])
+    )
     make_access_point(partition=partition)
     vault = make_access_point(partition=make_partition(), name="Vault")
     make_device(1001, vault)

@@ -119,7 +119,18 @@ def test_the_export_streams_the_filtered_rows_made_safe_and_is_recorded(client, 
     assert response.streaming
     text = b"".join(response.streaming_content).decode("utf-8")
     rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
-    assert rows[0] == ["at", "id", "operator", "action", "object type", "object id", "object", "via", "address", "detail"]
+    assert rows[0] == [
+        "at",
+        "id",
+        "operator",
+        "action",
+        "object type",
+        "object id",
+        "object",
+        "via",
+        "address",
+        "detail",
+    ]
     assert [row[2:4] for row in rows[1:]] == [["'=cmd", "update"]]
     assert rows[1][9] == '{"note": "é"}'
     entry = SystemAuditEntry.objects.get(action="export_system_audit")
