@@ -28,8 +28,13 @@ class DirectoryBackend(LDAPBackend):
     _request = None
 
     def authenticate(self, request, username=None, password=None, **kwargs):
+        if username and self._is_local(username.strip()):
+            return None  # the database backend's: no need to ask (or wait for) the directory
         self._request = request  # Django makes a backend per authenticate() call
         return super().authenticate(request, username=username, password=password, **kwargs)
+
+    def _is_local(self, username: str) -> bool:
+        return self.get_user_model().objects.filter(username__iexact=username, directory_account__isnull=True).exists()
 
     def get_or_build_user(self, username, ldap_user):
         operator, built = super().get_or_build_user(username, ldap_user)
@@ -39,7 +44,7 @@ class DirectoryBackend(LDAPBackend):
                 operator.set_unusable_password()
                 operator.save()
                 DirectoryAccount.objects.create(operator=operator, dn=ldap_user.dn, seen_at=timezone.now())
-        elif not DirectoryAccount.objects.filter(operator=operator).exists():
+        elif not DirectoryAccount.objects.filter(operator=operator).exists():  # made local since authenticate()
             logger.warning("LDAP login refused for %s: a local operator has this username", username)
             raise ldap_user.AuthenticationFailed("a local operator has this username")
         return operator, built
@@ -52,7 +57,7 @@ class DirectoryBackend(LDAPBackend):
         try:
             directory_groups = {normalize_dn(dn) for dn in ldap_user.group_dns} if config.group_map else set()
         except ldap.LDAPError as exc:
-            logger.error("LDAP login refused for %s: cannot read the directory's groups: %s", operator, exc)
+            logger.error("LDAP login refused for %s: cannot read the directory's groups: %s", operator, describe(exc))
             return None
         with transaction.atomic():
             account = DirectoryAccount.objects.select_for_update().get(operator=operator)
@@ -84,8 +89,18 @@ class DirectoryBackend(LDAPBackend):
         return settings.SPACE_LDAP
 
 
+def describe(exc: Exception) -> str:
+    """python-ldap's errors carry a dict: its description and detail read better than its repr."""
+    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    return ": ".join(str(info[key]) for key in ("desc", "info") if info.get(key)) or repr(exc)
+
+
+_CONTEXTS = {"search_for_user_dn": "looking up the user", "authenticate": "checking the password"}
+
+
 def _log_directory_error(sender, context, user, request, exception, **kwargs):
-    logger.error("LDAP directory error (%s): %s", context, exception)
+    doing = _CONTEXTS.get(context, context.replace("_", " "))
+    logger.error("LDAP login failed, directory error while %s: %s", doing, describe(exception))
 
 
 ldap_error.connect(_log_directory_error, sender=DirectoryBackend, dispatch_uid="space-ldap-error")
