@@ -36,6 +36,11 @@ class DirectoryBackend(LDAPBackend):
     def _is_local(self, username: str) -> bool:
         return self.get_user_model().objects.filter(username__iexact=username, directory_account__isnull=True).exists()
 
+    def get_user(self, user_id):
+        # django-auth-ldap's keeps a deactivated operator's session alive; the sync's deactivation must end it.
+        operator = super().get_user(user_id)
+        return operator if operator is not None and operator.is_active else None
+
     def get_or_build_user(self, username, ldap_user):
         operator, built = super().get_or_build_user(username, ldap_user)
         if built:

@@ -16,9 +16,10 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate, get_user
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
+from django.http import HttpRequest
 from django.test import override_settings
 from django.urls import NoReverseMatch, reverse
 
@@ -306,7 +307,6 @@ def test_a_plain_search_hits_the_size_limit_that_the_sync_reads_past(directory):
     connection.unbind_s()
 
 
-@pytest.mark.slow
 def test_the_sync_creates_every_operator_of_the_directory_with_its_groups(directory, groups):
     config = config_for(directory)
 
@@ -340,7 +340,6 @@ def test_the_sync_creates_every_operator_of_the_directory_with_its_groups(direct
     assert SystemAuditEntry.objects.filter(action="ldap_sync").count() == 1
 
 
-@pytest.mark.slow
 def test_the_sync_deactivates_a_removed_entry_and_leaves_local_operators_alone(directory, groups):
     config = config_for(directory)
     local = Operator.objects.create_user(username="localadmin", password="local password 1!")
@@ -394,6 +393,17 @@ def test_the_sync_deactivates_a_removed_entry_and_leaves_local_operators_alone(d
     assert (removed.is_active, names(removed)) == (True, ["Guards"])
 
 
+def test_a_deactivated_directory_operator_loses_its_session(ldap_on, client):
+    assert client.login(username=uid(1), password=password(1)) is True
+    request = HttpRequest()
+    request.session = client.session
+    assert get_user(request).username == uid(1)
+
+    Operator.objects.filter(username=uid(1)).update(is_active=False)
+
+    assert get_user(request).is_authenticated is False
+
+
 def test_an_operator_deactivated_by_an_administrator_stays_out(ldap_on):
     operator = authenticate(username=uid(1), password=password(1))
     Operator.objects.filter(pk=operator.pk).update(is_active=False)
@@ -403,7 +413,6 @@ def test_an_operator_deactivated_by_an_administrator_stays_out(ldap_on):
     assert operator.is_active is False
 
 
-@pytest.mark.slow
 def test_sync_ldap_prints_one_summary_line_and_the_celery_task_runs_the_same(directory, groups):
     out = StringIO()
     with ldap_enabled(config_for(directory)):
