@@ -267,6 +267,14 @@ def test_a_directory_that_is_down_refuses_the_login_with_an_error_in_the_log(dir
     assert "Can't contact LDAP server" in errors[0].getMessage()
 
 
+def test_start_tls_checks_the_directory_certificate_against_the_ca_file(directory, groups):
+    with ldap_enabled(config_for(directory, start_tls=True, ca_file=directory.cafile)):
+        assert authenticate(username=uid(1), password=password(1)).username == uid(1)
+    # A certificate the CA file does not vouch for: no login.
+    with ldap_enabled(config_for(directory, start_tls=True, ca_file=directory.clientcert)):
+        assert authenticate(username=uid(2), password=password(2)) is None
+
+
 def test_posix_groups_are_mapped_by_member_uid(directory, groups):
     config = config_for(
         directory,
