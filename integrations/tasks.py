@@ -7,11 +7,16 @@ delivery run when anything is due. In the embedded profile the webhook service
 of ``runspace`` runs the same code.
 """
 
+import logging
+
 from celery import shared_task
+from django.conf import settings
 
 # The event stream's tasks live beside their service; imported so that Celery's autodiscovery registers them.
 from integrations.stream_tasks import ensure_event_stream, run_event_stream  # noqa: F401
 from integrations.webhooks import delivery, wakeup
+
+logger = logging.getLogger(__name__)
 
 # Retries due sooner than this get a run of their own; later ones are the sweep's (beat, every 10 s).
 RETRY_HORIZON_SECONDS = 10.0
@@ -45,3 +50,22 @@ def sweep_webhooks(stale_after_seconds: float | None = None) -> str:
         f"recovered {stats.recovered}, failed {stats.failed}, orphans {stats.orphans}, "
         f"purged {stats.purged}, due {stats.due}"
     )
+
+
+@shared_task(ignore_result=True)
+def sync_ldap() -> str:
+    """The directory sync (``manage.py sync_ldap``); beat runs it every SPACE_LDAP_SYNC_MINUTES when LDAP is on."""
+    if settings.SPACE_LDAP is None:
+        return "LDAP is not configured"
+    import ldap
+
+    from integrations.ldap.sync import DirectoryUnusable, sync_directory
+
+    try:
+        summary = sync_directory(settings.SPACE_LDAP).summary()
+    except (ldap.LDAPError, DirectoryUnusable) as exc:
+        # Nothing changed; the next run tries again.
+        logger.error("LDAP sync failed, nothing changed: %s", exc)
+        return f"LDAP sync failed: {exc}"
+    logger.info(summary)
+    return summary

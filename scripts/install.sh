@@ -3,10 +3,13 @@
 # virtual environment in .venv with the pinned Python packages.
 #   scripts/install.sh          runtime only
 #   scripts/install.sh --test   runtime + test tools
+# The LDAP extra (requirements-ldap.txt) is always installed: python-ldap builds
+# against libldap and libsasl, and the tests start Debian's slapd on a free port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(python3 python3-venv python3-dev gcc libpq5 tzdata ca-certificates)
+SYSTEM_PACKAGES=(python3 python3-venv python3-dev gcc libpq5 tzdata ca-certificates
+  libldap2-dev libsasl2-dev slapd ldap-utils)
 
 missing=()
 for package in "${SYSTEM_PACKAGES[@]}"; do
@@ -16,7 +19,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing system packages: ${missing[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq
+  # Only slapd's binary is wanted (the tests run their own on a free port): keep the package's
+  # service from starting while it installs, unless the machine already has a policy of its own.
+  policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    trap '$SUDO rm -f "$policy"' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ -n "$policy" ]; then $SUDO rm -f "$policy"; trap - EXIT; fi
 fi
 
 PYTHON=${PYTHON:-python3}
@@ -30,6 +43,6 @@ requirements=requirements.txt
 stamp=.venv/.installed-$(sha256sum requirements*.txt | sha256sum | cut -c1-16)-$(basename "$requirements" .txt)
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install -q --disable-pip-version-check -r "$requirements"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r "$requirements" -r requirements-ldap.txt
   touch "$stamp"
 fi

@@ -35,6 +35,23 @@ app.conf.beat_schedule = {
 }
 
 
+def directory_sync_entry(settings) -> dict | None:
+    """Beat's entry for the LDAP sync, when LDAP is configured and the sync has an interval."""
+    if settings.SPACE_LDAP is None or settings.SPACE_LDAP_SYNC_MINUTES <= 0:
+        return None
+    interval = settings.SPACE_LDAP_SYNC_MINUTES * 60.0
+    return {"task": "integrations.tasks.sync_ldap", "schedule": interval, "options": {"expires": interval}}
+
+
+@app.on_after_configure.connect
+def add_directory_sync(sender, **kwargs):
+    # Here, not above: the settings are not loaded yet when this module is imported (by space.settings itself).
+    from django.conf import settings
+
+    if entry := directory_sync_entry(settings):
+        sender.conf.beat_schedule["sync-ldap"] = entry
+
+
 @worker_shutting_down.connect
 def stop_hosted_services(**kwargs):
     # A warm shutdown waits for running tasks, and the long-lived ones only

@@ -181,6 +181,37 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Operators from a directory (LDAP), integrations/ldap/. Unset SPACE_LDAP_URL: LDAP is off.
+# SPACE_LDAP_GROUP_MAP is a JSON object: {"<directory group DN>": "<operator group name>" or [names]}.
+SPACE_LDAP = None
+SPACE_LDAP_URL = envstr("SPACE_LDAP_URL")
+SPACE_LDAP_SYNC_MINUTES = envint("SPACE_LDAP_SYNC_MINUTES", 60)  # beat's sync_ldap; 0: only by manage.py sync_ldap
+if SPACE_LDAP_URL:
+    from integrations.ldap.config import auth_ldap_settings, directory_config
+
+    SPACE_LDAP = directory_config(
+        url=SPACE_LDAP_URL,
+        bind_dn=envstr("SPACE_LDAP_BIND_DN"),
+        bind_password=envstr("SPACE_LDAP_BIND_PASSWORD"),
+        start_tls=envbool("SPACE_LDAP_START_TLS", False),
+        ca_file=envstr("SPACE_LDAP_CA_FILE"),
+        user_base=envstr("SPACE_LDAP_USER_BASE"),
+        user_filter=envstr("SPACE_LDAP_USER_FILTER", "(uid=%(user)s)"),
+        group_base=envstr("SPACE_LDAP_GROUP_BASE"),
+        group_type=envstr("SPACE_LDAP_GROUP_TYPE", "groupOfNames"),
+        require_group=envstr("SPACE_LDAP_REQUIRE_GROUP"),
+        superuser_group=envstr("SPACE_LDAP_SUPERUSER_GROUP"),
+        group_map=envstr("SPACE_LDAP_GROUP_MAP"),
+        page_size=envint("SPACE_LDAP_PAGE_SIZE", 500),
+    )
+    if PRODUCTION and SPACE_LDAP.url.startswith("ldap://") and not SPACE_LDAP.start_tls:
+        raise ImproperlyConfigured(
+            "Refusing to start the production profile: operators' passwords would cross the network to the "
+            "directory in clear; use an ldaps:// SPACE_LDAP_URL or SPACE_LDAP_START_TLS=true."
+        )
+    globals().update(auth_ldap_settings(SPACE_LDAP))
+    # The directory first; then the database, for local operators (and while the directory is down).
+    AUTHENTICATION_BACKENDS = ["integrations.ldap.backend.DirectoryBackend", *AUTHENTICATION_BACKENDS]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
