@@ -50,6 +50,9 @@ class IntervalForm(forms.ModelForm):
         widgets = {"start": time_input(), "end": time_input()}
         help_texts = {"end": "A time not after the start crosses midnight; 00:00 to 00:00 is the whole day."}
 
+    def day_fields(self):
+        return [self[name] for name in DAY_NAMES]
+
     def clean_start(self):
         return _whole_minute(self.cleaned_data.get("start"))
 
