@@ -65,7 +65,8 @@ class BaseIntervalFormSet(BaseInlineFormSet):
         super().clean()
         seen = set()
         for form in self.forms:
-            if not form.has_changed() or self._should_delete_form(form) or not hasattr(form, "cleaned_data"):
+            blank = form.empty_permitted and not form.has_changed()
+            if blank or self._should_delete_form(form) or not hasattr(form, "cleaned_data"):
                 continue
             row = tuple(form.cleaned_data.get(name) for name in ("start", "end", *DAY_NAMES))
             if row in seen:
