@@ -33,6 +33,17 @@ class AccessLevelEntryForm(OperatorModelForm):
         self.fields["zone"].empty_label = "—"
         self.fields["time_period"].empty_label = "At any time"
 
+    def _get_validation_exclusions(self):
+        # The model's clean() states its one-target constraint in words an operator reads; once is enough.
+        exclude = super()._get_validation_exclusions()
+        exclude.add("zone")
+        return exclude
+
+    def _post_clean(self):
+        if self.has_error("access_point") or self.has_error("zone"):
+            return  # the target is already wrong: "name either..." would only repeat it
+        super()._post_clean()
+
     def clean(self):
         cleaned = super().clean()
         grant = {name: cleaned.get(name) for name in ("access_point", "zone", "time_period")}
