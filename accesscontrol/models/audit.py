@@ -66,6 +66,8 @@ class AuditEvent(AppendOnlyModel):
             models.Index(fields=["access_point", "at"], name="audit_point_at"),
             models.Index(fields=["cardholder", "at"], name="audit_cardholder_at"),
             models.Index(fields=["kind", "at"], name="audit_kind_at"),
+            # A device's recent events (the device page).
+            models.Index(fields=["device", "at"], name="audit_device_at"),
         ]
 
     def __str__(self):
