@@ -6,12 +6,11 @@ are what ``accesscontrol.navigation`` and the templates link to.
 
 from django.urls import path
 
-from accesscontrol.views import monitor, operators, records
+from accesscontrol.views import access_levels, monitor, operators, places, records, schedules
 
 urlpatterns = [
     # login, logout, account, two-factor: accesscontrol.views.login
     # dashboard, cardholders, keys, jobs: accesscontrol.views.people, accesscontrol.views.jobs
-    # access points, zones, locations, time periods, calendars, access levels: accesscontrol.views.places, .schedules
     # monitor, audit trail, system auditor, operators and groups: accesscontrol.views.monitor, .records, .operators
     path("monitor/", monitor.MonitorView.as_view(), name="monitor"),
     path("monitor/command/", monitor.MonitorCommandView.as_view(), name="monitor_command"),
@@ -28,4 +27,47 @@ urlpatterns = [
     path("operator-groups/new/", operators.GroupCreateView.as_view(), name="operator_group_create"),
     path("operator-groups/<int:pk>/", operators.GroupDetailView.as_view(), name="operator_group"),
     path("operator-groups/<int:pk>/edit/", operators.GroupEditView.as_view(), name="operator_group_edit"),
+    # --- access points, zones, locations: accesscontrol.views.places
+    path("access-points/", places.AccessPointList.as_view(), name="access_points"),
+    path("access-points/new/", places.AccessPointCreate.as_view(), name="access_point_add"),
+    path("access-points/<int:pk>/", places.AccessPointDetail.as_view(), name="access_point"),
+    path("access-points/<int:pk>/edit/", places.AccessPointEdit.as_view(), name="access_point_edit"),
+    path("access-points/<int:pk>/delete/", places.AccessPointDelete.as_view(), name="access_point_delete"),
+    path(
+        "access-points/<int:pk>/who-may-open/",
+        places.AccessPointWhoMayOpen.as_view(),
+        name="access_point_who_may_open",
+    ),
+    path("zones/", places.ZoneList.as_view(), name="zones"),
+    path("zones/new/", places.ZoneCreate.as_view(), name="zone_add"),
+    path("zones/<int:pk>/", places.ZoneDetail.as_view(), name="zone"),
+    path("zones/<int:pk>/edit/", places.ZoneEdit.as_view(), name="zone_edit"),
+    path("zones/<int:pk>/delete/", places.ZoneDelete.as_view(), name="zone_delete"),
+    path("zones/<int:pk>/access-points/", places.ZoneMembers.as_view(), name="zone_members"),
+    path("locations/", places.LocationList.as_view(), name="locations"),
+    path("locations/new/", places.LocationCreate.as_view(), name="location_add"),
+    path("locations/<int:pk>/", places.LocationDetail.as_view(), name="location"),
+    path("locations/<int:pk>/edit/", places.LocationEdit.as_view(), name="location_edit"),
+    path("locations/<int:pk>/delete/", places.LocationDelete.as_view(), name="location_delete"),
+    # --- time periods, calendars: accesscontrol.views.schedules
+    path("time-periods/", schedules.TimePeriodList.as_view(), name="time_periods"),
+    path("time-periods/new/", schedules.TimePeriodCreate.as_view(), name="time_period_add"),
+    path("time-periods/<int:pk>/", schedules.TimePeriodDetail.as_view(), name="time_period"),
+    path("time-periods/<int:pk>/edit/", schedules.TimePeriodEdit.as_view(), name="time_period_edit"),
+    path("time-periods/<int:pk>/delete/", schedules.TimePeriodDelete.as_view(), name="time_period_delete"),
+    path("time-periods/<int:pk>/intervals/", schedules.TimePeriodIntervals.as_view(), name="time_period_intervals"),
+    path("calendars/", schedules.CalendarList.as_view(), name="calendars"),
+    path("calendars/new/", schedules.CalendarCreate.as_view(), name="calendar_add"),
+    path("calendars/<int:pk>/", schedules.CalendarDetail.as_view(), name="calendar"),
+    path("calendars/<int:pk>/edit/", schedules.CalendarEdit.as_view(), name="calendar_edit"),
+    path("calendars/<int:pk>/delete/", schedules.CalendarDelete.as_view(), name="calendar_delete"),
+    path("calendars/<int:pk>/days/", schedules.CalendarDays.as_view(), name="calendar_days"),
+    path("calendars/<int:pk>/holidays/", schedules.CalendarHolidays.as_view(), name="calendar_holidays"),
+    # --- access levels: accesscontrol.views.access_levels
+    path("access-levels/", access_levels.AccessLevelList.as_view(), name="access_levels"),
+    path("access-levels/new/", access_levels.AccessLevelCreate.as_view(), name="access_level_add"),
+    path("access-levels/<int:pk>/", access_levels.AccessLevelDetail.as_view(), name="access_level"),
+    path("access-levels/<int:pk>/edit/", access_levels.AccessLevelEdit.as_view(), name="access_level_edit"),
+    path("access-levels/<int:pk>/delete/", access_levels.AccessLevelDelete.as_view(), name="access_level_delete"),
+    path("access-levels/<int:pk>/entries/", access_levels.AccessLevelEntries.as_view(), name="access_level_entries"),
 ]

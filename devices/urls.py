@@ -1,3 +1,11 @@
 """The web app's device pages (devices.views)."""
 
-urlpatterns = []
+from django.urls import path
+
+from devices import views
+
+urlpatterns = [
+    path("devices/", views.DeviceList.as_view(), name="devices"),
+    path("devices/<int:pk>/", views.DeviceDetail.as_view(), name="device"),
+    path("devices/<int:pk>/edit/", views.DeviceEdit.as_view(), name="device_edit"),
+]

@@ -68,6 +68,8 @@ class AuditEvent(AppendOnlyModel):
             models.Index(fields=["kind", "at"], name="audit_kind_at"),
             # The audit trail's key UID search: one key's events among a million, newest first.
             models.Index(fields=["key_uid", "at"], name="audit_key_uid_at"),
+            # A device's recent events (the device page).
+            models.Index(fields=["device", "at"], name="audit_device_at"),
         ]
 
     def __str__(self):

@@ -1,0 +1,81 @@
+"""Forms for access points, zones and locations."""
+
+from django import forms
+
+from accesscontrol.forms.partitioned import OperatorModelForm
+from accesscontrol.models import AccessPoint, Location, Zone
+from accesscontrol.permissions import restrict
+
+
+class LocationForm(OperatorModelForm):
+    class Meta:
+        model = Location
+        fields = ["name", "partition", "parent", "description"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+
+    def clean_parent(self):
+        parent = self.cleaned_data.get("parent")
+        ancestor = parent
+        while ancestor is not None and self.instance.pk is not None:
+            if ancestor.pk == self.instance.pk:
+                raise forms.ValidationError("A location cannot be inside itself.")
+            ancestor = ancestor.parent
+        return parent
+
+
+class ZoneForm(OperatorModelForm):
+    # Lockdown is not edited here: it is an emergency action with its device commands (the monitor's).
+    class Meta:
+        model = Zone
+        fields = ["name", "partition", "description", "anti_passback"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+
+
+class AccessPointForm(OperatorModelForm):
+    class Meta:
+        model = AccessPoint
+        fields = [
+            "name",
+            "partition",
+            "kind",
+            "ext_id",
+            "description",
+            "location",
+            "zones",
+            "connection",
+            "opening_mode",
+            "timed_period",
+            "open_time",
+            "extended_open_time",
+            "calendar",
+            "direction",
+            "pin_required",
+        ]
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 2}),
+            "zones": forms.CheckboxSelectMultiple,
+        }
+        help_texts = {"zones": "Zones of other partitions the access point is in stay as they are."}
+
+    def clean_ext_id(self):
+        return self.cleaned_data.get("ext_id") or None
+
+    def clean_zones(self):
+        # The operator replaces the zones they can see; those of other partitions stay.
+        chosen = list(self.cleaned_data.get("zones") or [])
+        if self.instance.pk is None:
+            return chosen
+        visible = restrict(Zone.objects.all(), self.operator, "view")
+        return chosen + list(self.instance.zones.exclude(pk__in=visible.values("pk")))
+
+
+class ZoneMemberForm(forms.Form):
+    """An access point to put into a zone."""
+
+    access_point = forms.ModelChoiceField(queryset=AccessPoint.objects.none(), label="Access point")
+
+    def __init__(self, *args, zone, operator, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["access_point"].queryset = restrict(AccessPoint.objects.all(), operator, "change").exclude(
+            zones=zone
+        )
