@@ -25,7 +25,7 @@ class CharacterClassesValidator:
         missing = _classes_missing(password)
         if missing:
             raise ValidationError(
-                "The password must contain letters, digits and symbols (such as ! # % or -); it has no %(missing)s.",
+                "The password must contain letters, digits and symbols (such as ! # %% or -); it has no %(missing)s.",
                 code="password_missing_character_classes",
                 params={"missing": " and no ".join(missing)},
             )
