@@ -1,4 +1,4 @@
-"""The password policy (length, letters + digits + symbols, not common, not like the name) and changing one's password."""
+"""The password policy (length, letters + digits + symbols, not common, not like the name); changing a password."""
 
 import pytest
 from django.contrib.auth.password_validation import password_validators_help_texts, validate_password
@@ -144,7 +144,7 @@ def test_mismatched_new_passwords_get_a_field_error(client):
 
     response = change(client, PASSWORD, GOOD, GOOD + "x")
 
-    assert response.context["password_form"].errors["new_password2"] == ["The two password fields didn’t match."]
+    assert response.context["password_form"].errors["new_password2"] == ["The two password fields didn\u2019t match."]
 
 
 def test_an_operator_from_the_directory_is_told_to_change_it_there(client):
