@@ -94,8 +94,7 @@ def _after_password(request, operator, next_url: str):
     must_enrol = twofactor.required_for(operator)
     _complete_login(request, operator, device=None, must_enrol=must_enrol)
     if must_enrol:
-        messages.warning(request, "Your operator group requires two-factor login. Set it up to continue.")
-        return redirect("account_two_factor")
+        return redirect("account_two_factor")  # the page says why
     return redirect(next_url)
 
 
