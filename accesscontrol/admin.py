@@ -495,8 +495,8 @@ class OperatorAdmin(AuditedAdminMixin, UserAdmin):
 
 @admin.register(OperatorGroup)
 class OperatorGroupAdmin(SpaceAdmin):
-    list_display = ["name", "all_partitions", "member_count"]
-    list_filter = ["all_partitions", "partitions"]
+    list_display = ["name", "all_partitions", "require_two_factor", "member_count"]
+    list_filter = ["all_partitions", "require_two_factor", "partitions"]
     search_fields = ["name", "description"]
     filter_horizontal = ["permissions", "partitions", "members"]
 

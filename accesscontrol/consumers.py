@@ -8,6 +8,12 @@ groups and partitions may see: an item of an access point in one of their
 partitions, or, for operators of all partitions, every item (including those
 of no access point, such as a device going offline). The partitions are
 re-read every minute, so a changed group takes effect on open connections too.
+
+A browser's connection lives no longer than its session: every
+``SESSION_CHECK_SECONDS`` (on a timer, and before a batch once that long has
+passed) the session is looked up, and once it has expired (idle log-off) or
+was logged out, the connection is closed with code 4401. A session that must
+still set up two-factor login is refused. API-key connections have no session.
 """
 
 import asyncio
@@ -15,17 +21,23 @@ import contextlib
 import json
 import logging
 import time
+from importlib import import_module
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
 
 from accesscontrol.live import MONITOR_GROUP
 from accesscontrol.models import ApiKey
 from accesscontrol.permissions import ALL, allowed_partitions
+from accesscontrol.twofactor import ENROL_SESSION_KEY
 
 VIEW_EVENTS = "accesscontrol.view_auditevent"
 FORBIDDEN = 4403
+SESSION_ENDED = 4401
+SESSION_CHECK_SECONDS = 30.0
 PARTITIONS_TTL_SECONDS = 60.0
 GROUP_RENEW_SECONDS = 3600.0
 JOIN_TIMEOUT_SECONDS = 5.0
@@ -105,13 +117,38 @@ def _operator_of_api_key(scope):
     return None
 
 
+@database_sync_to_async
+def _session_of(scope) -> tuple[str | None, bool]:
+    """The session key of a browser's connection, and whether that session must still enrol a second factor."""
+    session = scope.get("session")
+    if session is None or not session.session_key:
+        return None, False
+    return session.session_key, bool(session.get(ENROL_SESSION_KEY))
+
+
+@database_sync_to_async
+def _session_is_live(session_key: str, operator_pk) -> bool:
+    """Whether the session still exists, has not expired and still belongs to the operator (a fresh read)."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return store.get(SESSION_KEY) == str(operator_pk)
+
+
 class MonitorConsumer(AsyncJsonWebsocketConsumer):
     # No channel of its own: the hub hands it the batches (an unknown alias gives no channel layer).
     channel_layer_alias = "monitor-consumers-use-the-hub"
 
+    session_key: str | None = None
+    session_watch: asyncio.Task | None = None
+    closed = False
+
     async def connect(self):
         operator = self.scope.get("user")
-        if operator is None or not operator.is_authenticated:
+        if operator is not None and operator.is_authenticated:
+            self.session_key, must_enrol = await _session_of(self.scope)
+            if must_enrol:
+                await self.close(code=FORBIDDEN)
+                return
+        else:
             operator = await _operator_of_api_key(self.scope)
         if operator is None or not operator.is_active:
             await self.close(code=FORBIDDEN)
@@ -122,12 +159,17 @@ class MonitorConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=FORBIDDEN)
             return
         await self.accept()
+        if self.session_key:
+            self.session_checked_at = time.monotonic()
+            self.session_watch = asyncio.get_running_loop().create_task(self._watch_session())
         await hub.join(self)  # before the hello: what a client sees after it, it sees whole
         partitions = "all" if self.partitions is ALL else sorted(self.partitions)
         await self.send_json({"type": "hello", "operator": operator.get_username(), "partitions": partitions})
 
     async def disconnect(self, code):
         hub.leave(self)
+        if self.session_watch is not None and self.session_watch is not asyncio.current_task():
+            self.session_watch.cancel()
 
     async def receive_json(self, content, **kwargs):
         # The monitor only listens; a ping gets a pong so clients can check the connection.
@@ -135,6 +177,11 @@ class MonitorConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "pong"})
 
     async def monitor_batch(self, message):
+        if self.closed:
+            return
+        session_due = self.session_key and time.monotonic() - self.session_checked_at >= SESSION_CHECK_SECONDS
+        if session_due and not await self._session_still_live():
+            return
         if time.monotonic() - self.partitions_at > PARTITIONS_TTL_SECONDS:
             await self._load_partitions()
         partitions = self.partitions
@@ -149,3 +196,20 @@ class MonitorConsumer(AsyncJsonWebsocketConsumer):
     async def _load_partitions(self):
         self.partitions = await database_sync_to_async(allowed_partitions)(self.operator, VIEW_EVENTS)
         self.partitions_at = time.monotonic()
+
+    async def _watch_session(self):
+        while not self.closed:
+            await asyncio.sleep(SESSION_CHECK_SECONDS)
+            if not await self._session_still_live():
+                return
+
+    async def _session_still_live(self) -> bool:
+        """Check the session now; when it has ended, close the connection (4401) and say so."""
+        self.session_checked_at = time.monotonic()
+        if await _session_is_live(self.session_key, self.operator.pk):
+            return True
+        if not self.closed:
+            self.closed = True
+            hub.leave(self)
+            await self.close(code=SESSION_ENDED)
+        return False

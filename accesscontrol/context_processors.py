@@ -17,6 +17,6 @@ def frame(request) -> dict:
     signed_in = operator is not None and operator.is_authenticated
     return {
         "site_name": SimpleLazyObject(_site_name),
-        "idle_seconds": settings.SESSION_COOKIE_AGE,
+        "idle_seconds": settings.SPACE_SESSION_IDLE_SECONDS,
         "navigation": SimpleLazyObject(lambda: menu_for(operator, request.path)) if signed_in else [],
     }

@@ -98,6 +98,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    "accesscontrol.middleware.TwoFactorEnrolmentMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -175,11 +176,15 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
+SPACE_PASSWORD_MIN_LENGTH = envint("SPACE_PASSWORD_MIN_LENGTH", 12)
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": SPACE_PASSWORD_MIN_LENGTH},
+    },
+    {"NAME": "accesscontrol.passwords.CharacterClassesValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
-    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
 ]
 # Operators from a directory (LDAP), integrations/ldap/. Unset SPACE_LDAP_URL: LDAP is off.
 # SPACE_LDAP_GROUP_MAP is a JSON object: {"<directory group DN>": "<operator group name>" or [names]}.
@@ -215,7 +220,33 @@ if SPACE_LDAP_URL:
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
-SESSION_COOKIE_AGE = envint("SPACE_SESSION_IDLE_SECONDS", 30 * 60)
+# Lockout (per username) and throttling (per source address) after failed logins, wrong TOTP codes included.
+SPACE_LOGIN_MAX_FAILURES = envint("SPACE_LOGIN_MAX_FAILURES", 5)
+SPACE_LOGIN_MAX_FAILURES_PER_ADDRESS = envint("SPACE_LOGIN_MAX_FAILURES_PER_ADDRESS", 20)
+SPACE_LOGIN_FAILURE_WINDOW_SECONDS = envint("SPACE_LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)
+SPACE_LOGIN_LOCKOUT_SECONDS = envint("SPACE_LOGIN_LOCKOUT_SECONDS", 15 * 60)
+SPACE_LOGIN_ATTEMPTS_KEPT_DAYS = envint("SPACE_LOGIN_ATTEMPTS_KEPT_DAYS", 30)
+# The issuer an authenticator app shows beside the operator's name.
+OTP_TOTP_ISSUER = envstr("SPACE_TOTP_ISSUER", "Space")
+# Wrong codes count towards the login lockout above (per user and per address); django-otp's own per-device
+# back-off on top would refuse a right code typed within seconds of a wrong one.
+OTP_TOTP_THROTTLE_FACTOR = 0
+OTP_STATIC_THROTTLE_FACTOR = 0
+# Idle log-off: the page logs itself off after this long without keyboard or mouse activity (static/space.js);
+# the server forgets the session a minute later, so that log-off still knows whose it is (system auditor).
+SPACE_SESSION_IDLE_SECONDS = envint("SPACE_SESSION_IDLE_SECONDS", 30 * 60)
+SESSION_COOKIE_AGE = SPACE_SESSION_IDLE_SECONDS + 60
+for _name, _least in [
+    ("SPACE_PASSWORD_MIN_LENGTH", 8),
+    ("SPACE_LOGIN_MAX_FAILURES", 1),
+    ("SPACE_LOGIN_MAX_FAILURES_PER_ADDRESS", 1),
+    ("SPACE_LOGIN_FAILURE_WINDOW_SECONDS", 1),
+    ("SPACE_LOGIN_LOCKOUT_SECONDS", 1),
+    ("SPACE_LOGIN_ATTEMPTS_KEPT_DAYS", 1),
+    ("SPACE_SESSION_IDLE_SECONDS", 60),
+]:
+    if globals()[_name] < _least:
+        raise ImproperlyConfigured(f"{_name} must be at least {_least}, not {globals()[_name]}")
 # Behind a reverse proxy that sets X-Forwarded-For: the address it saw is the client's (system auditor, lockout).
 SPACE_TRUST_X_FORWARDED_FOR = envbool("SPACE_TRUST_X_FORWARDED_FOR", False)
 SESSION_SAVE_EVERY_REQUEST = True  # the age above is then an inactivity timeout

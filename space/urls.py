@@ -2,12 +2,16 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accesscontrol.views.login import admin_login, logout_view
 from space.views import home
 
 urlpatterns = [
     path("", include("accesscontrol.urls")),
     path("", include("devices.urls")),
     path("", home, name="home"),  # until the web app's dashboard takes "/"
+    # The admin logs in and out through the web app's views (lockout, second factor, system auditor).
+    path("admin/login/", admin_login),
+    path("admin/logout/", logout_view),
     path("admin/", admin.site.urls),
     path("api/v1/", include("accesscontrol.api.urls")),
     path("api/v1/", include("devices.api.urls")),

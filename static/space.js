@@ -1,4 +1,4 @@
-// Space: the little script every page shares. Confirmations and the idle log-off.
+// Space: the little script every page shares. Confirmations, the idle log-off and its keep-alive.
 (function () {
   "use strict";
 
@@ -29,19 +29,43 @@
     });
   });
 
+  // A print button (backup codes).
+  document.addEventListener("click", function (event) {
+    if (event.target.closest && event.target.closest("[data-print]")) window.print();
+  });
+
   // Automatic log-off after the configured idle time, also on pages that make no requests (the monitor).
   const body = document.body;
   const idleSeconds = parseInt(body.dataset.idleSeconds || "0", 10);
   const logoutUrl = body.dataset.logoutUrl;
   if (idleSeconds > 0 && logoutUrl) {
+    const token = document.querySelector('meta[name="csrf-token"]');
+    const keepaliveUrl = body.dataset.keepaliveUrl;
     let last = Date.now();
-    const touch = function () { last = Date.now(); };
+    let renewed = last; // the page's own request renewed the server's session
+    const touch = function () {
+      last = Date.now();
+      // Keep-alive: a page that makes no requests of its own (the live monitor) would otherwise lose its
+      // session on the server while its operator works; at most one ping a minute, and only on activity.
+      if (!keepaliveUrl || last - renewed < 60000) return;
+      renewed = last;
+      fetch(keepaliveUrl, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "X-CSRFToken": token ? token.content : "" },
+      }).then(function (response) {
+        // Logged off elsewhere: reloading leads to the login page, which brings the operator back here.
+        if (response.status === 401) window.location.reload();
+      }).catch(function () { /* offline for a moment: the next activity tries again */ });
+    };
     ["keydown", "mousedown", "mousemove", "wheel", "touchstart"].forEach(function (name) {
       document.addEventListener(name, touch, { passive: true });
     });
-    const token = document.querySelector('meta[name="csrf-token"]');
+    document.addEventListener("htmx:afterRequest", function () { renewed = Date.now(); });
+    let leaving = false;
     setInterval(function () {
-      if (Date.now() - last < idleSeconds * 1000) return;
+      if (leaving || Date.now() - last < idleSeconds * 1000) return;
+      leaving = true;
       const form = document.createElement("form");
       form.method = "post";
       form.action = logoutUrl;

@@ -11,14 +11,15 @@ from accesscontrol.models import Operator
 
 # No look-alikes (0/O, 1/l/I): the password is read off a terminal and typed in.
 ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "0O1lI")
+SYMBOLS = "#%+-=@"  # easy to type on any keyboard layout
 PASSWORD_LENGTH = 16
 
 
 def generate_password() -> str:
     while True:
-        password = "".join(secrets.choice(ALPHABET) for _ in range(PASSWORD_LENGTH))
-        # Mixed classes keep the password validators (not all numeric, not common) content.
-        if any(c.isdigit() for c in password) and any(c.isalpha() for c in password):
+        password = "".join(secrets.choice(ALPHABET + SYMBOLS) for _ in range(PASSWORD_LENGTH))
+        # The password policy (accesscontrol.passwords) wants letters, digits and symbols.
+        if all(any(c in group for c in password) for group in (string.ascii_letters, string.digits, SYMBOLS)):
             return password
 
 

@@ -34,7 +34,7 @@ def test_a_session_write_without_the_csrf_token_is_refused():
 
 def test_a_session_write_with_the_csrf_token_is_accepted():
     client = logged_in()
-    client.get("/admin/login/")  # any page that sets the CSRF cookie
+    client.get("/login/")  # any page that sets the CSRF cookie
     token = client.cookies["csrftoken"].value
 
     response = client.post("/api/v1/zones/", {"name": "Lobby"}, format="json", HTTP_X_CSRFTOKEN=token)
