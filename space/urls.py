@@ -2,12 +2,9 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from space.views import home
-
 urlpatterns = [
-    path("", include("accesscontrol.urls")),
+    path("", include("accesscontrol.urls")),  # the operator web app; its dashboard is "/"
     path("", include("devices.urls")),
-    path("", home, name="home"),  # until the web app's dashboard takes "/"
     path("admin/", admin.site.urls),
     path("api/v1/", include("accesscontrol.api.urls")),
     path("api/v1/", include("devices.api.urls")),

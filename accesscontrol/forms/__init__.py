@@ -1,0 +1,1 @@
+"""The operator web app's forms, one module per area."""
