@@ -115,7 +115,7 @@ def read_rows(raw: bytes) -> list[tuple[int, dict]]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise jobs.JobError(f"The file is not UTF-8 text (byte {error.start}).") from None
+        raise jobs.JobError(f"The file is not UTF-8 text (byte {error.start + 1}).") from None
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)

@@ -88,10 +88,10 @@ def run(job_id: int) -> Job | None:
             raise JobError(f"Unknown kind of job: {job.kind}.")
         result = import_string(KINDS[job.kind])(job, progress)
     except JobError as error:
-        fail(job_id, str(error), result=progress.partial_result)
+        fail(job_id, str(error), progress=progress)
     except Exception as error:
         logger.exception("Job %s (%s) failed", job_id, job.kind)
-        fail(job_id, f"Failed unexpectedly: {type(error).__name__}: {error}"[:500], result=progress.partial_result)
+        fail(job_id, f"Failed unexpectedly: {type(error).__name__}: {error}", progress=progress)
     else:
         Job.objects.filter(pk=job_id).update(
             status=JobStatus.SUCCEEDED,
@@ -105,10 +105,11 @@ def run(job_id: int) -> Job | None:
     return Job.objects.get(pk=job_id)
 
 
-def fail(job_id: int, reason: str, *, result: dict | None = None) -> None:
+def fail(job_id: int, reason: str, *, progress: "Progress | None" = None) -> None:
+    """Mark the job failed with ``reason``, keeping what it had done (rows imported, errors found) for the page."""
     changes = {"status": JobStatus.FAILED, "message": reason[:500], "finished_at": timezone.now()}
-    if result is not None:
-        changes["result"] = result
+    if progress is not None:
+        changes.update(done=progress.done, total=progress.total, result=progress.partial_result)
     Job.objects.filter(pk=job_id).exclude(status=JobStatus.SUCCEEDED).update(**changes)
 
 

@@ -183,8 +183,11 @@ class CardholderImportForm(forms.Form):
 
 
 class BulkGrantForm(forms.Form):
-    access_level = forms.ModelChoiceField(queryset=AccessLevel.objects.none(), empty_label="Choose an access level")
+    # Not "access_level": that is one of the list's filters, sent along with this form.
+    grant_level = forms.ModelChoiceField(
+        label="Access level", queryset=AccessLevel.objects.none(), empty_label="Choose an access level"
+    )
 
     def __init__(self, *args, operator, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["access_level"].queryset = restrict(AccessLevel.objects.order_by("name"), operator, "view")
+        self.fields["grant_level"].queryset = restrict(AccessLevel.objects.order_by("name"), operator, "view")

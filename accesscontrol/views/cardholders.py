@@ -431,7 +431,7 @@ class CardholderBulkGrantView(OperatorPage, View):
         if not form.is_valid():
             messages.error(request, "Choose an access level to grant.")
             return redirect(f"{reverse('cardholders')}?{request.POST.get('query', '')}")
-        level = form.cleaned_data["access_level"]
+        level = form.cleaned_data["grant_level"]
         parameters = {"filters": list_filters(request.POST), "access_level": level.pk}
         job = jobs.start("cardholder_grant_level", request.user, parameters)
         messages.info(request, f"Granting {level} to the cardholders of the list.")
