@@ -1,4 +1,4 @@
-"""Cardholder pages: list with search and filters, detail, create / edit / delete, and the changes on the detail page."""
+"""Cardholder pages: list with search and filters, detail, create, edit, delete and its changes."""
 
 import datetime as dt
 

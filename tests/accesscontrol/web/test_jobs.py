@@ -124,7 +124,8 @@ def test_the_job_page_shows_the_errors_by_line(inline_jobs):
 
 @pytest.mark.django_db
 def test_a_row_can_only_name_a_partition_the_operator_may_add_to(inline_jobs):
-    mine, other = make_partition(name="Mine"), make_partition(name="Other")
+    mine = make_partition(name="Mine")
+    make_partition(name="Other")
     operator = make_operator(VIEW, ADD, partitions=[mine])
     text = "last_name,partition\nInside,Mine\nOutside,Other\nDefault,\n"
 
