@@ -171,13 +171,17 @@ class CardholderSearchFilterSet(CardholderFilterSet):
         value = value.strip()
         if not value:
             return queryset
+        uid = normalize_uid(value)
+        if UID_PATTERN.match(uid):
+            # A key's UID names its holders outright (one indexed lookup); a name that merely looks like hex
+            # ("Abe") finds no key and is searched as a name below.
+            holders = list(Key.objects.filter(uid=uid).values_list("cardholder_id", flat=True)[:100])
+            if holders:
+                return queryset.filter(pk__in=holders)
         words = Q()
         for word in value.split():
             words &= Q(last_name__icontains=word) | Q(first_name__icontains=word)
         match = words | Q(email__istartswith=value) | Q(ext_id=value)
-        uid = normalize_uid(value)
-        if UID_PATTERN.match(uid):
-            match |= Q(pk__in=Key.objects.filter(uid=uid).values("cardholder_id"))
         return queryset.filter(match)
 
     def filter_access_level(self, queryset, name, value):
