@@ -7,6 +7,7 @@ system auditor, so an action is recorded the same way whoever asked for it.
 
 import datetime as dt
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -45,17 +46,20 @@ def issue_key(
     kind: str = KeyKind.CARD,
     valid_from: dt.datetime | None = None,
     valid_until: dt.datetime | None = None,
+    address: str | None = None,
 ) -> Key:
     """Give ``cardholder`` a new key. Raises ValidationError for a bad UID or validity window."""
     key = Key(cardholder=cardholder, uid=uid, kind=kind, valid_from=valid_from, valid_until=valid_until)
     key.full_clean(validate_unique=False, validate_constraints=False)
     with transaction.atomic():
         key.save()
-        record_operator_action(operator, "issue_key", key, via=via, detail={"cardholder": cardholder.pk})
+        record_operator_action(
+            operator, "issue_key", key, via=via, detail={"cardholder": cardholder.pk}, address=address
+        )
     return key
 
 
-def cancel_key(key: Key, *, operator, via: str, at: dt.datetime | None = None) -> Key:
+def cancel_key(key: Key, *, operator, via: str, at: dt.datetime | None = None, address: str | None = None) -> Key:
     """Cancel ``key``: it is refused from now on and blacklisted until its validity ends.
 
     Cancelling a key twice changes nothing the second time, so a caller may retry.
@@ -67,17 +71,94 @@ def cancel_key(key: Key, *, operator, via: str, at: dt.datetime | None = None) -
         key.status = KeyStatus.CANCELLED
         key.cancelled_at = at or timezone.now()
         key.save(update_fields=["status", "cancelled_at"])
-        record_operator_action(operator, "cancel_key", key, via=via, detail={"cardholder": key.cardholder_id})
+        record_operator_action(
+            operator, "cancel_key", key, via=via, detail={"cardholder": key.cardholder_id}, address=address
+        )
     return key
 
 
-def set_cardholder_pin(cardholder: Cardholder, pin: str | None, *, operator, via: str) -> Cardholder:
+def revalidation_end(key: Key, now: dt.datetime) -> dt.datetime | None:
+    """Where a revalidation done at ``now`` moves the key's end of validity when no end is asked for.
+
+    The cardholder's revalidation period (``key_revalidation_days``) says how long a
+    revalidated key stays valid; without one the key is valid with no end of its own.
+    Never past the cardholder's own expiration, beyond which the key opens nothing anyway.
+    """
+    holder = key.cardholder
+    end = now + dt.timedelta(days=holder.key_revalidation_days) if holder.key_revalidation_days else None
+    if holder.expiration and (end is None or end > holder.expiration):
+        end = holder.expiration
+    return end
+
+
+def revalidate_key(
+    key: Key,
+    *,
+    operator,
+    via: str,
+    valid_until: dt.datetime | None = None,
+    at: dt.datetime | None = None,
+    address: str | None = None,
+) -> Key:
+    """Revalidate ``key``: renew its validity (to ``valid_until``, or by the cardholder's revalidation period).
+
+    As an updater does when the card is presented: the key's data is rewritten (its
+    revision rises) and the time of revalidation is noted. A cancelled key stays
+    cancelled (it is on the blacklist); an expired one is issued again. Raises
+    ValidationError when the key cannot be revalidated or the new end is not in the future.
+    """
+    now = at or timezone.now()
+    with transaction.atomic():
+        key = Key.objects.select_for_update().select_related("cardholder").get(pk=key.pk)
+        if key.status == KeyStatus.CANCELLED:
+            raise ValidationError("A cancelled key cannot be revalidated: issue a new key.")
+        end = valid_until if valid_until is not None else revalidation_end(key, now)
+        if end is not None and end <= now:
+            raise ValidationError({"valid_until": "The new end of validity must be in the future."})
+        if end is not None and key.valid_from and end <= key.valid_from:
+            raise ValidationError({"valid_until": "The end of validity must come after its start."})
+        if (
+            key.status == KeyStatus.EXPIRED
+            and Key.objects.filter(uid=key.uid, status=KeyStatus.ISSUED).exclude(pk=key.pk).exists()
+        ):
+            raise ValidationError("Another issued key has this UID.")
+        before = {"valid_until": _iso(key.valid_until), "status": key.status, "revision": key.revision}
+        key.valid_until = end
+        key.status = KeyStatus.ISSUED
+        key.revision += 1
+        key.last_revalidated_at = now
+        key.save(update_fields=["valid_until", "status", "revision", "last_revalidated_at"])
+        after = {"valid_until": _iso(key.valid_until), "status": key.status, "revision": key.revision}
+        changes = {name: {"from": before[name], "to": after[name]} for name in after if before[name] != after[name]}
+        record_operator_action(
+            operator,
+            "revalidate_key",
+            key,
+            via=via,
+            detail={"cardholder": key.cardholder_id, "changes": changes},
+            address=address,
+        )
+    return key
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def set_cardholder_pin(
+    cardholder: Cardholder, pin: str | None, *, operator, via: str, address: str | None = None
+) -> Cardholder:
     """Set (or, with None or "", remove) a cardholder's PIN. The PIN itself is never recorded."""
     with transaction.atomic():
         cardholder.set_pin(pin or None)
         cardholder.save(update_fields=["pin_hash", "updated_at"])
         record_operator_action(
-            operator, "set_pin" if pin else "clear_pin", cardholder, via=via, detail={"has_pin": bool(pin)}
+            operator,
+            "set_pin" if pin else "clear_pin",
+            cardholder,
+            via=via,
+            detail={"has_pin": bool(pin)},
+            address=address,
         )
     return cardholder
 

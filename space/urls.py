@@ -3,12 +3,10 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accesscontrol.views.login import admin_login, logout_view
-from space.views import home
 
 urlpatterns = [
-    path("", include("accesscontrol.urls")),
+    path("", include("accesscontrol.urls")),  # the operator web app; its dashboard is "/"
     path("", include("devices.urls")),
-    path("", home, name="home"),  # until the web app's dashboard takes "/"
     # The admin logs in and out through the web app's views (lockout, second factor, system auditor).
     path("admin/login/", admin_login),
     path("admin/logout/", logout_view),

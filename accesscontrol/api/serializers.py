@@ -340,6 +340,14 @@ class KeySerializer(ModelSerializer):
         return attrs
 
 
+class KeyRevalidateSerializer(serializers.Serializer):
+    valid_until = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="New end of validity; empty: by the cardholder's revalidation period.",
+    )
+
+
 class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent

@@ -306,6 +306,22 @@ class KeyViewSet(SpaceModelViewSet):
             key = actions.cancel_key(self.get_object(), operator=request.user, via=VIA)
         return Response(self.get_serializer(key).data)
 
+    @extend_schema(request=serializers.KeyRevalidateSerializer, responses=serializers.KeySerializer)
+    @action(detail=True, methods=["post"], permission_action="change")
+    def revalidate(self, request, pk=None):
+        """Revalidate the key: renew its validity to ``valid_until``, or by the cardholder's revalidation period."""
+        query = serializers.KeyRevalidateSerializer(data=request.data)
+        query.is_valid(raise_exception=True)
+        try:
+            key = actions.revalidate_key(
+                self.get_object(), operator=request.user, via=VIA, valid_until=query.validated_data.get("valid_until")
+            )
+        except DjangoValidationError as error:
+            raise exceptions.ValidationError(
+                error.message_dict if hasattr(error, "error_dict") else {"non_field_errors": error.messages}
+            ) from None
+        return Response(self.get_serializer(key).data)
+
 
 # --- audit trail -------------------------------------------------------------------
 

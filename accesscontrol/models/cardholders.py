@@ -86,7 +86,12 @@ class Key(models.Model):
                 fields=["uid"], condition=models.Q(status=KeyStatus.ISSUED), name="key_one_issued_per_uid"
             ),
         ]
-        indexes = [models.Index(fields=["uid"])]
+        indexes = [
+            models.Index(fields=["uid"]),
+            # Covers "which keys open doors now" (the dashboard's count, the list's "has a valid key")
+            # without a lookup into the table per key.
+            models.Index(fields=["status", "valid_until", "valid_from", "cardholder"], name="key_validity"),
+        ]
 
     def __str__(self):
         return f"{self.get_kind_display()} {self.uid}"

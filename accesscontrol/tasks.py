@@ -1,0 +1,12 @@
+"""Celery tasks of the access control app (production profile; the embedded one runs jobs in a thread)."""
+
+from celery import shared_task
+
+from accesscontrol import jobs
+
+
+@shared_task(ignore_result=True)
+def run_job(job_id: int) -> str:
+    """Run one operator job (accesscontrol.jobs); a redelivered message finds it claimed and does nothing."""
+    job = jobs.run(job_id)
+    return f"job {job_id}: {job.status if job else 'not queued'}"
