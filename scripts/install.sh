@@ -2,11 +2,14 @@
 # Installs what Space needs on Debian 12, idempotently: system packages, then a
 # virtual environment in .venv with the pinned Python packages.
 #   scripts/install.sh          runtime only
-#   scripts/install.sh --test   runtime + test tools
+#   scripts/install.sh --test   runtime + test tools (and Debian's Chromium with fonts for the browser tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SYSTEM_PACKAGES=(python3 python3-venv python3-dev gcc libpq5 tzdata ca-certificates)
+# The browser tests drive Debian's Chromium through Playwright (never a browser Playwright downloads);
+# real fonts so that pages and screenshots render as an operator sees them.
+[ "${1:-}" = "--test" ] && SYSTEM_PACKAGES+=(chromium fonts-dejavu-core fonts-liberation2)
 
 missing=()
 for package in "${SYSTEM_PACKAGES[@]}"; do
