@@ -149,7 +149,7 @@ def _defaults(model, chosen: list[str]) -> tuple[list[str], list]:
 
 def insert_rows(model, chosen: list[str], rows) -> int:
     """Insert ``rows`` (tuples of the ``chosen`` attnames' values) into ``model``'s table; the other columns get
-    their defaults. Large transactions of multi-row INSERTs, or the SQLite driver's executemany."""
+    their defaults. Large transactions: the SQLite driver's executemany, PostgreSQL's COPY, else multi-row INSERTs."""
     other_columns, other_values = _defaults(model, chosen)
     columns = [model._meta.get_field(name).column for name in chosen] + other_columns
     table = connection.ops.quote_name(model._meta.db_table)
@@ -167,6 +167,13 @@ def insert_rows(model, chosen: list[str], rows) -> int:
                     f"INSERT INTO {table} ({column_list}) VALUES ({placeholders})",  # noqa: S608 (our own names)
                     [row + tail for row in batch],
                 )
+            elif connection.vendor == "postgresql":
+                with (
+                    connection.connection.cursor() as cursor,
+                    cursor.copy(f"COPY {table} ({column_list}) FROM STDIN") as copy,
+                ):
+                    for row in batch:
+                        copy.write_row(row + tail)
             else:
                 row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
                 with connection.cursor() as cursor:

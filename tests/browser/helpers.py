@@ -8,6 +8,7 @@ monitor, lock down a zone, be logged off when idle) is built from these.
 import asyncio
 import threading
 import time
+from urllib.parse import urlparse
 
 from django.urls import NoReverseMatch, reverse
 from django_otp.oath import TOTP
@@ -62,6 +63,14 @@ def log_in(page, server, username: str, password: str, *, totp_key: str | None =
         page.locator(OTP_FIELDS).first.fill(fresh_totp_code(totp_key))
         with page.expect_navigation():
             page.locator(f"main {SUBMIT}, form {SUBMIT}").first.click()
+
+
+def wait_for_idle_logoff(page, idle_seconds: float, slack: float = 10) -> None:
+    """Touch nothing and wait until the page's idle log-off (static/space.js) has taken it to the login page.
+
+    Start the server with ``start_space(SPACE_SESSION_IDLE_SECONDS=idle_seconds)``.
+    """
+    page.wait_for_url(lambda url: urlparse(url).path == login_path(), timeout=(idle_seconds + slack) * 1000)
 
 
 def focused(page) -> dict:
