@@ -257,21 +257,25 @@ def generate(cardholders: int = 100_000, events: int = 1_000_000, seed: int = 1)
 @contextlib.contextmanager
 def _bulk_loading():
     """SQLite: a large page cache while the indexes of a million rows are built (the default 2 MB makes every
-    insert into a random spot of an index a read from disk), and no syncing to disk until done."""
+    insert into a random spot of an index a read from disk), and no syncing to disk until done (outside a
+    transaction only: SQLite refuses to change that inside one)."""
     if connection.vendor != "sqlite":
         yield
         return
+    unsynced = not connection.in_atomic_block
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA cache_size")
-        cache_size = cursor.fetchone()[0]
+        cache_size = int(cursor.fetchone()[0])
         cursor.execute(f"PRAGMA cache_size = {-BULK_CACHE_KIB}")
-        cursor.execute("PRAGMA synchronous = OFF")
+        if unsynced:
+            cursor.execute("PRAGMA synchronous = OFF")
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(f"PRAGMA cache_size = {int(cache_size)}")
-            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute(f"PRAGMA cache_size = {cache_size}")
+            if unsynced:
+                cursor.execute("PRAGMA synchronous = NORMAL")
 
 
 def _generate(rng: random.Random, cardholders: int, events: int) -> dict:
