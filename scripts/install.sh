@@ -2,7 +2,7 @@
 # Installs what Space needs on Debian 12, idempotently: system packages, then a
 # virtual environment in .venv with the pinned Python packages.
 #   scripts/install.sh          runtime only
-#   scripts/install.sh --test   runtime + test tools
+#   scripts/install.sh --test   runtime + test tools (and Debian's Chromium with fonts for the browser tests)
 # The LDAP extra (requirements-ldap.txt) is always installed: python-ldap builds
 # against libldap and libsasl, and the tests start Debian's slapd on a free port.
 set -euo pipefail
@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 
 SYSTEM_PACKAGES=(python3 python3-venv python3-dev gcc libpq5 tzdata ca-certificates
   libldap2-dev libsasl2-dev slapd ldap-utils)
+# The browser tests drive Debian's Chromium through Playwright (never a browser Playwright downloads);
+# real fonts so that pages and screenshots render as an operator sees them.
+if [ "${1:-}" = "--test" ]; then SYSTEM_PACKAGES+=(chromium fonts-dejavu-core fonts-liberation2); fi
 
 missing=()
 for package in "${SYSTEM_PACKAGES[@]}"; do
