@@ -181,7 +181,9 @@ def demo_history(*, events: int = 240, operator_username: str = "ada") -> dict:
         group = OperatorGroup.objects.create(
             name=name, all_partitions=partition_names is None, require_two_factor=name == "Security"
         )
-        group.permissions.set(Permission.objects.filter(content_type__app_label="accesscontrol", codename__in=codenames))
+        group.permissions.set(
+            Permission.objects.filter(content_type__app_label="accesscontrol", codename__in=codenames)
+        )
         group.partitions.set(Partition.objects.filter(name__in=partition_names or ()))
         groups[name] = group
     people = [
@@ -192,7 +194,10 @@ def demo_history(*, events: int = 240, operator_username: str = "ada") -> dict:
     ]
     for username, first, last, group in people:
         user = Operator.objects.create_user(
-            username, password=secrets.token_urlsafe(16), first_name=first, last_name=last,
+            username,
+            password=secrets.token_urlsafe(16),
+            first_name=first,
+            last_name=last,
             email=f"{username}@harbour-house.example",
         )
         groups[group].members.add(user)
@@ -215,21 +220,43 @@ def demo_history(*, events: int = 240, operator_username: str = "ada") -> dict:
 
     started = now - dt.timedelta(minutes=3)
     Job.objects.create(
-        kind="cardholder_import", operator=ada, status="running", total=1200, done=540,
-        message="Importing line 541 of 1,200", started_at=started,
+        kind="cardholder_import",
+        operator=ada,
+        status="running",
+        total=1200,
+        done=540,
+        message="Importing line 541 of 1,200",
+        started_at=started,
         parameters={"filename": "hotel-guests-june.csv"},
     )
     Job.objects.create(
-        kind="cardholder_export", operator=ada, status="succeeded", total=300, done=300,
-        message="300 cardholders exported", started_at=started - dt.timedelta(hours=2),
-        finished_at=started - dt.timedelta(hours=2) + dt.timedelta(seconds=4), result={"rows": 300},
+        kind="cardholder_export",
+        operator=ada,
+        status="succeeded",
+        total=300,
+        done=300,
+        message="300 cardholders exported",
+        started_at=started - dt.timedelta(hours=2),
+        finished_at=started - dt.timedelta(hours=2) + dt.timedelta(seconds=4),
+        result={"rows": 300},
     )
     Job.objects.create(
-        kind="cardholder_import", operator=ada, status="failed", total=80, done=12,
-        message="Line 13: the partition 'Hotel annex' does not exist.", started_at=started - dt.timedelta(days=1),
+        kind="cardholder_import",
+        operator=ada,
+        status="failed",
+        total=80,
+        done=12,
+        message="Line 13: the partition 'Hotel annex' does not exist.",
+        started_at=started - dt.timedelta(days=1),
         finished_at=started - dt.timedelta(days=1) + dt.timedelta(seconds=2),
-        result={"errors": {"13": "the partition 'Hotel annex' does not exist."}},
+        result={
+            "errors": [{"line": 13, "field": "partition", "message": "The partition 'Hotel annex' does not exist."}]
+        },
     )
+    for job, ago in zip(
+        Job.objects.order_by("pk"), [dt.timedelta(minutes=3), dt.timedelta(hours=2), dt.timedelta(days=1)]
+    ):
+        Job.objects.filter(pk=job.pk).update(created_at=now - ago)
     return {
         "cardholder": holder.pk,
         "access_point": point.pk,
@@ -240,3 +267,19 @@ def demo_history(*, events: int = 240, operator_username: str = "ada") -> dict:
         "calendar": Calendar.objects.order_by("pk").first().pk,
         "device": Device.objects.order_by("pk").first().pk,
     }
+
+
+def device_key(device_id: int) -> dict:
+    """A new key for a commissioned device (``seed_demo`` never prints its keys), so a simulator can be it."""
+    from devices.models import Device
+
+    unit = Device.objects.get(device_id=device_id)
+    key = unit.set_key(None)
+    unit.save()
+    return {"device_id": device_id, "key_hex": key.hex()}
+
+
+def valid_key(level: str) -> dict:
+    """The UID of an issued key of someone holding access level ``level``."""
+    key = Key.objects.filter(status="issued", cardholder__access_levels__name=level).order_by("pk").first()
+    return {"uid": key.uid, "cardholder": str(key.cardholder)}

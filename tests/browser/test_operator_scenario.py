@@ -153,7 +153,10 @@ def seed_site_with_a_door(server) -> dict:
         ("operator", {"username": "ada", "password": PASSWORD, "superuser": True}),
         ("access_point", {"name": "Lobby", "zones": ["Main building"]}),
         ("access_level", {"name": "Staff", "access_points": ["Lobby"]}),
-        ("cardholder", {"first_name": "Grace", "last_name": "Hopper", "access_levels": ["Staff"], "key_uid": "04A1B2C3D4"}),
+        (
+            "cardholder",
+            {"first_name": "Grace", "last_name": "Hopper", "access_levels": ["Staff"], "key_uid": "04A1B2C3D4"},
+        ),
         ("device", {"device_id": 4660, "name": "Lobby unit", "door": "Lobby"}),
     )
     return device

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import screenshot
-from tests.browser.helpers import fresh_totp_code, url_path
+from tests.browser.helpers import DeviceOnBridge, fresh_totp_code, url_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -24,11 +24,22 @@ PASSWORD = "Lamp-post 42 & fern"
 @pytest.fixture
 def demo_site(space):
     space.manage("seed_demo", timeout=300)
-    ada, ids = space.seed_all(
+    ada, ids, unit_1, unit_3, key = space.seed_all(
         ("operator", {"username": "ada", "password": PASSWORD, "superuser": True, "totp": True}),
         ("demo_history", {}),
+        ("device_key", {"device_id": 1001}),
+        ("device_key", {"device_id": 1003}),
+        ("valid_key", {"level": "Staff"}),
     )
-    return space, ada, ids
+    # Two control units on the bridge, so the devices and the monitor show some online.
+    units = [DeviceOnBridge(space, unit["device_id"], unit["key_hex"]) for unit in (unit_1, unit_3)]
+    try:
+        for unit in units:
+            unit.connect()
+        yield space, ada, ids, units[0], key
+    finally:
+        for unit in units:
+            unit.close()
 
 
 def assert_fits_the_window(page, name: str) -> None:
@@ -39,7 +50,7 @@ def assert_fits_the_window(page, name: str) -> None:
 
 
 def test_screenshots_of_the_main_pages_on_the_demo_site(demo_site, page):
-    server, ada, ids = demo_site
+    server, ada, ids, main_entrance_unit, key = demo_site
 
     page.goto(server.url(url_path("login")))
     screenshot(page, "01-login")
@@ -87,7 +98,10 @@ def test_screenshots_of_the_main_pages_on_the_demo_site(demo_site, page):
         assert response.status == 200, f"{name}: {path} answered {response.status}"
         if name == "16-monitor":
             expect(page.locator("#monitor-connection")).to_have_text("Live")
-        page.wait_for_load_state("networkidle") if name != "16-monitor" else None
+            main_entrance_unit.present_card(key["uid"])
+            expect(page.locator("#monitor-feed tr.new", has_text=key["cardholder"])).to_have_count(1)
+        else:
+            page.wait_for_load_state("networkidle")
         screenshot(page, name)
         try:
             assert_fits_the_window(page, name)
