@@ -74,6 +74,10 @@ class AuditTrailFilterSet(AuditEventFilterSet):
         # The API's id filters stay usable in links (?cardholder=12) but have no box of their own.
         for name in ("cardholder", "device"):
             form.fields[name].widget = forms.HiddenInput()
+        # Time first, then where and who; the tall lists of kinds and reasons last, beside the buttons.
+        form.order_fields(
+            ["at_from", "at_to", "access_point", "zone", "partition", "cardholder_name", "key_uid", "kind", "reason"]
+        )
 
     def filter_zone(self, queryset, name, value):
         return queryset.filter(access_point_id__in=AccessPoint.objects.filter(zones=value).values("pk"))

@@ -254,7 +254,7 @@ def demo_history(*, events: int = 240, operator_username: str = "ada") -> dict:
         },
     )
     for job, ago in zip(
-        Job.objects.order_by("pk"), [dt.timedelta(minutes=3), dt.timedelta(hours=2), dt.timedelta(days=1)]
+        Job.objects.order_by("pk"), [dt.timedelta(minutes=3), dt.timedelta(hours=2), dt.timedelta(days=1)], strict=True
     ):
         Job.objects.filter(pk=job.pk).update(created_at=now - ago)
     return {
