@@ -266,6 +266,7 @@ def demo_history(*, events: int = 240, operator_username: str = "ada") -> dict:
         "time_period": TimePeriod.objects.filter(intervals__isnull=False).order_by("pk").first().pk,
         "calendar": Calendar.objects.order_by("pk").first().pk,
         "device": Device.objects.order_by("pk").first().pk,
+        "job": Job.objects.get(status="running").pk,
     }
 
 
