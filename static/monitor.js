@@ -16,6 +16,8 @@
 
   const alertKinds = new Set(JSON.parse(document.getElementById("monitor-alert-kinds").textContent));
   const kindLabels = new Map(JSON.parse(document.getElementById("monitor-kinds").textContent));
+  const reasonSource = document.getElementById("monitor-reasons");
+  const reasonLabels = new Map(reasonSource ? JSON.parse(reasonSource.textContent) : []);
   const doorAlerts = new Set(["forced", "left_open"]);
   let paused = false;
   let held = [];
@@ -103,7 +105,7 @@
     const alert = alertKinds.has(item.kind);
     if (alert) row.classList.add("row-alert");
     if (fresh) row.classList.add("new");
-    row.appendChild(cell(localTime(item.at), "mono"));
+    row.appendChild(cell(localTime(item.at), "when"));
     const kindCell = document.createElement("td");
     const badge = document.createElement("span");
     badge.className = "badge" + (alert ? " badge-danger" : item.kind === "access_granted" ? " badge-ok" : "");
@@ -119,7 +121,7 @@
       who.appendChild(uid);
     }
     row.appendChild(who);
-    row.appendChild(cell((item.reason || "").replace(/_/g, " ")));
+    row.appendChild(cell(reasonLabels.get(item.reason) || (item.reason || "").replace(/_/g, " ")));
     row.hidden = !matches(item.kind);
     feed.insertBefore(row, feed.firstChild);
     while (feed.rows.length > maxRows) feed.deleteRow(feed.rows.length - 1);

@@ -219,6 +219,7 @@ class OperatorGroupForm(forms.ModelForm):
     class Meta:
         model = OperatorGroup
         fields = ["name", "description", "permissions", "all_partitions", "partitions", "require_two_factor"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
 
     def __init__(self, *args, editor, **kwargs):
         super().__init__(*args, **kwargs)

@@ -45,9 +45,15 @@ class AuditTrailFilterSet(AuditEventFilterSet):
         choices=Decision.choices,
         widget=forms.SelectMultiple(attrs={"size": 4}),
     )
-    access_point = filters.ModelChoiceFilter(queryset=AccessPoint.objects.none(), field_name="access_point")
-    zone = filters.ModelChoiceFilter(queryset=Zone.objects.none(), method="filter_zone")
-    partition = filters.ModelChoiceFilter(queryset=Partition.objects.none(), method="filter_partition")
+    access_point = filters.ModelChoiceFilter(
+        queryset=AccessPoint.objects.none(), field_name="access_point", label="Access point", empty_label="Any"
+    )
+    zone = filters.ModelChoiceFilter(
+        queryset=Zone.objects.none(), method="filter_zone", label="Zone", empty_label="Any"
+    )
+    partition = filters.ModelChoiceFilter(
+        queryset=Partition.objects.none(), method="filter_partition", label="Partition", empty_label="Any"
+    )
     cardholder_name = filters.CharFilter(method="filter_cardholder_name", label="Cardholder")
     key_uid = filters.CharFilter(method="filter_key_uid", label="Key UID")
 
@@ -68,6 +74,10 @@ class AuditTrailFilterSet(AuditEventFilterSet):
         # The API's id filters stay usable in links (?cardholder=12) but have no box of their own.
         for name in ("cardholder", "device"):
             form.fields[name].widget = forms.HiddenInput()
+        # Time first, then where and who; the tall lists of kinds and reasons last, beside the buttons.
+        form.order_fields(
+            ["at_from", "at_to", "access_point", "zone", "partition", "cardholder_name", "key_uid", "kind", "reason"]
+        )
 
     def filter_zone(self, queryset, name, value):
         return queryset.filter(access_point_id__in=AccessPoint.objects.filter(zones=value).values("pk"))
@@ -92,7 +102,9 @@ class AuditTrailFilterSet(AuditEventFilterSet):
 class SystemAuditWebFilterSet(SystemAuditFilterSet):
     at_from = _datetime_filter("gte", "From")
     at_to = _datetime_filter("lt", "To")
-    operator = filters.ModelChoiceFilter(queryset=Operator.objects.only("id", "username"), field_name="operator")
+    operator = filters.ModelChoiceFilter(
+        queryset=Operator.objects.only("id", "username"), field_name="operator", label="Operator", empty_label="Any"
+    )
     action = filters.CharFilter(label="Action")
     object_type = filters.CharFilter(label="Object type", help_text="e.g. accesscontrol.cardholder")
     q = filters.CharFilter(method="filter_text", label="Text")

@@ -15,7 +15,7 @@ from django.http import Http404
 from django.shortcuts import redirect
 from django.views.generic import TemplateView, View
 
-from accesscontrol.choices import AuditKind
+from accesscontrol.choices import AuditKind, Decision
 from accesscontrol.models import AccessPoint, AuditEvent, SiteSettings, Zone
 from accesscontrol.permissions import ALL, allowed_partitions, permission_name, restrict
 from accesscontrol.views.base import VIA, OperatorPage, client_address
@@ -89,6 +89,7 @@ class MonitorView(OperatorPage, TemplateView):
             commands=recent_commands(operator) if may_command else [],
             alert_kinds=sorted(ALERT_KINDS),
             kinds=AuditKind.choices,
+            reasons=Decision.choices,
         )
         return context
 

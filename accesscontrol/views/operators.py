@@ -5,6 +5,7 @@ password nor its hash). The rules against privilege escalation live in
 ``accesscontrol.forms.operators``.
 """
 
+from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -15,7 +16,7 @@ from django.views.generic import DetailView, FormView, TemplateView
 
 from accesscontrol.filtersets import OperatorFilterSet, OperatorGroupFilterSet
 from accesscontrol.forms.operators import ACTIONS, OperatorForm, OperatorGroupForm, Rights, permission_label
-from accesscontrol.models import Operator, OperatorGroup, SystemAuditEntry
+from accesscontrol.models import Operator, OperatorGroup, Partition, SystemAuditEntry
 from accesscontrol.views.base import OperatorPage, audit, paginate
 
 OPERATOR_FIELDS = ("username", "first_name", "last_name", "email", "is_active", "is_staff", "is_superuser")
@@ -42,6 +43,32 @@ def group_snapshot(group: OperatorGroup) -> dict:
     }
 
 
+def _any_yes_no(field, label: str, yes: str = "Yes", no: str = "No") -> None:
+    """A yes/no filter (the API's NullBooleanSelect says "Unknown") as Any / yes / no, labelled for people."""
+    field.label = label
+    field.widget.choices = [("unknown", "Any"), ("true", yes), ("false", no)]
+
+
+def _choose(field, label: str, rows) -> None:
+    """An id filter (a number box in the API's filterset) as a list to choose from."""
+    field.label = label
+    field.widget = forms.Select(choices=[("", "Any"), *rows])
+
+
+def operator_filter_form(form) -> None:
+    form.fields["username"].label = "Username"
+    _any_yes_no(form.fields["is_active"], "Status", "Active", "Inactive")
+    _any_yes_no(form.fields["is_superuser"], "Superuser")
+    _choose(form.fields["group"], "Group", OperatorGroup.objects.order_by("name").values_list("pk", "name"))
+
+
+def group_filter_form(form) -> None:
+    form.fields["name"].label = "Name"
+    _choose(form.fields["member"], "Member", Operator.objects.order_by("username").values_list("pk", "username"))
+    _choose(form.fields["partition"], "Partition", Partition.objects.order_by("name").values_list("pk", "name"))
+    _any_yes_no(form.fields["all_partitions"], "All partitions")
+
+
 # --- operators ------------------------------------------------------------------------------------------
 
 
@@ -54,6 +81,7 @@ class OperatorListView(OperatorPage, TemplateView):
         context = super().get_context_data(**kwargs)
         operators = Operator.objects.prefetch_related("operator_groups").order_by("username")
         filterset = OperatorFilterSet(self.request.GET or None, queryset=operators, request=self.request)
+        operator_filter_form(filterset.form)
         rows = filterset.qs if filterset.is_bound and filterset.is_valid() else operators
         if filterset.is_bound and not filterset.is_valid():
             rows = operators.none()
@@ -157,6 +185,7 @@ class GroupListView(OperatorPage, TemplateView):
             .order_by("name")
         )
         filterset = OperatorGroupFilterSet(self.request.GET or None, queryset=groups, request=self.request)
+        group_filter_form(filterset.form)
         rows = groups
         if filterset.is_bound:
             rows = filterset.qs if filterset.is_valid() else groups.none()

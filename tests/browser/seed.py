@@ -117,3 +117,170 @@ def device(device_id: int, name: str, *, door: str | None = None, key_hex: str |
         DeviceDoor.objects.create(device=unit, number=1, access_point=point)
         DeviceReader.objects.create(device=unit, number=1, access_point=point)
     return {"id": unit.pk, "device_id": device_id, "key_hex": key.hex()}
+
+
+@transaction.atomic
+def demo_history(*, events: int = 240, operator_username: str = "ada") -> dict:
+    """What a day of running the demo site (``manage.py seed_demo``) leaves behind, for screenshots.
+
+    Access events at its doors over the past day (mostly granted, some denied, a
+    forced door), operator groups with members, system auditor rows with
+    before/after, and jobs: one running at 45 %, one finished, one failed.
+    """
+    import datetime as dt
+    import random
+
+    from django.utils import timezone
+
+    from accesscontrol.actions import record_operator_action
+    from accesscontrol.models import AuditEvent, Calendar, Job, TimePeriod
+    from devices.models import Device
+
+    rng = random.Random(7)
+    now = timezone.now().replace(microsecond=0)
+    points = list(AccessPoint.objects.order_by("pk")[:30])
+    holders = list(Cardholder.objects.filter(keys__isnull=False).prefetch_related("keys").order_by("pk")[:120])
+    rows = []
+    for n in range(events):
+        at = now - dt.timedelta(seconds=int(86_400 * (n / events) ** 1.6) + rng.randint(0, 40))
+        point = rng.choice(points)
+        roll = rng.random()
+        if roll < 0.04:
+            rows.append(AuditEvent(at=at, kind="door_forced", access_point=point, access_point_name=point.name))
+            continue
+        if roll < 0.08:
+            rows.append(AuditEvent(at=at, kind="door_left_open", access_point=point, access_point_name=point.name))
+            continue
+        holder = rng.choice(holders)
+        key = holder.keys.all()[0]
+        granted = roll > 0.2
+        reason = "granted" if granted else rng.choice(["no_permission", "outside_schedule", "expired"])
+        rows.append(
+            AuditEvent(
+                at=at,
+                kind="access_granted" if granted else "access_denied",
+                reason=reason,
+                access_point=point,
+                access_point_name=point.name,
+                cardholder=holder,
+                cardholder_name=str(holder),
+                key_uid=key.uid,
+            )
+        )
+    AuditEvent.objects.bulk_create(rows)
+
+    ada = Operator.objects.get(username=operator_username)
+    ada.first_name, ada.last_name, ada.email = "Ada", "Lovelace", "ada.lovelace@harbour-house.example"
+    ada.save()
+    groups = {}
+    for name, codenames, partition_names in [
+        ("Reception", ["view_cardholder", "add_cardholder", "change_cardholder", "view_key", "add_key"], ["Hotel"]),
+        ("Security", ["view_auditevent", "view_accesspoint", "view_zone", "view_cardholder"], None),
+        ("Facility managers", ["view_accesspoint", "change_accesspoint", "view_zone", "change_zone"], None),
+    ]:
+        group = OperatorGroup.objects.create(
+            name=name, all_partitions=partition_names is None, require_two_factor=name == "Security"
+        )
+        group.permissions.set(
+            Permission.objects.filter(content_type__app_label="accesscontrol", codename__in=codenames)
+        )
+        group.partitions.set(Partition.objects.filter(name__in=partition_names or ()))
+        groups[name] = group
+    people = [
+        ("mbauer", "Marta", "Bauer", "Reception"),
+        ("jokafor", "James", "Okafor", "Reception"),
+        ("lchen", "Li", "Chen", "Security"),
+        ("rsilva", "Rafael", "Silva", "Facility managers"),
+    ]
+    for username, first, last, group in people:
+        user = Operator.objects.create_user(
+            username,
+            password=secrets.token_urlsafe(16),
+            first_name=first,
+            last_name=last,
+            email=f"{username}@harbour-house.example",
+        )
+        groups[group].members.add(user)
+
+    holder = holders[0]
+    level = AccessLevel.objects.order_by("pk").first()
+    point = points[0]
+    for action, obj, detail in [
+        ("login", None, {}),
+        ("change", holder, {"changes": {"phone_number": {"from": "", "to": "+4915112345678"}}}),
+        ("grant_access_level", holder, {"access_level": level.name}),
+        ("issue_key", holder, {"uid": "04A1B2C3D4E5F6"}),
+        ("change", point, {"changes": {"open_time_s": {"from": 5, "to": 8}}}),
+        ("remote_open", point, {}),
+    ]:
+        record_operator_action(ada, action, obj, via="web", detail=detail, address="10.20.0.15")
+    record_operator_action(
+        Operator.objects.get(username="mbauer"), "create", holders[1], via="web", address="10.20.0.31"
+    )
+
+    started = now - dt.timedelta(minutes=3)
+    Job.objects.create(
+        kind="cardholder_import",
+        operator=ada,
+        status="running",
+        total=1200,
+        done=540,
+        message="Importing line 541 of 1,200",
+        started_at=started,
+        parameters={"filename": "hotel-guests-june.csv"},
+    )
+    Job.objects.create(
+        kind="cardholder_export",
+        operator=ada,
+        status="succeeded",
+        total=300,
+        done=300,
+        message="300 cardholders exported",
+        started_at=started - dt.timedelta(hours=2),
+        finished_at=started - dt.timedelta(hours=2) + dt.timedelta(seconds=4),
+        result={"rows": 300},
+    )
+    Job.objects.create(
+        kind="cardholder_import",
+        operator=ada,
+        status="failed",
+        total=80,
+        done=12,
+        message="Line 13: the partition 'Hotel annex' does not exist.",
+        started_at=started - dt.timedelta(days=1),
+        finished_at=started - dt.timedelta(days=1) + dt.timedelta(seconds=2),
+        result={
+            "errors": [{"line": 13, "field": "partition", "message": "The partition 'Hotel annex' does not exist."}]
+        },
+    )
+    for job, ago in zip(
+        Job.objects.order_by("pk"), [dt.timedelta(minutes=3), dt.timedelta(hours=2), dt.timedelta(days=1)], strict=True
+    ):
+        Job.objects.filter(pk=job.pk).update(created_at=now - ago)
+    return {
+        "cardholder": holder.pk,
+        "access_point": point.pk,
+        "zone": Zone.objects.filter(access_points__isnull=False).order_by("pk").first().pk,
+        "level": level.pk,
+        "group": groups["Reception"].pk,
+        "time_period": TimePeriod.objects.filter(intervals__isnull=False).order_by("pk").first().pk,
+        "calendar": Calendar.objects.order_by("pk").first().pk,
+        "device": Device.objects.order_by("pk").first().pk,
+        "job": Job.objects.get(status="running").pk,
+    }
+
+
+def device_key(device_id: int) -> dict:
+    """A new key for a commissioned device (``seed_demo`` never prints its keys), so a simulator can be it."""
+    from devices.models import Device
+
+    unit = Device.objects.get(device_id=device_id)
+    key = unit.set_key(None)
+    unit.save()
+    return {"device_id": device_id, "key_hex": key.hex()}
+
+
+def valid_key(level: str) -> dict:
+    """The UID of an issued key of someone holding access level ``level``."""
+    key = Key.objects.filter(status="issued", cardholder__access_levels__name=level).order_by("pk").first()
+    return {"uid": key.uid, "cardholder": str(key.cardholder)}
