@@ -138,7 +138,7 @@ def active_cardholders(now) -> Q:
     )
 
 
-# Within each database's limit on query parameters (SQL Server: 2100; SQLite and PostgreSQL: 32,766 and more).
+# Within each database's limit on query parameters (SQL Server: 2,100; SQLite: 32,766; PostgreSQL: 65,535).
 SEARCH_IDS_AT_ONCE = {"microsoft": 1000, "default": 5000}
 
 
