@@ -447,8 +447,8 @@ def test_udp_to_a_closed_port_counts_as_broken_and_sends_again_once_it_is_open(r
     service = run_service()
     # The host answers "port unreachable" (ICMP): the rows just sent are marked unsent again.
     assert wait_until(lambda: stream.pk in service.streams and service.streams[stream.pk].failures >= 2)
-    stream.refresh_from_db()
-    assert "ConnectionRefusedError" in stream.last_error
+    # The error is written after the count goes up, and each new try clears it first: wait for it to be seen.
+    assert wait_until(lambda: "ConnectionRefusedError" in EventStream.objects.get(pk=stream.pk).last_error)
 
     receiver = UdpReceiver(port)
     try:
