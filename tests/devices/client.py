@@ -2,6 +2,7 @@
 
 import os
 import socket
+import time
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -120,8 +121,14 @@ class Client:
         wait = 0.25
         for _ in range(tries):
             self.send(datagram)
+            deadline = time.monotonic() + wait
             try:
-                return self.read(timeout=wait)[1]
+                while True:
+                    answer = self.read(timeout=max(0.001, deadline - time.monotonic()))[1]
+                    # A retransmitted request is answered twice; a late second answer to an earlier
+                    # request is not this one's.
+                    if "req" not in message or answer.get("req") in (None, message["req"]):
+                        return answer
             except NoAnswer:
                 wait *= 2
             finally:
