@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, connection
 from django.utils import timezone
 
 from accesscontrol import live
@@ -42,6 +41,7 @@ from accesscontrol.snapshot import get_store
 from devices import recorder, sdp1
 from devices.choices import CommandStatus
 from devices.recorder import CommandUpdate, DeviceConfig
+from space.services import close_connection, run_orm
 
 logger = logging.getLogger("space.bridge")
 
@@ -234,7 +234,7 @@ class Bridge:
                 await asyncio.gather(self._writer_job, return_exceptions=True)
             self._writer_job = None
         for executor in (self._reader, self._writer):
-            executor.submit(_close_connection)
+            executor.submit(close_connection)
             executor.shutdown(wait=True)
 
     # --- datagrams ------------------------------------------------------------
@@ -657,10 +657,10 @@ class Bridge:
                 await live.publish(items)
 
     async def _write(self, function, *args):
-        return await self.loop.run_in_executor(self._writer, _with_connection, function, *args)
+        return await self.loop.run_in_executor(self._writer, run_orm, function, *args)
 
     async def _read(self, function, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._reader, _with_connection, function, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._reader, run_orm, function, *args)
 
     # --- background work ----------------------------------------------------------
 
@@ -779,17 +779,3 @@ def _enlarge_receive_buffer(sock) -> None:
     """Room for bursts (hundreds of devices reconnecting at once); the kernel caps it at net.core.rmem_max."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
-
-
-def _with_connection(function, *args):
-    """Run ORM work on a bridge thread. Its connection stays open between calls (the bridge's
-    threads are few and long-lived); one that failed is closed, so the next call opens a new one."""
-    try:
-        return function(*args)
-    except (DatabaseError, InterfaceError):
-        connection.close()
-        raise
-
-
-def _close_connection() -> None:
-    connection.close()

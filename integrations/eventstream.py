@@ -31,10 +31,11 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from django.db import DatabaseError, InterfaceError, connection
+from django.db import connection
 from django.utils import timezone
 
 from integrations.eventstream_models import EventStream, StreamItem, StreamProtocol
+from space.services import close_connection, run_orm
 
 logger = logging.getLogger("space.eventstream")
 
@@ -241,19 +242,6 @@ def purge_orphans() -> int:
     streams = EventStream.objects.values("pk")
     pks = list(StreamItem.objects.exclude(stream_id__in=streams).values_list("pk", flat=True)[:PURGE_CHUNK])
     return StreamItem.objects.filter(pk__in=pks).delete()[0] if pks else 0
-
-
-def _with_connection(function, *args):
-    """Run ORM work on the service's thread; a connection that failed is closed, so the next call opens one."""
-    try:
-        return function(*args)
-    except (DatabaseError, InterfaceError):
-        connection.close()
-        raise
-
-
-def _close_connection() -> None:
-    connection.close()
 
 
 # --- connections: bytes to the receiver, never a decision ----------------------------------------
@@ -472,11 +460,11 @@ class EventStreamService:
         self._supervisor = None
         if self._executor is not None:
             executor, self._executor = self._executor, None
-            executor.submit(_close_connection)
+            executor.submit(close_connection)
             await asyncio.to_thread(executor.shutdown, True)
 
     async def db(self, function, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._executor, _with_connection, function, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, run_orm, function, *args)
 
     # --- configuration and housekeeping ------------------------------------------------------
 

@@ -12,6 +12,7 @@ import logging
 from typing import Protocol
 
 from django.conf import settings
+from django.db import DatabaseError, InterfaceError, connection
 
 logger = logging.getLogger(__name__)
 
@@ -76,3 +77,22 @@ async def stop_all(services: list[Service]) -> None:
             logger.exception("Service %s did not stop cleanly", service.name)
         else:
             logger.info("Service %s stopped", service.name)
+
+
+# --- database work on a service's own threads ---------------------------------------------------
+# Services run ORM calls on a few long-lived threads (run_in_executor); each thread's connection
+# stays open between calls. These are what the services hand their executors.
+
+
+def run_orm(function, *args):
+    """Call ``function`` on this thread; a connection that failed is closed, so the next call opens a new one."""
+    try:
+        return function(*args)
+    except (DatabaseError, InterfaceError):
+        connection.close()
+        raise
+
+
+def close_connection() -> None:
+    """Close this thread's connection (``connection`` is looked up per thread); submitted once as a service stops."""
+    connection.close()

@@ -14,9 +14,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from django.db import close_old_connections, connection
+from django.db import close_old_connections
 
 from integrations.webhooks import delivery, wakeup
+from space.services import close_connection
 
 logger = logging.getLogger("space.webhooks")
 
@@ -60,7 +61,7 @@ class WebhookService:
             self._task = None
         if self._executor is not None:
             with contextlib.suppress(RuntimeError):
-                await asyncio.get_running_loop().run_in_executor(self._executor, _close_connection)
+                await asyncio.get_running_loop().run_in_executor(self._executor, close_connection)
             self._executor.shutdown(wait=False)
             self._executor = None
 
@@ -89,8 +90,3 @@ class WebhookService:
             stats = delivery.deliver(self.policy, stop=self._stop)
             if not stats.claimed or not delivery.due():
                 break
-
-
-def _close_connection() -> None:
-    # Looked up here: ``connection`` is the connection of the thread that uses it.
-    connection.close()
