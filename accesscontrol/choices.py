@@ -74,6 +74,8 @@ class AuditKind(models.TextChoices):
     TAMPER = "tamper", "Tamper alarm"
     BATTERY_LOW = "battery_low", "Battery low"
     KEY_UPDATED = "key_updated", "Key updated"
+    KEY_ENCODED = "key_encoded", "Key written on an encoder"
+    LOCK_UPDATED = "lock_updated", "Lock updated by a PPD"
 
 
 class Decision(models.TextChoices):
@@ -93,3 +95,9 @@ class Decision(models.TextChoices):
     LOCKDOWN = "lockdown", "Lockdown in force"
     PRIVACY = "privacy", "Privacy (do not disturb) in force"
     ANTI_PASSBACK = "anti_passback", "Anti-passback: already inside"
+    # Data-on-card (offline locks, updaters): the card itself is refused.
+    TAMPERED = "tampered", "Card data changed or forged"
+    TRUNCATED = "truncated", "Card data truncated or unreadable"
+    WRONG_SITE = "wrong_site", "Card of another site"
+    UNSUPPORTED_VERSION = "unsupported_version", "Card data of an unknown version"
+    REPLAYED = "replayed", "Mobile key replayed"

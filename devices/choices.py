@@ -7,7 +7,8 @@ class DeviceKind(models.TextChoices):
     NODE = "node", "Node / repeater"
     ONLINE_LOCK = "online_lock", "Online lock"
     OFFLINE_LOCK = "offline_lock", "Offline lock"
-    ENCODER = "encoder", "Encoder"
+    ENCODER = "encoder", "Encoder (Ethernet)"
+    USB_ENCODER = "usb_encoder", "Encoder (USB, through a local bridge)"
     UPDATER = "updater", "Updater (wall reader)"
     PPD = "ppd", "Portable programming device"
     FACE_TERMINAL = "face_terminal", "Face terminal"
@@ -34,3 +35,16 @@ class CommandStatus(models.TextChoices):
     @classmethod
     def finished(cls) -> tuple[str, ...]:
         return (cls.SUCCEEDED, cls.FAILED, cls.EXPIRED)
+
+
+class EncodeStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENT = "sent", "Sent to the encoder"
+    WAITING_CARD = "waiting_card", "Waiting for a card"
+    WRITING = "writing", "Writing"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+    @classmethod
+    def finished(cls) -> tuple[str, ...]:
+        return (cls.DONE, cls.FAILED)

@@ -9,7 +9,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from devices import vault
-from devices.choices import CommandOp, CommandStatus, DeviceKind
+from devices.choices import CommandOp, CommandStatus, DeviceKind, EncodeStatus
 
 DEVICE_KEY_SIZE = 16
 
@@ -132,6 +132,53 @@ class DeviceCommand(models.Model):
     def clean(self):
         if not isinstance(self.args, dict):
             raise ValidationError({"args": "The arguments are a JSON object."})
+
+
+class EncodeJob(models.Model):
+    """Writing one key's card data on one encoder (Ethernet over SDP/1, or USB through a local bridge).
+
+    ``data`` is the card file built when the job was made (devices/cards.py);
+    ``progress`` (0-100) and ``status`` move as the encoder reports, until ``done``
+    (with the UID of the card written) or ``failed`` with ``error`` (``no_card``,
+    ``wrong_card_type``, ``encoder_offline``, ``timeout``, ...).
+    """
+
+    key = models.ForeignKey("accesscontrol.Key", on_delete=models.CASCADE, related_name="encode_jobs")
+    encoder = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="encode_jobs")
+    data = models.BinaryField(editable=False)
+    status = models.CharField(max_length=16, choices=EncodeStatus.choices, default=EncodeStatus.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    error = models.CharField(max_length=200, blank=True)
+    card_uid = models.CharField("UID written", max_length=64, blank=True)
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "encoder"], name="encode_job_status")]
+
+    def __str__(self):
+        return f"encode #{self.pk} {self.key} on {self.encoder}"
+
+
+class LockState(models.Model):
+    """What the server knows of an offline lock: what it was loaded with, and what cards and PPDs report."""
+
+    device = models.OneToOneField(Device, on_delete=models.CASCADE, related_name="lock_state")
+    config_revision = models.PositiveBigIntegerField(default=0, help_text="The configuration it runs (0: never).")
+    blacklist_number = models.PositiveBigIntegerField(default=0, help_text="The newest blacklist entry it holds.")
+    battery = models.PositiveSmallIntegerField(null=True, blank=True)
+    events_pending = models.PositiveIntegerField(default=0)
+    initialised_at = models.DateTimeField(null=True, blank=True)
+    reported_at = models.DateTimeField(null=True, blank=True, help_text="Its newest status, from a card or a PPD.")
+    collected_at = models.DateTimeField(null=True, blank=True, help_text="Its audit trail was last collected.")
+
+    def __str__(self):
+        return f"{self.device} state"
 
 
 @receiver([post_save, post_delete], sender=DeviceDoor)

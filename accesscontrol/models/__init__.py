@@ -1,5 +1,5 @@
 from accesscontrol.models.audit import AppendOnlyError, AuditEvent, SystemAuditEntry
-from accesscontrol.models.cardholders import Cardholder, Key, normalize_uid
+from accesscontrol.models.cardholders import BlacklistEntry, Cardholder, Key, normalize_uid
 from accesscontrol.models.changes import RuleChange
 from accesscontrol.models.jobs import Job, JobStatus
 from accesscontrol.models.operators import ApiKey, LoginAttempt, Operator, OperatorGroup
@@ -15,6 +15,7 @@ __all__ = [
     "ApiKey",
     "AppendOnlyError",
     "AuditEvent",
+    "BlacklistEntry",
     "Calendar",
     "CalendarDay",
     "Cardholder",

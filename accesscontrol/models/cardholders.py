@@ -102,3 +102,26 @@ class Key(models.Model):
             raise ValidationError({"uid": "A UID is 2 to 64 hexadecimal digits."})
         if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
             raise ValidationError({"valid_until": "The end of validity must come after its start."})
+
+
+class BlacklistEntry(models.Model):
+    """A cancelled key that offline locks must refuse until ``until``.
+
+    Its primary key is the entry's number: site-wide, rising by one per entry, so a
+    lock or card that holds entries up to N lacks exactly those above N. An entry
+    leaves the list once ``until`` has passed (the key would have expired anyway).
+    """
+
+    key = models.ForeignKey(Key, null=True, on_delete=models.SET_NULL, related_name="blacklist_entries")
+    key_number = models.PositiveBigIntegerField(help_text="The key's id, as cards and locks name it.")
+    uid = models.CharField("UID", max_length=64)
+    until = models.DateTimeField(help_text="Refused until then; the entry is dropped after it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "blacklist entries"
+        indexes = [models.Index(fields=["until"], name="blacklist_until")]
+
+    def __str__(self):
+        return f"#{self.pk} {self.uid} until {self.until:%Y-%m-%d %H:%M}"
