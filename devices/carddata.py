@@ -456,18 +456,19 @@ def _layout(raw: bytes, site: int) -> _Layout:
     )
 
 
-def encode(card: CardData, key: bytes) -> bytes:
+def encode(card: CardData, key: bytes, *, nonce: bytes | None = None) -> bytes:
     """The card file's bytes (at most CARD_FILE_SIZE); raises CardTooBig when it does not fit.
 
     When the rights fit but not all the blacklist items do, the oldest items are left off (a card carries the
     newest). ``card.statuses`` (newest last) fill the status slots, the newest STATUS_SLOTS of them.
     Raises ValueError for data no card can hold (a negative id, a time beyond 2106, a UID not in hex).
+    ``nonce`` is for test vectors only: a nonce used twice with one key breaks AES-GCM.
     """
     if not 0 <= card.site <= UINT32_MAX:
         raise ValueError(f"site code {card.site} is out of range (0 to 2**32-1)")
     plain = _rights(card)
     header = HEADER.pack(MAGIC, FORMAT_VERSION, card.site, NONCE_SIZE + len(plain) + TAG_SIZE)
-    nonce = os.urandom(NONCE_SIZE)
+    nonce = os.urandom(NONCE_SIZE) if nonce is None else nonce
     sealed = _rights_aead(key).encrypt(nonce, plain, header)
     statuses = _newest_last(card.statuses)[-STATUS_SLOTS:]
     slots = b"".join(_slot(key, card.site, nonce, status) for status in statuses)

@@ -3,6 +3,7 @@
 import os
 import re
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -365,3 +366,35 @@ def test_write_status_refuses_what_is_not_a_card():
     with pytest.raises(CardError) as caught:
         write_status(b"garbage", KEY, SITE, status(1, NOW))
     assert caught.value.reason == "truncated"
+
+
+# --- the documented test vector ----------------------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "card-data-v1.md"
+
+
+def documented(name: str) -> bytes:
+    block = re.search(rf"<!-- test-vector: {name} -->\n```\n(.*?)\n```", DOC.read_text(), re.S)
+    return bytes.fromhex(block.group(1).replace("\n", ""))
+
+
+def test_the_documented_test_vector_is_what_encode_writes():
+    vector_key = bytes(range(32))
+    card = CardData(
+        site=0x00A1B2C3,
+        key_id=300,
+        uid="04A1B2C3D4E580",
+        cardholder_id=7,
+        revision=2,
+        issued_at=1_750_000_000,
+        valid_until=1_750_086_400,
+        audit_openings=True,
+        extended_open_time=True,
+        grants=(CardGrant(ZONE, 3, ()), CardGrant(POINT, 12, (1,)), CardGrant(POINT, 9, (1, 2))),
+        blacklist=(BlacklistItem(100, 55, 1_750_600_000), BlacklistItem(102, 61, 1_751_000_000)),
+    )
+    raw = encode(card, vector_key, nonce=bytes(range(0xA0, 0xAC)))
+    assert raw == documented("card")
+    assert decode(raw, vector_key, 0x00A1B2C3) == card
+    written = write_status(raw, vector_key, 0x00A1B2C3, LockStatus(0x1234, 1_750_000_100, 87, 102, 5, 3))
+    assert written[91 : 91 + carddata.SLOT_SIZE] == documented("slot")
