@@ -1,8 +1,10 @@
 """The server's side of data-on-card: the site card key, card data from the database, and updaters."""
 
 import datetime as dt
+import threading
 
 import pytest
+from django.db import connection
 
 from accesscontrol import actions
 from accesscontrol.choices import AuditKind, KeyStatus
@@ -82,6 +84,29 @@ def test_a_card_key_stored_by_another_process_is_picked_up_at_once():
     SiteSettings.objects.filter(pk=1).update(card_key_sealed=vault.seal(other, cards.CARD_KEY_PURPOSE))
 
     assert cards.site_card_key()[1] == other
+
+
+@pytest.mark.django_db(transaction=True)
+def test_processes_racing_to_make_the_card_key_all_get_the_one_stored():
+    barrier = threading.Barrier(4)
+    results = []
+
+    def first_use():
+        barrier.wait()
+        try:
+            results.append(cards.site_card_key())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first_use) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    stored = SiteSettings.objects.get(pk=1)
+    assert len(results) == 4
+    assert set(results) == {(stored.site_code, vault.unseal(stored.card_key_sealed, cards.CARD_KEY_PURPOSE))}
 
 
 # --- card data -------------------------------------------------------------------------------------------
