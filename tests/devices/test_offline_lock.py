@@ -173,6 +173,12 @@ def test_it_refuses_a_card_of_another_site():
     assert refused_raw(encode(card(site=SITE + 1), KEY)) == ("wrong_site", None)
 
 
+def test_card_data_of_another_site_handed_to_decide_card_is_refused():
+    lock = OfflineLock(config())
+    assert lock.decide_card(card(site=SITE + 1), at(MONDAY, 9)).reason == "wrong_site"
+    assert lock.decide_card(card(), at(MONDAY, 9)).reason == "granted"
+
+
 def test_it_refuses_a_card_of_an_unknown_version():
     raw = bytearray(encode(card(), KEY))
     raw[4] = 9
