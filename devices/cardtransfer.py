@@ -40,9 +40,7 @@ def decode_part(text) -> bytes:
 
 
 def is_part_number(part, parts) -> bool:
-    return (
-        type(part) is int and type(parts) is int and 1 <= parts <= MAX_PARTS and 0 <= part < parts
-    )
+    return type(part) is int and type(parts) is int and 1 <= parts <= MAX_PARTS and 0 <= part < parts
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ server, which answers with the card's new data (written here) or ``updated``.
 """
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from devices import cardtransfer
@@ -64,6 +65,7 @@ class SimulatedEncoder(SimulatedDevice):
         self._jobs_seen: set[int] = set()  # jobs written (or refused): their parts sent again change nothing
         self._reads_seen: set[int] = set()
         self._reports: dict[int, dict] = {}  # job -> its unacknowledged ``encoded``
+        self._answered: dict[int, tuple[int, str]] = {}  # job -> (xfer, outcome) of a presented card it rewrote
         self._next_xfer = 1
         self._card_changed: asyncio.Event | None = None
         self._work: set[asyncio.Task] = set()
@@ -105,10 +107,8 @@ class SimulatedEncoder(SimulatedDevice):
                 self._send_progress(job, "waiting_card")
                 told = True
             self._card_changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._card_changed.wait(), remaining)
-            except TimeoutError:
-                pass
 
     # --- messages from the server ---------------------------------------------------
 
@@ -169,15 +169,13 @@ class SimulatedEncoder(SimulatedDevice):
         if error is None and len(data) > CARD_CAPACITY:
             error = "bad_data"
         if error is not None:
-            self._report(job, {"t": ENCODED, "job": job, "ok": False, "error": error})
-            self._job_finished(xfer, error)
+            self._report(job, {"t": ENCODED, "job": job, "ok": False, "error": error}, xfer, error)
             return
         self._send_progress(job, "writing")
         await asyncio.sleep(self.write_s)
         card.data = data
         self.written.append((job, card.uid, data))
-        self._report(job, {"t": ENCODED, "job": job, "ok": True, "uid": card.uid})
-        self._job_finished(xfer, "written")
+        self._report(job, {"t": ENCODED, "job": job, "ok": True, "uid": card.uid}, xfer, "written")
 
     async def _read_job(self, job: int, timeout_s: float) -> None:
         card = await self._wait_card(job, None, timeout_s)
@@ -218,15 +216,21 @@ class SimulatedEncoder(SimulatedDevice):
                 self._request(self._session, CARD, message, xfer)
         return xfer
 
-    def _report(self, job: int, message: dict) -> None:
+    def _report(self, job: int, message: dict, xfer: int | None = None, outcome: str = "") -> None:
         """``encoded`` is kept until acknowledged, and sent again in the next session if need be."""
         self._reports[job] = message
+        if xfer is not None:
+            self._answered[job] = (xfer, outcome)
         if self.online:
             self._request(self._session, ENCODED, message, job)
 
     def _acked(self, pending) -> None:
         if pending.kind == ENCODED:
             self._reports.pop(pending.ref, None)
+            answered = self._answered.pop(pending.ref, None)
+            if answered is not None:
+                # The server has stored the job's end: the presentation is over.
+                self._job_finished(*answered)
 
     def _resume(self, session) -> None:
         for job, message in self._reports.items():

@@ -1,5 +1,5 @@
 """What the encoder and updater tests share: devices of those kinds, a bridge that fails offline jobs fast,
-and stand-ins for the two card-data seams.
+and stand-ins for the two card-data seams (the fixtures are in conftest.py).
 
 STAND-INS: devices.cards.card_bytes_for_key and devices.cards.update_card are being
 written on other branches (cards-server, cards-format). Until they are merged, the
@@ -10,13 +10,10 @@ bytes from the key; nothing else is replaced. Once merged, run these tests witho
 import asyncio
 import time
 
-import pytest
-
 from accesscontrol.choices import KeyStatus
 from accesscontrol.models import Key
-from devices import cards, encoderlink, encoding
+from devices import cards
 from devices.models import Device
-from tests.devices.conftest import RunningBridge
 
 KEY = bytes(range(16))
 ENCODER_ID = 5001
@@ -35,26 +32,6 @@ def fake_update_card(raw: bytes, *, uid: str, updater_id, now):
     if raw.startswith(b"STALE"):
         return cards.UpdateResult("updated", raw=fake_card_bytes(key, now), key_id=key.pk)
     return cards.UpdateResult("unchanged", key_id=key.pk)
-
-
-@pytest.fixture
-def fake_cards(monkeypatch):
-    monkeypatch.setattr(cards, "card_bytes_for_key", fake_card_bytes)
-    monkeypatch.setattr(cards, "update_card", fake_update_card)
-
-
-@pytest.fixture
-def quick_jobs(monkeypatch):
-    """An encoder waits 1 s for a card, and a job gets 1 s more before it times out."""
-    monkeypatch.setattr(encoding, "WAIT_CARD_SECONDS", 1)
-    monkeypatch.setattr(encoderlink, "JOB_MARGIN_SECONDS", 1.0)
-
-
-@pytest.fixture
-def bridge(transactional_db):
-    running = RunningBridge(heartbeat_s=30, encoder_grace_s=0.5)
-    yield running
-    running.stop()
 
 
 def make_encoder(device_id=ENCODER_ID, kind="encoder", **fields) -> Device:

@@ -8,23 +8,12 @@ import base64
 
 import pytest
 
-from accesscontrol.models import AuditEvent, Key
+from accesscontrol.models import AuditEvent
 from devices import encoding
 from devices.models import EncodeJob
 from devices.sim_encoders import SimulatedEncoder
 from tests.devices.client import Client
-from tests.devices.encoders_support import (  # noqa: F401 (fixtures)
-    ENCODER_ID,
-    KEY,
-    bridge,
-    eventually,
-    fake_card_bytes,
-    fake_cards,
-    make_encoder,
-    quick_jobs,
-    run,
-    until,
-)
+from tests.devices.encoders_support import ENCODER_ID, KEY, eventually, fake_card_bytes, make_encoder, run, until
 from tests.factories import make_cardholder, make_key
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fake_cards")]
@@ -33,9 +22,9 @@ UID = "04AA11BB22CC33"
 
 
 @pytest.fixture
-def encoder(bridge):
+def encoder(encoder_bridge):
     device = make_encoder()
-    bridge.reload()
+    encoder_bridge.reload()
     return device
 
 
@@ -53,16 +42,16 @@ def finished(job_id: int) -> EncodeJob | None:
     return job if job.status in ("done", "failed") else None
 
 
-def simulated(bridge, **options) -> SimulatedEncoder:
-    return SimulatedEncoder(ENCODER_ID, KEY, ("127.0.0.1", bridge.port), retry_first_s=0.1, **options)
+def simulated(encoder_bridge, **options) -> SimulatedEncoder:
+    return SimulatedEncoder(ENCODER_ID, KEY, ("127.0.0.1", encoder_bridge.port), retry_first_s=0.1, **options)
 
 
 # --- with the simulated encoder ------------------------------------------------------------------------
 
 
-def test_a_job_writes_the_card_and_is_done_with_its_uid_and_an_audit_event(bridge, encoder, key):
+def test_a_job_writes_the_card_and_is_done_with_its_uid_and_an_audit_event(encoder_bridge, encoder, key):
     async def scenario():
-        device = simulated(bridge)
+        device = simulated(encoder_bridge)
         await device.connect(5)
         device.place_card(UID)
         job = await until_created(key, encoder)
@@ -87,9 +76,9 @@ async def until_created(key, encoder) -> EncodeJob:
     return await asyncio.to_thread(encoding.create_encode_job, key, encoder, None)
 
 
-def test_the_job_waits_for_the_card_and_shows_it(bridge, encoder, key):
+def test_the_job_waits_for_the_card_and_shows_it(encoder_bridge, encoder, key):
     async def scenario():
-        device = simulated(bridge)
+        device = simulated(encoder_bridge)
         await device.connect(5)
         job = await until_created(key, encoder)
         await until(lambda: job_of(job.pk).status == "waiting_card")
@@ -104,9 +93,9 @@ def test_the_job_waits_for_the_card_and_shows_it(bridge, encoder, key):
     assert job_of(waiting.pk).status == "done"
 
 
-def test_no_card_within_the_timeout_fails_the_job_with_no_card(bridge, encoder, key, quick_jobs):
+def test_no_card_within_the_timeout_fails_the_job_with_no_card(encoder_bridge, encoder, key, quick_jobs):
     async def scenario():
-        device = simulated(bridge)
+        device = simulated(encoder_bridge)
         await device.connect(5)
         job = await until_created(key, encoder)
         await until(lambda: finished(job.pk))
@@ -119,9 +108,9 @@ def test_no_card_within_the_timeout_fails_the_job_with_no_card(bridge, encoder, 
     assert not AuditEvent.objects.filter(kind="key_encoded").exists()
 
 
-def test_a_card_of_another_type_fails_the_job_with_wrong_card_type(bridge, encoder, key):
+def test_a_card_of_another_type_fails_the_job_with_wrong_card_type(encoder_bridge, encoder, key):
     async def scenario():
-        device = simulated(bridge)
+        device = simulated(encoder_bridge)
         await device.connect(5)
         device.place_card(UID, "mifare_classic_1k")
         job = await until_created(key, encoder)
@@ -133,17 +122,17 @@ def test_a_card_of_another_type_fails_the_job_with_wrong_card_type(bridge, encod
     assert (job_of(job.pk).status, job_of(job.pk).error, data) == ("failed", "wrong_card_type", b"")
 
 
-def test_a_job_for_an_offline_encoder_fails_with_encoder_offline(bridge, encoder, key):
+def test_a_job_for_an_offline_encoder_fails_with_encoder_offline(encoder_bridge, encoder, key):
     job = encoding.create_encode_job(key, encoder, None)
     eventually(lambda: finished(job.pk))
     assert (job_of(job.pk).status, job_of(job.pk).error) == ("failed", "encoder_offline")
 
 
-def test_a_job_on_any_card_reads_it_and_the_key_takes_its_uid(bridge, encoder):
+def test_a_job_on_any_card_reads_it_and_the_key_takes_its_uid(encoder_bridge, encoder):
     holder = make_cardholder()
 
     async def scenario():
-        device = simulated(bridge)
+        device = simulated(encoder_bridge)
         await device.connect(5)
         device.place_card("04:99:88:77")
         key, job = await until_issued(holder, encoder)
@@ -164,12 +153,12 @@ async def until_issued(holder, encoder):
     return await asyncio.to_thread(encoding.issue_and_encode, holder, encoder, operator=None, via="test")
 
 
-def test_a_card_whose_uid_another_key_holds_fails_with_uid_in_use(bridge, encoder):
+def test_a_card_whose_uid_another_key_holds_fails_with_uid_in_use(encoder_bridge, encoder):
     make_key(make_cardholder(), uid="04998877")
     holder = make_cardholder()
 
     async def scenario():
-        device = simulated(bridge)
+        device = simulated(encoder_bridge)
         await device.connect(5)
         device.place_card("04998877")
         key, job = await until_issued(holder, encoder)
@@ -187,8 +176,8 @@ def test_a_card_whose_uid_another_key_holds_fails_with_uid_in_use(bridge, encode
 
 
 @pytest.fixture
-def wired(bridge, encoder):
-    client = Client(bridge.port, ENCODER_ID, KEY)
+def wired(encoder_bridge, encoder):
+    client = Client(encoder_bridge.port, ENCODER_ID, KEY)
     client.handshake()
     yield client
     client.close()
@@ -203,7 +192,7 @@ def read_parts(client, count: int) -> list[tuple[int, dict, bytes]]:
     return frames
 
 
-def test_parts_unacknowledged_are_sent_again_byte_for_byte_and_the_job_ends_on_encoded(bridge, encoder, wired, key):
+def test_unacknowledged_parts_come_again_byte_for_byte_and_the_job_ends_on_encoded(encoder, wired, key):
     acks = {}
     job = encoding.create_encode_job(key, encoder, None)
     frames = read_parts(wired, 3)
@@ -237,13 +226,13 @@ def test_parts_unacknowledged_are_sent_again_byte_for_byte_and_the_job_ends_on_e
     assert AuditEvent.objects.filter(kind="key_encoded").count() == 1
 
 
-def test_a_silent_encoder_times_the_job_out(bridge, encoder, wired, key, quick_jobs):
+def test_a_silent_encoder_times_the_job_out(encoder_bridge, encoder, wired, key, quick_jobs):
     job = encoding.create_encode_job(key, encoder, None)
     for seq, _, _ in read_parts(wired, 3):
         wired.request({"t": "ack", "seq": seq}, answer=False)
     eventually(lambda: finished(job.pk), timeout=6)
     assert (job_of(job.pk).status, job_of(job.pk).error) == ("failed", "timeout")
-    assert bridge.counters["encode_timeouts"] == 1
+    assert encoder_bridge.counters["encode_timeouts"] == 1
 
 
 def card_part(xfer=1, part=0, parts=1, data=b"", uid="04998877", **extra):
@@ -258,9 +247,9 @@ def card_part(xfer=1, part=0, parts=1, data=b"", uid="04998877", **extra):
     }
 
 
-def test_garbage_card_parts_are_dropped_unanswered_and_counted(bridge, encoder, wired):
+def test_garbage_card_parts_are_dropped_unanswered_and_counted(encoder_bridge, encoder, wired):
     holder = make_cardholder()
-    key, job = encoding.issue_and_encode(holder, encoder, operator=None, via="test")
+    _, job = encoding.issue_and_encode(holder, encoder, operator=None, via="test")
     seq, read = wired.read()
     assert (read["t"], read["job"]) == ("read", job.pk)
     wired.request({"t": "ack", "seq": seq}, answer=False)
@@ -279,19 +268,19 @@ def test_garbage_card_parts_are_dropped_unanswered_and_counted(bridge, encoder, 
     for message in garbage:
         wired.send(wired.seal(message))
     assert wired.silent(0.5)
-    assert bridge.counters["bad_messages"] == len(garbage)
+    assert encoder_bridge.counters["bad_messages"] == len(garbage)
     # Over 4096 bytes in all: the transfer is dropped at the part that overflows.
     big = bytes(700)
     for part in range(6):
         wired.send(wired.seal(card_part(xfer=7, job=job.pk, part=part, parts=7, data=big)))
     acks = [wired.read()[1]["t"] for _ in range(5)]
     assert acks == ["ack"] * 5 and wired.silent(0.3)
-    assert bridge.counters["bad_messages"] == len(garbage) + 1
+    assert encoder_bridge.counters["bad_messages"] == len(garbage) + 1
     # The job is still waiting for its card: a good transfer binds it.
     assert job_of(job.pk).status == "sent"
 
 
-def test_a_card_part_sent_again_under_a_new_seq_is_acked_and_taken_once(bridge, encoder, wired):
+def test_a_card_part_sent_again_under_a_new_seq_is_acked_and_taken_once(encoder_bridge, encoder, wired):
     holder = make_cardholder()
     key, job = encoding.issue_and_encode(holder, encoder, operator=None, via="test")
     seq, _ = wired.read()
@@ -307,4 +296,4 @@ def test_a_card_part_sent_again_under_a_new_seq_is_acked_and_taken_once(bridge, 
     frames = read_parts(wired, 3)
     assert {message["t"] for _, message, _ in frames} == {"encode"}
     key.refresh_from_db()
-    assert key.uid == "04998877" and bridge.counters["bad_messages"] == 0
+    assert key.uid == "04998877" and encoder_bridge.counters["bad_messages"] == 0
