@@ -42,6 +42,8 @@ from devices.models import Device, EncodeJob
 
 ENCODER_KINDS = (DeviceKind.ENCODER, DeviceKind.USB_ENCODER)
 ENCODED_KINDS = (KeyKind.CARD, KeyKind.FOB)
+# How long a cardholder's page shows an encode job after it was made.
+RECENT = dt.timedelta(minutes=15)
 # How long an encoder waits for a card once it has the data (the encode message's timeout_s).
 WAIT_CARD_SECONDS = 30
 
@@ -253,6 +255,15 @@ def _audit_encoded(job: EncodeJob, now: dt.datetime) -> None:
         operator=job.operator,
         detail={"job": job.pk, "encoder": job.encoder.name},
     )
+
+
+def recent_jobs(cardholder, *, within: dt.timedelta = RECENT, limit: int = 3) -> list[EncodeJob]:
+    """The cardholder's encode jobs of the last minutes, newest first: what their page follows."""
+    since = timezone.now() - within
+    jobs = EncodeJob.objects.filter(key__cardholder=cardholder, created_at__gte=since).exclude(
+        encoder__kind=DeviceKind.UPDATER
+    )
+    return list(jobs.select_related("key", "encoder").order_by("-id")[:limit])
 
 
 # --- the device bridge's side ------------------------------------------------------------------------
