@@ -128,47 +128,39 @@ def test_a_job_for_an_offline_encoder_fails_with_encoder_offline(encoder_bridge,
     assert (job_of(job.pk).status, job_of(job.pk).error) == ("failed", "encoder_offline")
 
 
-def test_a_job_on_any_card_reads_it_and_the_key_takes_its_uid(encoder_bridge, encoder):
+def issue_on_any_card(encoder_bridge, encoder, card_uid: str):
+    """Issue a key without a UID onto the card ``card_uid`` on the simulated encoder: (key as issued, job, written)."""
     holder = make_cardholder()
 
     async def scenario():
         device = simulated(encoder_bridge)
         await device.connect(5)
-        device.place_card("04:99:88:77")
-        key, job = await until_issued(holder, encoder)
+        device.place_card(card_uid)
+        key, job = await asyncio.to_thread(encoding.issue_and_encode, holder, encoder, operator=None, via="test")
         await until(lambda: finished(job.pk))
         await device.stop()
-        return key, job, device.written
+        return key, await asyncio.to_thread(job_of, job.pk), device.written
 
-    key, job, written = run(scenario())
+    return run(scenario())
+
+
+def test_a_job_on_any_card_reads_it_and_the_key_takes_its_uid(encoder_bridge, encoder):
+    key, job, written = issue_on_any_card(encoder_bridge, encoder, "04:99:88:77")
+
     assert encoding.is_placeholder(key.uid)
     key.refresh_from_db()
-    job = job_of(job.pk)
     assert (key.uid, job.status, job.card_uid) == ("04998877", "done", "04998877")
     # The card data was built once the UID was known: it names the card's UID.
     assert written == [(job.pk, "04998877", fake_card_bytes(key))]
 
 
-async def until_issued(holder, encoder):
-    return await asyncio.to_thread(encoding.issue_and_encode, holder, encoder, operator=None, via="test")
-
-
 def test_a_card_whose_uid_another_key_holds_fails_with_uid_in_use(encoder_bridge, encoder):
     make_key(make_cardholder(), uid="04998877")
-    holder = make_cardholder()
 
-    async def scenario():
-        device = simulated(encoder_bridge)
-        await device.connect(5)
-        device.place_card("04998877")
-        key, job = await until_issued(holder, encoder)
-        await until(lambda: finished(job.pk))
-        await device.stop()
-        return key, job, device.written
+    key, job, written = issue_on_any_card(encoder_bridge, encoder, "04998877")
 
-    key, job, written = run(scenario())
     key.refresh_from_db()
-    assert (job_of(job.pk).status, job_of(job.pk).error, written) == ("failed", "uid_in_use", [])
+    assert (job.status, job.error, written) == ("failed", "uid_in_use", [])
     assert encoding.is_placeholder(key.uid)
 
 
