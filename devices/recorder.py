@@ -94,6 +94,8 @@ def store(
     device re-sends what it has not seen acknowledged, and each event is kept
     once. The new ones get their outbox rows (webhooks, event stream) in the
     same transaction; the caller publishes the payloads after the commit.
+    Encode job progress (``jobs``) is stored in the same transaction, each
+    update in a savepoint of its own (devices.encoding.apply_job_updates).
     """
     _name_cardholders(events)
     with transaction.atomic():
