@@ -38,8 +38,10 @@ from accesscontrol.choices import Decision as Reason
 from accesscontrol.engine import decide, normalize_uid, passback_after
 from accesscontrol.models import AuditEvent
 from accesscontrol.snapshot import get_store
-from devices import recorder, sdp1
+from devices import encoding, recorder, sdp1
 from devices.choices import CommandStatus
+from devices.encoderlink import EncoderLink, Link
+from devices.encoding import JobUpdate
 from devices.recorder import CommandUpdate, DeviceConfig
 from space.services import close_connection, run_orm
 
@@ -99,6 +101,7 @@ class Outgoing:
     datagram: bytes
     cmd: int | None
     next_at: float
+    job: int | None = None
     interval: float = RETRY_FIRST_SECONDS
     tries: int = 1
 
@@ -115,6 +118,7 @@ class Session:
     send_seq: int = 0
     welcome: bytes = b""
     outgoing: dict[int, Outgoing] = field(default_factory=dict)
+    link: Link = field(default_factory=Link)
 
 
 @dataclass(slots=True)
@@ -140,6 +144,7 @@ class Pending:
     seq: int
     event: AuditEvent | None = None
     command: CommandUpdate | None = None
+    job: JobUpdate | None = None
     ack: bool = True
     # The source of the datagram the ack will answer: answers go there, not to a newer address.
     address: tuple | None = None
@@ -166,7 +171,14 @@ class Bridge:
 
     name = "device bridge"
 
-    def __init__(self, host: str | None = None, port: int | None = None, *, heartbeat_s: int | None = None):
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        heartbeat_s: int | None = None,
+        encoder_grace_s: float | None = None,
+    ):
         self.host = settings.SPACE_DEVICE_HOST if host is None else host
         self.requested_port = settings.SPACE_DEVICE_PORT if port is None else port
         self.heartbeat_s = heartbeat_s or settings.SPACE_DEVICE_HEARTBEAT_SECONDS
@@ -193,6 +205,8 @@ class Bridge:
         # Reads (snapshot refresh, registry, commands) and writes run on separate threads.
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="bridge-read")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="bridge-write")
+        grace = {} if encoder_grace_s is None else {"offline_grace_s": encoder_grace_s}
+        self.encoders = EncoderLink(self, **grace)
 
     # --- service --------------------------------------------------------------
 
@@ -203,6 +217,7 @@ class Bridge:
         self._queue_ready = asyncio.Event()
         await self._read(self.store.refresh)
         await self._reload_registry(force=True)
+        await self._write(encoding.fail_interrupted_jobs, timezone.now())
         self.transport, _ = await self.loop.create_datagram_endpoint(
             lambda: BridgeProtocol(self), local_addr=(self.host, self.requested_port)
         )
@@ -348,6 +363,8 @@ class Bridge:
             if outgoing.cmd is not None:
                 update = CommandUpdate(outgoing.cmd, CommandStatus.QUEUED)
                 self._enqueue(Pending(state, None, 0, command=update, ack=False))
+            if outgoing.job is not None:
+                self.encoders.undelivered(outgoing.job)
         session.outgoing.clear()
 
     # --- sealed frames ----------------------------------------------------------
@@ -358,10 +375,12 @@ class Bridge:
             session.s2d, state.config.device_id, session.session_id, session.send_seq, sdp1.encode(message)
         )
 
-    def _push(self, state: DeviceState, session: Session, message: dict, cmd: int | None) -> bytes:
+    def _push(
+        self, state: DeviceState, session: Session, message: dict, cmd: int | None, job: int | None = None
+    ) -> bytes:
         """Seal and send a frame that expects an ``ack``, and keep it for retransmission."""
         datagram = self._seal(state, session, message)
-        session.outgoing[session.send_seq] = Outgoing(datagram, cmd, time.monotonic() + RETRY_FIRST_SECONDS)
+        session.outgoing[session.send_seq] = Outgoing(datagram, cmd, time.monotonic() + RETRY_FIRST_SECONDS, job)
         self._send(datagram, state.address)
         return datagram
 
@@ -565,12 +584,30 @@ class Bridge:
         self._enqueue(Pending(state, session, seq, command=update, address=state.address))
         return True
 
+    # Encoders and updaters: devices/encoderlink.py.
+    def _on_progress(self, state: DeviceState, session: Session, seq: int, message: dict) -> bool:
+        return self.encoders.on_progress(state, session, seq, message)
+
+    def _on_encoded(self, state: DeviceState, session: Session, seq: int, message: dict) -> bool:
+        return self.encoders.on_encoded(state, session, seq, message)
+
+    def _on_card(self, state: DeviceState, session: Session, seq: int, message: dict) -> bool:
+        return self.encoders.on_card(state, session, seq, message)
+
+    def _job_update(self, state, update: JobUpdate, session: Session | None = None, seq: int = 0) -> None:
+        """Store an encode job's progress through the writer; with ``session``, then acknowledge ``seq``."""
+        address = state.address if session is not None else None
+        self._enqueue(Pending(state, session, seq, job=update, ack=session is not None, address=address))
+
     _handlers = {
         "access": _on_access,
         "event": _on_event,
         "status": _on_status,
         "ack": _on_ack,
         "result": _on_result,
+        "progress": _on_progress,
+        "encoded": _on_encoded,
+        "card": _on_card,
     }
 
     # --- presence ------------------------------------------------------------------
@@ -629,8 +666,9 @@ class Bridge:
         devices, self._device_fields = self._device_fields, {}
         events = [item.event for item in batch if item.event is not None]
         commands = [item.command for item in batch if item.command is not None]
+        jobs = [item.job for item in batch if item.job is not None]
         try:
-            payloads = await self._write(recorder.store, events, commands, devices, timezone.now())
+            payloads = await self._write(recorder.store, events, commands, devices, timezone.now(), jobs)
         except BaseException:
             # Nothing of it was stored: put it back, in order, for the next try.
             self._queue.extendleft(reversed(batch))
@@ -642,6 +680,7 @@ class Bridge:
             if update.status == CommandStatus.QUEUED or update.status in CommandStatus.finished():
                 # Only now may the poller see it queued again (or no longer see it at all).
                 self._in_flight.pop(update.cmd, None)
+        self.encoders.stored(jobs)
         for item in batch:
             if item.ack and item.session is not None:
                 self._answer(item.state, item.session, item.seq, {"t": "ack", "seq": item.seq}, item.address)
@@ -713,6 +752,7 @@ class Bridge:
                     rows = await self._read(recorder.queued_commands, online, set(self._in_flight))
                     for cmd, device_pk, op, args in rows:
                         self._send_command(cmd, device_pk, op, args)
+                await self.encoders.poll()
                 if time.monotonic() - expired_at > 30:
                     expired_at = time.monotonic()
                     await self._write(recorder.expire_commands, COMMAND_TTL, timezone.now())
@@ -741,8 +781,11 @@ class Bridge:
                 session = state.session
                 if session is not None and session.outgoing:
                     self._retransmit(state, session, now)
+                if session is not None and session.link.transfers:
+                    self.counters["card_transfers_expired"] += self.encoders.expire_transfers(session, now)
                 if state.online and now - state.last_seen > MISSED_HEARTBEATS * self.heartbeat_s:
                     self._set_online(state, False)
+            self.encoders.tick(now)
             if now - flushed_at >= DEVICE_STATUS_FLUSH_SECONDS:
                 flushed_at = now
                 self._record_last_seen()
@@ -758,6 +801,8 @@ class Bridge:
                     # Not delivered: back to the queue, for this session or the device's next one.
                     update = CommandUpdate(outgoing.cmd, CommandStatus.QUEUED)
                     self._enqueue(Pending(state, None, 0, command=update, ack=False))
+                if outgoing.job is not None:
+                    self.encoders.undelivered(outgoing.job)
                 continue
             outgoing.tries += 1
             outgoing.interval *= 2

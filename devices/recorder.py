@@ -18,6 +18,7 @@ from django.db.models import Count, Max
 from accesscontrol import live
 from accesscontrol.models import AccessPoint, AuditEvent, Cardholder
 from devices.choices import CommandStatus
+from devices.encoding import JobUpdate, apply_job_updates
 from devices.models import Device, DeviceCommand, DeviceDoor, DeviceReader
 from devices.vault import VaultError
 
@@ -39,6 +40,7 @@ class DeviceConfig:
     device_id: int
     name: str
     key: bytes
+    kind: str = ""
     readers: dict[int, Place] = field(default_factory=dict)
     doors: dict[int, Place] = field(default_factory=dict)
     online: bool = False
@@ -59,7 +61,9 @@ def load_registry() -> dict[int, DeviceConfig]:
         except VaultError as error:
             logger.error("Device %s (%s) is ignored: %s", device.device_id, device.name, error)
             continue
-        registry[device.device_id] = DeviceConfig(device.pk, device.device_id, device.name, key, online=device.online)
+        registry[device.device_id] = DeviceConfig(
+            device.pk, device.device_id, device.name, key, kind=device.kind, online=device.online
+        )
     by_pk = {config.pk: config for config in registry.values()}
     for model, attribute in ((DeviceReader, "readers"), (DeviceDoor, "doors")):
         rows = model.objects.filter(device__in=list(by_pk)).values_list(
@@ -78,7 +82,11 @@ class CommandUpdate:
 
 
 def store(
-    events: list[AuditEvent], commands: list[CommandUpdate], devices: dict[int, dict], now: dt.datetime
+    events: list[AuditEvent],
+    commands: list[CommandUpdate],
+    devices: dict[int, dict],
+    now: dt.datetime,
+    jobs: list[JobUpdate] = (),
 ) -> list[dict]:
     """Store one batch in one transaction; returns the live payloads of the events that were new.
 
@@ -86,6 +94,8 @@ def store(
     device re-sends what it has not seen acknowledged, and each event is kept
     once. The new ones get their outbox rows (webhooks, event stream) in the
     same transaction; the caller publishes the payloads after the commit.
+    Encode job progress (``jobs``) is stored in the same transaction, each
+    update in a savepoint of its own (devices.encoding.apply_job_updates).
     """
     _name_cardholders(events)
     with transaction.atomic():
@@ -96,6 +106,7 @@ def store(
             _apply_command_update(update, now)
         for pk, fields in devices.items():
             Device.objects.filter(pk=pk).update(**fields)
+        apply_job_updates(jobs)
     return payloads
 
 

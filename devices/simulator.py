@@ -459,8 +459,18 @@ class SimulatedDevice:
             self._on_decision(session, message)
         elif kind == "cmd":
             self._on_command(session, frame.seq, message)
-        else:
+        elif not self._on_other(session, frame.seq, message):
             self.stats.unknown += 1
+
+    def _on_other(self, session: _Session, seq: int, message: dict) -> bool:
+        """Messages of other device kinds (devices/sim_encoders.py); False: not understood."""
+        return False
+
+    def _acked(self, pending: _Pending) -> None:
+        """A frame of another kind (sent by a subclass) was acknowledged."""
+
+    def _resume(self, session: _Session) -> None:
+        """A new session opened: a subclass re-sends what it has not seen acknowledged."""
 
     def _on_welcome(self, session: _Session, seq: int, message: dict) -> None:
         self._answer(session, seq, {"t": ACK, "seq": seq})
@@ -479,6 +489,7 @@ class SimulatedDevice:
             self._request(session, RESULT, result, cmd)
         for event in self._events.values():
             self._send_event(session, event)
+        self._resume(session)
 
     def _on_ack(self, session: _Session, message: dict) -> None:
         seq = message.get("seq")
@@ -499,8 +510,10 @@ class SimulatedDevice:
         elif pending.kind == RESULT:
             if self._results.pop(pending.ref, None) is not None:
                 self.stats.results_acked += 1
-        else:
+        elif pending.kind == STATUS:
             self.stats.statuses_acked += 1
+        else:
+            self._acked(pending)
 
     def _on_decision(self, session: _Session, message: dict) -> None:
         req = message.get("req")

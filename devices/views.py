@@ -9,15 +9,18 @@ the place for.
 
 from django import forms
 from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404, render
+from django.views import View
 
 from accesscontrol.forms.partitioned import OperatorModelForm
-from accesscontrol.models import AccessPoint, AuditEvent
+from accesscontrol.models import AccessPoint, AuditEvent, Key
 from accesscontrol.permissions import restrict
+from accesscontrol.views.base import OperatorPage
 from accesscontrol.views.editing import DetailPage, EditPage, ListPage
 from devices import commands
 from devices.api.views import DeviceFilterSet
 from devices.choices import DeviceKind
-from devices.models import Device, DeviceCommand, DeviceDoor, DeviceReader
+from devices.models import Device, DeviceCommand, DeviceDoor, DeviceReader, EncodeJob
 
 RECENT = 20
 
@@ -84,3 +87,14 @@ class DeviceDetail(DevicePage, DetailPage):
 class DeviceEdit(DevicePage, EditPage):
     form_class = DeviceForm
     page_title = "Edit device"
+
+
+class EncodeJobPanel(OperatorPage, View):
+    """An encode job's progress panel; htmx asks for it every second until the job is done or failed."""
+
+    permission_required = "accesscontrol.view_key"
+
+    def get(self, request, pk):
+        visible = EncodeJob.objects.filter(key__in=restrict(Key.objects.all(), request.user, "view"))
+        job = get_object_or_404(visible.select_related("key", "encoder"), pk=pk)
+        return render(request, "devices/_encode_job.html", {"job": job})

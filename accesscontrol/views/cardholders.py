@@ -8,7 +8,7 @@ import datetime as dt
 import uuid
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Prefetch, Q
 from django.db.models.functions import Lower
@@ -29,13 +29,14 @@ from accesscontrol.forms.people import (
     CardholderForm,
     CardholderImportForm,
     CardholderPermissionForm,
-    KeyIssueForm,
     PinForm,
     partitions_for,
 )
 from accesscontrol.models import AccessLevel, AuditEvent, Cardholder, CardholderPermission, Key, SystemAuditEntry
 from accesscontrol.permissions import may_use_partition, restrict
 from accesscontrol.views.base import VIA, OperatorPage, audit, client_address, paginate
+from devices import encoding
+from devices.forms import EncodingKeyIssueForm, add_validation_errors
 
 RECENT = 20
 # Query-string keys that are the list's filters (what an export or a bulk change applies to).
@@ -271,7 +272,8 @@ def show_detail(request, holder: Cardholder, status: int = 200, **forms):
         "keys": keys,
         "levels": holder.access_levels.select_related("partition").order_by("name"),
         "permissions": holder.permissions.select_related("access_point", "zone", "time_period").order_by("id"),
-        "key_form": forms.get("key_form") or KeyIssueForm(),
+        "key_form": forms.get("key_form") or EncodingKeyIssueForm(),
+        "encode_jobs": encoding.recent_jobs(holder),
         "level_form": forms.get("level_form") or AccessLevelGrantForm(operator=operator, cardholder=holder),
         "permission_form": forms.get("permission_form") or CardholderPermissionForm(operator=operator),
         "pin_form": forms.get("pin_form") or PinForm(),
@@ -379,13 +381,23 @@ class CardholderKeyIssueView(CardholderChangeView):
     def change(self, request, holder):
         if not may_use_partition(request.user, "accesscontrol.add_key", holder.partition_id):
             raise PermissionDenied("You may not issue keys to this cardholder.")
-        form = KeyIssueForm(request.POST)
+        form = EncodingKeyIssueForm(request.POST)
         if not form.is_valid():
             return show_detail(request, holder, status=400, key_form=form)
-        key = actions.issue_key(
-            holder, operator=request.user, via=VIA, address=client_address(request), **form.cleaned_data
-        )
-        messages.success(request, f"Key {key.uid} issued.")
+        data = dict(form.cleaned_data)
+        encoder = data.pop("encoder")
+        if encoder is None:
+            key = actions.issue_key(holder, operator=request.user, via=VIA, address=client_address(request), **data)
+            messages.success(request, f"Key {key.uid} issued.")
+            return None
+        try:
+            encoding.issue_and_encode(
+                holder, encoder, operator=request.user, via=VIA, address=client_address(request), **data
+            )
+        except ValidationError as error:
+            add_validation_errors(form, error)
+            return show_detail(request, holder, status=400, key_form=form)
+        messages.success(request, f"Key issued: present the card to {encoder}.")
         return None
 
 

@@ -5,6 +5,7 @@ period's intervals. Its key is never readable: it is given (or generated) when
 the device is created or rekeyed, and shown in that one response only.
 """
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -13,8 +14,9 @@ from accesscontrol.api.serializers import ModelSerializer, NestedWritesMixin, Vi
 from accesscontrol.choices import OpeningMode
 from accesscontrol.models import AccessPoint, Zone
 from accesscontrol.permissions import restrict
+from devices import encoding
 from devices.commands import DOOR_OPS
-from devices.models import DEVICE_KEY_SIZE, Device, DeviceCommand, DeviceDoor, DeviceReader
+from devices.models import DEVICE_KEY_SIZE, Device, DeviceCommand, DeviceDoor, DeviceReader, EncodeJob
 
 MAX_DOORS = 256
 
@@ -242,3 +244,49 @@ class IssuedCommandsSerializer(serializers.Serializer):
         child=serializers.IntegerField(),
         help_text="end_emergency: access points still refused under another lockdown (site, zone or their own).",
     )
+
+
+# --- encoding keys on cards -------------------------------------------------------------------------------
+
+
+class EncodeRequestSerializer(serializers.Serializer):
+    """Write a key on a card: which encoder, and whether the key takes the UID of whatever card is presented."""
+
+    encoder = serializers.PrimaryKeyRelatedField(queryset=Device.objects.all(), help_text="The encoder's id.")
+    any_card = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Write on whatever card is presented; the key takes its UID.",
+    )
+
+    def validate_encoder(self, encoder):
+        try:
+            encoding.check_encoder(encoder)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.message_dict["encoder"]) from None
+        return encoder
+
+
+class EncodeJobSerializer(ModelSerializer):
+    error_message = serializers.SerializerMethodField(help_text="The error in words, for the operator.")
+
+    class Meta:
+        model = EncodeJob
+        fields = [
+            "id",
+            "key",
+            "encoder",
+            "status",
+            "progress",
+            "error",
+            "error_message",
+            "card_uid",
+            "operator",
+            "created_at",
+            "updated_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_error_message(self, job) -> str:
+        return encoding.error_message(job.error) if job.error else ""

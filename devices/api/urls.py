@@ -10,5 +10,7 @@ router.register("device-commands", views.DeviceCommandViewSet)
 
 urlpatterns = [
     path("commands/", views.IssueCommandView.as_view(), name="issue-command"),
+    path("keys/<int:pk>/encode/", views.EncodeKeyView.as_view(), name="key-encode"),
+    path("encode-jobs/<int:pk>/", views.EncodeJobView.as_view(), name="encode-job"),
     *router.urls,
 ]

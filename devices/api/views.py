@@ -8,8 +8,10 @@ its access point's partition.
 """
 
 import django_filters as filters
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import Q
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, generics, status
 from rest_framework.decorators import action
@@ -17,12 +19,12 @@ from rest_framework.response import Response
 
 from accesscontrol.api.views import SpaceModelViewSet, SpaceReadOnlyViewSet
 from accesscontrol.filtersets import IdFilter
-from accesscontrol.models import AccessPoint, SiteSettings, Zone
-from accesscontrol.permissions import permission_name, restrict
-from devices import commands
+from accesscontrol.models import AccessPoint, Key, SiteSettings, Zone
+from accesscontrol.permissions import may_use_partition, permission_name, restrict
+from devices import commands, encoding
 from devices.api import serializers
 from devices.choices import CommandOp, CommandStatus, DeviceKind
-from devices.models import Device, DeviceCommand, DeviceDoor, DeviceReader
+from devices.models import Device, DeviceCommand, DeviceDoor, DeviceReader, EncodeJob
 
 VIA = "api"
 
@@ -152,3 +154,49 @@ def _answer(issued: commands.Issued) -> dict:
         "without_device": issued.without_device,
         "still_in_lockdown": issued.still_in_lockdown,
     }
+
+
+# --- encoding keys on cards -------------------------------------------------------------------------------
+
+
+def _visible_jobs(user):
+    """Encode jobs of keys the operator may see."""
+    return EncodeJob.objects.filter(key__in=restrict(Key.objects.all(), user, "view"))
+
+
+class EncodeKeyView(generics.GenericAPIView):
+    """Write the key on a card on an encoder: the answer is the queued job (``202``); follow it at
+    ``/api/v1/encode-jobs/{id}/`` until ``done`` (``card_uid`` is the card written) or ``failed``
+    (``error``: ``no_card``, ``wrong_card_type``, ``encoder_offline``, ``timeout``, ...).
+    Needs the right to issue keys to the cardholder."""
+
+    required_permission = "accesscontrol.add_key"
+    serializer_class = serializers.EncodeRequestSerializer
+    http_method_names = ["post", "options"]
+
+    @extend_schema(responses={202: serializers.EncodeJobSerializer})
+    def post(self, request, pk):
+        key = get_object_or_404(restrict(Key.objects.select_related("cardholder"), request.user, "view"), pk=pk)
+        if not may_use_partition(request.user, "accesscontrol.add_key", key.cardholder.partition_id):
+            raise exceptions.PermissionDenied("You may not issue keys to this cardholder.")
+        body = self.get_serializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            job = encoding.create_encode_job(
+                key, body.validated_data["encoder"], request.user, any_card=body.validated_data["any_card"], via=VIA
+            )
+        except DjangoValidationError as error:
+            raise exceptions.ValidationError(
+                error.message_dict if hasattr(error, "error_dict") else {"non_field_errors": error.messages}
+            ) from None
+        return Response(serializers.EncodeJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class EncodeJobView(generics.RetrieveAPIView):
+    """How far writing a key on a card got."""
+
+    required_permission = "accesscontrol.view_key"
+    serializer_class = serializers.EncodeJobSerializer
+
+    def get_queryset(self):
+        return _visible_jobs(self.request.user)

@@ -4,9 +4,11 @@ import threading
 import pytest
 
 from accesscontrol.snapshot import SnapshotStore
+from devices import cards, encoderlink, encoding
 from devices.bridge import Bridge
 from devices.models import Device, DeviceDoor, DeviceReader
 from tests.devices.client import Client
+from tests.devices.encoders_support import fake_card_bytes, fake_update_card
 from tests.factories import make_access_level, make_access_point, make_cardholder, make_key
 
 UID = "04A1B2C3D4E5F6"
@@ -101,3 +103,26 @@ def device(site, client_for):
     client = client_for(site["device"])
     client.handshake()
     return client
+
+
+# --- encoders and updaters (tests/devices/test_encoders.py, test_updater.py) ------------------------------
+
+
+@pytest.fixture
+def fake_cards(monkeypatch):
+    monkeypatch.setattr(cards, "card_bytes_for_key", fake_card_bytes)
+    monkeypatch.setattr(cards, "update_card", fake_update_card)
+
+
+@pytest.fixture
+def quick_jobs(monkeypatch):
+    """An encoder waits 1 s for a card, and a job gets 1 s more before it times out."""
+    monkeypatch.setattr(encoding, "WAIT_CARD_SECONDS", 1)
+    monkeypatch.setattr(encoderlink, "JOB_MARGIN_SECONDS", 1.0)
+
+
+@pytest.fixture
+def encoder_bridge(transactional_db):
+    running = RunningBridge(heartbeat_s=30, encoder_grace_s=0.5)
+    yield running
+    running.stop()
