@@ -1,0 +1,212 @@
+"""USB encoders on operators' desks, server side: presence, the jobs their local bridges take, and a sweep.
+
+A USB encoder (a Device of kind ``usb_encoder``) is reached through the local
+bridge program (devices/localbridge.py) connected to ``/ws/encoder/``
+(devices/consumers.py). While a bridge is connected the device is online; the
+connection's peer address is written on the device, so only the connection
+that marked it online marks it offline (a bridge that reconnected at once, maybe
+to another web process, is not taken offline by its old connection's close).
+A connected consumer renews ``last_seen_at`` every few seconds.
+
+The sweep (:class:`EncoderSweep`, a service beside the web server) makes sure
+no job is left waiting: a queued job of an encoder with no bridge fails with
+``encoder_offline`` after ``SPACE_USB_ENCODER_GRACE_SECONDS``; so does a job in
+flight on an encoder whose bridge went away unseen (a web process that died),
+and an encoder not heard from for ``PRESENCE_TTL`` is marked offline.
+
+Plain synchronous ORM code; the consumer and the sweep run it on threads.
+"""
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accesscontrol.choices import AuditKind
+from accesscontrol.models import AuditEvent
+from devices.choices import DeviceKind, EncodeStatus
+from devices.models import Device, EncodeJob
+from devices.vault import VaultError
+from space.services import close_connection, run_orm
+
+logger = logging.getLogger("space.encoders")
+
+TOUCH_SECONDS = 5.0
+PRESENCE_TTL = dt.timedelta(seconds=20)
+SWEEP_SECONDS = 0.5
+IN_FLIGHT = (EncodeStatus.SENT, EncodeStatus.WAITING_CARD, EncodeStatus.WRITING)
+PROGRESS = {EncodeStatus.SENT: 5, EncodeStatus.WAITING_CARD: 10, EncodeStatus.WRITING: 20}
+CARD_UID = re.compile(r"^(?:[0-9A-Fa-f]{2}:?){4,10}$")
+
+
+def grace() -> dt.timedelta:
+    return dt.timedelta(seconds=settings.SPACE_USB_ENCODER_GRACE_SECONDS)
+
+
+def card_wait_seconds() -> int:
+    return settings.SPACE_ENCODE_CARD_WAIT_SECONDS
+
+
+# --- job progress ---------------------------------------------------------------------------------
+
+
+def _job_progress(job_id: int, status: str, progress: int | None = None, error: str = "", card_uid: str = "") -> bool:
+    """Move a job on (a finished job never moves again); on ``done`` a ``key_encoded`` audit event.
+
+    Stands in for devices.encoding.job_progress (branch cards-encoders), which
+    has this signature; the lead swaps it in at the merge.
+    """
+    now = timezone.now()
+    fields = {"status": status, "error": error, "updated_at": now}
+    if progress is not None:
+        fields["progress"] = progress
+    if status in EncodeStatus.finished():
+        fields["finished_at"] = now
+        if status == EncodeStatus.DONE:
+            fields.update(progress=100, card_uid=card_uid)
+    with transaction.atomic():
+        moved = EncodeJob.objects.filter(pk=job_id).exclude(status__in=EncodeStatus.finished()).update(**fields)
+        if moved and status == EncodeStatus.DONE:
+            job = EncodeJob.objects.select_related("key__cardholder", "encoder").get(pk=job_id)
+            holder = job.key.cardholder
+            AuditEvent.objects.create(
+                at=now,
+                kind=AuditKind.KEY_ENCODED,
+                cardholder=holder,
+                cardholder_name=str(holder),
+                key_uid=job.key.uid,
+                device=job.encoder,
+                operator=job.operator,
+                detail={"job": job.pk, "encoder": job.encoder.name, "card_uid": card_uid},
+            )
+    return bool(moved)
+
+
+job_progress = _job_progress
+
+
+# --- what a connected bridge does -----------------------------------------------------------------
+
+
+def encoder_of(device_id: int) -> tuple[int, str, bytes] | None:
+    """(pk, name, device key) of the enabled USB encoder ``device_id``; None when there is none or its key fails."""
+    device = Device.objects.filter(device_id=device_id, kind=DeviceKind.USB_ENCODER, enabled=True).first()
+    if device is None or not device.has_key:
+        return None
+    try:
+        return device.pk, device.name, device.key()
+    except VaultError as error:
+        logger.error("USB encoder %s (%s) is refused: %s", device_id, device.name, error)
+        return None
+
+
+def _presence_event(device: Device, online: bool, address: str) -> None:
+    AuditEvent.objects.create(
+        at=timezone.now(),
+        kind=AuditKind.DEVICE_ONLINE if online else AuditKind.DEVICE_OFFLINE,
+        device=device,
+        detail={"device": device.name, "address": address, "via": "local bridge"},
+    )
+
+
+def bridge_connected(device_pk: int, address: str) -> None:
+    with transaction.atomic():
+        device = Device.objects.select_for_update().get(pk=device_pk)
+        Device.objects.filter(pk=device_pk).update(online=True, last_seen_at=timezone.now(), address=address)
+        _presence_event(device, True, address)
+
+
+def bridge_seen(device_pk: int, address: str) -> None:
+    Device.objects.filter(pk=device_pk, address=address).update(online=True, last_seen_at=timezone.now())
+
+
+def bridge_gone(device_pk: int, address: str, job_id: int | None) -> None:
+    """The connection from ``address`` closed: its job in flight fails; the device goes offline unless
+    a newer connection has taken it over."""
+    if job_id is not None:
+        job_progress(job_id, EncodeStatus.FAILED, error="encoder_offline")
+    with transaction.atomic():
+        if Device.objects.filter(pk=device_pk, address=address, online=True).update(online=False):
+            _presence_event(Device.objects.get(pk=device_pk), False, address)
+
+
+def expected_uid(key_uid: str) -> str:
+    """The UID the card must have, when the key names one (hex, 4 to 10 bytes); else any card will do."""
+    return key_uid.replace(":", "").upper() if CARD_UID.match(key_uid) else ""
+
+
+def claim_job(device_pk: int) -> tuple[int, bytes, str] | None:
+    """Take the encoder's oldest queued job (queued → sent, so no other connection takes it too)."""
+    queued = EncodeJob.objects.filter(encoder_id=device_pk, status=EncodeStatus.QUEUED).select_related("key")
+    for job in queued.order_by("created_at", "pk")[:5]:
+        claimed = EncodeJob.objects.filter(pk=job.pk, status=EncodeStatus.QUEUED).update(
+            status=EncodeStatus.SENT, progress=PROGRESS[EncodeStatus.SENT], updated_at=timezone.now()
+        )
+        if claimed:
+            return job.pk, bytes(job.data), expected_uid(job.key.uid)
+    return None
+
+
+# --- the sweep ----------------------------------------------------------------------------------
+
+
+def sweep(now: dt.datetime) -> dict[str, int]:
+    """Fail the jobs no bridge will take or finish, and mark silent encoders offline; returns what it did."""
+    stale = Device.objects.filter(kind=DeviceKind.USB_ENCODER, online=True, last_seen_at__lt=now - PRESENCE_TTL)
+    silent = 0
+    for device in stale:
+        with transaction.atomic():
+            gone = Device.objects.filter(pk=device.pk, online=True, last_seen_at__lt=now - PRESENCE_TTL)
+            if gone.update(online=False):
+                silent += 1
+                _presence_event(device, False, device.address)
+    usb_offline = EncodeJob.objects.filter(encoder__kind=DeviceKind.USB_ENCODER, encoder__online=False)
+    waiting = usb_offline.filter(status=EncodeStatus.QUEUED, created_at__lt=now - grace())
+    lost = usb_offline.filter(status__in=IN_FLIGHT, updated_at__lt=now - grace())
+    failed = 0
+    for job_id in list(waiting.values_list("pk", flat=True)) + list(lost.values_list("pk", flat=True)):
+        failed += job_progress(job_id, EncodeStatus.FAILED, error="encoder_offline")
+    return {"silent_encoders": silent, "offline_jobs": failed}
+
+
+class EncoderSweep:
+    """A service beside the web server (runspace): :func:`sweep` every ``SWEEP_SECONDS``.
+
+    Every web process runs one; the sweeps' updates are conditional, so two
+    of them never fail a job twice.
+    """
+
+    name = "usb-encoder-sweep"
+
+    def __init__(self, interval: float = SWEEP_SECONDS):
+        self.interval = interval
+        self.task: asyncio.Task | None = None
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="usb-encoder-sweep")
+
+    async def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        await asyncio.get_running_loop().run_in_executor(self.thread, close_connection)
+        self.thread.shutdown(wait=False)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                done = await asyncio.get_running_loop().run_in_executor(self.thread, run_orm, sweep, timezone.now())
+            except Exception:
+                logger.exception("Sweeping USB encoder jobs failed")
+                continue
+            if any(done.values()):
+                logger.info("USB encoder sweep: %s", done)
