@@ -51,10 +51,7 @@ def _auth(message: dict) -> bool:
 def _progress(message: dict) -> bool:
     percent = message.get("percent", 0)
     return (
-        _is_job(message.get("job"))
-        and message.get("stage") in STAGES
-        and type(percent) is int
-        and 0 <= percent <= 100
+        _is_job(message.get("job")) and message.get("stage") in STAGES and type(percent) is int and 0 <= percent <= 100
     )
 
 

@@ -54,6 +54,7 @@ class EncoderConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "encoder-consumers-poll-the-database"
 
     device_pk: int | None = None
+    replaced = False
     job: int | None = None
     deadline = 0.0
     serving: asyncio.Task | None = None
@@ -76,7 +77,8 @@ class EncoderConsumer(AsyncWebsocketConsumer):
         if connections.get(self.device_pk) is self:
             del connections[self.device_pk]
         job, self.job = self.job, None
-        await bridge_gone(self.device_pk, self.address, job)
+        # A connection replaced by a newer one of the same encoder leaves it online.
+        await bridge_gone(self.device_pk, None if self.replaced else self.address, job)
         logger.info("Local bridge of encoder %s left (%s, code %s)", self.device_pk, self.address, code)
 
     async def receive(self, text_data=None, bytes_data=None):
@@ -121,6 +123,7 @@ class EncoderConsumer(AsyncWebsocketConsumer):
         older = connections.get(self.device_pk)
         connections[self.device_pk] = self
         if older is not None:
+            older.replaced = True
             await older.close(code=bridgewire.REPLACED)
         await bridge_connected(self.device_pk, self.address)
         await self.send_json({"type": "welcome", "device": name})

@@ -103,9 +103,14 @@ class SerialEncoder:
                 found = self.decoder.idle()
             else:
                 continue
+            self._hand_over(loop, frames, found)
+        self._hand_over(loop, frames, [None])
+
+    @staticmethod
+    def _hand_over(loop: asyncio.AbstractEventLoop, frames: asyncio.Queue, found: list) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits for them
             for frame in found:
                 loop.call_soon_threadsafe(frames.put_nowait, frame)
-        loop.call_soon_threadsafe(frames.put_nowait, None)
 
     async def identify(self) -> str:
         answer = await self.request(wire.Identify(), timeout_s=ANSWER_SECONDS)

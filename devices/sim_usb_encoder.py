@@ -53,6 +53,7 @@ class SimulatedUsbEncoder:
         self._stopping = threading.Event()
         self._cancel = threading.Event()
         self._running: tuple[int, threading.Thread] | None = None
+        self._garbled = 0
 
     @property
     def counters(self) -> dict[str, int]:
@@ -67,6 +68,10 @@ class SimulatedUsbEncoder:
 
     def remove_card(self) -> None:
         self.card = None
+
+    def garble(self, frames: int = 1) -> None:
+        """Line noise: the next ``frames`` frames received fail their CRC (and are answered ``checksum``)."""
+        self._garbled = frames
 
     # --- the line -------------------------------------------------------------------------------
 
@@ -116,6 +121,10 @@ class SimulatedUsbEncoder:
 
     def _handle(self, frame: wire.Frame) -> None:
         message = frame.message
+        if message is not None and self._garbled > 0:
+            self._garbled -= 1
+            self.decoder.count("checksum")
+            message, frame = None, wire.Frame(frame.seq, None, "checksum")
         if message is None:
             if frame.dropped == "checksum":
                 self.send(frame.seq, wire.Error("checksum"))

@@ -126,11 +126,13 @@ def bridge_seen(device_pk: int, address: str) -> None:
     Device.objects.filter(pk=device_pk, address=address).update(online=True, last_seen_at=timezone.now())
 
 
-def bridge_gone(device_pk: int, address: str, job_id: int | None) -> None:
+def bridge_gone(device_pk: int, address: str | None, job_id: int | None) -> None:
     """The connection from ``address`` closed: its job in flight fails; the device goes offline unless
-    a newer connection has taken it over."""
+    a newer connection has taken it over (``address`` None: one has, in this process)."""
     if job_id is not None:
         job_progress(job_id, EncodeStatus.FAILED, error="encoder_offline")
+    if address is None:
+        return
     with transaction.atomic():
         if Device.objects.filter(pk=device_pk, address=address, online=True).update(online=False):
             _presence_event(Device.objects.get(pk=device_pk), False, address)
