@@ -163,7 +163,8 @@ class SerialEncoder:
                 raise EncoderOffline("the serial port closed")
             if frame.message is not None and frame.seq == self.seq:
                 return True, frame.message
-            self.decoder.count("stale_answer" if frame.message is not None else "answer_dropped")
+            if frame.message is not None:  # a damaged frame the decoder has counted already
+                self.decoder.count("stale_answer")
         return False, None
 
 

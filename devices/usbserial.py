@@ -26,8 +26,8 @@ OVERHEAD = HEAD.size + TAIL.size  # 8
 MAX_CARD_DATA = 4096
 MAX_UID = 16
 MAX_TEXT = 200
-# The longest body: SEQ, CMD and an OK of a read (uid length, uid, card file).
-MAX_BODY = 2 + 1 + MAX_UID + MAX_CARD_DATA
+# The longest body: SEQ, CMD and a WRITE (timeout, uid length, uid, card file).
+MAX_BODY = 2 + 3 + MAX_UID + MAX_CARD_DATA
 MAX_TIMEOUT_S = 600
 
 # Commands, host to encoder.
@@ -118,7 +118,8 @@ Message = Identify | Write | Read | Cancel | Ident | Progress | Ok | Error
 
 
 def _text(value: str) -> bytes:
-    return value.encode()[:MAX_TEXT]
+    # Cut to MAX_TEXT bytes on a character boundary, so the text still decodes.
+    return value.encode()[:MAX_TEXT].decode(errors="ignore").encode()
 
 
 def _payload(message: Message) -> tuple[int, bytes]:

@@ -91,6 +91,21 @@ def test_a_well_framed_frame_with_a_bad_crc_is_reported_with_its_seq():
     assert decoder.counters == {"checksum": 1}
 
 
+def test_the_largest_frames_pass():
+    largest = [
+        wire.Write(bytes(wire.MAX_CARD_DATA), wire.MAX_TIMEOUT_S, bytes(wire.MAX_UID)),
+        wire.Ok(bytes(16), bytes(4096)),
+    ]
+    for message in largest:
+        assert wire.Decoder().feed(wire.encode(255, message)) == [wire.Frame(255, message)]
+    assert len(wire.encode(0, largest[0])) == wire.MAX_BODY + 6
+
+
+def test_a_long_text_is_cut_on_a_character_boundary():
+    frame = wire.encode(1, wire.Ident("é" * 150))
+    assert wire.Decoder().feed(frame) == [wire.Frame(1, wire.Ident("é" * 100))]
+
+
 def test_values_out_of_range_are_refused_when_encoding():
     with pytest.raises(ValueError):
         wire.encode(1, wire.Write(bytes(wire.MAX_CARD_DATA + 1), 30))
