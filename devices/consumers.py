@@ -33,8 +33,6 @@ logger = logging.getLogger("space.encoders")
 
 AUTH_SECONDS = 10.0
 POLL_SECONDS = 0.25
-# Beyond the wait for a card: writing 4 KiB over the serial line, and the trip through the bridge.
-WRITE_MARGIN_SECONDS = 15.0
 
 COUNTERS: collections.Counter = collections.Counter()
 # This process's authenticated connections, by device pk: a newer one replaces the older.
@@ -156,7 +154,7 @@ class EncoderConsumer(AsyncWebsocketConsumer):
             return
         job, data, uid = claimed
         wait = usb_encoders.card_wait_seconds()
-        self.job, self.deadline = job, time.monotonic() + wait + WRITE_MARGIN_SECONDS
+        self.job, self.deadline = job, time.monotonic() + wait + usb_encoders.WRITE_MARGIN_SECONDS
         message = {"type": "encode", "job": job, "data": base64.b64encode(data).decode(), "timeout_s": wait}
         if uid:
             message["uid"] = uid

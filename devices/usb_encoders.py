@@ -11,8 +11,10 @@ A connected consumer renews ``last_seen_at`` every few seconds.
 The sweep (:class:`EncoderSweep`, a service beside the web server) makes sure
 no job is left waiting: a queued job of an encoder with no bridge fails with
 ``encoder_offline`` after ``SPACE_USB_ENCODER_GRACE_SECONDS``; so does a job in
-flight on an encoder whose bridge went away unseen (a web process that died),
-and an encoder not heard from for ``PRESENCE_TTL`` is marked offline.
+flight on an encoder whose bridge went away unseen (a web process that died);
+an encoder not heard from for ``PRESENCE_TTL`` is marked offline; and a job in
+flight with no progress for longer than any connection would wait fails with
+``timeout``.
 
 Plain synchronous ORM code; the consumer and the sweep run it on threads.
 """
@@ -40,6 +42,8 @@ logger = logging.getLogger("space.encoders")
 TOUCH_SECONDS = 5.0
 PRESENCE_TTL = dt.timedelta(seconds=20)
 SWEEP_SECONDS = 0.5
+# Beyond the wait for a card: writing 4 KiB over the serial line, and the trip through the bridge.
+WRITE_MARGIN_SECONDS = 15.0
 IN_FLIGHT = (EncodeStatus.SENT, EncodeStatus.WAITING_CARD, EncodeStatus.WRITING)
 PROGRESS = {EncodeStatus.SENT: 5, EncodeStatus.WAITING_CARD: 10, EncodeStatus.WRITING: 20}
 CARD_UID = re.compile(r"^(?:[0-9A-Fa-f]{2}:?){4,10}$")
@@ -51,6 +55,11 @@ def grace() -> dt.timedelta:
 
 def card_wait_seconds() -> int:
     return settings.SPACE_ENCODE_CARD_WAIT_SECONDS
+
+
+def overdue() -> dt.timedelta:
+    """How long after its last progress a job in flight is surely orphaned (its connection's deadline is sooner)."""
+    return dt.timedelta(seconds=card_wait_seconds() + WRITE_MARGIN_SECONDS) + grace()
 
 
 # --- job progress ---------------------------------------------------------------------------------
@@ -174,7 +183,14 @@ def sweep(now: dt.datetime) -> dict[str, int]:
     failed = 0
     for job_id in list(waiting.values_list("pk", flat=True)) + list(lost.values_list("pk", flat=True)):
         failed += job_progress(job_id, EncodeStatus.FAILED, error="encoder_offline")
-    return {"silent_encoders": silent, "offline_jobs": failed}
+    # In flight on an online encoder, but its connection is gone (a web process that died, the bridge back on another).
+    orphaned = EncodeJob.objects.filter(
+        encoder__kind=DeviceKind.USB_ENCODER, status__in=IN_FLIGHT, updated_at__lt=now - overdue()
+    )
+    timed_out = sum(
+        job_progress(job_id, EncodeStatus.FAILED, error="timeout") for job_id in orphaned.values_list("pk", flat=True)
+    )
+    return {"silent_encoders": silent, "offline_jobs": failed, "timed_out_jobs": timed_out}
 
 
 class EncoderSweep:

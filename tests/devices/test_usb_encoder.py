@@ -408,7 +408,7 @@ def test_a_job_in_flight_when_the_bridge_leaves_fails_as_encoder_offline(usb_enc
 
 def test_a_job_not_finished_in_time_fails_with_timeout_and_is_cancelled(usb_encoder, monkeypatch, settings):
     settings.SPACE_ENCODE_CARD_WAIT_SECONDS = 1
-    monkeypatch.setattr(consumers, "WRITE_MARGIN_SECONDS", 0.0)
+    monkeypatch.setattr(usb_encoders, "WRITE_MARGIN_SECONDS", 0.0)
     job = make_job(usb_encoder)
     after = make_job(usb_encoder)
 
@@ -456,9 +456,9 @@ def test_the_sweep_fails_jobs_of_an_encoder_without_a_bridge_after_the_grace_per
     EncodeJob.objects.filter(pk__in=[old.pk, lost.pk]).update(
         created_at=now - dt.timedelta(seconds=11), updated_at=now - dt.timedelta(seconds=11)
     )
-    assert usb_encoders.sweep(now) == {"silent_encoders": 0, "offline_jobs": 2}
+    assert usb_encoders.sweep(now) == {"silent_encoders": 0, "offline_jobs": 2, "timed_out_jobs": 0}
     assert [job_row(job)["error"] for job in (old, fresh, lost)] == ["encoder_offline", "", "encoder_offline"]
-    assert usb_encoders.sweep(now) == {"silent_encoders": 0, "offline_jobs": 0}
+    assert usb_encoders.sweep(now) == {"silent_encoders": 0, "offline_jobs": 0, "timed_out_jobs": 0}
 
 
 def test_the_sweep_leaves_jobs_of_a_connected_encoder_and_of_ethernet_encoders(usb_encoder):
@@ -476,11 +476,23 @@ def test_the_sweep_takes_an_encoder_not_heard_from_offline(usb_encoder):
     Device.objects.filter(pk=usb_encoder.pk).update(online=True, last_seen_at=now - dt.timedelta(minutes=1))
     job = make_job(usb_encoder, status="waiting_card")
     EncodeJob.objects.update(updated_at=now - dt.timedelta(minutes=1))
-    assert usb_encoders.sweep(now) == {"silent_encoders": 1, "offline_jobs": 1}
+    assert usb_encoders.sweep(now) == {"silent_encoders": 1, "offline_jobs": 1, "timed_out_jobs": 0}
     usb_encoder.refresh_from_db()
     assert not usb_encoder.online
     assert job_row(job)["error"] == "encoder_offline"
     assert AuditEvent.objects.get().kind == "device_offline"
+
+
+def test_the_sweep_times_out_a_job_in_flight_that_no_connection_follows_any_more(usb_encoder, settings):
+    settings.SPACE_ENCODE_CARD_WAIT_SECONDS = 30
+    settings.SPACE_USB_ENCODER_GRACE_SECONDS = 10
+    now = timezone.now()
+    Device.objects.filter(pk=usb_encoder.pk).update(online=True, last_seen_at=now)
+    orphaned, followed = make_job(usb_encoder, status="sent"), make_job(usb_encoder, status="waiting_card")
+    EncodeJob.objects.filter(pk=orphaned.pk).update(updated_at=now - dt.timedelta(seconds=56))
+    EncodeJob.objects.filter(pk=followed.pk).update(updated_at=now - dt.timedelta(seconds=54))
+    assert usb_encoders.sweep(now)["timed_out_jobs"] == 1
+    assert [job_row(job)["error"] for job in (orphaned, followed)] == ["timeout", ""]
 
 
 # --- the local bridge's own checks -----------------------------------------------------------------
