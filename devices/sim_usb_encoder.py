@@ -88,6 +88,8 @@ class SimulatedUsbEncoder:
         self._stopping.set()
         self._cancel.set()
         self._reader.join(2)
+        if self._running is not None:
+            self._running[1].join(2)
         os.close(self.master)
         os.close(self.slave)
 
@@ -96,7 +98,8 @@ class SimulatedUsbEncoder:
 
     def write_raw(self, data: bytes) -> None:
         with self._lock:
-            os.write(self.master, data)
+            if not self._stopping.is_set():
+                os.write(self.master, data)
 
     def _read_line(self) -> None:
         quiet_since = time.monotonic()
