@@ -11,6 +11,7 @@ import datetime as dt
 import json
 
 import pytest
+import serial
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
@@ -200,8 +201,6 @@ def test_noise_from_the_encoder_is_dropped_and_counted_by_the_bridge(encoder):
 
 
 def test_noise_from_the_bridge_is_dropped_and_counted_by_the_encoder(encoder):
-    import serial
-
     with serial.Serial(encoder.port, 115200, timeout=1) as port:
         port.write(b"hello\x02\x00\x01\x02\x03")
         port.write(wire.encode(3, wire.Identify()))
