@@ -127,6 +127,11 @@ def create_encode_job(
     if key.status != KeyStatus.ISSUED:
         raise ValidationError({"key": "Only an issued key is written on a card."})
     any_card = any_card or is_placeholder(key.uid)
+    if any_card and encoder.kind == DeviceKind.USB_ENCODER:
+        # The USB path writes the data it is given; card data names its card, so the UID must be known first.
+        raise ValidationError(
+            {"encoder": "A USB encoder writes a key whose card UID is known: give the UID, or use an Ethernet encoder."}
+        )
     # A job for any card gets its data once the card (and so its UID) is known: bind_card().
     data = b"" if any_card else _card_bytes(key)
     operator = operator if getattr(operator, "is_authenticated", False) else None

@@ -14,8 +14,13 @@ from django.conf import settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from accesscontrol.consumers import MonitorConsumer  # noqa: E402
+from devices.consumers import EncoderConsumer  # noqa: E402
 
-websocket_urls = [path("ws/monitor/", MonitorConsumer.as_asgi())]
+websocket_urls = [
+    path("ws/monitor/", MonitorConsumer.as_asgi()),
+    # Local bridges of USB encoders: they authenticate with the encoder's device key, not a session.
+    path("ws/encoder/", EncoderConsumer.as_asgi()),
+]
 
 
 class BrowserOriginValidator(OriginValidator):

@@ -37,6 +37,10 @@ def embedded_services() -> list[Service]:
         from devices.bridge import Bridge
 
         services.append(Bridge())
+    from devices.usb_encoders import EncoderSweep
+
+    # Local bridges of USB encoders connect to the web server: the sweep of their jobs runs beside it.
+    services.append(EncoderSweep())
     from integrations.webhooks import wakeup
 
     if not wakeup.uses_celery():

@@ -312,6 +312,10 @@ SPACE_HTTP_PORT = envint("SPACE_HTTP_PORT", 8100)
 SPACE_DEVICE_HOST = envstr("SPACE_DEVICE_HOST", "0.0.0.0")  # noqa: S104 (on purpose, see above)
 SPACE_DEVICE_PORT = envint("SPACE_DEVICE_PORT", 7100)
 SPACE_DEVICE_HEARTBEAT_SECONDS = envint("SPACE_DEVICE_HEARTBEAT_SECONDS", 30)
+# USB encoders behind local bridges (devices/usb_encoders.py): how long an encoder waits for a card, and
+# how long a job of an encoder whose bridge is not connected stays queued before it fails (encoder_offline).
+SPACE_ENCODE_CARD_WAIT_SECONDS = envint("SPACE_ENCODE_CARD_WAIT_SECONDS", 30)
+SPACE_USB_ENCODER_GRACE_SECONDS = envint("SPACE_USB_ENCODER_GRACE_SECONDS", 10)
 # Where the bridge runs: inside runspace (embedded) or as a Celery task on the connectors queue (production).
 SPACE_BRIDGE_IN_RUNSPACE = envbool("SPACE_BRIDGE_IN_RUNSPACE", not PRODUCTION)
 # The same for the event stream's sender (integrations.eventstream, integrations.stream_tasks).

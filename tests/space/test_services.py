@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from devices.bridge import Bridge
+from devices.usb_encoders import EncoderSweep
 from integrations.eventstream import EventStreamService
 from integrations.webhooks.service import WebhookService
 from space import hosting
@@ -70,15 +71,22 @@ def test_the_embedded_profile_runs_the_bridge_webhooks_and_event_stream_inside_r
 
     services = embedded_services()
 
-    assert [type(service) for service in services] == [Bridge, WebhookService, PeriodicService, EventStreamService]
+    assert [type(service) for service in services] == [
+        Bridge,
+        EncoderSweep,
+        WebhookService,
+        PeriodicService,
+        EventStreamService,
+    ]
 
 
-def test_the_production_profile_leaves_them_to_the_celery_workers(settings):
+def test_the_production_profile_leaves_them_to_the_celery_workers_and_keeps_the_usb_encoder_sweep(settings):
     settings.SPACE_BRIDGE_IN_RUNSPACE = False
     settings.SPACE_EVENT_STREAM_IN_RUNSPACE = False
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
 
-    assert embedded_services() == []
+    # Local bridges of USB encoders connect to the web server itself: the sweep of their jobs stays beside it.
+    assert [type(service) for service in embedded_services()] == [EncoderSweep]
 
 
 # --- a service hosted on a loop of its own ---------------------------------------
