@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from devices.api import views
+from devices.api import ppd, views
 
 # A SimpleRouter: the API root view is accesscontrol's.
 router = SimpleRouter()
@@ -11,4 +11,8 @@ router.register("device-commands", views.DeviceCommandViewSet)
 urlpatterns = [
     path("commands/", views.IssueCommandView.as_view(), name="issue-command"),
     *router.urls,
+    path("ppd/locks/", ppd.LockListView.as_view(), name="ppd-locks"),
+    path("ppd/locks/<int:pk>/config/", ppd.LockConfigView.as_view(), name="ppd-lock-config"),
+    path("ppd/locks/<int:pk>/loaded/", ppd.LockLoadedView.as_view(), name="ppd-lock-loaded"),
+    path("ppd/locks/<int:pk>/audit/", ppd.LockAuditView.as_view(), name="ppd-lock-audit"),
 ]
