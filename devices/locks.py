@@ -107,6 +107,8 @@ def build_configs(devices: list[Device], now: dt.datetime | None = None) -> dict
     """device pk -> its LockConfig, for the locks among ``devices`` that drive a door; a few queries in all."""
     now = now or timezone.now()
     point_of = access_point_ids(devices)
+    if not point_of:
+        return {}
     points = load_access_points(set(point_of.values()))
     kinds = dict(AccessPoint.objects.filter(pk__in=list(points)).values_list("id", "kind"))
     periods_of = _grant_periods(list(points), {pk: rule.zones for pk, rule in points.items()})
