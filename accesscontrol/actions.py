@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from accesscontrol import blacklist
 from accesscontrol.choices import KeyKind, KeyStatus
 from accesscontrol.models import ApiKey, Cardholder, Key, Operator, SystemAuditEntry
 
@@ -62,6 +63,8 @@ def issue_key(
 def cancel_key(key: Key, *, operator, via: str, at: dt.datetime | None = None, address: str | None = None) -> Key:
     """Cancel ``key``: it is refused from now on and blacklisted until its validity ends.
 
+    Online doors refuse it at once (the rules snapshot); offline locks learn it from
+    the blacklist entry (accesscontrol/blacklist.py), which other cards carry to them.
     Cancelling a key twice changes nothing the second time, so a caller may retry.
     """
     with transaction.atomic():
@@ -71,9 +74,9 @@ def cancel_key(key: Key, *, operator, via: str, at: dt.datetime | None = None, a
         key.status = KeyStatus.CANCELLED
         key.cancelled_at = at or timezone.now()
         key.save(update_fields=["status", "cancelled_at"])
-        record_operator_action(
-            operator, "cancel_key", key, via=via, detail={"cardholder": key.cardholder_id}, address=address
-        )
+        entry = blacklist.blacklist_key(key, key.cancelled_at)
+        detail = {"cardholder": key.cardholder_id, "blacklist_entry": entry.pk if entry else None}
+        record_operator_action(operator, "cancel_key", key, via=via, detail=detail, address=address)
     return key
 
 
@@ -122,14 +125,8 @@ def revalidate_key(
             and Key.objects.filter(uid=key.uid, status=KeyStatus.ISSUED).exclude(pk=key.pk).exists()
         ):
             raise ValidationError("Another issued key has this UID.")
-        before = {"valid_until": _iso(key.valid_until), "status": key.status, "revision": key.revision}
-        key.valid_until = end
-        key.status = KeyStatus.ISSUED
-        key.revision += 1
-        key.last_revalidated_at = now
+        changes = renew_key(key, end, now)
         key.save(update_fields=["valid_until", "status", "revision", "last_revalidated_at"])
-        after = {"valid_until": _iso(key.valid_until), "status": key.status, "revision": key.revision}
-        changes = {name: {"from": before[name], "to": after[name]} for name in after if before[name] != after[name]}
         record_operator_action(
             operator,
             "revalidate_key",
@@ -139,6 +136,21 @@ def revalidate_key(
             address=address,
         )
     return key
+
+
+def renew_key(key: Key, end: dt.datetime | None, now: dt.datetime) -> dict:
+    """Give the locked ``key`` (not saved) its revalidated validity: ``end``, issued, a new revision.
+
+    Returns what changed, field by field, for the caller's record (the system
+    auditor for an operator, an audit event for an updater).
+    """
+    before = {"valid_until": _iso(key.valid_until), "status": key.status, "revision": key.revision}
+    key.valid_until = end
+    key.status = KeyStatus.ISSUED
+    key.revision += 1
+    key.last_revalidated_at = now
+    after = {"valid_until": _iso(key.valid_until), "status": key.status, "revision": key.revision}
+    return {name: {"from": before[name], "to": after[name]} for name in after if before[name] != after[name]}
 
 
 def _iso(value: dt.datetime | None) -> str | None:

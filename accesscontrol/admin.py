@@ -22,6 +22,7 @@ from accesscontrol.models import (
     AccessPoint,
     ApiKey,
     AuditEvent,
+    BlacklistEntry,
     Calendar,
     CalendarDay,
     Cardholder,
@@ -459,6 +460,15 @@ class KeyAdmin(SpaceAdmin):
     search_fields = ["uid", "cardholder__last_name", "cardholder__first_name", "cardholder__ext_id"]
     autocomplete_fields = ["cardholder"]
     readonly_fields = ["issued_at"]
+
+
+@admin.register(BlacklistEntry)
+class BlacklistEntryAdmin(ReadOnlyAdmin):
+    """Entries come from cancelling keys and leave by the hourly purge; nothing here changes them."""
+
+    list_display = ["id", "uid", "key_number", "until", "created_at"]
+    search_fields = ["uid"]
+    date_hierarchy = "until"
 
 
 # --- operators -------------------------------------------------------------------------

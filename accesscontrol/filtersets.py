@@ -16,6 +16,7 @@ from accesscontrol.models import (
     AccessPoint,
     ApiKey,
     AuditEvent,
+    BlacklistEntry,
     Calendar,
     Cardholder,
     CardholderPermission,
@@ -294,3 +295,18 @@ class ApiKeyFilterSet(filters.FilterSet):
     class Meta:
         model = ApiKey
         fields = ["operator", "revoked"]
+
+
+class BlacklistFilterSet(filters.FilterSet):
+    key = IdFilter(field_name="key_id")
+    uid = filters.CharFilter(method="filter_uid")
+    after = filters.NumberFilter(
+        field_name="id", lookup_expr="gt", help_text="Entries numbered above this: what a lock holding it lacks."
+    )
+
+    class Meta:
+        model = BlacklistEntry
+        fields = ["key", "uid", "after"]
+
+    def filter_uid(self, queryset, name, value):
+        return queryset.filter(uid=normalize_uid(value))

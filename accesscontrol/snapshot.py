@@ -64,8 +64,12 @@ def _only(queryset, field: str, ids: Ids):
     return queryset if ids is None else queryset.filter(**{f"{field}__in": list(ids)})
 
 
-def _compile_grants(rows) -> tuple[dict, dict]:
-    """(access_point_id, zone_id, time_period_id) rows -> ({point: periods}, {zone: periods})."""
+def compile_grants(rows) -> tuple[dict, dict]:
+    """(access_point_id, zone_id, time_period_id) rows -> ({point: periods}, {zone: periods}).
+
+    A target granted several times gets the union of the periods; a grant at any time wins (ANY_TIME).
+    Also what a card carries (devices/cards.py).
+    """
     points: dict[int, set] = defaultdict(set)
     zones: dict[int, set] = defaultdict(set)
     for point_id, zone_id, period_id in rows:
@@ -152,7 +156,7 @@ def load_levels(ids: Ids = None) -> dict[int, AccessLevelRule]:
     ):
         entries[level_id].append(grant)
     return {
-        level_id: AccessLevelRule(level_id, *_compile_grants(entries.get(level_id, ())))
+        level_id: AccessLevelRule(level_id, *compile_grants(entries.get(level_id, ())))
         for level_id in _only(AccessLevel.objects, "id", ids).values_list("id", flat=True)
     }
 
@@ -184,7 +188,7 @@ def load_cardholders(ids: Ids = None) -> dict[int, CardholderRule]:
     no_grants = ({}, {})
     rules = {}
     for holder_id, activation, expiration, *flags, pin_hash in rows:
-        points, zones = _compile_grants(grants[holder_id]) if holder_id in grants else no_grants
+        points, zones = compile_grants(grants[holder_id]) if holder_id in grants else no_grants
         rules[holder_id] = CardholderRule(
             holder_id,
             _ts(activation, NEVER),

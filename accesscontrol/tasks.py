@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from accesscontrol import jobs
+from accesscontrol import blacklist, jobs
 
 
 @shared_task(ignore_result=True)
@@ -10,3 +10,9 @@ def run_job(job_id: int) -> str:
     """Run one operator job (accesscontrol.jobs); a redelivered message finds it claimed and does nothing."""
     job = jobs.run(job_id)
     return f"job {job_id}: {job.status if job else 'not queued'}"
+
+
+@shared_task(ignore_result=True)
+def purge_blacklist() -> str:
+    """Beat's hourly purge: entries whose keys would have expired leave the blacklist (runspace: space.periodic)."""
+    return f"purged {blacklist.purge_expired()} blacklist entries"

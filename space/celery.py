@@ -14,6 +14,9 @@ app.autodiscover_tasks()
 # Beat (production profile, one instance) restarts a long-lived service whose
 # lease has expired: its worker died, or the task was lost with its message.
 ENSURE_EVERY_SECONDS = 10.0
+# Blacklist entries leave the list once their keys would have expired (accesscontrol/blacklist.py);
+# runspace runs the same purge this often when there is no beat (space/services.py).
+PURGE_BLACKLIST_EVERY_SECONDS = 3600.0
 app.conf.beat_schedule = {
     "ensure-device-bridge": {
         "task": "devices.tasks.ensure_bridge",
@@ -31,6 +34,11 @@ app.conf.beat_schedule = {
         "task": "integrations.tasks.sweep_webhooks",
         "schedule": 10.0,
         "options": {"expires": 10.0},
+    },
+    "purge-blacklist": {
+        "task": "accesscontrol.tasks.purge_blacklist",
+        "schedule": PURGE_BLACKLIST_EVERY_SECONDS,
+        "options": {"expires": PURGE_BLACKLIST_EVERY_SECONDS},
     },
 }
 

@@ -44,6 +44,8 @@ def embedded_services() -> list[Service]:
         from integrations.webhooks.service import WebhookService
 
         services.append(WebhookService())
+        # Nor does a Celery beat run: its periodic housekeeping runs here.
+        services.append(blacklist_purge())
     from integrations import stream_tasks
 
     if stream_tasks.runs_in_runspace():
@@ -51,6 +53,15 @@ def embedded_services() -> list[Service]:
 
         services.append(EventStreamService())
     return services
+
+
+def blacklist_purge() -> Service:
+    """The hourly purge of blacklist entries whose keys would have expired (beat's purge_blacklist)."""
+    from accesscontrol.blacklist import purge_expired
+    from space.celery import PURGE_BLACKLIST_EVERY_SECONDS
+    from space.periodic import PeriodicService
+
+    return PeriodicService("blacklist-purge", purge_expired, PURGE_BLACKLIST_EVERY_SECONDS)
 
 
 async def start_all(services: list[Service]) -> list[Service]:

@@ -316,3 +316,11 @@ SPACE_DEVICE_HEARTBEAT_SECONDS = envint("SPACE_DEVICE_HEARTBEAT_SECONDS", 30)
 SPACE_BRIDGE_IN_RUNSPACE = envbool("SPACE_BRIDGE_IN_RUNSPACE", not PRODUCTION)
 # The same for the event stream's sender (integrations.eventstream, integrations.stream_tasks).
 SPACE_EVENT_STREAM_IN_RUNSPACE = envbool("SPACE_EVENT_STREAM_IN_RUNSPACE", not PRODUCTION)
+
+# Data-on-card blacklist (accesscontrol/blacklist.py): a cancelled key is blacklisted until it would
+# have expired; a key with no end at all (no validity end, no cardholder expiration, no revalidation
+# period) is blacklisted this many days, after which offline locks would open for it again: give keys
+# an end or a revalidation period where that matters.
+SPACE_BLACKLIST_DEFAULT_DAYS = envint("SPACE_BLACKLIST_DEFAULT_DAYS", 365)
+if SPACE_BLACKLIST_DEFAULT_DAYS < 1:
+    raise ImproperlyConfigured(f"SPACE_BLACKLIST_DEFAULT_DAYS must be at least 1, not {SPACE_BLACKLIST_DEFAULT_DAYS}")

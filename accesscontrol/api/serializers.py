@@ -22,6 +22,7 @@ from accesscontrol.models import (
     AccessPoint,
     ApiKey,
     AuditEvent,
+    BlacklistEntry,
     Calendar,
     CalendarDay,
     Cardholder,
@@ -536,3 +537,12 @@ class AccessCheckSerializer(serializers.Serializer):
     reason = serializers.ChoiceField(choices=Decision.choices)
     cardholder = CardholderBriefSerializer(allow_null=True, help_text="Empty when unknown or not yours to see.")
     open_time = serializers.IntegerField(allow_null=True, help_text="Seconds the door stays open when granted.")
+
+
+class BlacklistEntrySerializer(serializers.ModelSerializer):
+    number = serializers.IntegerField(source="id", read_only=True, help_text="The entry's number, rising site-wide.")
+
+    class Meta:
+        model = BlacklistEntry
+        fields = ["id", "number", "key", "key_number", "uid", "until", "created_at"]
+        read_only_fields = fields

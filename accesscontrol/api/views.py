@@ -25,6 +25,7 @@ from accesscontrol.models import (
     AccessPoint,
     ApiKey,
     AuditEvent,
+    BlacklistEntry,
     Calendar,
     Cardholder,
     CardholderPermission,
@@ -340,6 +341,23 @@ class SystemAuditViewSet(SpaceReadOnlyViewSet):
     filterset_class = filtersets.SystemAuditFilterSet
     search_fields = ["operator_name", "object_repr"]
     ordering_fields = ["at", "id"]
+
+
+class BlacklistViewSet(SpaceReadOnlyViewSet):
+    """The blacklist entries in force: cancelled keys offline locks must refuse, until their keys would have expired.
+
+    Site-wide, like the list the locks hold: every operator with the view permission sees all of it.
+    """
+
+    queryset = BlacklistEntry.objects.all()
+    serializer_class = serializers.BlacklistEntrySerializer
+    filterset_class = filtersets.BlacklistFilterSet
+    search_fields = ["uid"]
+    ordering_fields = ["id", "until"]
+
+    def get_queryset(self):
+        # Entries whose keys would have expired are no longer in force, even before the hourly purge.
+        return super().get_queryset().filter(until__gt=timezone.now())
 
 
 # --- operators ---------------------------------------------------------------------
