@@ -48,7 +48,8 @@ from devices.choices import DeviceKind
 from devices.models import Device, DeviceDoor, LockState
 from devices.offline_lock import LockConfig, LockPeriod
 
-BLACKLIST_CARD_ENTRIES = 64  # a lock further behind than this cannot be caught up by cards alone
+# A lock further behind than the entries a card carries cannot be caught up by cards alone.
+BLACKLIST_CARD_ENTRIES = cards.BLACKLIST_ON_CARD
 BLACKLIST_MAX_AGE = dt.timedelta(days=7)
 BATTERY_LOW = 20  # percent
 AUDIT_PENDING_LIMIT = 500  # events; the lock's buffer is bounded and drops its oldest when full
@@ -111,7 +112,7 @@ def build_configs(devices: list[Device], now: dt.datetime | None = None) -> dict
         return {}
     points = load_access_points(set(point_of.values()))
     kinds = dict(AccessPoint.objects.filter(pk__in=list(points)).values_list("id", "kind"))
-    periods_of = _grant_periods(list(points), {pk: rule.zones for pk, rule in points.items()})
+    periods_of = _grant_periods(list(points), {pk: rule.zone_ids for pk, rule in points.items()})
     periods = load_periods({period for ids in periods_of.values() for period in ids})
     _, default_calendar = load_site()
     calendars = load_calendars({rule.calendar_id or default_calendar for rule in points.values()} - {None})
@@ -129,7 +130,7 @@ def build_configs(devices: list[Device], now: dt.datetime | None = None) -> dict
             site=site,
             card_key=card_key,
             revision=0,
-            zone_ids=tuple(sorted(point.zones)),
+            zone_ids=tuple(sorted(point.zone_ids)),
             periods=tuple(
                 LockPeriod(period_id, tuple(tuple(interval) for interval in periods[period_id].intervals))
                 for period_id in sorted(periods_of[point.id])
