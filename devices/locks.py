@@ -304,7 +304,7 @@ def record_loaded(
 
 
 @dataclasses.dataclass(frozen=True)
-class LockEvent:
+class UploadedEvent:
     """One event from a lock's audit buffer, as a PPD collected it."""
 
     id: int  # the lock's own event number: rises by one per event, never reused
@@ -323,7 +323,7 @@ class Stored:
     stored_up_to: int  # every event of this lock up to this id is stored: the lock may forget them
 
 
-def store_audit(device: Device, events: list[LockEvent], now: dt.datetime | None = None) -> Stored:
+def store_audit(device: Device, events: list[UploadedEvent], now: dt.datetime | None = None) -> Stored:
     """Store a lock's collected events in the audit trail, each once however often it is uploaded."""
     now = now or timezone.now()
     point = access_point_of(device)
@@ -343,7 +343,7 @@ def store_audit(device: Device, events: list[LockEvent], now: dt.datetime | None
     return Stored(received=len(events), new=len(payloads), stored_up_to=stored_up_to)
 
 
-def _audit_row(device: Device, point: AccessPoint | None, event: LockEvent, key: tuple | None) -> AuditEvent:
+def _audit_row(device: Device, point: AccessPoint | None, event: UploadedEvent, key: tuple | None) -> AuditEvent:
     holder_id, key_uid = key or (None, "")
     detail = {"key_id": event.key_id} if event.key_id else {}
     if event.door is not None:

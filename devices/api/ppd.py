@@ -175,6 +175,6 @@ class LockAuditView(PPDView):
         device = self.lock()
         body = self.get_serializer(data=request.data)
         body.is_valid(raise_exception=True)
-        events = [locks.LockEvent(**event) for event in body.validated_data["events"]]
+        events = [locks.UploadedEvent(**event) for event in body.validated_data["events"]]
         stored = locks.store_audit(device, events)
         return Response(StoredSerializer(stored).data)
