@@ -33,6 +33,8 @@ class JsonClient:
     """JSON over HTTP with an Authorization header; what a handheld or a phone app would use."""
 
     def __init__(self, base_url: str, authorization: str, *, timeout: float = 10.0):
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"Not an HTTP(S) URL: {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self.authorization = authorization
         self.timeout = timeout
@@ -44,15 +46,16 @@ class JsonClient:
         return self.request("POST", path, body)
 
     def request(self, method: str, path: str, body: dict | None = None) -> dict:
-        url = path if path.startswith("http") else self.base_url + path
+        # Pagination links are absolute: they must point at the same server.
+        url = path if path.startswith(self.base_url + "/") else self.base_url + path
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method)
+        request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 (http(s) only, checked above)
         request.add_header("Authorization", self.authorization)
         request.add_header("Accept", "application/json")
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310 (the server's URL)
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310 (as above)
                 return json.loads(answer.read() or b"{}")
         except urllib.error.HTTPError as error:
             raise ApiError(error.code, _body(error.read())) from None

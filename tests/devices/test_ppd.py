@@ -24,7 +24,6 @@ from tests.factories import (
 )
 
 
-
 def _last_monday_morning() -> dt.datetime:
     """The latest Monday 10:00 (site time, UTC in the tests) that has passed: inside office hours."""
     today = timezone.now().astimezone(dt.UTC)
