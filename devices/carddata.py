@@ -114,6 +114,10 @@ class CardData:
     extended_open_time: bool = False
     grants: tuple[CardGrant, ...] = ()
     blacklist: tuple[BlacklistItem, ...] = ()  # the newest entries, ascending by number
+    # The card carries every entry of the site's blacklist numbered above this (0: the whole list); encode
+    # raises it when it leaves the oldest items off. A lock extends its watermark only from a card whose
+    # base it has reached, so a gap in what it holds is never reported as held.
+    blacklist_base: int = 0
     statuses: tuple[LockStatus, ...] = field(default=(), compare=False)  # written by locks, newest last
 
 
@@ -292,20 +296,23 @@ def _blacklist_items(items: list[BlacklistItem]) -> list[tuple[bytes, bytes]]:
     return coded
 
 
-def _fit_blacklist(items: tuple[BlacklistItem, ...], room: int) -> bytearray:
-    """The newest blacklist items that fit in ``room`` bytes (count included); the oldest are dropped."""
+def _fit_blacklist(items: tuple[BlacklistItem, ...], base: int, room: int) -> bytearray:
+    """The base and the newest blacklist items that fit in ``room`` bytes; the oldest are dropped, and the base
+    rises to the newest one dropped (the card no longer carries every entry above the old base)."""
     ordered = sorted(items, key=lambda item: item.number)
     coded = _blacklist_items(ordered)
     # suffix[i]: the bytes of items i+1.. coded as deltas; keeping items[i:] costs first(i) + suffix[i].
     suffix = [0] * (len(coded) + 1)
-    for i in range(len(coded) - 1, -1, -1):
-        suffix[i] = suffix[i + 1] + (len(coded[i + 1][1]) if i + 1 < len(coded) else 0)
+    for i in range(len(coded) - 2, -1, -1):
+        suffix[i] = suffix[i + 1] + len(coded[i + 1][1])
+    bases = [max(base, ordered[i - 1].number) if i else base for i in range(len(coded) + 1)]
     start = len(coded)
     for i in range(len(coded)):
-        if _varint_size(len(coded) - i) + len(coded[i][0]) + suffix[i] <= room:
+        if _varint_size(bases[i]) + _varint_size(len(coded) - i) + len(coded[i][0]) + suffix[i] <= room:
             start = i
             break
     out = bytearray()
+    _varint(bases[start], out)
     _varint(len(coded) - start, out)
     for i in range(start, len(coded)):
         out += coded[i][0] if i == start else coded[i][1]
@@ -334,10 +341,13 @@ def _too_big(needed: int, costs: list[int]) -> CardTooBig:
 def _rights(card: CardData) -> bytes:
     head = _head(card)
     grants, costs = _grants(card.grants)
+    # Even a card carrying no blacklist item has the blacklist's base and count.
+    newest = max([card.blacklist_base, *(item.number for item in card.blacklist)])
     used = len(head) + len(grants)
-    if used + 1 > RIGHTS_BUDGET:  # +1: the blacklist's count, even when it carries none
-        raise _too_big(CARD_FILE_SIZE - RIGHTS_BUDGET + used + 1, costs)
-    return bytes(head + grants + _fit_blacklist(card.blacklist, RIGHTS_BUDGET - used))
+    least = used + _varint_size(newest) + 1
+    if least > RIGHTS_BUDGET:
+        raise _too_big(CARD_FILE_SIZE - RIGHTS_BUDGET + least, costs)
+    return bytes(head + grants + _fit_blacklist(card.blacklist, card.blacklist_base, RIGHTS_BUDGET - used))
 
 
 def _parse_rights(plain: bytes, site: int, statuses: tuple[LockStatus, ...]) -> CardData:
@@ -360,6 +370,7 @@ def _parse_rights(plain: bytes, site: int, statuses: tuple[LockStatus, ...]) -> 
         if previous < 0:
             raise _Malformed("negative grant id")
         grants.append(CardGrant(_KINDS[head & 1], previous, sets[index]))
+    blacklist_base = reader.varint()
     blacklist = []
     number = 0
     for _ in range(reader.varint()):
@@ -378,6 +389,7 @@ def _parse_rights(plain: bytes, site: int, statuses: tuple[LockStatus, ...]) -> 
         valid_until=valid_until or None,
         grants=tuple(grants),
         blacklist=tuple(blacklist),
+        blacklist_base=blacklist_base,
         statuses=statuses,
         **{name: bool(flags >> bit & 1) for bit, name in enumerate(_FLAGS)},
     )

@@ -60,6 +60,7 @@ cards = st.builds(
     extended_open_time=st.booleans(),
     grants=st.lists(grants, max_size=40).map(tuple),
     blacklist=blacklists,
+    blacklist_base=st.integers(min_value=0, max_value=2**40),
 )
 statuses = st.builds(
     LockStatus,
@@ -269,6 +270,7 @@ def test_blacklist_items_that_do_not_fit_leave_out_the_oldest():
     carried = decode(raw, KEY, SITE).blacklist
     assert 300 < len(carried) < 3000
     assert carried == blacklist[-len(carried) :]
+    assert decode(raw, KEY, SITE).blacklist_base == carried[0].number - 1
     # The card is full: one more item would not have fitted.
     assert CARD_FILE_SIZE - len(raw) < 12
 
@@ -397,4 +399,4 @@ def test_the_documented_test_vector_is_what_encode_writes():
     assert raw == documented("card")
     assert decode(raw, vector_key, 0x00A1B2C3) == card
     written = write_status(raw, vector_key, 0x00A1B2C3, LockStatus(0x1234, 1_750_000_100, 87, 102, 5, 3))
-    assert written[91 : 91 + carddata.SLOT_SIZE] == documented("slot")
+    assert written[92 : 92 + carddata.SLOT_SIZE] == documented("slot")
