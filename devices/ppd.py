@@ -32,7 +32,7 @@ class ApiError(Exception):
 class JsonClient:
     """JSON over HTTP with an Authorization header; what a handheld or a phone app would use."""
 
-    def __init__(self, base_url: str, authorization: str, *, timeout: float = 10.0):
+    def __init__(self, base_url: str, authorization: str | None = None, *, timeout: float = 10.0):
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"Not an HTTP(S) URL: {base_url!r}")
         self.base_url = base_url.rstrip("/")
@@ -50,7 +50,8 @@ class JsonClient:
         url = path if path.startswith(self.base_url + "/") else self.base_url + path
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 (http(s) only, checked above)
-        request.add_header("Authorization", self.authorization)
+        if self.authorization:
+            request.add_header("Authorization", self.authorization)
         request.add_header("Accept", "application/json")
         if data is not None:
             request.add_header("Content-Type", "application/json")

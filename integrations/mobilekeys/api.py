@@ -21,6 +21,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accesscontrol import actions
 from accesscontrol.api.serializers import VisibleRelatedField
 from accesscontrol.api.views import SpaceModelViewSet
 from accesscontrol.choices import KeyKind, KeyStatus
@@ -128,10 +129,7 @@ class MobileKeyViewSet(SpaceModelViewSet):
     @action(detail=True, methods=["post"], permission_action="change")
     def cancel(self, request, pk=None):
         """Cancel the key: blacklisted until its validity ends; its phone gets no more tokens."""
-        key = self.get_object()
-        mobile, _ = MobileKey.objects.get_or_create(key=key)
-        services.cancel(mobile, operator=request.user, via=VIA)
-        key.refresh_from_db()
+        key = actions.cancel_key(self.get_object(), operator=request.user, via=VIA)
         return Response(MobileKeySerializer(key).data)
 
 

@@ -8,7 +8,10 @@ Delivery: the operator asks for an invitation and gives its one-time code to the
 guest (by hand, SMS, e-mail: not our concern); the phone app redeems the code
 for a phone credential, then fetches its tokens with it. Each fetch mints a
 fresh token from the rights of that moment, so a change of rights reaches the
-phone at its next fetch, and a cancelled or expired key gets none. A new
+phone at its next fetch, and a cancelled or expired key gets none (its phone
+stays enrolled and sees an empty list). Cancelling is the normal
+``actions.cancel_key``: the key goes on the blacklist, which cards and PPDs take
+to the locks, and they refuse the tokens the phone still holds. A new
 invitation for a key revokes the phones enrolled before: one phone per key.
 """
 
@@ -140,12 +143,3 @@ def phone_tokens(enrolment: PhoneEnrolment, now: dt.datetime | None = None) -> l
     if key.status != KeyStatus.ISSUED or (key.valid_until is not None and key.valid_until <= now):
         return []
     return [mint(key, now)]
-
-
-def cancel(mobile: MobileKey, *, operator, via: str, now: dt.datetime | None = None) -> Key:
-    """Cancel the key as any key is (it goes on the blacklist) and revoke its phones."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        key = actions.cancel_key(mobile.key, operator=operator, via=via, at=now)
-        mobile.enrolments.filter(revoked_at__isnull=True).update(revoked_at=now)
-    return key
