@@ -107,6 +107,11 @@ class PPDView(generics.GenericAPIView):
     def lock(self) -> Device:
         return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
 
+    def body(self) -> dict:
+        serializer = self.get_serializer(data=self.request.data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
 
 class LockListView(PPDView):
     """Offline locks, each with the revision it should run, what it reported, and why it needs a visit."""
@@ -158,10 +163,7 @@ class LockLoadedView(PPDView):
 
     @extend_schema(responses={200: LockStateSerializer})
     def post(self, request, pk):
-        device = self.lock()
-        body = self.get_serializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        state = locks.record_loaded(device, operator=request.user, **body.validated_data)
+        state = locks.record_loaded(self.lock(), operator=request.user, **self.body())
         return Response(LockStateSerializer(state).data)
 
 
@@ -173,8 +175,6 @@ class LockAuditView(PPDView):
     @extend_schema(responses={200: StoredSerializer})
     def post(self, request, pk):
         device = self.lock()
-        body = self.get_serializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        events = [locks.UploadedEvent(**event) for event in body.validated_data["events"]]
+        events = [locks.UploadedEvent(**event) for event in self.body()["events"]]
         stored = locks.store_audit(device, events)
         return Response(StoredSerializer(stored).data)

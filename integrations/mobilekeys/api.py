@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accesscontrol import actions
-from accesscontrol.api.serializers import VisibleRelatedField
+from accesscontrol.api.serializers import KeySerializer, VisibleRelatedField
 from accesscontrol.api.views import SpaceModelViewSet
 from accesscontrol.choices import KeyKind, KeyStatus
 from accesscontrol.models import Cardholder, Key
@@ -41,23 +41,11 @@ def b64(data: bytes) -> str:
 # --- operators -----------------------------------------------------------------------------------
 
 
-class MobileKeySerializer(serializers.ModelSerializer):
+class MobileKeySerializer(KeySerializer):
     phone_number = serializers.CharField(source="mobile.phone_number", default="", read_only=True)
 
-    class Meta:
-        model = Key
-        fields = [
-            "id",
-            "cardholder",
-            "uid",
-            "status",
-            "revision",
-            "valid_from",
-            "valid_until",
-            "issued_at",
-            "cancelled_at",
-            "phone_number",
-        ]
+    class Meta(KeySerializer.Meta):
+        fields = [*KeySerializer.Meta.fields, "phone_number"]
         read_only_fields = fields
 
 
