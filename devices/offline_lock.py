@@ -167,6 +167,8 @@ class OfflineLock:
 
     def decide_card(self, card: CardData, at: dt.datetime) -> Outcome:
         """Decide on authenticated card data (a card's, or a mobile key's) and record it in the audit buffer."""
+        if card.site != self.config.site:
+            return self._refuse(carddata.WRONG_SITE, at, card)
         now = int(at.timestamp())
         self._learn_blacklist(card, now)
         until = self._blacklist.get(card.key_id)

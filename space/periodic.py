@@ -40,15 +40,13 @@ class PeriodicService:
     async def stop(self) -> None:
         if self._stopped is not None:
             self._stopped.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._executor is not None:
-            with contextlib.suppress(RuntimeError):
-                await asyncio.get_running_loop().run_in_executor(self._executor, close_connection)
-            self._executor.shutdown(wait=False)
-            self._executor = None
+        task, self._task = self._task, None
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)  # a run in progress finishes first
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.submit(close_connection)  # the connection of its thread
+            await asyncio.to_thread(executor.shutdown, True)
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()

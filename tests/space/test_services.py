@@ -12,6 +12,7 @@ from integrations.eventstream import EventStreamService
 from integrations.webhooks.service import WebhookService
 from space import hosting
 from space.hosting import Host
+from space.periodic import PeriodicService
 from space.services import embedded_services, start_all, stop_all
 
 
@@ -69,7 +70,7 @@ def test_the_embedded_profile_runs_the_bridge_webhooks_and_event_stream_inside_r
 
     services = embedded_services()
 
-    assert [type(service) for service in services] == [Bridge, WebhookService, EventStreamService]
+    assert [type(service) for service in services] == [Bridge, WebhookService, PeriodicService, EventStreamService]
 
 
 def test_the_production_profile_leaves_them_to_the_celery_workers(settings):

@@ -15,19 +15,11 @@ a database filled earlier, again and again while a page is being tuned.
 """
 
 import json
-import os
-import secrets
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accesscontrol import benchmark
-
-MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
+from space.benchrun import run_in_throwaway
 
 
 class Command(BaseCommand):
@@ -47,11 +39,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["cardholders"] < 1 or options["events"] < 1 or options["requests"] < 1 or options["warmups"] < 0:
             raise CommandError("--cardholders, --events and --requests must be positive, --warmups not negative.")
-        if options["keep"]:
-            result = self.run_here(options)
-        else:
-            with tempfile.TemporaryDirectory(prefix="space-bench-web-") as directory:
-                result = self.run_in_child(options, Path(directory))
+        result = self.run_here(options) if options["keep"] else self.run_in_child(options)
         self.stdout.write(json.dumps(result))
 
     def run_here(self, options) -> dict:
@@ -71,32 +59,11 @@ class Command(BaseCommand):
         result.update(benchmark.machine())
         return result
 
-    def run_in_child(self, options, directory: Path) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SPACE_", "DATABASE_URL", "REDIS_URL"))}
-        env.update(
-            SPACE_VAR_DIR=str(directory),
-            SPACE_SECRET_KEY=secrets.token_urlsafe(40),
-            SPACE_MASTER_KEY=secrets.token_urlsafe(40),
-            SPACE_LOG_LEVEL="WARNING",
-            DATABASE_URL=options["database_url"] or f"sqlite:///{directory / 'bench.sqlite3'}",
-        )
+    def run_in_child(self, options) -> dict:
         arguments = [
             f"--{name.replace('_', '-')}={options[name]}"
             for name in ("cardholders", "events", "requests", "warmups", "seed")
         ]
         if options["no_analyze"]:
             arguments.append("--no-analyze")
-        self._child(env, "migrate", "--no-input", "--verbosity=0")
-        lines = self._child(env, "bench_web", "--keep", *arguments).strip().splitlines()
-        result = json.loads(lines[-1])
-        result["throwaway"] = not options["database_url"]
-        return result
-
-    @staticmethod
-    def _child(env: dict, *arguments) -> str:
-        done = subprocess.run(  # noqa: S603 (our own manage.py)
-            [sys.executable, MANAGE, *arguments], env=env, capture_output=True, text=True, check=False
-        )
-        if done.returncode != 0:
-            raise CommandError(f"manage.py {' '.join(arguments[:2])} failed:\n{done.stderr.strip()[-3000:]}")
-        return done.stdout
+        return run_in_throwaway("bench_web", arguments, database_url=options["database_url"])

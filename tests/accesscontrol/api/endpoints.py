@@ -16,6 +16,7 @@ from accesscontrol.models import (
     AccessPoint,
     ApiKey,
     AuditEvent,
+    BlacklistEntry,
     Calendar,
     Cardholder,
     CardholderPermission,
@@ -168,6 +169,14 @@ ENDPOINTS = [
         "system-audit",
         SystemAuditEntry,
         make=lambda p: SystemAuditEntry.objects.create(action="create", via="web"),
+        partitioned=False,
+    ),
+    Endpoint(
+        "blacklist",
+        BlacklistEntry,
+        make=lambda p: BlacklistEntry.objects.create(
+            key_number=1, uid="0A0B", until=timezone.now() + dt.timedelta(days=1)
+        ),
         partitioned=False,
     ),
     Endpoint("operators", Operator, make=lambda p: make_operator(), partitioned=False),
