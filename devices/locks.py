@@ -104,48 +104,75 @@ def blacklist_in_force(now: dt.datetime) -> tuple[tuple[int, int, int], ...]:
     return tuple((number, key_id, int(until.timestamp())) for number, key_id, until in rows)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Rules:
+    """What the configurations of some locks are made of, loaded once for all of them."""
+
+    points: dict  # access point id -> engine.AccessPointRule
+    kinds: dict[int, str]
+    periods_of: dict[int, set[int]]  # access point id -> the period ids its grants use
+    periods: dict  # period id -> engine.TimePeriodRule
+    calendars: dict  # calendar id -> engine.CalendarRule
+    default_calendar: int | None
+    site: int
+    card_key: bytes
+    blacklist: tuple[tuple[int, int, int], ...]
+
+
+def _load_rules(point_ids: set[int], now: dt.datetime) -> _Rules:
+    points = load_access_points(point_ids)
+    periods_of = _grant_periods(list(points), {pk: rule.zone_ids for pk, rule in points.items()})
+    _, default_calendar = load_site()
+    site, card_key = cards.site_card_key()
+    return _Rules(
+        points=points,
+        kinds=dict(AccessPoint.objects.filter(pk__in=list(points)).values_list("id", "kind")),
+        periods_of=periods_of,
+        periods=load_periods({period for ids in periods_of.values() for period in ids}),
+        calendars=load_calendars({rule.calendar_id or default_calendar for rule in points.values()} - {None}),
+        default_calendar=default_calendar,
+        site=site,
+        card_key=card_key,
+        blacklist=blacklist_in_force(now),
+    )
+
+
+def _config(device: Device, point, rules: _Rules) -> LockConfig:
+    calendar = rules.calendars.get(point.calendar_id or rules.default_calendar)
+    config = LockConfig(
+        lock_id=device.device_id,
+        access_point_id=point.id,
+        site=rules.site,
+        card_key=rules.card_key,
+        revision=0,
+        zone_ids=tuple(sorted(point.zone_ids)),
+        periods=tuple(
+            LockPeriod(period_id, tuple(tuple(interval) for interval in rules.periods[period_id].intervals))
+            for period_id in sorted(rules.periods_of[point.id])
+            if period_id in rules.periods
+        ),
+        calendar_dates=dict(calendar.dates) if calendar else {},
+        calendar_recurring=dict(calendar.recurring) if calendar else {},
+        time_zone=site_time_zone().key,
+        open_time=point.open_time,
+        extended_open_time=point.extended_open_time,
+        is_room=rules.kinds.get(point.id) == AccessPointKind.ROOM,
+        blacklist=rules.blacklist,
+    )
+    return _with_revision(config)
+
+
 def build_configs(devices: list[Device], now: dt.datetime | None = None) -> dict[int, LockConfig]:
     """device pk -> its LockConfig, for the locks among ``devices`` that drive a door; a few queries in all."""
-    now = now or timezone.now()
     point_of = access_point_ids(devices)
     if not point_of:
         return {}
-    points = load_access_points(set(point_of.values()))
-    kinds = dict(AccessPoint.objects.filter(pk__in=list(points)).values_list("id", "kind"))
-    periods_of = _grant_periods(list(points), {pk: rule.zone_ids for pk, rule in points.items()})
-    periods = load_periods({period for ids in periods_of.values() for period in ids})
-    _, default_calendar = load_site()
-    calendars = load_calendars({rule.calendar_id or default_calendar for rule in points.values()} - {None})
-    site, card_key = cards.site_card_key()
-    blacklist = blacklist_in_force(now)
-    configs = {}
-    for device in devices:
-        point = points.get(point_of.get(device.pk))
-        if point is None:
-            continue
-        calendar = calendars.get(point.calendar_id or default_calendar)
-        config = LockConfig(
-            lock_id=device.device_id,
-            access_point_id=point.id,
-            site=site,
-            card_key=card_key,
-            revision=0,
-            zone_ids=tuple(sorted(point.zone_ids)),
-            periods=tuple(
-                LockPeriod(period_id, tuple(tuple(interval) for interval in periods[period_id].intervals))
-                for period_id in sorted(periods_of[point.id])
-                if period_id in periods
-            ),
-            calendar_dates=dict(calendar.dates) if calendar else {},
-            calendar_recurring=dict(calendar.recurring) if calendar else {},
-            time_zone=site_time_zone().key,
-            open_time=point.open_time,
-            extended_open_time=point.extended_open_time,
-            is_room=kinds.get(point.id) == AccessPointKind.ROOM,
-            blacklist=blacklist,
-        )
-        configs[device.pk] = _with_revision(config)
-    return configs
+    rules = _load_rules(set(point_of.values()), now or timezone.now())
+    return {
+        device.pk: _config(device, rules.points[point_of[device.pk]], rules)
+        for device in devices
+        if point_of.get(device.pk) in rules.points
+    }
 
 
 def lock_config(device: Device, now: dt.datetime | None = None) -> LockConfig:
