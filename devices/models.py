@@ -176,6 +176,11 @@ class LockState(models.Model):
     initialised_at = models.DateTimeField(null=True, blank=True)
     reported_at = models.DateTimeField(null=True, blank=True, help_text="Its newest status, from a card or a PPD.")
     collected_at = models.DateTimeField(null=True, blank=True, help_text="Its audit trail was last collected.")
+    clock_set_at = models.DateTimeField(null=True, blank=True, help_text="A PPD last set its clock.")
+
+    class Meta:
+        # A PPD exports the site card key into locks: a power of its own, not part of changing devices.
+        permissions = [("use_ppd", "Can load offline locks and collect their audit trails with a PPD")]
 
     def __str__(self):
         return f"{self.device} state"

@@ -194,3 +194,4 @@ def idempotency_key(subscription_uid: uuid.UUID, event_key: str) -> str:
 
 from integrations.eventstream_models import EventStream, StreamItem  # noqa: E402, F401
 from integrations.ldap.models import DirectoryAccount  # noqa: E402, F401
+from integrations.mobilekeys.models import MobileKey, PhoneEnrolment  # noqa: E402, F401

@@ -291,6 +291,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Choice sets used by more than one component (PPD audit uploads, mobile keys) keep their one name.
+    "ENUM_NAME_OVERRIDES": {
+        "AuditEventKindEnum": "accesscontrol.choices.AuditKind",
+        "KeyKindEnum": "accesscontrol.choices.KeyKind",
+        "KeyStatusEnum": "accesscontrol.choices.KeyStatus",
+    },
 }
 
 # --- logging ----------------------------------------------------------------------
