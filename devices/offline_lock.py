@@ -158,9 +158,13 @@ class OfflineLock:
         try:
             card = carddata.decode(raw, config.card_key, config.site)
         except CardError as error:
-            return self._refuse(error.reason, at), None
+            # Unreadable card data: the audit trail keeps the UID the reader saw, when it gave one.
+            outcome = Outcome(False, error.reason, uid=engine.normalize_uid(uid) if uid else "")
+            return self._record(outcome, at, audited=True), None
         if uid is not None and engine.normalize_uid(uid) != card.uid:
-            outcome = self._refuse(carddata.TAMPERED, at, card)
+            # Card data copied onto another card: the physical card's UID is the one to audit.
+            copied = Outcome(False, carddata.TAMPERED, card.key_id, engine.normalize_uid(uid), card.cardholder_id)
+            outcome = self._record(copied, at, audited=True)
         else:
             outcome = self.decide_card(card, at)
         return outcome, carddata.write_status(raw, config.card_key, config.site, self.status(at))
