@@ -18,10 +18,21 @@ from accesscontrol.choices import AuditKind
 from accesscontrol.models import AuditEvent, BlacklistEntry, Key
 from devices import carddata, cards
 from devices.carddata import BlacklistItem
-from devices.models import EncodeJob
+from devices.choices import DeviceKind
+from devices.models import Device, EncodeJob, LockState
+from devices.offline_lock import LockConfig, OfflineLock
 from devices.sim_encoders import SimulatedUpdater
 from tests.devices.client import Client
-from tests.devices.encoders_support import KEY, UPDATER_ID, decoded, make_encoder, parts_of, run, with_many_rights
+from tests.devices.encoders_support import (
+    KEY,
+    UPDATER_ID,
+    decoded,
+    make_encoder,
+    parts_of,
+    run,
+    with_many_rights,
+    with_too_many_rights,
+)
 from tests.factories import give_permission, make_access_level, make_access_point, make_cardholder, make_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -102,6 +113,35 @@ def test_a_card_written_before_another_key_was_cancelled_gets_its_blacklist_entr
     assert AuditEvent.objects.get(kind=AuditKind.KEY_UPDATED).detail["blacklist_added"] == [entry.pk]
 
 
+def test_the_blacklist_an_updater_writes_reaches_an_offline_lock_which_then_refuses_the_cancelled_key(
+    encoder_bridge, updater, key
+):
+    """The cycle: a lost card opens an offline lock; once its key is cancelled, another cardholder's card
+    takes the blacklist from the updater to the lock (bringing the lock's status back), and the lock
+    refuses the lost card."""
+    door = key.cardholder.access_levels.get().entries.get().access_point
+    lost = make_key(make_cardholder(key.cardholder.access_levels.get()), uid="04DEAD00")
+    site, card_key = cards.site_card_key()
+    Device.objects.create(device_id=77, name="Room 101", kind=DeviceKind.OFFLINE_LOCK)
+    lock = OfflineLock(LockConfig(lock_id=77, access_point_id=door.pk, site=site, card_key=card_key, revision=1))
+    lost_card, stale = cards.card_bytes_for_key(lost), cards.card_bytes_for_key(key)
+    assert lock.present(lost_card, timezone.now(), uid=lost.uid)[0].granted
+    actions.cancel_key(lost, operator=None, via="test")
+
+    outcome, visited = lock.present(stale, timezone.now(), uid=UID)
+    assert outcome.granted and not lock.blacklisted(lost.pk, timezone.now())
+    data, outcomes, _ = present(encoder_bridge, UID, visited)
+    outcome, _ = lock.present(data, timezone.now(), uid=UID)
+    refused, _ = lock.present(lost_card, timezone.now(), uid=lost.uid)
+
+    assert outcomes == ["written"] and outcome.granted
+    assert (refused.granted, refused.reason) == (False, "blacklisted")
+    assert lock.blacklist_number == BlacklistEntry.objects.get(key=lost).pk
+    # The status the lock wrote on the card came back through the updater.
+    state = LockState.objects.get(device__device_id=77)
+    assert (state.battery, state.blacklist_number) == (100, 0)
+
+
 def test_a_card_with_an_old_validity_is_revalidated_and_rewritten(encoder_bridge, updater):
     holder = make_cardholder(make_access_level(make_access_point()), key_revalidation_days=7)
     key = make_key(holder, uid=UID)
@@ -161,6 +201,17 @@ def test_a_card_of_a_cancelled_key_is_refused_and_not_written(encoder_bridge, up
 
     assert (data, outcomes, written) == (stale, ["cancelled"], [])
     assert not EncodeJob.objects.exists()
+
+
+def test_a_card_whose_rights_no_longer_fit_is_left_as_it_was_and_the_updater_told(encoder_bridge, updater, key):
+    stale = cards.card_bytes_for_key(key)
+    with_too_many_rights(key.cardholder)
+
+    data, outcomes, written = present(encoder_bridge, UID, stale)
+
+    assert (data, outcomes, written) == (stale, ["too_big"], [])
+    key.refresh_from_db()
+    assert key.revision == decoded(stale).revision and not EncodeJob.objects.exists()
 
 
 def test_card_data_copied_onto_another_card_is_refused_as_unknown(encoder_bridge, updater, key):
