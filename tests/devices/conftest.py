@@ -4,11 +4,10 @@ import threading
 import pytest
 
 from accesscontrol.snapshot import SnapshotStore
-from devices import cards, encoderlink, encoding
+from devices import encoderlink, encoding
 from devices.bridge import Bridge
 from devices.models import Device, DeviceDoor, DeviceReader
 from tests.devices.client import Client
-from tests.devices.encoders_support import fake_card_bytes, fake_update_card
 from tests.factories import make_access_level, make_access_point, make_cardholder, make_key
 
 UID = "04A1B2C3D4E5F6"
@@ -106,12 +105,6 @@ def device(site, client_for):
 
 
 # --- encoders and updaters (tests/devices/test_encoders.py, test_updater.py) ------------------------------
-
-
-@pytest.fixture
-def fake_cards(monkeypatch):
-    monkeypatch.setattr(cards, "card_bytes_for_key", fake_card_bytes)
-    monkeypatch.setattr(cards, "update_card", fake_update_card)
 
 
 @pytest.fixture

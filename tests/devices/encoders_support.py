@@ -1,37 +1,60 @@
 """What the encoder and updater tests share: devices of those kinds, a bridge that fails offline jobs fast,
-and stand-ins for the two card-data seams (the fixtures are in conftest.py).
+and cardholders whose real card data spans several SDP/1 parts or does not fit on a card at all.
 
-STAND-INS: devices.cards.card_bytes_for_key and devices.cards.update_card are being
-written on other branches (cards-server, cards-format). Until they are merged, the
-``fake_cards`` fixture replaces exactly those two functions with small ones that make
-bytes from the key; nothing else is replaced. Once merged, run these tests without it.
+Card bytes are the real ones (devices.cards): sealed with AES-GCM under a random
+nonce, so two encodings of the same data differ. Tests compare what a card
+carries by decoding it with the site card key (:func:`decoded`).
 """
 
 import asyncio
 import time
 
-from accesscontrol.choices import KeyStatus
-from accesscontrol.models import Key
-from devices import cards
+from accesscontrol.models import AccessPoint, Cardholder, CardholderPermission
+from devices import carddata, cards
+from devices.cardtransfer import PART_SIZE
 from devices.models import Device
+from tests.factories import make_time_period, unique
 
 KEY = bytes(range(16))
 ENCODER_ID = 5001
 UPDATER_ID = 5002
-FILLER = bytes(range(256)) * 6  # 1536 bytes: three parts of 600
+# Access points that make a cardholder's card data longer than two parts of PART_SIZE.
+MANY_POINTS = 700
+# Rights no card file holds: far more access points than fit, each at three time periods.
+TOO_MANY_POINTS = 2500
 
 
-def fake_card_bytes(key, now=None) -> bytes:
-    return b"CARD" + key.pk.to_bytes(4, "big") + key.uid.encode() + b"|" + FILLER
+def decoded(raw: bytes) -> carddata.CardData:
+    """What card bytes carry, authenticated with the site card key (raises CardError otherwise)."""
+    site, key = cards.site_card_key()
+    return carddata.decode(raw, key, site)
 
 
-def fake_update_card(raw: bytes, *, uid: str, updater_id, now):
-    key = Key.objects.filter(uid=uid.upper(), status=KeyStatus.ISSUED).first()
-    if key is None:
-        return cards.UpdateResult("unknown_key")
-    if raw.startswith(b"STALE"):
-        return cards.UpdateResult("updated", raw=fake_card_bytes(key, now), key_id=key.pk)
-    return cards.UpdateResult("unchanged", key_id=key.pk)
+def give_points(holder: Cardholder, count: int, periods: int = 0) -> list[AccessPoint]:
+    """``count`` new access points, each granted to ``holder`` (at one of ``periods`` new time periods)."""
+    points = AccessPoint.objects.bulk_create(AccessPoint(name=unique("Room")) for _ in range(count))
+    schedule = [make_time_period() for _ in range(periods)] or [None]
+    CardholderPermission.objects.bulk_create(
+        CardholderPermission(cardholder=holder, access_point=point, time_period=schedule[number % len(schedule)])
+        for number, point in enumerate(points)
+    )
+    return points
+
+
+def with_many_rights(holder: Cardholder) -> Cardholder:
+    """``holder`` with rights enough that the card data goes in three parts."""
+    give_points(holder, MANY_POINTS, periods=2)
+    return holder
+
+
+def with_too_many_rights(holder: Cardholder) -> Cardholder:
+    """``holder`` with rights no card holds (devices.carddata.CardTooBig)."""
+    give_points(holder, TOO_MANY_POINTS, periods=3)
+    return holder
+
+
+def parts_of(raw: bytes) -> int:
+    return -(-len(raw) // PART_SIZE)
 
 
 def make_encoder(device_id=ENCODER_ID, kind="encoder", **fields) -> Device:

@@ -1,6 +1,8 @@
 """Encode jobs end to end: the real bridge on 127.0.0.1, a simulated Ethernet encoder or a hand-driven one.
 
-Card bytes come from the ``fake_cards`` stand-in (see tests/devices/encoders_support.py).
+The card data is the real one (devices.cards): the tests decode what the encoder
+wrote with the site card key. The key's cardholder has rights enough for the
+data to go in several ``encode`` parts.
 """
 
 import asyncio
@@ -9,14 +11,25 @@ import base64
 import pytest
 
 from accesscontrol.models import AuditEvent
-from devices import encoding
+from devices import cards, encoding
 from devices.models import EncodeJob
 from devices.sim_encoders import SimulatedEncoder
 from tests.devices.client import Client
-from tests.devices.encoders_support import ENCODER_ID, KEY, eventually, fake_card_bytes, make_encoder, run, until
+from tests.devices.encoders_support import (
+    ENCODER_ID,
+    KEY,
+    MANY_POINTS,
+    decoded,
+    eventually,
+    make_encoder,
+    parts_of,
+    run,
+    until,
+    with_many_rights,
+)
 from tests.factories import make_cardholder, make_key
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fake_cards")]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 UID = "04AA11BB22CC33"
 
@@ -30,7 +43,7 @@ def encoder(encoder_bridge):
 
 @pytest.fixture
 def key():
-    return make_key(make_cardholder(first_name="Grace", last_name="Hopper"), uid=UID)
+    return make_key(with_many_rights(make_cardholder(first_name="Grace", last_name="Hopper")), uid=UID)
 
 
 def job_of(job_id: int) -> EncodeJob:
@@ -40,6 +53,19 @@ def job_of(job_id: int) -> EncodeJob:
 def finished(job_id: int) -> EncodeJob | None:
     job = job_of(job_id)
     return job if job.status in ("done", "failed") else None
+
+
+def assert_card_of(key, raw: bytes) -> None:
+    """``raw`` is genuine card data of ``key`` as it stands, with its cardholder's access list."""
+    key.refresh_from_db()
+    card = decoded(raw)
+    assert (card.key_id, card.uid, card.cardholder_id, card.revision) == (
+        key.pk,
+        key.uid,
+        key.cardholder_id,
+        key.revision,
+    )
+    assert card.grants == cards.card_grants(key.cardholder_id)
 
 
 def simulated(encoder_bridge, **options) -> SimulatedEncoder:
@@ -62,7 +88,9 @@ def test_a_job_writes_the_card_and_is_done_with_its_uid_and_an_audit_event(encod
     job, written = run(scenario())
     job = job_of(job.pk)
     assert (job.status, job.progress, job.error, job.card_uid) == ("done", 100, "", UID)
-    assert written == [(job.pk, UID, fake_card_bytes(key))]
+    assert written == [(job.pk, UID, bytes(job.data))]
+    assert_card_of(key, written[0][2])
+    assert len(decoded(written[0][2]).grants) == MANY_POINTS
     event = AuditEvent.objects.get(kind="key_encoded")
     assert (event.key_uid, event.device_id, event.cardholder_name, event.detail["job"]) == (
         UID,
@@ -130,7 +158,7 @@ def test_a_job_for_an_offline_encoder_fails_with_encoder_offline(encoder_bridge,
 
 def issue_on_any_card(encoder_bridge, encoder, card_uid: str):
     """Issue a key without a UID onto the card ``card_uid`` on the simulated encoder: (key as issued, job, written)."""
-    holder = make_cardholder()
+    holder = with_many_rights(make_cardholder())
 
     async def scenario():
         device = simulated(encoder_bridge)
@@ -151,7 +179,8 @@ def test_a_job_on_any_card_reads_it_and_the_key_takes_its_uid(encoder_bridge, en
     key.refresh_from_db()
     assert (key.uid, job.status, job.card_uid) == ("04998877", "done", "04998877")
     # The card data was built once the UID was known: it names the card's UID.
-    assert written == [(job.pk, "04998877", fake_card_bytes(key))]
+    assert written == [(job.pk, "04998877", bytes(job.data))]
+    assert_card_of(key, written[0][2])
 
 
 def test_a_card_whose_uid_another_key_holds_fails_with_uid_in_use(encoder_bridge, encoder):
@@ -187,20 +216,23 @@ def read_parts(client, count: int) -> list[tuple[int, dict, bytes]]:
 def test_unacknowledged_parts_come_again_byte_for_byte_and_the_job_ends_on_encoded(encoder, wired, key):
     acks = {}
     job = encoding.create_encode_job(key, encoder, None)
-    frames = read_parts(wired, 3)
-    assert [message["part"] for _, message, _ in frames] == [0, 1, 2]
+    count = parts_of(bytes(job.data))
+    assert count > 1
+    frames = read_parts(wired, count)
+    assert [message["part"] for _, message, _ in frames] == list(range(count))
     first = frames[0][1]
     assert (first["t"], first["job"], first["parts"], first["uid"], first["timeout_s"]) == (
         "encode",
         job.pk,
-        3,
+        count,
         UID,
         encoding.WAIT_CARD_SECONDS,
     )
     data = b"".join(base64.b64decode(message["data"]) for _, message, _ in frames)
-    assert data == fake_card_bytes(key)
+    assert data == bytes(job.data)
+    assert_card_of(key, data)
     # Nothing acknowledged: the same datagrams come again.
-    again = {bytes(datagram) for _, _, datagram in read_parts(wired, 3)}
+    again = {bytes(datagram) for _, _, datagram in read_parts(wired, count)}
     assert again == {datagram for _, _, datagram in frames}
     for seq, _, _ in frames:
         wired.request({"t": "ack", "seq": seq}, answer=False)
@@ -220,7 +252,7 @@ def test_unacknowledged_parts_come_again_byte_for_byte_and_the_job_ends_on_encod
 
 def test_a_silent_encoder_times_the_job_out(encoder_bridge, encoder, wired, key, quick_jobs):
     job = encoding.create_encode_job(key, encoder, None)
-    for seq, _, _ in read_parts(wired, 3):
+    for seq, _, _ in read_parts(wired, parts_of(bytes(job.data))):
         wired.request({"t": "ack", "seq": seq}, answer=False)
     eventually(lambda: finished(job.pk), timeout=6)
     assert (job_of(job.pk).status, job_of(job.pk).error) == ("failed", "timeout")
@@ -273,7 +305,7 @@ def test_garbage_card_parts_are_dropped_unanswered_and_counted(encoder_bridge, e
 
 
 def test_a_card_part_sent_again_under_a_new_seq_is_acked_and_taken_once(encoder_bridge, encoder, wired):
-    holder = make_cardholder()
+    holder = with_many_rights(make_cardholder())
     key, job = encoding.issue_and_encode(holder, encoder, operator=None, via="test")
     seq, _ = wired.read()
     wired.request({"t": "ack", "seq": seq}, answer=False)
@@ -285,7 +317,16 @@ def test_a_card_part_sent_again_under_a_new_seq_is_acked_and_taken_once(encoder_
     assert wired.receive() == ack
     assert wired.request(part0)["t"] == "ack"  # the same part under a new seq
     wired.request(card_part(job=job.pk, part=1, parts=2, data=b"data", uid="04998877"))
-    frames = read_parts(wired, 3)
+    frames = read_parts(wired, 1)
+    frames += read_parts(wired, frames[0][1]["parts"] - 1)
     assert {message["t"] for _, message, _ in frames} == {"encode"}
     key.refresh_from_db()
     assert key.uid == "04998877" and encoder_bridge.counters["bad_messages"] == 0
+    # Built once the card was known: the data names that card's UID.
+    data = b"".join(base64.b64decode(message["data"]) for _, message in sorted_parts(frames))
+    assert data == bytes(job_of(job.pk).data)
+    assert_card_of(key, data)
+
+
+def sorted_parts(frames) -> list[tuple[int, dict]]:
+    return sorted(((seq, message) for seq, message, _ in frames), key=lambda frame: frame[1]["part"])
