@@ -123,6 +123,12 @@ def test_only_offline_locks_are_listed(partition):
     assert [lock.device.name for lock in response.context["page_obj"]] == ["Store lock"]
 
 
+def test_a_site_without_offline_locks_says_so(partition):
+    text = page_text(client_with(*VIEW, partitions=[partition]).get(reverse("offline_locks")))
+
+    assert "No offline locks." in text and "need a PPD visit" not in text
+
+
 def test_an_access_point_of_another_partition_is_not_named(partition):
     make_lock(1, make_access_point(name="Vault", partition=partition))
 
