@@ -19,7 +19,7 @@ card or lock holding up to N lacks.
 import datetime as dt
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Count, Max, QuerySet
 from django.utils import timezone
 
 from accesscontrol.models import BlacklistEntry, Key
@@ -70,6 +70,12 @@ def blacklist_key(key: Key, now: dt.datetime) -> BlacklistEntry | None:
 def in_force(now: dt.datetime | None = None) -> QuerySet:
     """The entries locks must still honour."""
     return BlacklistEntry.objects.filter(until__gt=now or timezone.now())
+
+
+def summary(now: dt.datetime | None = None) -> tuple[int, int]:
+    """(how many entries are in force, the newest one's number or 0): what a lock holding all of them holds."""
+    totals = in_force(now).aggregate(count=Count("id"), newest=Max("id"))
+    return totals["count"], totals["newest"] or 0
 
 
 def newest(now: dt.datetime, limit: int) -> list[tuple[int, int, dt.datetime]]:

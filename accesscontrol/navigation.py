@@ -10,6 +10,7 @@ MENU = [
         [
             ("Cardholders", "cardholders", "accesscontrol.view_cardholder"),
             ("Keys", "keys", "accesscontrol.view_key"),
+            ("Blacklist", "blacklist", "accesscontrol.view_blacklistentry"),
             ("Access levels", "access_levels", "accesscontrol.view_accesslevel"),
         ],
     ),
@@ -20,6 +21,7 @@ MENU = [
             ("Zones", "zones", "accesscontrol.view_zone"),
             ("Locations", "locations", "accesscontrol.view_location"),
             ("Devices", "devices", "devices.view_device"),
+            ("Offline locks", "offline_locks", "devices.view_device"),
         ],
     ),
     (

@@ -8,6 +8,7 @@ from django.urls import path
 
 from accesscontrol.views import (
     access_levels,
+    blacklist,
     cardholders,
     dashboard,
     jobs,
@@ -125,6 +126,7 @@ urlpatterns = [
     path("keys/new/", keys.KeyIssueView.as_view(), name="key_issue"),
     path("keys/<int:pk>/cancel/", keys.KeyCancelView.as_view(), name="key_cancel"),
     path("keys/<int:pk>/revalidate/", keys.KeyRevalidateView.as_view(), name="key_revalidate"),
+    path("blacklist/", blacklist.BlacklistView.as_view(), name="blacklist"),
     path("jobs/", jobs.JobListView.as_view(), name="jobs"),
     path("jobs/<int:pk>/", jobs.JobDetailView.as_view(), name="job"),
     path("jobs/<int:pk>/download/", jobs.JobDownloadView.as_view(), name="job_download"),

@@ -62,6 +62,15 @@ BATTERY_LOW_REASON = "battery_low"
 AUDIT_PENDING = "audit_pending"
 CLOCK_NOT_SET = "clock_not_set"
 REASONS = (NEVER_INITIALISED, CONFIGURATION_CHANGED, BLACKLIST_BEHIND, BATTERY_LOW_REASON, AUDIT_PENDING, CLOCK_NOT_SET)
+# What an operator reads for each reason (the web app's offline lock pages).
+REASON_TEXT = {
+    NEVER_INITIALISED: "Never initialised: no PPD has loaded it yet",
+    CONFIGURATION_CHANGED: "Its configuration changed: load the new one",
+    BLACKLIST_BEHIND: "Blacklist behind: cards cannot catch it up",
+    BATTERY_LOW_REASON: "Battery low: replace it",
+    AUDIT_PENDING: "Audit trail to collect: its buffer is filling up",
+    CLOCK_NOT_SET: "Clock not set, or not for a long time",
+}
 
 
 class LockNotMapped(Exception):

@@ -8,5 +8,6 @@ urlpatterns = [
     path("devices/", views.DeviceList.as_view(), name="devices"),
     path("devices/<int:pk>/", views.DeviceDetail.as_view(), name="device"),
     path("devices/<int:pk>/edit/", views.DeviceEdit.as_view(), name="device_edit"),
+    path("offline-locks/", views.OfflineLockList.as_view(), name="offline_locks"),
     path("encode-jobs/<int:pk>/", views.EncodeJobPanel.as_view(), name="encode_job"),
 ]

@@ -2,6 +2,9 @@
 
 Devices are site-wide (like calendars); the access points their doors map to
 and the commands and events shown are limited to what the operator may see.
+The offline locks page (and an offline lock's detail page) shows what each
+lock runs against what it should, and why it needs a PPD visit
+(devices.locks.lock_reports: a fixed number of queries for any number of locks).
 Commissioning and rekeying stay in the admin, the API and ``manage.py
 commission_device``: a device key is shown once, which a web page is not
 the place for.
@@ -10,14 +13,17 @@ the place for.
 from django import forms
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 from django.views import View
+from django.views.generic import TemplateView
 
+from accesscontrol import blacklist
 from accesscontrol.forms.partitioned import OperatorModelForm
 from accesscontrol.models import AccessPoint, AuditEvent, Key
 from accesscontrol.permissions import restrict
-from accesscontrol.views.base import OperatorPage
+from accesscontrol.views.base import OperatorPage, paginate
 from accesscontrol.views.editing import DetailPage, EditPage, ListPage
-from devices import commands
+from devices import commands, locks
 from devices.api.views import DeviceFilterSet
 from devices.choices import DeviceKind
 from devices.models import Device, DeviceCommand, DeviceDoor, DeviceReader, EncodeJob
@@ -81,6 +87,8 @@ class DeviceDetail(DevicePage, DetailPage):
         context["may_see_events"] = user.has_perm("accesscontrol.view_auditevent")
         events = restrict(AuditEvent.objects.filter(device=device), user, "view")
         context["events"] = events.order_by("-at", "-id")[:RECENT]
+        if device.kind == DeviceKind.OFFLINE_LOCK:
+            context["lock"] = lock_rows(user, [device])[0]
         return context
 
 
@@ -98,3 +106,48 @@ class EncodeJobPanel(OperatorPage, View):
         visible = EncodeJob.objects.filter(key__in=restrict(Key.objects.all(), request.user, "view"))
         job = get_object_or_404(visible.select_related("key", "encoder"), pk=pk)
         return render(request, "devices/_encode_job.html", {"job": job})
+
+
+# --- offline locks -------------------------------------------------------------------------------
+
+
+def lock_rows(user, devices=None, now=None) -> list[locks.LockReport]:
+    """Each offline lock's report, with what its pages show beside it: its access point (where the
+    operator may see it), whether it runs the configuration and the blacklist wanted, the reasons in words."""
+    now = now or timezone.now()
+    reports = locks.lock_reports(devices, now)
+    point_ids = {report.config.access_point_id for report in reports if report.config}
+    points = restrict(AccessPoint.objects.filter(pk__in=point_ids).only("id", "name"), user, "view").in_bulk()
+    _, newest = blacklist.summary(now)
+    for report in reports:
+        state, config = report.state, report.config
+        report.access_point = points.get(config.access_point_id) if config else None
+        report.loaded = state is not None and state.initialised_at is not None
+        report.config_current = report.loaded and config is not None and state.config_revision == config.revision
+        report.blacklist_newest = newest
+        report.blacklist_current = report.loaded and state.blacklist_number >= newest
+        report.reason_texts = [locks.REASON_TEXT[reason] for reason in report.reasons]
+    return reports
+
+
+class OfflineLockList(OperatorPage, TemplateView):
+    """Every offline lock: what it runs, what it reported, and why it needs a PPD visit (``?needs_update=1``)."""
+
+    permission_required = "devices.view_device"
+    template_name = "devices/offline_locks.html"
+    page_title = "Offline locks"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        devices = locks.offline_locks().defer("key_sealed").order_by("name", "device_id")
+        reports = lock_rows(self.request.user, devices)
+        needing = [report for report in reports if report.needs_update]
+        only_needing = self.request.GET.get("needs_update") == "1"
+        context.update(paginate(self.request, needing if only_needing else reports))
+        context.update(
+            only_needing=only_needing,
+            needing_count=len(needing),
+            lock_count=len(reports),
+            filters={"needs_update": "1"} if only_needing else {},
+        )
+        return context

@@ -7,6 +7,7 @@ from accesscontrol.views.login import admin_login, logout_view
 urlpatterns = [
     path("", include("accesscontrol.urls")),  # the operator web app; its dashboard is "/"
     path("", include("devices.urls")),
+    path("", include("integrations.mobilekeys.urls")),
     # The admin logs in and out through the web app's views (lockout, second factor, system auditor).
     path("admin/login/", admin_login),
     path("admin/logout/", logout_view),

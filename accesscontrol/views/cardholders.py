@@ -8,7 +8,7 @@ import datetime as dt
 import uuid
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Prefetch, Q
 from django.db.models.functions import Lower
@@ -21,7 +21,7 @@ from django.views.generic import TemplateView
 
 from accesscontrol import actions, jobs
 from accesscontrol.cardholder_jobs import COLUMNS, imports_dir
-from accesscontrol.choices import CardholderKind, KeyStatus
+from accesscontrol.choices import CardholderKind, KeyKind, KeyStatus
 from accesscontrol.filtersets import CardholderSearchFilterSet
 from accesscontrol.forms.people import (
     AccessLevelGrantForm,
@@ -35,8 +35,10 @@ from accesscontrol.forms.people import (
 from accesscontrol.models import AccessLevel, AuditEvent, Cardholder, CardholderPermission, Key, SystemAuditEntry
 from accesscontrol.permissions import may_use_partition, restrict
 from accesscontrol.views.base import VIA, OperatorPage, audit, client_address, paginate
+from accesscontrol.views.keys import issue_from_form
 from devices import encoding
-from devices.forms import EncodingKeyIssueForm, add_validation_errors
+from devices.forms import EncodingKeyIssueForm
+from integrations.mobilekeys.services import with_phones
 
 RECENT = 20
 # Query-string keys that are the list's filters (what an export or a bulk change applies to).
@@ -270,6 +272,7 @@ def show_detail(request, holder: Cardholder, status: int = 200, **forms):
         "active_now": is_active(holder, timezone.now()),
         "may": may,
         "keys": keys,
+        "mobile_keys": with_phones([key for key in keys if key.kind == KeyKind.MOBILE]),
         "levels": holder.access_levels.select_related("partition").order_by("name"),
         "permissions": holder.permissions.select_related("access_point", "zone", "time_period").order_by("id"),
         "key_form": forms.get("key_form") or EncodingKeyIssueForm(),
@@ -382,22 +385,8 @@ class CardholderKeyIssueView(CardholderChangeView):
         if not may_use_partition(request.user, "accesscontrol.add_key", holder.partition_id):
             raise PermissionDenied("You may not issue keys to this cardholder.")
         form = EncodingKeyIssueForm(request.POST)
-        if not form.is_valid():
+        if not (form.is_valid() and issue_from_form(request, holder, form)):
             return show_detail(request, holder, status=400, key_form=form)
-        data = dict(form.cleaned_data)
-        encoder = data.pop("encoder")
-        if encoder is None:
-            key = actions.issue_key(holder, operator=request.user, via=VIA, address=client_address(request), **data)
-            messages.success(request, f"Key {key.uid} issued.")
-            return None
-        try:
-            encoding.issue_and_encode(
-                holder, encoder, operator=request.user, via=VIA, address=client_address(request), **data
-            )
-        except ValidationError as error:
-            add_validation_errors(form, error)
-            return show_detail(request, holder, status=400, key_form=form)
-        messages.success(request, f"Key issued: present the card to {encoder}.")
         return None
 
 

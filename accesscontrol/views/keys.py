@@ -1,4 +1,9 @@
-"""Key pages: the list (search by UID, filters), issue, cancel (behind a confirmation) and revalidate."""
+"""Key pages: the list (search by UID, filters), issue, cancel (behind a confirmation) and revalidate.
+
+Issuing, here and on a cardholder's page, may write the key on a card on an
+encoder at once (:func:`issue_from_form`); the cardholder's page then shows
+the encode job's progress.
+"""
 
 import re
 
@@ -15,10 +20,12 @@ from django.views.generic import TemplateView
 
 from accesscontrol import actions
 from accesscontrol.choices import KeyKind, KeyStatus
-from accesscontrol.forms.people import KeyIssueForm, KeyRevalidateForm, partitions_for
+from accesscontrol.forms.people import KeyRevalidateForm, partitions_for
 from accesscontrol.models import Cardholder, Key, normalize_uid
 from accesscontrol.permissions import may_use_partition, restrict
 from accesscontrol.views.base import VIA, OperatorPage, client_address, paginate
+from devices import encoding
+from devices.forms import EncodingKeyIssueForm, add_validation_errors
 
 HEX = re.compile(r"^[0-9A-F]{1,64}$")
 
@@ -84,11 +91,31 @@ class KeyListView(OperatorPage, TemplateView):
         return context
 
 
-class KeyIssuePageForm(KeyIssueForm):
+def issue_from_form(request, holder: Cardholder, form: EncodingKeyIssueForm) -> bool:
+    """Issue the key a valid form asks for, written on a card on its encoder if it names one.
+    False (nothing issued, the reason on the form) when the encoder or the card data is unfit."""
+    data = dict(form.cleaned_data)
+    data.pop("cardholder", None)
+    encoder = data.pop("encoder")
+    address = client_address(request)
+    if encoder is None:
+        key = actions.issue_key(holder, operator=request.user, via=VIA, address=address, **data)
+        messages.success(request, f"Key {key.uid} issued to {holder}.")
+        return True
+    try:
+        encoding.issue_and_encode(holder, encoder, operator=request.user, via=VIA, address=address, **data)
+    except ValidationError as error:
+        add_validation_errors(form, error)
+        return False
+    messages.success(request, f"Key issued to {holder}: present the card to {encoder}.")
+    return True
+
+
+class KeyIssuePageForm(EncodingKeyIssueForm):
     cardholder = forms.CharField(
         label="Cardholder", max_length=64, help_text="The cardholder's number (on their page) or external id."
     )
-    field_order = ["cardholder", "uid", "kind", "valid_from", "valid_until"]
+    field_order = ["cardholder", "uid", "kind", "valid_from", "valid_until", "encoder"]
 
     def __init__(self, *args, operator, **kwargs):
         super().__init__(*args, **kwargs)
@@ -116,13 +143,10 @@ class KeyIssueView(OperatorPage, View):
 
     def post(self, request):
         form = KeyIssuePageForm(request.POST, operator=request.user)
-        if not form.is_valid():
+        if not (form.is_valid() and issue_from_form(request, form.cleaned_data["cardholder"], form)):
             return self.show(form, status=400)
-        data = dict(form.cleaned_data)
-        holder = data.pop("cardholder")
-        key = actions.issue_key(holder, operator=request.user, via=VIA, address=client_address(request), **data)
-        messages.success(request, f"Key {key.uid} issued to {holder}.")
-        return redirect("cardholder", pk=holder.pk)
+        # The cardholder's page follows the encode job, if there is one.
+        return redirect("cardholder", pk=form.cleaned_data["cardholder"].pk)
 
     def show(self, form, status=200):
         context = {"form": form, "page_title": "Issue a key"}

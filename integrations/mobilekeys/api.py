@@ -13,7 +13,6 @@ spm_…``) returns the phone's fresh tokens and their phone secrets.
 import base64
 
 from django.contrib.auth.models import AnonymousUser
-from django.db import transaction
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import extend_schema
 from rest_framework import authentication, exceptions, permissions, serializers, status
@@ -28,7 +27,7 @@ from accesscontrol.choices import KeyKind, KeyStatus
 from accesscontrol.models import Cardholder, Key
 from devices.carddata import CardTooBig
 from integrations.mobilekeys import services
-from integrations.mobilekeys.models import MobileKey, PhoneEnrolment
+from integrations.mobilekeys.models import PhoneEnrolment
 
 VIA = "api"
 E164 = r"^\+[1-9][0-9]{6,14}$"
@@ -105,9 +104,7 @@ class MobileKeyViewSet(SpaceModelViewSet):
         key = self.get_object()
         if key.status != KeyStatus.ISSUED:
             raise exceptions.ValidationError({"non_field_errors": ["Only an issued key can be put on a phone."]})
-        with transaction.atomic():
-            mobile, _ = MobileKey.objects.get_or_create(key=key)
-            enrolment, code = services.invite(mobile, operator=request.user, via=VIA)
+        enrolment, code = services.invite_key(key, operator=request.user, via=VIA)
         data = {"code": code, "expires_at": enrolment.code_expires_at}
         response = Response(InvitationSerializer(data).data, status=status.HTTP_201_CREATED)
         response["Cache-Control"] = "no-store"

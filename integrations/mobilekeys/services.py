@@ -97,6 +97,25 @@ def invite(mobile: MobileKey, *, operator, via: str, now: dt.datetime | None = N
     return enrolment, code
 
 
+def invite_key(key: Key, *, operator, via: str, now: dt.datetime | None = None) -> tuple[PhoneEnrolment, str]:
+    """:func:`invite` for a key of kind mobile, also one issued as a plain key (with no MobileKey yet)."""
+    with transaction.atomic():
+        mobile, _ = MobileKey.objects.get_or_create(key=key)
+        return invite(mobile, operator=operator, via=via, now=now)
+
+
+def with_phones(keys: list[Key]) -> list[Key]:
+    """``keys`` (mobile ones), each given ``phone_number`` and ``phone``: its newest enrolment, or None."""
+    mobiles = MobileKey.objects.filter(key__in=keys).prefetch_related("enrolments")
+    by_key = {mobile.key_id: mobile for mobile in mobiles}
+    for key in keys:
+        mobile = by_key.get(key.pk)
+        key.phone_number = mobile.phone_number if mobile else ""
+        # Enrolments are ordered newest first.
+        key.phone = next(iter(mobile.enrolments.all()), None) if mobile else None
+    return keys
+
+
 def normalize_code(code: str) -> str:
     return code.replace("-", "").replace(" ", "").upper()
 

@@ -92,6 +92,8 @@ def test_screenshots_of_the_main_pages_on_the_demo_site(demo_site, page):
         ("27-cardholder-new", url_path("cardholder_create")),
         ("28-account", url_path("account")),
         ("29-job-running", url_path("job", ids["job"])),
+        ("30-offline-locks", url_path("offline_locks")),
+        ("31-blacklist", url_path("blacklist")),
     ]
     problems = []
     for name, path in pages:

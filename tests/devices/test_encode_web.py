@@ -150,3 +150,84 @@ def test_a_job_of_another_partitions_key_is_not_shown(holder, encoder):
     response = client_with(*ISSUE, partitions=[make_partition()]).get(reverse("encode_job", args=[job.pk]))
 
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        ("timeout", "The encoder did not finish in time."),
+        ("write_failed", "The encoder could not write the card: present it again."),
+    ],
+)
+def test_the_panel_explains_the_servers_own_errors(holder, encoder, partition, error, shown):
+    job = encoding.create_encode_job(make_key(holder, uid="0C0C0C0C"), encoder, None)
+    encoding.job_progress(job.pk, "failed", error=error)
+
+    text = client_with(*ISSUE, partitions=[partition]).get(reverse("encode_job", args=[job.pk])).content.decode()
+
+    assert f'<span class="error" role="alert">{shown}</span>' in text and error not in text
+
+
+def test_a_usb_encoder_asks_for_the_uid_on_the_form(holder, partition):
+    usb = make_encoder(5200, kind="usb_encoder", name="Desk encoder")
+
+    response = issue(client_with(*ISSUE, partitions=[partition]), holder, uid="", encoder=usb.pk)
+
+    assert response.status_code == 400
+    assert response.context["key_form"].errors["encoder"] == [
+        "A USB encoder writes a key whose card UID is known: give the UID, or use an Ethernet encoder."
+    ]
+    assert not Key.objects.exists() and not EncodeJob.objects.exists()
+
+
+# --- the standalone "Issue a key" page ------------------------------------------------------------
+
+
+def test_the_issue_page_offers_the_encoders(encoder, partition):
+    page = client_with(*ISSUE, partitions=[partition]).get(reverse("key_issue"))
+
+    choices = [label for _, label in page.context["form"].fields["encoder"].choices]
+    assert choices == ["No encoder: the UID is entered", "Front desk encoder"]
+    assert "Encode on" in page.content.decode()
+
+
+def test_the_issue_page_writes_the_key_on_the_encoder_and_the_cardholders_page_follows_it(holder, encoder, partition):
+    client = client_with(*ISSUE, partitions=[partition])
+
+    response = client.post(
+        reverse("key_issue"), {"cardholder": str(holder.pk), "uid": "", "kind": "card", "encoder": encoder.pk}
+    )
+
+    assert response.status_code == 302 and response["Location"] == reverse("cardholder", args=[holder.pk])
+    key, job = Key.objects.get(), EncodeJob.objects.get()
+    assert (key.cardholder_id, job.key_id, job.encoder_id) == (holder.pk, key.pk, encoder.pk)
+    assert encoding.is_placeholder(key.uid)
+    page = client.get(response["Location"]).content.decode()
+    assert f'hx-get="{reverse("encode_job", args=[job.pk])}"' in page
+    assert "Key issued to Ada Lovelace: present the card to Front desk encoder." in page
+
+
+def test_the_issue_page_shows_an_unfit_encoder_on_the_form(holder, partition):
+    usb = make_encoder(5200, kind="usb_encoder", name="Desk encoder")
+
+    response = client_with(*ISSUE, partitions=[partition]).post(
+        reverse("key_issue"), {"cardholder": str(holder.pk), "uid": "", "kind": "card", "encoder": usb.pk}
+    )
+
+    assert response.status_code == 400
+    assert response.context["form"].errors["encoder"] == [
+        "A USB encoder writes a key whose card UID is known: give the UID, or use an Ethernet encoder."
+    ]
+    assert not Key.objects.exists() and not EncodeJob.objects.exists()
+
+
+def test_without_an_encoder_the_issue_page_still_needs_the_uid(holder, partition):
+    response = client_with(*ISSUE, partitions=[partition]).post(
+        reverse("key_issue"), {"cardholder": str(holder.pk), "uid": "", "kind": "card"}
+    )
+
+    assert response.status_code == 400
+    assert response.context["form"].errors["uid"] == [
+        "Enter the card's UID, or choose an encoder to write whatever card is presented."
+    ]
+    assert not Key.objects.exists()
