@@ -29,6 +29,11 @@ app.conf.beat_schedule = {
         "schedule": ENSURE_EVERY_SECONDS,
         "options": {"expires": ENSURE_EVERY_SECONDS},
     },
+    "ensure-connectors": {
+        "task": "integrations.connectors.ensure_connectors",
+        "schedule": ENSURE_EVERY_SECONDS,
+        "options": {"expires": ENSURE_EVERY_SECONDS},
+    },
     # The webhook outbox's sweep: puts back rows of delivery runs that died, starts a run when rows are due.
     "sweep-webhooks": {
         "task": "integrations.tasks.sweep_webhooks",

@@ -56,6 +56,10 @@ def embedded_services() -> list[Service]:
         from integrations.eventstream import EventStreamService
 
         services.append(EventStreamService())
+    from integrations import connectors
+
+    # The PMS and SHIP connectors that are configured (none until a site sets one up).
+    services.extend(connectors.embedded())
     return services
 
 

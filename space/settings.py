@@ -166,6 +166,7 @@ CELERY_TASK_ROUTES = {
     "devices.tasks.*": {"queue": "connectors"},
     "integrations.tasks.run_*": {"queue": "connectors"},
     "integrations.stream_tasks.*": {"queue": "connectors"},
+    "integrations.connectors.*": {"queue": "connectors"},
 }
 CELERY_TIMEZONE = TIME_ZONE
 
@@ -326,6 +327,8 @@ SPACE_USB_ENCODER_GRACE_SECONDS = envint("SPACE_USB_ENCODER_GRACE_SECONDS", 10)
 SPACE_BRIDGE_IN_RUNSPACE = envbool("SPACE_BRIDGE_IN_RUNSPACE", not PRODUCTION)
 # The same for the event stream's sender (integrations.eventstream, integrations.stream_tasks).
 SPACE_EVENT_STREAM_IN_RUNSPACE = envbool("SPACE_EVENT_STREAM_IN_RUNSPACE", not PRODUCTION)
+# The PMS and SHIP connectors (integrations/connectors.py): in runspace, or as Celery long-lived tasks.
+SPACE_CONNECTORS_IN_RUNSPACE = envbool("SPACE_CONNECTORS_IN_RUNSPACE", not PRODUCTION)
 
 # Data-on-card blacklist (accesscontrol/blacklist.py): a cancelled key is blacklisted until it would
 # have expired; a key with no end at all (no validity end, no cardholder expiration, no revalidation
