@@ -97,17 +97,7 @@ def key_request(record: Record, check_out_time: dt.time) -> list[tuple[str, str]
     kind = KEY_KINDS.get(record.get("KT") or "N")
     if kind is None:
         raise Refusal(UNPROCESSABLE, f"key type {record.get('KT')!r} unknown")
-    issued = hotel.check_in(
-        room=_room(record),
-        departure=_departure(record, check_out_time),
-        encoder=record.get("KC") or None,
-        kind=kind,
-        guest_name=record.get("GN"),
-        reservation=record.get("G#"),
-        arrival=_arrival(record),
-        extra_rooms=_suite(record),
-        via=VIA,
-    )
+    issued = _check_in(record, check_out_time, encoder=record.get("KC") or None, kind=kind)
     fields = [("AS", OK)]
     if record.get("RT") == RETURN_KEY_DATA:
         fields.append(("$3", issued.card_data.hex().upper()))
@@ -158,10 +148,15 @@ def key_read(record: Record, check_out_time: dt.time) -> list[tuple[str, str]]:
 
 def guest_in(record: Record, check_out_time: dt.time) -> None:
     """GI: the stay is recorded (a key with no card: the card comes with a KR)."""
-    hotel.check_in(
+    _check_in(record, check_out_time, encoder=None, kind=hotel.NEW)
+
+
+def _check_in(record: Record, check_out_time: dt.time, *, encoder: str | None, kind: str) -> hotel.KeyIssued:
+    return hotel.check_in(
         room=_room(record),
         departure=_departure(record, check_out_time),
-        encoder=None,
+        encoder=encoder,
+        kind=kind,
         guest_name=record.get("GN"),
         reservation=record.get("G#"),
         arrival=_arrival(record),
