@@ -31,6 +31,9 @@ STX, ETX, ENQ, ACK, NAK = 0x02, 0x03, 0x05, 0x06, 0x15
 LINK_BYTES = frozenset((ACK, NAK, ENQ))
 SEPARATOR = "|"
 MAX_RECORD_BYTES = 4096  # data between STX and ETX; a longer record is refused without buffering it
+# What Space may send: room for a 4 KiB card file in hex (KA $3, RT4). Peers reading Space's answers
+# (the simulated PMS) accept this much.
+MAX_SENT_BYTES = 10240
 ENCODING = "utf-8"  # what Space writes; it reads UTF-8, or Latin-1 where the bytes are not UTF-8
 
 
@@ -79,7 +82,7 @@ def _check_id(text: str, what: str) -> None:
         raise FiasError(f"{what} must be two printable ASCII characters, not {text!r}")
 
 
-def encode_data(record: Record) -> bytes:
+def encode_data(record: Record, max_bytes: int = MAX_SENT_BYTES) -> bytes:
     """The bytes between STX and ETX."""
     _check_id(record.type, "a record type")
     parts = [record.type]
@@ -91,14 +94,14 @@ def encode_data(record: Record) -> bytes:
     data = (SEPARATOR.join(parts) + SEPARATOR).encode(ENCODING)
     if any(is_forbidden(byte) for byte in data):
         raise FiasError("a record cannot hold control characters")
-    if len(data) > MAX_RECORD_BYTES:
-        raise FiasError(f"a record is at most {MAX_RECORD_BYTES} bytes")
+    if len(data) > max_bytes:
+        raise FiasError(f"a record is at most {max_bytes} bytes")
     return data
 
 
-def encode(record: Record, *, with_lrc: bool = True) -> bytes:
+def encode(record: Record, *, with_lrc: bool = True, max_bytes: int = MAX_SENT_BYTES) -> bytes:
     """``STX data ETX`` and, with ``with_lrc``, the LRC."""
-    data = encode_data(record)
+    data = encode_data(record, max_bytes)
     return bytes((STX,)) + data + bytes((ETX,)) + (bytes((lrc(data),)) if with_lrc else b"")
 
 

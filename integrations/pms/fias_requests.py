@@ -14,7 +14,7 @@ import logging
 from django.utils import timezone
 
 from accesscontrol import hotel
-from integrations.pms.fias import FiasError, Record, format_date, format_time, parse_date, parse_time
+from integrations.pms.fias import FiasError, Record, encode_data, format_date, format_time, parse_date, parse_time
 
 logger = logging.getLogger("space.fias")
 
@@ -48,10 +48,14 @@ class Refusal(Exception):
         self.status, self.text = status, text
 
 
+def _clean(text: str) -> str:
+    """A value a record can carry: no separator, no control characters (a guest's name is anyone's text)."""
+    return "".join(char if char.isprintable() and char != "|" else " " for char in text)
+
+
 def _clear_text(text: str) -> str:
-    """CT: at most 40 printable characters and no separator."""
-    cleaned = "".join(char if char.isprintable() and char != "|" else " " for char in text)
-    return cleaned[:CLEAR_TEXT_MAX]
+    """CT: at most 40 characters."""
+    return _clean(text)[:CLEAR_TEXT_MAX]
 
 
 def _departure(record: Record, check_out_time: dt.time) -> dt.datetime:
@@ -230,5 +234,11 @@ def _answer(record: Record, fields: list[tuple[str, str]]) -> Record | None:
     if answer_type is None:
         return None
     status = [pair for pair in fields if pair[0] == "AS"]
-    rest = [pair for pair in fields if pair[0] != "AS"]
-    return Record.make(answer_type, *status, *_echo(record, *echoed), *rest)
+    rest = [(key, _clean(value)) for key, value in fields if key != "AS"]
+    answer = Record.make(answer_type, *status, *_echo(record, *echoed), *rest)
+    try:
+        encode_data(answer)
+    except FiasError as exc:  # e.g. card data too long for a record: the PMS still gets an answer
+        logger.warning("FIAS %s: the answer cannot be sent (%s)", record.type, exc)
+        return Record.make(answer_type, ("AS", UNPROCESSABLE), *_echo(record, *echoed), ("CT", _clear_text(str(exc))))
+    return answer

@@ -57,6 +57,7 @@ COUNTERS = (
     "naks_received",
     "refused",
     "busy",
+    "partial_records",
 )
 
 
@@ -135,6 +136,8 @@ class FiasService:
                 link = _Link(self, reader, writer)
                 try:
                     await link.run()
+                except Exception:  # a fault of Space's own: the link is made again, the connector keeps running
+                    logger.exception("FIAS: the link failed")
                 finally:
                     self.connected.clear()
                     self.linked.clear()
@@ -200,6 +203,7 @@ class _Link:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.decoder.partial:
+                self.counters["partial_records"] += 1
                 logger.warning("FIAS: the link dropped in the middle of a record; the part received is discarded")
 
     async def close(self) -> None:

@@ -62,7 +62,7 @@ class SimulatedPms:
         self._connected.set()
         task = asyncio.current_task()
         self._readers.add(task)
-        decoder = fias.StreamDecoder()
+        decoder = fias.StreamDecoder(max_record=fias.MAX_SENT_BYTES)
         try:
             await self.send(fias.Record.make("LS", ("DA", "260101"), ("TI", "120000")))
             while chunk := await reader.read(65536):

@@ -48,7 +48,7 @@ def test_it_refuses_to_encode_a_separator_a_control_character_or_too_much():
     with pytest.raises(FiasError):
         fias.encode(Record.make("KR", GN="A\nB"))
     with pytest.raises(FiasError):
-        fias.encode(Record.make("KR", GN="x" * fias.MAX_RECORD_BYTES))
+        fias.encode(Record.make("KA", ("$3", "x" * fias.MAX_SENT_BYTES)))
     with pytest.raises(FiasError):
         fias.encode(Record("K"))
 
