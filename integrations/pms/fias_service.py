@@ -41,7 +41,7 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 STABLE_SECONDS = 10.0  # a connection that lasted this long starts the backoff over
 QUEUE_MAX = 1000  # requests waiting; past this a key request is answered BY (busy)
 READ_BYTES = 65536
-THREADS = 2  # one does the requests in order; the other closes connections and spares a stuck one
+THREADS = 1  # requests are done one at a time, in order
 DEFAULT_CHECK_OUT_TIME = "12:00"
 COUNTERS = (
     "records_in",
