@@ -38,6 +38,8 @@ ANSWER_STATUS = {
 }
 KEY_KINDS = {"N": hotel.NEW, "D": hotel.COPY, "O": hotel.ONE_SHOT}
 RETURN_KEY_DATA = "4"  # RT4: the card data goes back in $3 of the KA
+# Why a card read (KZ) holds a key that no longer opens: answered DE (deleted) with what the card says.
+KEY_ENDED = ("cancelled", "expired", "other_card")
 
 
 class Refusal(Exception):
@@ -138,6 +140,9 @@ def key_read(record: Record, check_out_time: dt.time) -> list[tuple[str, str]]:
     if not record.get("KC"):
         raise Refusal(UNPROCESSABLE, "KC (encoder) missing")
     read = hotel.read_key(encoder=record.get("KC"), via=VIA)
+    reason = read.extra.get("reason", "")
+    if not read.valid and reason not in KEY_ENDED:
+        raise Refusal(UNPROCESSABLE, f"not a key of this hotel ({reason or 'unreadable'})")
     fields = [("AS", OK if read.valid else DELETED)]
     if read.rooms:
         fields.append(("RN", read.rooms[0]))

@@ -153,3 +153,28 @@ def test_a_wrong_lrc_is_refused_and_the_next_kr_is_served(encoder_bridge, desk):
     assert nak == fias.LinkByte(fias.NAK)
     assert answer.get("AS") == "OK"
     assert Key.objects.filter(uid=UID).count() == 1
+
+
+def test_kz_reads_the_guest_key_on_the_encoder_and_de_once_checked_out(encoder_bridge, desk):
+    departure = departure_in(2).replace(microsecond=0)
+
+    async def scenario(pms, service, encoder):
+        encoder.place_card(UID)
+        issued, _ = await pms.key_request(
+            room="301", encoder=STATION, departure=departure, guest="Grace Hopper", reservation="R5"
+        )
+        valid, _ = await pms.request(Record.make("KZ", KC=STATION, WS="FO1"))
+        await pms.request(Record.make("KD", ("RN", "301"), ("G#", "R5")))
+        cancelled, _ = await pms.request(Record.make("KZ", KC=STATION, WS="FO1"))
+        encoder.place_card("04FA5C0DE00002")  # a blank card
+        blank, _ = await pms.request(Record.make("KZ", KC=STATION, WS="FO1"))
+        return issued, valid, cancelled, blank
+
+    issued, valid, cancelled, blank = run(with_fias(encoder_bridge, scenario), timeout=90)
+    assert issued.get("AS") == "OK"
+    assert (valid.type, valid.get("AS"), valid.get("KC"), valid.get("WS")) == ("KZ", "OK", STATION, "FO1")
+    assert {valid.get("RN"), *valid.get("SI").split(";")} == {"301", "302"}  # the suite
+    assert (valid.get("GN"), valid.get("G#")) == ("Grace Hopper", "R5")
+    assert (valid.get("GD"), valid.get("DT")) == (fias.format_date(departure), fias.format_time(departure))
+    assert (cancelled.get("AS"), cancelled.get("G#")) == ("DE", "R5")
+    assert (blank.get("AS"), blank.get("CT")) == ("UR", "not a key of this hotel (blank)")

@@ -355,6 +355,20 @@ def test_kz_reads_the_key_on_the_encoder(running, fake_hotel):
     assert fake_hotel.calls == [("read_key", "DESK1")]
 
 
+def test_kz_of_a_cancelled_key_is_de_and_of_a_blank_card_ur(running, fake_hotel, monkeypatch):
+    reads = iter(
+        [
+            hotel.KeyRead("04AA", ("101",), "Ada", "R77", None, False, {"reason": "cancelled"}),
+            hotel.KeyRead("04AA", extra={"reason": "blank"}),
+        ]
+    )
+    monkeypatch.setattr(hotel, "read_key", lambda **options: next(reads))
+    cancelled = running.answer(Record.make("KZ", KC="DESK1"))
+    assert (cancelled.get("AS"), cancelled.get("RN"), cancelled.get("G#")) == ("DE", "101", "R77")
+    blank = running.answer(Record.make("KZ", KC="DESK1"))
+    assert (blank.type, blank.get("AS"), blank.get("CT")) == ("KZ", "UR", "not a key of this hotel (blank)")
+
+
 def test_gi_go_gc_call_the_hotel_and_answer_nothing(running, fake_hotel):
     running.send(Record.make("GI", ("RN", "101"), ("G#", "R77"), ("GN", "Ada"), ("GD", "300517")))
     running.send(Record.make("GC", ("RN", "102"), ("RO", "101"), ("G#", "R77")))
