@@ -17,6 +17,7 @@ from django.utils import timezone
 from hypothesis import strategies as st
 
 from accesscontrol import hotel
+from integrations import connectors
 from integrations.connectors import CONNECTORS
 from integrations.pms import fias, fias_requests, fias_service
 from integrations.pms.fias import ACK, ENQ, NAK, LinkByte, Record
@@ -465,6 +466,17 @@ def test_it_is_a_connector_turned_on_by_its_setting(settings):
     service = connector.make()
     assert isinstance(service, FiasService)
     assert (service.host, service.port) == ("pms.example", 5010)
+
+
+def test_runspace_runs_it_when_it_is_configured(settings):
+    settings.SPACE_CONNECTORS_IN_RUNSPACE = True
+    settings.SPACE_FIAS_ADDRESS = "127.0.0.1:5010"
+    assert FiasService in [type(service) for service in connectors.embedded()]
+    settings.SPACE_FIAS_ADDRESS = ""
+    assert FiasService not in [type(service) for service in connectors.embedded()]
+    settings.SPACE_FIAS_ADDRESS = "127.0.0.1:5010"
+    settings.SPACE_CONNECTORS_IN_RUNSPACE = False
+    assert connectors.embedded() == []
 
 
 @pytest.mark.parametrize("address", ["pms", "pms:", ":5010", "pms:port"])
