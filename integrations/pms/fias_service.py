@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from integrations.eventstream import Backoff
@@ -42,7 +43,6 @@ STABLE_SECONDS = 10.0  # a connection that lasted this long starts the backoff o
 QUEUE_MAX = 1000  # requests waiting; past this a key request is answered BY (busy)
 READ_BYTES = 65536
 THREADS = 1  # requests are done one at a time, in order
-DEFAULT_CHECK_OUT_TIME = "12:00"
 COUNTERS = (
     "records_in",
     "records_out",
@@ -70,8 +70,11 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 def check_out_time_setting() -> dt.time:
-    text = getattr(settings, "SPACE_HOTEL_CHECK_OUT_TIME", "") or DEFAULT_CHECK_OUT_TIME
-    return dt.time.fromisoformat(text)
+    text = settings.SPACE_HOTEL_CHECK_OUT_TIME
+    try:
+        return dt.time.fromisoformat(text)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"SPACE_HOTEL_CHECK_OUT_TIME is a time HH:MM, not {text!r}") from exc
 
 
 class FiasService:

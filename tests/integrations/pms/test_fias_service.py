@@ -13,6 +13,7 @@ import time
 
 import hypothesis
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from hypothesis import strategies as st
 
@@ -477,6 +478,14 @@ def test_runspace_runs_it_when_it_is_configured(settings):
     settings.SPACE_FIAS_ADDRESS = "127.0.0.1:5010"
     settings.SPACE_CONNECTORS_IN_RUNSPACE = False
     assert connectors.embedded() == []
+
+
+def test_the_check_out_time_comes_from_its_setting(settings):
+    settings.SPACE_HOTEL_CHECK_OUT_TIME = "10:30"
+    assert FiasService("127.0.0.1:5010").check_out_time == dt.time(10, 30)
+    settings.SPACE_HOTEL_CHECK_OUT_TIME = "noon"
+    with pytest.raises(ImproperlyConfigured, match="SPACE_HOTEL_CHECK_OUT_TIME"):
+        FiasService("127.0.0.1:5010")
 
 
 @pytest.mark.parametrize("address", ["pms", "pms:", ":5010", "pms:port"])
