@@ -5,7 +5,8 @@ A key belongs to its operator and lasts :data:`LIFETIME` (24 h). The first call 
 committed row of its own (``status`` 0 while it runs), so a retry arriving meanwhile waits for it
 instead of running again. Only a successful answer is kept: a call that failed (no card on the
 encoder, a busy encoder, bad input) issued nothing, its row is removed and a retry runs afresh.
-The same key with another request (method, path or body) is refused: :class:`KeyReused`.
+The same key with another request (method, path or body) is refused: :class:`KeyReused`. An
+operator's expired records are removed when they claim a new key.
 """
 
 import datetime as dt
@@ -54,6 +55,8 @@ def claim(operator, key: str, print_: str, *, wait_seconds: float) -> Stored | N
     :func:`finish` it), or the stored answer of the first call. Waits up to ``wait_seconds`` for a
     first call still running (StillRunning after that); KeyReused for another request."""
     deadline = time.monotonic() + wait_seconds
+    # The operator's expired records go as they make new ones: the table holds a day of calls, no purge job.
+    purge_expired(operator=operator)
     while True:
         try:
             with transaction.atomic():
@@ -86,6 +89,9 @@ def finish(operator, key: str, status: int, body) -> None:
         records.delete()
 
 
-def purge_expired(now: dt.datetime | None = None) -> int:
-    """Remove the records older than LIFETIME; returns how many."""
-    return IdempotencyRecord.objects.filter(created_at__lte=(now or timezone.now()) - LIFETIME).delete()[0]
+def purge_expired(now: dt.datetime | None = None, *, operator=None) -> int:
+    """Remove the records (of ``operator``, or everyone's) older than LIFETIME; returns how many."""
+    records = IdempotencyRecord.objects.filter(created_at__lte=(now or timezone.now()) - LIFETIME)
+    if operator is not None:
+        records = records.filter(operator=operator)
+    return records.delete()[0]

@@ -195,7 +195,15 @@ def test_keys_are_per_operator(site):
 
 
 def test_an_answer_older_than_a_day_is_forgotten(admin_client, site):
-    post(admin_client, "check-in", body(), key="old")
+    data = body()
+    post(admin_client, "check-in", data, key="old")
+    IdempotencyRecord.objects.update(created_at=days(-2))
+
+    again = post(admin_client, "check-in", data, key="old")
+
+    assert (again.status_code, again.has_header("Idempotent-Replayed")) == (201, False)
+    assert Key.objects.count() == 2
+    assert IdempotencyRecord.objects.count() == 1
     IdempotencyRecord.objects.update(created_at=days(-2))
     assert idempotency.purge_expired() == 1
 
