@@ -27,7 +27,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
+# The event stream's TCP client tuning: keepalive probes and a user timeout, so a dead PMS host is noticed
+# in seconds instead of the kernel's quarter of an hour.
 from integrations.eventstream import Backoff
+from integrations.eventstream import _tune as tune_socket
 from integrations.pms import fias, fias_requests
 from space.services import close_connection, run_orm
 
@@ -39,6 +42,7 @@ KEEPALIVE_SECONDS = 60.0  # well within the 105 s a firewall may allow a silent 
 LRC_WAIT_SECONDS = 0.05  # until the peer's LRC habit is known: how long a record waits for the byte after its ETX
 NAK_RESENDS = 3
 CONNECT_TIMEOUT_SECONDS = 5.0
+DRAIN_TIMEOUT_SECONDS = 10.0  # a PMS that takes nothing for this long is dropped and connected again
 STABLE_SECONDS = 10.0  # a connection that lasted this long starts the backoff over
 QUEUE_MAX = 1000  # requests waiting; past this a key request is answered BY (busy)
 READ_BYTES = 65536
@@ -132,6 +136,7 @@ class FiasService:
             except (OSError, TimeoutError) as exc:
                 logger.warning("FIAS: cannot connect to %s:%s: %s", self.host, self.port, exc)
             else:
+                tune_socket(writer.get_extra_info("socket"))
                 self._connections += 1
                 if self._connections > 1:
                     self.counters["reconnects"] += 1
@@ -225,7 +230,7 @@ class _Link:
     async def _write(self, data: bytes) -> None:
         self.writer.write(data)
         self.last_sent = time.monotonic()
-        await self.writer.drain()
+        await asyncio.wait_for(self.writer.drain(), DRAIN_TIMEOUT_SECONDS)
 
     async def describe(self) -> None:
         for record in link_description():
