@@ -21,7 +21,8 @@ on, in LRC mode the byte after ETX is always the LRC (an LRC that happens to
 equal a control byte is read right), and in no-LRC mode a record is delivered
 at its ETX. Until the mode is known, a record whose ETX ends what has arrived
 is held: :meth:`StreamDecoder.flush` (called by the transport after a short
-wait with nothing more) delivers it as a record without LRC.
+wait with nothing more) delivers it as a record without LRC, and fixes the
+no-LRC mode.
 """
 
 import datetime as dt
@@ -222,10 +223,15 @@ class StreamDecoder:
         return out
 
     def flush(self) -> list:
-        """Nothing came after a record's ETX: the peer sends no LRC; deliver the record."""
+        """Nothing came after a record's ETX: the peer sends no LRC; deliver the record.
+
+        The peer's habit is then known: one that sends an LRC sends it with its ETX, and one that
+        waits for an answer before its next record would otherwise make every record wait.
+        """
         if self._state != _AFTER_ETX:
             return []
         self._state = _BETWEEN
+        self.mode = WITHOUT_LRC
         return [self._finish()]
 
     def _byte(self, byte: int, out: list) -> None:

@@ -120,7 +120,7 @@ class SimulatedPms:
         await self._writer.drain()
 
     async def next(self, timeout: float = ANSWER_TIMEOUT_SECONDS):
-        """The next Record, LinkByte or Refused the lock system sent (link start and LA aside)."""
+        """The next Record, LinkByte or Refused the lock system sent (its first link description and LA aside)."""
         return await asyncio.wait_for(self.received.get(), timeout)
 
     async def next_record(self, timeout: float = ANSWER_TIMEOUT_SECONDS) -> fias.Record:

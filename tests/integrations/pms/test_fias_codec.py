@@ -89,6 +89,8 @@ def test_until_the_lrc_habit_is_known_a_record_waits_for_the_next_byte_or_a_flus
     assert decoder.holding
     assert decoder.flush() == [KR]
     assert decoder.flush() == []
+    assert decoder.mode == fias.WITHOUT_LRC  # from now on, records come at their ETX
+    assert decoder.feed(fias.encode(KR, with_lrc=False)) == [KR]
 
 
 def test_it_skips_and_counts_garbage_between_records_and_reads_link_bytes():

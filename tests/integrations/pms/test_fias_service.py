@@ -32,11 +32,11 @@ DEPARTURE = dt.datetime(2030, 5, 17, 10, 30)
 class Running:
     """A simulated PMS and a FiasService connected to it, on an event loop thread."""
 
-    def __init__(self, **options):
+    def __init__(self, with_lrc: bool = True, **options):
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.pms = SimulatedPms()
+        self.pms = SimulatedPms(with_lrc=with_lrc)
         self.call(self.pms.start())
         options = {"backoff_first": 0.05, "backoff_max": 0.2, "check_out_time": CHECK_OUT, **options}
         self.service = FiasService(f"127.0.0.1:{self.pms.port}", **options)
@@ -395,6 +395,18 @@ def test_an_answer_too_long_to_send_becomes_ur(running, fake_hotel, monkeypatch)
     answer = running.answer(key_request(RT="4"))
     assert (answer.type, answer.get("AS"), answer.get("$3")) == ("KA", "UR", "")
     assert running.answer(key_request()).get("AS") == "OK"  # and the link is still up
+
+
+def test_a_pms_that_sends_no_lrc_is_served_the_same(fake_hotel):
+    harness = Running(with_lrc=False, keepalive_seconds=30)
+    try:
+        harness.linked()
+        for room in ("101", "102", "103"):
+            assert harness.answer(key_request(room)).get("RN") == room
+        assert harness.service.counters["lrc_errors"] == 0
+        assert harness.service.counters["garbage_bytes"] == 0
+    finally:
+        harness.stop()
 
 
 # --- bad input ---------------------------------------------------------------------------------------
