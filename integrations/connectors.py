@@ -49,6 +49,12 @@ CONNECTORS: dict[str, Connector] = {
     connector.name: connector
     for connector in (
         # Each connector's entry is added by the change that builds it.
+        Connector(
+            "fias",
+            "integrations.pms.fias_service.FiasService",
+            "SPACE_FIAS_ADDRESS",
+            "Oracle Hospitality FIAS: Space as the TCP client of the PMS interface (docs/fias-in-space.md)",
+        ),
     )
 }
 

@@ -329,6 +329,10 @@ SPACE_BRIDGE_IN_RUNSPACE = envbool("SPACE_BRIDGE_IN_RUNSPACE", not PRODUCTION)
 SPACE_EVENT_STREAM_IN_RUNSPACE = envbool("SPACE_EVENT_STREAM_IN_RUNSPACE", not PRODUCTION)
 # The PMS and SHIP connectors (integrations/connectors.py): in runspace, or as Celery long-lived tasks.
 SPACE_CONNECTORS_IN_RUNSPACE = envbool("SPACE_CONNECTORS_IN_RUNSPACE", not PRODUCTION)
+# FIAS (integrations/pms/fias_service.py): the PMS interface Space connects to, "host:port"; unset: no FIAS.
+SPACE_FIAS_ADDRESS = envstr("SPACE_FIAS_ADDRESS", "")
+# The hotel's check-out time (local, HH:MM): a guest key's end when a PMS gives a departure date only.
+SPACE_HOTEL_CHECK_OUT_TIME = envstr("SPACE_HOTEL_CHECK_OUT_TIME", "12:00")
 
 # Data-on-card blacklist (accesscontrol/blacklist.py): a cancelled key is blacklisted until it would
 # have expired; a key with no end at all (no validity end, no cardholder expiration, no revalidation
