@@ -49,6 +49,12 @@ CONNECTORS: dict[str, Connector] = {
     connector.name: connector
     for connector in (
         # Each connector's entry is added by the change that builds it.
+        Connector(
+            "industry",
+            "integrations.pms.industry_service.IndustryStandardService",
+            "SPACE_INDUSTRY_ENABLED",
+            "SALTO PMS Industry Standard: a PMS on a TCP port and/or a serial line (docs/industry-standard.md)",
+        ),
     )
 }
 

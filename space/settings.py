@@ -329,6 +329,13 @@ SPACE_BRIDGE_IN_RUNSPACE = envbool("SPACE_BRIDGE_IN_RUNSPACE", not PRODUCTION)
 SPACE_EVENT_STREAM_IN_RUNSPACE = envbool("SPACE_EVENT_STREAM_IN_RUNSPACE", not PRODUCTION)
 # The PMS and SHIP connectors (integrations/connectors.py): in runspace, or as Celery long-lived tasks.
 SPACE_CONNECTORS_IN_RUNSPACE = envbool("SPACE_CONNECTORS_IN_RUNSPACE", not PRODUCTION)
+# The Industry Standard PMS connector (integrations/pms/industry_service.py, docs/industry-standard.md): a TCP
+# port and/or a serial line. The protocol has no authentication, so it listens on loopback unless told otherwise.
+SPACE_INDUSTRY_HOST = envstr("SPACE_INDUSTRY_HOST", "127.0.0.1")
+SPACE_INDUSTRY_PORT = envint("SPACE_INDUSTRY_PORT", 0)  # 0: no TCP
+SPACE_INDUSTRY_SERIAL = envstr("SPACE_INDUSTRY_SERIAL", "")  # a device path, e.g. /dev/ttyUSB0; empty: none
+SPACE_INDUSTRY_BAUD = envint("SPACE_INDUSTRY_BAUD", 9600)
+SPACE_INDUSTRY_ENABLED = bool(SPACE_INDUSTRY_PORT or SPACE_INDUSTRY_SERIAL)  # turns the connector on
 
 # Data-on-card blacklist (accesscontrol/blacklist.py): a cancelled key is blacklisted until it would
 # have expired; a key with no end at all (no validity end, no cardholder expiration, no revalidation
