@@ -163,6 +163,7 @@ class IndustryStandardService:
         self.serial_line: SerialLine | None = None
         self._server: asyncio.Server | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._handlers: set[asyncio.Task] = set()  # one per TCP connection
 
     async def start(self) -> None:
         self._executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="industry")
@@ -181,6 +182,7 @@ class IndustryStandardService:
             await self.serial_line.stop()
         for link in list(self.links):
             await link.close()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -218,7 +220,8 @@ class IndustryStandardService:
             logger.warning("Industry Standard: %s refused, %s PMS connections already", peer, MAX_CONNECTIONS)
             writer.close()
             return
-        link = PmsLink(self, f"tcp {peer}", writer.write)
+        link = PmsLink(self, f"tcp {peer}", writer.write, writer.close)
+        self._handlers.add(asyncio.current_task())
         try:
             while data := await reader.read(4096):
                 link.received(data)
@@ -226,16 +229,17 @@ class IndustryStandardService:
             logger.info("Industry Standard: %s: %s", link.name, error)
         finally:
             await link.close()
-            writer.close()
+            self._handlers.discard(asyncio.current_task())
 
 
 class PmsLink:
     """One PMS connection: link bytes, frames in, one command at a time, answers acknowledged."""
 
-    def __init__(self, service: IndustryStandardService, name: str, write: Callable[[bytes], None]):
+    def __init__(self, service: IndustryStandardService, name: str, write: Callable[[bytes], None], hang_up=None):
         self.service = service
         self.name = name
         self._write = write
+        self._hang_up = hang_up
         self.decoder = Decoder(max_frame=service.max_frame)
         self.busy = False
         self._commands: asyncio.Queue[tuple[str, ...]] = asyncio.Queue(MAX_QUEUED)
@@ -291,6 +295,8 @@ class PmsLink:
         self.service.counters.garbage_bytes += self.decoder.abandon()  # a frame the PMS dropped half-way
         self._worker.cancel()
         await asyncio.gather(self._worker, return_exceptions=True)
+        if self._hang_up is not None:
+            self._hang_up()
         logger.info("Industry Standard: %s closed", self.name)
 
     async def _work(self) -> None:
@@ -310,10 +316,14 @@ class PmsLink:
             self.write(frame)
             self.service.counters.frames_out += 1
             try:
-                if await asyncio.wait_for(self._replies.get(), self.service.ack_timeout) == ACK:
-                    return
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (the link closing)
+                # that comes as the reply does.
+                async with asyncio.timeout(self.service.ack_timeout):
+                    reply = await self._replies.get()
             except TimeoutError:
-                pass
+                continue
+            if reply == ACK:
+                return
         self.service.counters.answers_undelivered += 1
         logger.warning("Industry Standard: %s never acknowledged an answer", self.name)
 

@@ -83,7 +83,8 @@ class SimulatedPms:
 
     async def next_event(self, timeout: float | None = None):
         try:
-            return await asyncio.wait_for(self.events.get(), timeout or self.timeout)
+            async with asyncio.timeout(timeout or self.timeout):
+                return await self.events.get()
         except TimeoutError as error:
             raise NoAnswer("nothing from the connector") from error
 

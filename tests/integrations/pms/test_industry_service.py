@@ -1,0 +1,453 @@
+"""The Industry Standard connector over real TCP connections on 127.0.0.1 and a real pseudo-terminal pair.
+
+The hotel operations are the real ones (accesscontrol.hotel) on the small test
+hotel (tests/accesscontrol/hotel_support.py); keys are written through the real
+device bridge onto a SimulatedEncoder. Only LT uses a stand-in of
+``hotel.read_key``, which hotel-core has not implemented yet.
+"""
+
+import asyncio
+import datetime as dt
+import os
+import threading
+import time
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from accesscontrol import hotel
+from accesscontrol.choices import KeyStatus, StayStatus
+from accesscontrol.models import Key, Stay
+from devices.models import Device
+from devices.sim_encoders import SimulatedEncoder
+from integrations import connectors
+from integrations.pms import industry
+from integrations.pms.industry import ACK, ENQ, NAK, Answer, CardRequest, CheckOutRequest, ModifyRequest
+from integrations.pms.industry_service import HOTEL_ERRORS, IndustryStandardService
+from integrations.pms.sim_industry import SimulatedPms
+from tests.accesscontrol.hotel_support import make_hotel
+from tests.devices.conftest import encoder_bridge, quick_jobs  # noqa: F401 (the real bridge and its fixtures)
+from tests.devices.encoders_support import ENCODER_ID, KEY, eventually, make_encoder, run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CARD_UID = "04C0FFEE123456"
+PHONE = "+34600123456"
+
+
+class RunningService:
+    """The connector on its own event loop thread, as it runs under runconnector."""
+
+    def __init__(self, **options):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.service = IndustryStandardService(host="127.0.0.1", **options)
+        self.call(self.service.start())
+
+    def call(self, coroutine, timeout: float = 30):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def stop(self):
+        self.call(self.service.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+    @property
+    def counters(self):
+        return self.service.counters
+
+
+@pytest.fixture
+def connector(transactional_db):
+    running = RunningService(port=0, ack_timeout=0.3)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def site(transactional_db):
+    return make_hotel()
+
+
+def tz():
+    return timezone.get_default_timezone()
+
+
+def departure(days: int = 2) -> dt.datetime:
+    return (timezone.now() + dt.timedelta(days=days)).astimezone(tz()).replace(second=0, microsecond=0)
+
+
+def cn(station="E1", rooms=("101",), command="CN", **fields) -> CardRequest:
+    return CardRequest(command=command, station=station, rooms=rooms, end=departure(), return_serial=True, **fields)
+
+
+async def pms(connector) -> SimulatedPms:
+    return await SimulatedPms.connect("127.0.0.1", connector.service.port, tz=tz())
+
+
+def exchange(connector, request) -> Answer:
+    async def scenario():
+        client = await pms(connector)
+        try:
+            return (await client.exchange(request)).answer
+        finally:
+            await client.close()
+
+    return run(scenario())
+
+
+@pytest.fixture
+def encoder(encoder_bridge, quick_jobs):  # noqa: F811
+    """Encoder E1, online through the real bridge; the test places a card on ``encoder.device``."""
+    make_encoder(ENCODER_ID, station="E1")
+    encoder_bridge.reload()
+    device = SimulatedEncoder(ENCODER_ID, KEY, ("127.0.0.1", encoder_bridge.port), retry_first_s=0.1)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(device.connect(5), loop).result(10)
+    eventually(lambda: Device.objects.get(device_id=ENCODER_ID).online)  # the bridge saw it
+    yield device
+    asyncio.run_coroutine_threadsafe(device.stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+
+
+# --- commands -----------------------------------------------------------------------------------------------
+
+
+def test_cn_writes_a_guest_key_on_the_encoder_and_answers_its_serial_number(site, connector, encoder):
+    encoder.place_card(CARD_UID)
+    answer = exchange(connector, cn(rooms=("101", "201"), granted=("GYM", "PARKING"), print_lines=("Ada L", "")))
+    assert answer == Answer("CN", data=(CARD_UID,))
+    [(_, uid, _)] = encoder.written
+    assert uid == CARD_UID
+    stay = Stay.objects.get(status=StayStatus.IN)
+    assert (stay.room.number, stay.cardholder.first_name + stay.cardholder.last_name) != ("", "")
+    assert stay.room.number == "101"
+    assert stay.departure == departure()
+    key = Key.objects.get(uid=CARD_UID)
+    assert key.status == KeyStatus.ISSUED
+    assert key.valid_until == departure()
+    assert connector.counters.frames_in == 1
+
+
+def test_cn_without_the_serial_flag_answers_ok_alone(site, connector, encoder):
+    encoder.place_card(CARD_UID)
+    request = CardRequest(command="CN", station="E1", rooms=("101",), end=departure())
+    assert exchange(connector, request) == Answer("CN")
+
+
+def test_cc_adds_a_copy_key_and_keeps_the_first(site, connector, encoder):
+    encoder.place_card(CARD_UID)
+    assert exchange(connector, cn()).ok
+    encoder.place_card("04DDDDDDDDDDDD")
+    assert exchange(connector, cn(command="CC")) == Answer("CC", data=("04DDDDDDDDDDDD",))
+    assert set(Key.objects.filter(status=KeyStatus.ISSUED).values_list("uid", flat=True)) == {
+        CARD_UID,
+        "04DDDDDDDDDDDD",
+    }
+
+
+def test_cnm_and_ccm_issue_mobile_keys_to_the_phone(site, connector):
+    first = exchange(connector, cn(station=PHONE, command="CNM"))
+    copy = exchange(connector, cn(station=PHONE, command="CCM"))
+    assert (first.command, first.ok, copy.command, copy.ok) == ("CNM", True, "CCM", True)
+    stay = Stay.objects.get(status=StayStatus.IN)
+    assert stay.cardholder.phone_number == PHONE
+    keys = Key.objects.filter(cardholder=stay.cardholder, status=KeyStatus.ISSUED)
+    assert {key.uid for key in keys} == {first.data[0], copy.data[0]}
+    assert {key.kind for key in keys} == {"mobile"}
+
+
+def test_co_checks_out_and_answers_how_many_keys_were_cancelled(site, connector):
+    exchange(connector, cn(station=PHONE, command="CNM"))
+    exchange(connector, cn(station=PHONE, command="CCM"))
+    assert exchange(connector, CheckOutRequest("101")) == Answer("CO", data=("2",))
+    assert not Stay.objects.filter(status=StayStatus.IN).exists()
+    assert not Key.objects.filter(status=KeyStatus.ISSUED).exists()
+
+
+def test_mc_moves_the_guest_and_changes_the_end_of_stay(site, connector):
+    exchange(connector, cn(station=PHONE, command="CNM"))
+    later = departure(5)
+    assert exchange(connector, ModifyRequest("101", new_room="201", end=later)) == Answer("MC")
+    stay = Stay.objects.get(status=StayStatus.IN)
+    assert (stay.room.number, stay.departure) == ("201", later)
+
+
+def test_lt_answers_what_the_card_on_the_encoder_says(site, connector, monkeypatch):
+    end = departure()
+    calls = []
+
+    def read_key(*, encoder, via, wait_seconds=30.0):  # stand-in until hotel-core implements read_key
+        calls.append((encoder, via))
+        return hotel.KeyRead(uid=CARD_UID, rooms=("101", "102"), guest_name="Ada L", departure=end, valid=True)
+
+    monkeypatch.setattr(hotel, "read_key", read_key)
+    answer = exchange(connector, industry.ReadRequest("E1"))
+    assert calls == [("E1", "industry")]
+    assert industry.CardRead.parse(answer.data, tz()) == industry.CardRead(CARD_UID, ("101", "102"), end, "Ada L", True)
+
+
+# --- error answers ------------------------------------------------------------------------------------------
+
+
+def test_every_hotel_error_code_has_an_error_answer():
+    assert set(HOTEL_ERRORS) == set(hotel.CODES)
+    assert set(HOTEL_ERRORS.values()) <= set(industry.ERROR_CODES)
+
+
+@pytest.mark.parametrize(
+    ("request_", "code"),
+    [
+        (cn(rooms=("999",)), industry.UNKNOWN_ROOM),  # unknown room
+        (cn(station="NOPE"), industry.NOT_FOUND),  # unknown encoder
+        (CheckOutRequest("201"), industry.NO_GUEST),  # nobody in the room
+        (cn(station=PHONE, command="CCM"), industry.NO_GUEST),  # a copy without a stay
+        (cn(station=PHONE, command="CNM", granted=("SAUNA",)), industry.SYNTAX_ERROR),  # unknown area
+        (("CN", "E1", "", "101"), industry.SYNTAX_ERROR),  # no end time
+        (("ZZ", "1"), industry.SYNTAX_ERROR),  # unknown command
+    ],
+)
+def test_bad_requests_get_their_error_answer(site, connector, request_, code):
+    answer = exchange(connector, request_)
+    command = request_[0] if isinstance(request_, tuple) else request_.command
+    assert answer == Answer(command, error=code)
+    assert connector.counters.errors_by_code == {code: 1}
+    assert not Key.objects.exists()
+
+
+def test_a_move_into_an_occupied_room_is_os(site, connector):
+    exchange(connector, cn(station=PHONE, command="CNM"))
+    exchange(connector, cn(station="+34600999999", command="CNM", rooms=("201",)))
+    assert exchange(connector, ModifyRequest("101", new_room="201")) == Answer("MC", error=industry.OCCUPIED)
+
+
+def test_no_card_on_the_encoder_is_ep_and_leaves_no_active_key(site, connector, encoder):
+    assert exchange(connector, cn()) == Answer("CN", error=industry.CARD_ERROR)
+    assert not Key.objects.filter(status=KeyStatus.ISSUED).exists()
+
+
+def test_an_encoder_that_is_not_connected_is_nc(site, connector):
+    make_encoder(ENCODER_ID, station="E2")
+    assert exchange(connector, cn(station="E2")) == Answer("CN", error=industry.NO_COMMUNICATION)
+
+
+def test_a_fault_in_space_is_eg_and_the_connector_goes_on(site, connector, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(hotel, "check_out", broken)
+    assert exchange(connector, CheckOutRequest("101")) == Answer("CO", error=industry.GENERAL_ERROR)
+    monkeypatch.undo()
+    assert exchange(connector, cn(station=PHONE, command="CNM")).ok
+
+
+# --- the link -----------------------------------------------------------------------------------------------
+
+
+def co_frame(room="101") -> bytes:
+    return industry.encode_frame(("CO", room))
+
+
+def test_enq_is_answered_ack_when_ready(site, connector):
+    async def scenario():
+        client = await pms(connector)
+        try:
+            return await client.enquire()
+        finally:
+            await client.close()
+
+    assert run(scenario()) == ACK
+
+
+def test_a_wrong_lrc_is_nakd_the_resent_frame_is_answered(site, connector):
+    async def scenario():
+        client = await pms(connector)
+        frame = co_frame()
+        client.send_raw(frame[:-1] + bytes((frame[-1] ^ 0xFF,)))
+        nak = await client.next_event()
+        assert await client.send(frame) == 1
+        answer = await client.answer()
+        await client.close()
+        return nak, answer
+
+    nak, answer = run(scenario())
+    assert nak == industry.LinkByte(NAK)
+    assert answer == Answer("CO", error=industry.NO_GUEST)
+    assert (connector.counters.lrc_errors, connector.counters.frames_in) == (1, 1)
+
+
+def test_an_lrc_of_0x0d_is_not_checked(site, connector):
+    async def scenario():
+        client = await pms(connector)
+        frame = co_frame()
+        assert frame[-1] != 0x0D
+        assert await client.send(frame[:-1] + b"\x0d") == 1
+        answer = await client.answer()
+        await client.close()
+        return answer
+
+    assert run(scenario()) == Answer("CO", error=industry.NO_GUEST)
+    assert connector.counters.lrc_errors == 0
+
+
+def test_garbage_and_oversized_frames_are_counted_and_dropped(site, connector):
+    async def scenario():
+        client = await pms(connector)
+        client.send_raw(b"\x00\xffnoise")
+        client.send_raw(industry.encode_frame(("CO", "x" * 2000)))
+        assert await client.send(co_frame()) == 1
+        answer = await client.answer()
+        await client.close()
+        return answer
+
+    assert run(scenario()) == Answer("CO", error=industry.NO_GUEST)
+    assert connector.counters.garbage_bytes == 7
+    assert connector.counters.oversized == 1
+    assert connector.counters.frames_in == 1
+
+
+def test_a_malformed_frame_with_a_good_lrc_is_acked_and_answered_es(site, connector):
+    async def scenario():
+        client = await pms(connector)
+        body = b"CO101\x03"
+        assert await client.send(b"\x02" + body + bytes((industry.lrc(body),))) == 1
+        answer = await client.answer()
+        await client.close()
+        return answer
+
+    assert run(scenario()) == Answer("", error=industry.SYNTAX_ERROR)
+    assert connector.counters.malformed == 1
+
+
+def test_a_pms_that_drops_mid_frame_leaves_the_connector_serving(site, connector):
+    async def scenario():
+        client = await pms(connector)
+        client.send_raw(co_frame()[:5])
+        await asyncio.sleep(0.1)
+        await client.close()
+        await asyncio.sleep(0.1)
+        client = await pms(connector)
+        answer = (await client.exchange(cn(station=PHONE, command="CNM"))).answer
+        await client.close()
+        return answer
+
+    assert run(scenario()).ok
+    assert connector.counters.garbage_bytes == 5
+    assert connector.counters.connections == 2
+
+
+def test_an_answer_the_pms_never_acks_is_sent_four_times_then_given_up(site, connector):
+    async def scenario():
+        client = await pms(connector)
+        await client.send(co_frame())
+        answers = [await client.answer(acknowledge=False) for _ in range(4)]
+        await asyncio.sleep(0.5)
+        assert client.events.empty()  # no fifth
+        assert await client.enquire() == ACK  # and the link is ready again
+        await client.close()
+        return answers
+
+    assert run(scenario()) == [Answer("CO", error=industry.NO_GUEST)] * 4
+    assert (connector.counters.frames_out, connector.counters.answers_undelivered) == (4, 1)
+
+
+def test_an_answer_nakd_is_sent_again(site, connector):
+    async def scenario():
+        client = await pms(connector)
+        await client.send(co_frame())
+        first = await client.answer(acknowledge=False)
+        client.send_raw(bytes((NAK,)))
+        second = await client.answer()
+        await asyncio.sleep(0.5)
+        await client.close()
+        return first, second
+
+    first, second = run(scenario())
+    assert first == second == Answer("CO", error=industry.NO_GUEST)
+    assert (connector.counters.frames_out, connector.counters.answers_undelivered) == (2, 0)
+
+
+def test_a_slow_encoder_holds_up_only_the_pms_that_asked(site, connector, encoder):
+    async def scenario():
+        slow, quick = await pms(connector), await pms(connector)
+        await slow.send(industry.encode_frame(industry.request_fields(cn(), tz())))  # no card: the encoder waits
+        assert await slow.enquire() == NAK  # busy
+        started = time.perf_counter()
+        other = await quick.exchange(cn(station=PHONE, command="CNM", rooms=("201",)))
+        quick_seconds = time.perf_counter() - started
+        first = await slow.answer()
+        await slow.close()
+        await quick.close()
+        return first, other.answer, quick_seconds
+
+    first, other, quick_seconds = run(scenario())
+    assert other.ok
+    assert first == Answer("CN", error=industry.CARD_ERROR)
+    assert quick_seconds < 1.0
+
+
+# --- the serial line ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def serial_connector(transactional_db):
+    master, slave = os.openpty()
+    running = RunningService(serial_path=os.ttyname(slave), baud=9600, ack_timeout=0.3, reopen_seconds=0.2)
+    os.close(slave)  # the connector opened it itself
+    yield running, master
+    running.stop()
+
+
+def test_commands_over_the_serial_line(site, serial_connector):
+    running, master = serial_connector
+
+    async def scenario():
+        client = await SimulatedPms.open_fd(master, tz=tz())
+        ready = await client.enquire()
+        frame = industry.encode_frame(industry.request_fields(cn(station=PHONE, command="CNM"), tz()))
+        client.send_raw(frame[:-1] + bytes((frame[-1] ^ 0x55,)))
+        nak = await client.next_event()
+        issued = (await client.exchange(cn(station=PHONE, command="CNM"))).answer
+        out = (await client.exchange(CheckOutRequest("101"))).answer
+        await client.close()
+        return ready, nak, issued, out
+
+    ready, nak, issued, out = run(scenario())
+    assert (ready, nak) == (ACK, industry.LinkByte(NAK))
+    assert issued.ok and out == Answer("CO", data=("1",))
+    assert running.counters.lrc_errors == 1
+    # The PMS end hung up: the connector keeps running and tries the line again.
+    time.sleep(0.5)
+    assert running.service.serial_line._task is not None
+    assert not running.service.serial_line._task.done()
+
+
+def test_a_serial_line_that_cannot_be_opened_does_not_stop_the_connector(transactional_db):
+    running = RunningService(port=0, serial_path="/dev/does-not-exist", reopen_seconds=0.1, ack_timeout=0.3)
+    try:
+        time.sleep(0.3)
+        assert exchange(running, ("ZZ",)) == Answer("ZZ", error=industry.SYNTAX_ERROR)
+    finally:
+        running.stop()
+
+
+def test_enq_byte_constant_is_the_protocols():
+    assert (ENQ, ACK, NAK) == (0x05, 0x06, 0x15)
+
+
+# --- hosting ------------------------------------------------------------------------------------------------
+
+
+def test_the_connector_is_on_when_a_port_or_a_serial_line_is_set():
+    connector = connectors.CONNECTORS["industry"]
+    with override_settings(SPACE_INDUSTRY_ENABLED=False):
+        assert not connector.configured
+    with override_settings(SPACE_INDUSTRY_ENABLED=True, SPACE_INDUSTRY_PORT=0, SPACE_INDUSTRY_SERIAL="/dev/ttyS0"):
+        assert connector.configured
+        service = connector.make()
+        assert (service.port, service.serial_path) == (None, "/dev/ttyS0")
