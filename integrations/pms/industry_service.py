@@ -24,6 +24,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accesscontrol import hotel
+from accesscontrol.models import GuestArea
 from integrations.pms import industry
 from integrations.pms.industry import (
     ACK,
@@ -91,11 +92,11 @@ class Counters:
 
 
 def _common_areas(request: CardRequest) -> tuple[str, ...] | None:
-    if not request.granted:
-        if request.denied:
-            raise IndustryError("denied authorisations are taken from granted ones; none are granted")
+    """The guest areas (accesscontrol GuestArea names): those granted, or the site's defaults, less those denied."""
+    if not request.granted and not request.denied:
         return None  # the site's default guest areas
-    return tuple(name for name in request.granted if name not in request.denied)
+    granted = request.granted or tuple(GuestArea.objects.filter(default=True).values_list("name", flat=True))
+    return tuple(name for name in granted if name not in request.denied)
 
 
 def _issue(request: CardRequest) -> tuple[str, ...]:

@@ -23,12 +23,12 @@ from devices.models import Device
 from devices.sim_encoders import SimulatedEncoder
 from integrations import connectors
 from integrations.pms import industry
-from integrations.pms.industry import ACK, ENQ, NAK, Answer, CardRequest, CheckOutRequest, ModifyRequest
+from integrations.pms.industry import ACK, NAK, Answer, CardRequest, CheckOutRequest, ModifyRequest
 from integrations.pms.industry_service import HOTEL_ERRORS, IndustryStandardService
 from integrations.pms.sim_industry import SimulatedPms
 from tests.accesscontrol.hotel_support import make_hotel
 from tests.devices.conftest import encoder_bridge, quick_jobs  # noqa: F401 (the real bridge and its fixtures)
-from tests.devices.encoders_support import ENCODER_ID, KEY, eventually, make_encoder, run
+from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, eventually, make_encoder, run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -120,18 +120,25 @@ def encoder(encoder_bridge, quick_jobs):  # noqa: F811
 
 def test_cn_writes_a_guest_key_on_the_encoder_and_answers_its_serial_number(site, connector, encoder):
     encoder.place_card(CARD_UID)
-    answer = exchange(connector, cn(rooms=("101", "201"), granted=("GYM", "PARKING"), print_lines=("Ada L", "")))
+    request = cn(rooms=("101", "201"), granted=("GYM", "PARKING"), print_lines=("Ada L", ""))
+    answer = exchange(connector, request)
     assert answer == Answer("CN", data=(CARD_UID,))
-    [(_, uid, _)] = encoder.written
-    assert uid == CARD_UID
-    stay = Stay.objects.get(status=StayStatus.IN)
-    assert (stay.room.number, stay.cardholder.first_name + stay.cardholder.last_name) != ("", "")
-    assert stay.room.number == "101"
-    assert stay.departure == departure()
     key = Key.objects.get(uid=CARD_UID)
-    assert key.status == KeyStatus.ISSUED
-    assert key.valid_until == departure()
-    assert connector.counters.frames_in == 1
+    [(_, uid, data)] = encoder.written
+    assert (uid, decoded(data).key_id) == (CARD_UID, key.pk)
+    stay = Stay.objects.get(status=StayStatus.IN)
+    assert (stay.room.number, stay.guest_name, stay.departure) == ("101", "Ada L", request.end)
+    assert [room.number for room in stay.extra_rooms.all()] == ["201"]
+    assert {area.name for area in stay.areas.all()} == {"GYM", "PARKING"}
+    assert (key.status, key.valid_until) == (KeyStatus.ISSUED, request.end)
+    assert (connector.counters.frames_in, connector.counters.frames_out) == (1, 1)
+
+
+def test_denied_authorisations_are_taken_from_the_granted_or_the_default_ones(site, connector):
+    exchange(connector, cn(station=PHONE, command="CNM", granted=("GYM", "PARKING"), denied=("PARKING",)))
+    assert {area.name for area in Stay.objects.get(room__number="101").areas.all()} == {"GYM"}
+    exchange(connector, cn(station="+34600999999", command="CNM", rooms=("201",), denied=("GYM",)))
+    assert {area.name for area in Stay.objects.get(room__number="201").areas.all()} == {"LIFTS"}
 
 
 def test_cn_without_the_serial_flag_answers_ok_alone(site, connector, encoder):
@@ -434,10 +441,6 @@ def test_a_serial_line_that_cannot_be_opened_does_not_stop_the_connector(transac
         assert exchange(running, ("ZZ",)) == Answer("ZZ", error=industry.SYNTAX_ERROR)
     finally:
         running.stop()
-
-
-def test_enq_byte_constant_is_the_protocols():
-    assert (ENQ, ACK, NAK) == (0x05, 0x06, 0x15)
 
 
 # --- hosting ------------------------------------------------------------------------------------------------
