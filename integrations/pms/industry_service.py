@@ -26,25 +26,7 @@ from django.utils import timezone
 from accesscontrol import hotel
 from accesscontrol.models import GuestArea
 from integrations.pms import industry
-from integrations.pms.industry import (
-    ACK,
-    ENQ,
-    NAK,
-    Answer,
-    BadLrc,
-    CardRead,
-    CardRequest,
-    CheckOutRequest,
-    Decoder,
-    Frame,
-    Garbage,
-    IndustryError,
-    LinkByte,
-    Malformed,
-    ModifyRequest,
-    Oversized,
-    ReadRequest,
-)
+from integrations.pms.industry import ACK, ENQ, NAK, Answer, CardRequest, IndustryError
 from space.services import close_connection, run_orm
 
 logger = logging.getLogger(__name__)
@@ -119,14 +101,16 @@ def carry_out(request: industry.Request, tz) -> tuple[str, ...]:
     """Do what ``request`` asks; the answer's data. Raises HotelError or IndustryError."""
     if isinstance(request, CardRequest):
         return _issue(request)
-    if isinstance(request, CheckOutRequest):
+    if isinstance(request, industry.CheckOutRequest):
         return (str(hotel.check_out(room=request.room, via=VIA)),)
-    if isinstance(request, ModifyRequest):
+    if isinstance(request, industry.ModifyRequest):
         hotel.modify(room=request.room, new_room=request.new_room, departure=request.end, via=VIA)
         return ()
-    if isinstance(request, ReadRequest):
+    if isinstance(request, industry.ReadRequest):
         key = hotel.read_key(encoder=request.encoder, via=VIA)
-        read = CardRead(serial=key.uid, rooms=key.rooms, end=key.departure, guest_name=key.guest_name, valid=key.valid)
+        read = industry.CardRead(
+            serial=key.uid, rooms=key.rooms, end=key.departure, guest_name=key.guest_name, valid=key.valid
+        )
         return read.data(tz)
     raise TypeError(request)
 
@@ -241,7 +225,7 @@ class PmsLink:
         self.name = name
         self._write = write
         self._hang_up = hang_up
-        self.decoder = Decoder(max_frame=service.max_frame)
+        self.decoder = industry.Decoder(max_frame=service.max_frame)
         self.busy = False
         self._commands: asyncio.Queue[tuple[str, ...]] = asyncio.Queue(MAX_QUEUED)
         self._replies: asyncio.Queue[int] = asyncio.Queue()
@@ -258,24 +242,24 @@ class PmsLink:
     def received(self, data: bytes) -> None:
         counters = self.service.counters
         for event in self.decoder.feed(data):
-            if isinstance(event, Frame):
+            if isinstance(event, industry.Frame):
                 self._accept(event.fields)
-            elif isinstance(event, LinkByte):
+            elif isinstance(event, industry.LinkByte):
                 if event.byte == ENQ:
                     self.write(bytes((NAK if self.busy or not self._commands.empty() else ACK,)))
                 else:
                     self._replies.put_nowait(event.byte)
-            elif isinstance(event, BadLrc):
+            elif isinstance(event, industry.BadLrc):
                 counters.lrc_errors += 1
                 logger.info("Industry Standard: %s: wrong LRC, NAK", self.name)
                 self.write(bytes((NAK,)))
-            elif isinstance(event, Malformed):
+            elif isinstance(event, industry.Malformed):
                 counters.malformed += 1
                 logger.info("Industry Standard: %s: %s", self.name, event.reason)
                 self._accept(("",))  # no command: answered ES with an empty one
-            elif isinstance(event, Garbage):
+            elif isinstance(event, industry.Garbage):
                 counters.garbage_bytes += event.count
-            elif isinstance(event, Oversized):
+            elif isinstance(event, industry.Oversized):
                 counters.oversized += 1
                 logger.info("Industry Standard: %s: a frame over %s bytes dropped", self.name, self.decoder.max_frame)
 

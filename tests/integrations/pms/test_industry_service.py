@@ -9,7 +9,6 @@ device bridge onto a SimulatedEncoder. Only LT uses a stand-in of
 import asyncio
 import datetime as dt
 import os
-import threading
 import time
 
 import pytest
@@ -29,6 +28,7 @@ from integrations.pms.sim_industry import SimulatedPms
 from tests.accesscontrol.hotel_support import make_hotel
 from tests.devices.conftest import encoder_bridge, quick_jobs  # noqa: F401 (the real bridge and its fixtures)
 from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, eventually, make_encoder, run
+from tests.integrations.running import LoopThread, RunningService
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,32 +36,14 @@ CARD_UID = "04C0FFEE123456"
 PHONE = "+34600123456"
 
 
-class RunningService:
-    """The connector on its own event loop thread, as it runs under runconnector."""
-
-    def __init__(self, **options):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.service = IndustryStandardService(host="127.0.0.1", **options)
-        self.call(self.service.start())
-
-    def call(self, coroutine, timeout: float = 30):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def stop(self):
-        self.call(self.service.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-
-    @property
-    def counters(self):
-        return self.service.counters
+def running_connector(**options) -> RunningService:
+    """The connector on a loop thread of its own, as it runs under runconnector."""
+    return RunningService(IndustryStandardService(host="127.0.0.1", **options))
 
 
 @pytest.fixture
 def connector(transactional_db):
-    running = RunningService(port=0, ack_timeout=0.3)
+    running = running_connector(port=0, ack_timeout=0.3)
     yield running
     running.stop()
 
@@ -98,21 +80,33 @@ def exchange(connector, request) -> Answer:
     return run(scenario())
 
 
+def answer_to(connector, frame: bytes, before: bytes = b"") -> Answer:
+    """Send ``before`` (raw bytes), then ``frame`` until it is ACKed at the first send; the answer."""
+
+    async def scenario():
+        client = await pms(connector)
+        try:
+            client.send_raw(before)
+            assert await client.send(frame) == 1
+            return await client.answer()
+        finally:
+            await client.close()
+
+    return run(scenario())
+
+
 @pytest.fixture
 def encoder(encoder_bridge, quick_jobs):  # noqa: F811
     """Encoder E1, online through the real bridge; the test places a card on ``encoder.device``."""
     make_encoder(ENCODER_ID, station="E1")
     encoder_bridge.reload()
     device = SimulatedEncoder(ENCODER_ID, KEY, ("127.0.0.1", encoder_bridge.port), retry_first_s=0.1)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(device.connect(5), loop).result(10)
+    thread = LoopThread()
+    thread.call(device.connect(5))
     eventually(lambda: Device.objects.get(device_id=ENCODER_ID).online)  # the bridge saw it
     yield device
-    asyncio.run_coroutine_threadsafe(device.stop(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
+    thread.call(device.stop())
+    thread.close()
 
 
 # --- commands -----------------------------------------------------------------------------------------------
@@ -131,7 +125,7 @@ def test_cn_writes_a_guest_key_on_the_encoder_and_answers_its_serial_number(site
     assert [room.number for room in stay.extra_rooms.all()] == ["201"]
     assert {area.name for area in stay.areas.all()} == {"GYM", "PARKING"}
     assert (key.status, key.valid_until) == (KeyStatus.ISSUED, request.end)
-    assert (connector.counters.frames_in, connector.counters.frames_out) == (1, 1)
+    assert (connector.service.counters.frames_in, connector.service.counters.frames_out) == (1, 1)
 
 
 def test_denied_authorisations_are_taken_from_the_granted_or_the_default_ones(site, connector):
@@ -223,7 +217,7 @@ def test_bad_requests_get_their_error_answer(site, connector, request_, code):
     answer = exchange(connector, request_)
     command = request_[0] if isinstance(request_, tuple) else request_.command
     assert answer == Answer(command, error=code)
-    assert connector.counters.errors_by_code == {code: 1}
+    assert connector.service.counters.errors_by_code == {code: 1}
     assert not Key.objects.exists()
 
 
@@ -285,50 +279,27 @@ def test_a_wrong_lrc_is_nakd_the_resent_frame_is_answered(site, connector):
     nak, answer = run(scenario())
     assert nak == industry.LinkByte(NAK)
     assert answer == Answer("CO", error=industry.NO_GUEST)
-    assert (connector.counters.lrc_errors, connector.counters.frames_in) == (1, 1)
+    assert (connector.service.counters.lrc_errors, connector.service.counters.frames_in) == (1, 1)
 
 
 def test_an_lrc_of_0x0d_is_not_checked(site, connector):
-    async def scenario():
-        client = await pms(connector)
-        frame = co_frame()
-        assert frame[-1] != 0x0D
-        assert await client.send(frame[:-1] + b"\x0d") == 1
-        answer = await client.answer()
-        await client.close()
-        return answer
-
-    assert run(scenario()) == Answer("CO", error=industry.NO_GUEST)
-    assert connector.counters.lrc_errors == 0
+    frame = co_frame()
+    assert frame[-1] != 0x0D
+    assert answer_to(connector, frame[:-1] + b"\x0d") == Answer("CO", error=industry.NO_GUEST)
+    assert connector.service.counters.lrc_errors == 0
 
 
 def test_garbage_and_oversized_frames_are_counted_and_dropped(site, connector):
-    async def scenario():
-        client = await pms(connector)
-        client.send_raw(b"\x00\xffnoise")
-        client.send_raw(industry.encode_frame(("CO", "x" * 2000)))
-        assert await client.send(co_frame()) == 1
-        answer = await client.answer()
-        await client.close()
-        return answer
-
-    assert run(scenario()) == Answer("CO", error=industry.NO_GUEST)
-    assert connector.counters.garbage_bytes == 7
-    assert connector.counters.oversized == 1
-    assert connector.counters.frames_in == 1
+    noise = b"\x00\xffnoise" + industry.encode_frame(("CO", "x" * 2000))
+    assert answer_to(connector, co_frame(), before=noise) == Answer("CO", error=industry.NO_GUEST)
+    counters = connector.service.counters
+    assert (counters.garbage_bytes, counters.oversized, counters.frames_in) == (7, 1, 1)
 
 
 def test_a_malformed_frame_with_a_good_lrc_is_acked_and_answered_es(site, connector):
-    async def scenario():
-        client = await pms(connector)
-        body = b"CO101\x03"
-        assert await client.send(b"\x02" + body + bytes((industry.lrc(body),))) == 1
-        answer = await client.answer()
-        await client.close()
-        return answer
-
-    assert run(scenario()) == Answer("", error=industry.SYNTAX_ERROR)
-    assert connector.counters.malformed == 1
+    body = b"CO101\x03"
+    assert answer_to(connector, b"\x02" + body + bytes((industry.lrc(body),))) == Answer("", error="ES")
+    assert connector.service.counters.malformed == 1
 
 
 def test_a_pms_that_drops_mid_frame_leaves_the_connector_serving(site, connector):
@@ -344,8 +315,8 @@ def test_a_pms_that_drops_mid_frame_leaves_the_connector_serving(site, connector
         return answer
 
     assert run(scenario()).ok
-    assert connector.counters.garbage_bytes == 5
-    assert connector.counters.connections == 2
+    assert connector.service.counters.garbage_bytes == 5
+    assert connector.service.counters.connections == 2
 
 
 def test_an_answer_the_pms_never_acks_is_sent_four_times_then_given_up(site, connector):
@@ -360,7 +331,7 @@ def test_an_answer_the_pms_never_acks_is_sent_four_times_then_given_up(site, con
         return answers
 
     assert run(scenario()) == [Answer("CO", error=industry.NO_GUEST)] * 4
-    assert (connector.counters.frames_out, connector.counters.answers_undelivered) == (4, 1)
+    assert (connector.service.counters.frames_out, connector.service.counters.answers_undelivered) == (4, 1)
 
 
 def test_an_answer_nakd_is_sent_again(site, connector):
@@ -376,7 +347,7 @@ def test_an_answer_nakd_is_sent_again(site, connector):
 
     first, second = run(scenario())
     assert first == second == Answer("CO", error=industry.NO_GUEST)
-    assert (connector.counters.frames_out, connector.counters.answers_undelivered) == (2, 0)
+    assert (connector.service.counters.frames_out, connector.service.counters.answers_undelivered) == (2, 0)
 
 
 def test_a_slow_encoder_holds_up_only_the_pms_that_asked(site, connector, encoder):
@@ -404,7 +375,7 @@ def test_a_slow_encoder_holds_up_only_the_pms_that_asked(site, connector, encode
 @pytest.fixture
 def serial_connector(transactional_db):
     master, slave = os.openpty()
-    running = RunningService(serial_path=os.ttyname(slave), baud=9600, ack_timeout=0.3, reopen_seconds=0.2)
+    running = running_connector(serial_path=os.ttyname(slave), baud=9600, ack_timeout=0.3, reopen_seconds=0.2)
     os.close(slave)  # the connector opened it itself
     yield running, master
     running.stop()
@@ -427,7 +398,7 @@ def test_commands_over_the_serial_line(site, serial_connector):
     ready, nak, issued, out = run(scenario())
     assert (ready, nak) == (ACK, industry.LinkByte(NAK))
     assert issued.ok and out == Answer("CO", data=("1",))
-    assert running.counters.lrc_errors == 1
+    assert running.service.counters.lrc_errors == 1
     # The PMS end hung up: the connector keeps running and tries the line again.
     time.sleep(0.5)
     assert running.service.serial_line._task is not None
@@ -435,7 +406,7 @@ def test_commands_over_the_serial_line(site, serial_connector):
 
 
 def test_a_serial_line_that_cannot_be_opened_does_not_stop_the_connector(transactional_db):
-    running = RunningService(port=0, serial_path="/dev/does-not-exist", reopen_seconds=0.1, ack_timeout=0.3)
+    running = running_connector(port=0, serial_path="/dev/does-not-exist", reopen_seconds=0.1, ack_timeout=0.3)
     try:
         time.sleep(0.3)
         assert exchange(running, ("ZZ",)) == Answer("ZZ", error=industry.SYNTAX_ERROR)
