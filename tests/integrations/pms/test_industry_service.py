@@ -1,9 +1,8 @@
 """The Industry Standard connector over real TCP connections on 127.0.0.1 and a real pseudo-terminal pair.
 
 The hotel operations are the real ones (accesscontrol.hotel) on the small test
-hotel (tests/accesscontrol/hotel_support.py); keys are written through the real
-device bridge onto a SimulatedEncoder. Only LT uses a stand-in of
-``hotel.read_key``, which hotel-core has not implemented yet.
+hotel (tests/accesscontrol/hotel_support.py); keys are written and read through
+the real device bridge on a SimulatedEncoder.
 """
 
 import asyncio
@@ -179,18 +178,21 @@ def test_mc_moves_the_guest_and_changes_the_end_of_stay(site, connector):
     assert (stay.room.number, stay.departure) == ("201", later)
 
 
-def test_lt_answers_what_the_card_on_the_encoder_says(site, connector, monkeypatch):
-    end = departure()
-    calls = []
-
-    def read_key(*, encoder, via, wait_seconds=30.0):  # stand-in until hotel-core implements read_key
-        calls.append((encoder, via))
-        return hotel.KeyRead(uid=CARD_UID, rooms=("101", "102"), guest_name="Ada L", departure=end, valid=True)
-
-    monkeypatch.setattr(hotel, "read_key", read_key)
+def test_lt_reads_the_card_on_the_encoder_valid_until_check_out(site, connector, encoder):
+    encoder.place_card(CARD_UID)
+    request = cn(rooms=("101", "201"), print_lines=("Ada L", ""))
+    assert exchange(connector, request).ok
     answer = exchange(connector, industry.ReadRequest("E1"))
-    assert calls == [("E1", "industry")]
-    assert industry.CardRead.parse(answer.data, tz()) == industry.CardRead(CARD_UID, ("101", "102"), end, "Ada L", True)
+    read = industry.CardRead.parse(answer.data, tz())
+    assert (answer.command, read.serial, set(read.rooms)) == ("LT", CARD_UID, {"101", "201"})
+    assert (read.end, read.guest_name, read.valid) == (request.end, "Ada L", True)
+    exchange(connector, CheckOutRequest("101"))
+    read = industry.CardRead.parse(exchange(connector, industry.ReadRequest("E1")).data, tz())
+    assert (read.serial, read.valid) == (CARD_UID, False)
+
+
+def test_lt_without_a_card_is_ep(site, connector, encoder):
+    assert exchange(connector, industry.ReadRequest("E1")) == Answer("LT", error=industry.CARD_ERROR)
 
 
 # --- error answers ------------------------------------------------------------------------------------------
