@@ -20,7 +20,7 @@ from accesscontrol.models import Key, Stay
 from devices.models import Device
 from devices.sim_encoders import SimulatedEncoder
 from integrations import connectors
-from integrations.pms import industry
+from integrations.pms import industry, industry_service
 from integrations.pms.industry import ACK, NAK, Answer, CardRequest, CheckOutRequest, ModifyRequest
 from integrations.pms.industry_service import HOTEL_ERRORS, IndustryStandardService
 from integrations.pms.sim_industry import SimulatedPms
@@ -254,6 +254,36 @@ def test_a_fault_in_space_is_eg_and_the_connector_goes_on(site, connector, monke
 
 def co_frame(room="101") -> bytes:
     return industry.encode_frame(("CO", room))
+
+
+def test_a_connection_over_the_limit_is_closed_and_counted(site, connector, monkeypatch):
+    monkeypatch.setattr(industry_service, "MAX_CONNECTIONS", 1)
+
+    async def scenario():
+        first = await pms(connector)
+        assert await first.enquire() == ACK  # connected and served
+        second = await pms(connector)
+        closed = await second.reader.read()  # the connector hangs up at once
+        await second.close()
+        answer = (await first.exchange(CheckOutRequest("101"))).answer
+        await first.close()
+        return closed, answer
+
+    assert run(scenario()) == (b"", Answer("CO", error=industry.NO_GUEST))
+    assert (connector.service.counters.connections, connector.service.counters.connections_refused) == (1, 1)
+
+
+def test_the_simulated_pms_measures_each_exchange(site, connector):
+    async def scenario():
+        client = await pms(connector)
+        try:
+            return await client.exchange(cn(station=PHONE, command="CNM"))
+        finally:
+            await client.close()
+
+    measured = run(scenario())
+    assert measured.answer.ok and measured.sends == 1
+    assert 0 < measured.seconds < 5
 
 
 def test_enq_is_answered_ack_when_ready(site, connector):
