@@ -256,6 +256,11 @@ def co_frame(room="101") -> bytes:
     return industry.encode_frame(("CO", room))
 
 
+def with_wrong_lrc(frame: bytes) -> bytes:
+    """``frame`` with an LRC that is wrong, and not 0x0D either (which is never checked)."""
+    return frame[:-1] + bytes((next(value for value in (0x0E, 0x0F) if value != frame[-1]),))
+
+
 def test_a_connection_over_the_limit_is_closed_and_counted(site, connector, monkeypatch):
     monkeypatch.setattr(industry_service, "MAX_CONNECTIONS", 1)
 
@@ -301,7 +306,7 @@ def test_a_wrong_lrc_is_nakd_the_resent_frame_is_answered(site, connector):
     async def scenario():
         client = await pms(connector)
         frame = co_frame()
-        client.send_raw(frame[:-1] + bytes((frame[-1] ^ 0xFF,)))
+        client.send_raw(with_wrong_lrc(frame))
         nak = await client.next_event()
         assert await client.send(frame) == 1
         answer = await client.answer()
@@ -418,7 +423,7 @@ def test_commands_over_the_serial_line(site, serial_connector):
         client = await SimulatedPms.open_fd(master, tz=tz())
         ready = await client.enquire()
         frame = industry.encode_frame(industry.request_fields(cn(station=PHONE, command="CNM"), tz()))
-        client.send_raw(frame[:-1] + bytes((frame[-1] ^ 0x55,)))
+        client.send_raw(with_wrong_lrc(frame))
         nak = await client.next_event()
         issued = (await client.exchange(cn(station=PHONE, command="CNM"))).answer
         out = (await client.exchange(CheckOutRequest("101"))).answer
