@@ -192,6 +192,8 @@ class IndustryStandardService:
         except Exception:
             logger.exception("Industry Standard: %s failed", command)
             return self._error(command, industry.GENERAL_ERROR)
+        operator = getattr(request, "operator", "")  # the PMS user: logged, as the protocol gives no more of it
+        logger.info("Industry Standard: %s done%s", command, f" for {operator}" if operator else "")
         return Answer(command, data=data)
 
     def _error(self, command: str, code: str) -> Answer:
