@@ -55,6 +55,12 @@ CONNECTORS: dict[str, Connector] = {
             "SPACE_FIAS_ADDRESS",
             "Oracle Hospitality FIAS: Space as the TCP client of the PMS interface (docs/fias-in-space.md)",
         ),
+        Connector(
+            "industry",
+            "integrations.pms.industry_service.IndustryStandardService",
+            "SPACE_INDUSTRY_ENABLED",
+            "SALTO PMS Industry Standard: a PMS on a TCP port and/or a serial line (docs/industry-standard.md)",
+        ),
     )
 }
 

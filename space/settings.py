@@ -333,6 +333,13 @@ SPACE_CONNECTORS_IN_RUNSPACE = envbool("SPACE_CONNECTORS_IN_RUNSPACE", not PRODU
 SPACE_FIAS_ADDRESS = envstr("SPACE_FIAS_ADDRESS", "")
 # The hotel's check-out time (local, HH:MM): a guest key's end when a PMS gives a departure date only.
 SPACE_HOTEL_CHECK_OUT_TIME = envstr("SPACE_HOTEL_CHECK_OUT_TIME", "12:00")
+# The Industry Standard PMS connector (integrations/pms/industry_service.py, docs/industry-standard.md): a TCP
+# port and/or a serial line. The protocol has no authentication, so it listens on loopback unless told otherwise.
+SPACE_INDUSTRY_HOST = envstr("SPACE_INDUSTRY_HOST", "127.0.0.1")
+SPACE_INDUSTRY_PORT = envint("SPACE_INDUSTRY_PORT", 0)  # 0: no TCP
+SPACE_INDUSTRY_SERIAL = envstr("SPACE_INDUSTRY_SERIAL", "")  # a device path, e.g. /dev/ttyUSB0; empty: none
+SPACE_INDUSTRY_BAUD = envint("SPACE_INDUSTRY_BAUD", 9600)
+SPACE_INDUSTRY_ENABLED = bool(SPACE_INDUSTRY_PORT or SPACE_INDUSTRY_SERIAL)  # turns the connector on
 
 # Data-on-card blacklist (accesscontrol/blacklist.py): a cancelled key is blacklisted until it would
 # have expired; a key with no end at all (no validity end, no cardholder expiration, no revalidation

@@ -1,0 +1,1 @@
+"""Property-management-system (PMS) interfaces: FIAS and the SALTO Industry Standard protocol."""

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import socket
-import threading
 import time
 
 import pytest
@@ -23,6 +22,7 @@ from integrations import eventstream
 from integrations.eventstream import EventStreamService
 from integrations.eventstream_models import EventStream, StreamItem
 from tests.factories import make_partition, unique
+from tests.integrations.running import LoopThread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -80,24 +80,11 @@ def keys(payloads: list[dict]) -> list[str]:
     return [payload["key"] for payload in payloads]
 
 
-class Loop:
+class Loop(LoopThread):
     """An event loop on a thread of its own: the service and the receivers run on it."""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def call(self, coroutine, timeout: float = 30):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def soon(self, callback, *args):
         self.loop.call_soon_threadsafe(callback, *args)
-
-    def close(self):
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 class TcpReceiver:

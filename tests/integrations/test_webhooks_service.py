@@ -1,7 +1,5 @@
 """The embedded profile: runspace's webhook service delivers, woken by each commit, and stops cleanly."""
 
-import asyncio
-import threading
 import time
 
 import pytest
@@ -14,6 +12,7 @@ from integrations.models import DeliveryStatus, WebhookDelivery, WebhookSubscrip
 from integrations.webhooks import delivery, transport, wakeup
 from integrations.webhooks.service import WebhookService
 from space.services import embedded_services
+from tests.integrations.running import RunningService
 
 FAST = delivery.Policy(
     backoff_base=0.01,
@@ -22,26 +21,6 @@ FAST = delivery.Policy(
     flush_every=0.02,
     timeouts=transport.Timeouts(connect=1.0, read=0.5, total=2.0),
 )
-
-
-class RunningService:
-    """A WebhookService on an event loop of its own thread, as under runspace."""
-
-    def __init__(self, service: WebhookService):
-        self.service = service
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.call(service.start())
-
-    def call(self, coroutine, timeout: float = 30):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def stop(self):
-        self.call(self.service.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 @pytest.fixture
