@@ -49,6 +49,12 @@ CONNECTORS: dict[str, Connector] = {
     connector.name: connector
     for connector in (
         # Each connector's entry is added by the change that builds it.
+        Connector(
+            "ship",
+            "integrations.ship.service.ShipService",
+            "SPACE_SHIP_PORT",
+            "SHIP over TCP (STP framing): the XML integrator interface (docs/ship-in-space.md)",
+        ),
     )
 }
 
