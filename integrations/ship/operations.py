@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework import serializers as drf
 
-from accesscontrol import actions
+from accesscontrol import actions, hotel
 from accesscontrol.api.serializers import CardholderSerializer
 from accesscontrol.choices import KeyKind, KeyStatus
 from accesscontrol.models import (
@@ -41,6 +41,7 @@ from devices.models import DeviceCommand
 from integrations.ship.xml import (
     ALREADY_EXISTS,
     BAD_REQUEST,
+    HOTEL_ERROR,
     INTERNAL_ERROR,
     NOT_FOUND,
     PERMISSION_DENIED,
@@ -462,6 +463,74 @@ def _key_for(holder: Cardholder, uid: str, operator, address: str | None) -> Key
         raise ShipError(BAD_REQUEST, "; ".join(error.messages)) from None
 
 
+# --- hotel: Hotel.CheckIn / Hotel.CheckOut (Space's own requests, through accesscontrol.hotel) ---------------
+
+HOTEL_CODES = {
+    hotel.UNKNOWN_ROOM: NOT_FOUND,
+    hotel.UNKNOWN_ENCODER: NOT_FOUND,
+    hotel.GUEST_NOT_FOUND: NOT_FOUND,
+    hotel.BAD_REQUEST: BAD_REQUEST,
+    hotel.ROOM_OCCUPIED: ALREADY_EXISTS,
+}
+KEY_TYPES = {"new": hotel.NEW, "copy": hotel.COPY, "one_shot": hotel.ONE_SHOT}
+
+
+def _hotel_error(error: hotel.HotelError) -> ShipError:
+    return ShipError(HOTEL_CODES.get(error.code, HOTEL_ERROR), f"{error.code}: {error}")
+
+
+def _room_visible(number: str, operator) -> None:
+    if not restrict(AccessPoint.objects.filter(room__number=number), operator, "view").exists():
+        raise ShipError(NOT_FOUND, f"unknown_room: No room {number!r}.")
+
+
+def check_in(params: ET.Element, operator, address: str | None) -> list[Node]:
+    """A guest key for Room until Departure (written on Encoder when named); answers the key and its card data."""
+    _require_permission(operator, "accesscontrol.add_stay")
+    room = _required(params, "Room")
+    _room_visible(room, operator)
+    kind = KEY_TYPES.get(text(params, "KeyType", "new").lower())
+    if kind is None:
+        raise ShipError(BAD_REQUEST, f"KeyType is one of {', '.join(KEY_TYPES)}.")
+    arrival = text(params, "Arrival")
+    try:
+        issued = hotel.check_in(
+            room=room,
+            departure=parse_time(_required(params, "Departure"), "Departure"),
+            encoder=text(params, "Encoder") or None,
+            kind=kind,
+            guest_name=text(params, "GuestName"),
+            reservation=text(params, "Reservation"),
+            arrival=parse_time(arrival, "Arrival") if arrival else None,
+            extra_rooms=tuple(_texts(params, "ExtraRoomList/Room")),
+            phone_number=text(params, "PhoneNumber"),
+            operator=operator,
+            via=VIA,
+        )
+    except hotel.HotelError as error:
+        raise _hotel_error(error) from None
+    return [
+        ("StayID", str(issued.stay_id)),
+        ("KeyID", str(issued.key_id)),
+        ("ROMCode", issued.uid),
+        ("RoomList", [("Room", number) for number in issued.rooms]),
+        ("Departure", format_time(issued.departure)),
+        ("BinaryData", issued.card_data.hex().upper()),
+    ]
+
+
+def check_out(params: ET.Element, operator, address: str | None) -> list[Node]:
+    """End the stay in Room: its keys are cancelled (and blacklisted for offline room locks)."""
+    _require_permission(operator, "accesscontrol.change_stay")
+    room = _required(params, "Room")
+    _room_visible(room, operator)
+    try:
+        cancelled = hotel.check_out(room=room, reservation=text(params, "Reservation"), operator=operator, via=VIA)
+    except hotel.HotelError as error:
+        raise _hotel_error(error) from None
+    return [("Room", room), ("KeysCancelled", str(cancelled))]
+
+
 # --- dispatch ----------------------------------------------------------------------------------------
 
 Handler = Callable[[ET.Element, object, str | None], list[Node]]
@@ -474,6 +543,8 @@ HANDLERS: dict[str, Handler] = {
     "SaltoDBUser.Delete": delete_user,
     "OnlineDoor.Open": open_doors,
     "EditNewKeyBinary": key_binary,
+    "Hotel.CheckIn": check_in,
+    "Hotel.CheckOut": check_out,
 }
 
 
