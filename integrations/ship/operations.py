@@ -17,7 +17,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, connection, transaction
+from django.db.models import Prefetch
 from django.utils import timezone
 from rest_framework import serializers as drf
 
@@ -161,13 +162,21 @@ def read_users(params: ET.Element, operator, address: str | None) -> list[Node]:
     holders = restrict(Cardholder.objects.filter(ext_id__isnull=False), operator, "view")
     if start:
         holders = holders.filter(ext_id__gte=start)
-    page = list(holders.order_by("ext_id").prefetch_related("access_levels")[: count + 1])
+    page = list(
+        holders.order_by("ext_id")
+        .select_related("partition")
+        .prefetch_related(
+            "access_levels",
+            Prefetch("keys", Key.objects.filter(status=KeyStatus.ISSUED, kind=KeyKind.CARD), to_attr="cards"),
+            Prefetch("permissions", CardholderPermission.objects.select_related("access_point", "zone").order_by("id")),
+        )[: count + 1]
+    )
     users = [("SaltoDBUser", user_nodes(holder, wanted)) for holder in page[:count]]
     return [("SaltoDBUserList", users), ("EOF", flag(len(page) <= count))]
 
 
 def user_nodes(holder: Cardholder, wanted: dict[str, bool]) -> list[Node]:
-    key = holder.keys.filter(status=KeyStatus.ISSUED, kind=KeyKind.CARD).order_by("-issued_at", "-id").first()
+    key = max(holder.cards, key=lambda card: (card.issued_at, card.pk), default=None)
     nodes: list[Node] = [("ExtUserID", holder.ext_id), ("ExtPartitionID", holder.partition.name)]
     nodes += [(name, getattr(holder, field)) for name, field in TEXT_FIELDS.items()]
     nodes += [(name, flag(getattr(holder, field))) for name, field in FLAG_FIELDS.items()]
@@ -182,7 +191,7 @@ def user_nodes(holder: Cardholder, wanted: dict[str, bool]) -> list[Node]:
         ("CurrentKeyExists", flag(key is not None)),
         ("CurrentROMCode", key.uid if key else ""),
     ]
-    permissions = holder.permissions.select_related("access_point", "zone")
+    permissions = holder.permissions.all()
     if wanted.get("AccessPermissions_User_Door"):
         doors = [grant for grant in permissions if grant.access_point_id and grant.access_point.ext_id]
         nodes.append((DOORS, [(DOOR, _grant_nodes(holder, "ExtDoorID", g.access_point.ext_id, g)) for g in doors]))
@@ -559,8 +568,10 @@ def handle(request: Request, operator, address: str | None = None) -> bytes:
         return build_error(request.name, error)
     except drf.ValidationError as error:
         return build_error(request.name, ShipError(BAD_REQUEST, str(error.detail)))
-    except Exception:
+    except Exception as error:
         logger.exception("SHIP request %s failed", request.name[:60])
+        if isinstance(error, DatabaseError | InterfaceError) and not connection.in_atomic_block:
+            connection.close()  # the next request opens a new one (as space.services.run_orm would)
         return build_error(request.name, ShipError(INTERNAL_ERROR, "The request failed; the server logged why."))
 
 

@@ -80,6 +80,16 @@ class Host:
         return ship.build_response(request.name, [("SaltoDBUserList", listed), ("EOF", "1")])
 
 
+def serving(host: Host, server: socketserver.BaseServer, url: str):
+    """Run ``server`` on a thread for the test; ``host.url`` reaches it."""
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host.url = url.format(server.server_address[1])
+    yield host
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture
 def http_host():
     host = Host()
@@ -103,12 +113,7 @@ def http_host():
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    host.url = f"http://127.0.0.1:{server.server_address[1]}/ship"
-    yield host
-    server.shutdown()
-    server.server_close()
+    yield from serving(host, http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler), "http://127.0.0.1:{}/ship")
 
 
 @pytest.fixture
@@ -123,13 +128,7 @@ def tcp_host():
                     key = ship.text(ship.parse_request(document).params, "ApiKey")
                     self.request.sendall(ship.frame(host.answer(document, key)))
 
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    host.url = f"tcp://127.0.0.1:{server.server_address[1]}"
-    yield host
-    server.shutdown()
-    server.server_close()
+    yield from serving(host, socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler), "tcp://127.0.0.1:{}")
 
 
 @pytest.fixture

@@ -506,3 +506,18 @@ def test_key_binary_needs_the_right_to_issue_keys_for_a_new_card(db):
     assert response.error.code == ship.PERMISSION_DENIED
     assert not Key.objects.exists()
     assert not CardholderPermission.objects.exists()
+
+
+def test_a_page_of_users_costs_the_same_queries_however_many_users(operator, django_assert_max_num_queries):
+    door, zone, level = make_access_point(ext_id="D-1"), make_zone(), make_access_level(name="Staff")
+    for number in range(30):
+        holder = make_cardholder(level, ext_id=f"U{number:02}")
+        give_permission(holder, door)
+        give_permission(holder, zone)
+        make_key(holder)
+    flags = ["AccessPermissions_User_Door", "AccessPermissions_User_Zone", "Membership_User_Group"]
+
+    with django_assert_max_num_queries(12):
+        response = call(operator, "SaltoDBUserList.Read", [(f"Return{flag}", "1") for flag in flags])
+
+    assert len(response.params.findall("SaltoDBUserList/SaltoDBUser")) == 30
