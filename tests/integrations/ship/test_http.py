@@ -2,8 +2,11 @@
 
 import pytest
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from accesscontrol.models import ApiKey, Cardholder, SystemAuditEntry
+from integrations.ship import operations
 from integrations.ship import xml as ship
 from tests.factories import make_cardholder, make_partition
 from tests.integrations.ship.conftest import api_key, integrator
@@ -140,3 +143,31 @@ def test_the_auditor_records_the_callers_address(client):
     assert list(SystemAuditEntry.objects.filter(via="ship").values_list("action", "address")) == [
         ("create", "198.51.100.4")
     ]
+
+
+def test_a_request_that_fails_unexpectedly_is_answered_with_exception_500_not_an_http_500(client, monkeypatch):
+    def broken(params, operator, address):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(operations.HANDLERS, "GetInfo", broken)
+
+    response = post(client, ship.build_request("GetInfo", []), api_key(integrator()))
+
+    assert response.status_code == 200
+    assert answer(response).error.code == ship.INTERNAL_ERROR
+    assert "a bug" not in response.content.decode()
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(body=st.one_of(st.binary(min_size=1, max_size=200), st.text(min_size=1, max_size=200).map(str.encode)))
+def test_random_bodies_are_answered_400_or_200_never_500(client, body):
+    token = ApiKey.issue(integrator(), "fuzz")[1]
+
+    response = post(client, b"<RequestCall><RequestName>" + body + b"</RequestName></RequestCall>", token)
+    raw = post(client, body, token)
+
+    for each in (response, raw):
+        assert each.status_code in (200, 400)
+        assert answer(each).error is not None  # a SHIP exception: no random request is one Space carries out
