@@ -123,3 +123,22 @@ def test_it_prints_a_summary():
 
     assert "Demo site created" in output
     assert "cardholders" in output and "300" in output
+
+
+def test_the_hotel_has_rooms_suites_guest_areas_stays_and_a_front_desk_station():
+    from accesscontrol.models import GuestArea, Room, Stay
+    from devices.models import Device
+
+    seed()
+
+    assert Room.objects.count() == AccessPoint.objects.filter(kind=AccessPointKind.ROOM).count()
+    suite = Room.objects.get(number="110")
+    assert (suite.suite, [room.number for room in suite.connects.all()]) == (True, ["109"])
+    assert set(GuestArea.objects.values_list("name", flat=True)) == {"LOBBY", "GYM", "POOL"}
+    guests = Cardholder.objects.filter(kind=CardholderKind.GUEST)
+    assert Stay.objects.count() == guests.count()
+    assert Stay.objects.filter(status="out").count() >= 1  # the one who left, and any gone at noon today
+    for stay in Stay.objects.select_related("room", "cardholder"):
+        assert stay.cardholder.notes == f"Room {stay.room.number}"
+    encoder = Device.objects.get(station="FD1")
+    assert (encoder.name, encoder.has_key) == ("Front desk encoder", True)

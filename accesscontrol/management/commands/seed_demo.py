@@ -3,9 +3,10 @@
 Harbour House (offices, partition "Office building") and Hotel Miramar
 (partition "Hotel"): about sixty access points, time periods, a holiday
 calendar for the site's time zone, access levels, 300 cardholders with keys,
-hotel guests in their rooms, and devices: control units and an updater with
-keys (generated, never printed), the control units driving every online door,
-so a simulator can run them. The same random seed gives the same site every
+hotel guests in their rooms (the hotel's rooms, two suites, guest areas and a
+stay per guest), and devices: control units, encoders and an updater with keys
+(generated, never printed), the control units driving every online door, so a
+simulator can run them; the front desk encoder has station code FD1. The same random seed gives the same site every
 time. Runs once: on a database that already holds access points or
 cardholders it adds nothing.
 """
@@ -28,6 +29,7 @@ from accesscontrol.choices import (
     KeyKind,
     KeyStatus,
     OpeningMode,
+    StayStatus,
 )
 from accesscontrol.holidays import country_for_time_zone, public_holidays
 from accesscontrol.models import (
@@ -38,10 +40,13 @@ from accesscontrol.models import (
     CalendarDay,
     Cardholder,
     CardholderPermission,
+    GuestArea,
     Key,
     Location,
     Partition,
+    Room,
     SiteSettings,
+    Stay,
     TimeInterval,
     TimePeriod,
     Zone,
@@ -273,7 +278,18 @@ DEVICES = [
     (4001, "PPD 1", DeviceKind.PPD, "Portable programming device, facilities office."),
 ]
 # Devices that talk SDP/1 get a key, so a simulator can drive them; the keys are never printed.
-KEYED_KINDS = (DeviceKind.CONTROL_UNIT, DeviceKind.UPDATER)
+KEYED_KINDS = (DeviceKind.CONTROL_UNIT, DeviceKind.UPDATER, DeviceKind.ENCODER)
+# Encoders a PMS names by station code (FIAS KC/WS).
+STATIONS = {2002: "FD1"}
+# The hotel: suites and the rooms they join, rooms with a connecting door, and the guest areas.
+SUITES = {"110": ["109"], "210": ["209"]}
+CONNECTING = [("101", "102"), ("201", "202")]
+# name: (access point, time period)
+GUEST_AREAS = {
+    "LOBBY": ("Hotel lobby entrance", None),
+    "GYM": ("Hotel gym", "Hotel lobby open"),
+    "POOL": ("Hotel pool", "Hotel lobby open"),
+}
 # device id: the access points its doors 1, 2, ... drive; reader n reads for door n. Every online door is here.
 DEVICE_DOORS = {
     1001: ["Main entrance", "Loading dock", "Parking gate", "Parking exit"],
@@ -318,6 +334,7 @@ class Seeder:
         self.levels = self.make_access_levels()
         self.make_people()
         self.make_devices()
+        self.make_hotel()
         # bulk_create sends no signals: tell running rules snapshots to reload everything.
         record_everything()
         return self.plan
@@ -585,7 +602,9 @@ class Seeder:
     def make_devices(self) -> None:
         doors, readers = [], []
         for device_id, name, kind, description in DEVICES:
-            device = Device(device_id=device_id, name=name, kind=kind, description=description)
+            device = Device(
+                device_id=device_id, name=name, kind=kind, description=description, station=STATIONS.get(device_id)
+            )
             if kind in KEYED_KINDS:
                 device.set_key()
             device.save()
@@ -597,3 +616,44 @@ class Seeder:
         DeviceReader.objects.bulk_create(readers)
         self.plan.counts["devices"] = len(DEVICES)
         self.plan.counts["  doors driven by devices"] = len(doors)
+
+    # --- the hotel ---
+
+    def make_hotel(self) -> None:
+        """Rooms for the hotel's room doors (number, floor, suites, connecting doors), the guest areas,
+        and a stay for each guest: in house, or checked out for the one who has left."""
+        rooms = {}
+        for point in self.points.values():
+            if point.kind == AccessPointKind.ROOM:
+                number = point.name.removeprefix("Room ")
+                rooms[number] = Room(number=number, access_point=point, floor=int(number[0]), suite=number in SUITES)
+        Room.objects.bulk_create(rooms.values())
+        Joined = Room.connects.through
+        pairs = [*CONNECTING, *((suite, joined) for suite, rooms in SUITES.items() for joined in rooms)]
+        Joined.objects.bulk_create(
+            Joined(from_room=rooms[a], to_room=rooms[b])
+            for one, other in pairs
+            for a, b in ((one, other), (other, one))
+        )
+        for name, (point, period) in GUEST_AREAS.items():
+            GuestArea.objects.create(
+                name=name, access_point=self.points[point], time_period=self.periods[period] if period else None
+            )
+        stays = []
+        for guest in Cardholder.objects.filter(kind=CardholderKind.GUEST).order_by("id"):
+            gone = guest.expiration < self.now
+            stays.append(
+                Stay(
+                    room=rooms[guest.notes.removeprefix("Room ")],
+                    cardholder=guest,
+                    reservation=guest.ext_id,
+                    guest_name=str(guest),
+                    arrival=guest.activation,
+                    departure=guest.expiration,
+                    status=StayStatus.OUT if gone else StayStatus.IN,
+                    checked_out_at=guest.expiration if gone else None,
+                )
+            )
+        Stay.objects.bulk_create(stays)
+        self.plan.counts["hotel rooms"] = len(rooms)
+        self.plan.counts["  guests in house"] = sum(stay.status == StayStatus.IN for stay in stays)
