@@ -32,6 +32,7 @@ from accesscontrol.models import (
     CardholderPermission,
     Key,
     Partition,
+    Room,
     TimePeriod,
     Zone,
 )
@@ -488,16 +489,19 @@ def _hotel_error(error: hotel.HotelError) -> ShipError:
     return ShipError(HOTEL_CODES.get(error.code, HOTEL_ERROR), f"{error.code}: {error}")
 
 
-def _room_visible(number: str, operator) -> None:
-    if not restrict(AccessPoint.objects.filter(room__number=number), operator, "view").exists():
-        raise ShipError(NOT_FOUND, f"unknown_room: No room {number!r}.")
+def _check_room(number: str, operator, permission: str) -> None:
+    """As the hotel REST API: the key permission in the partition of the room's door (an unknown room: the
+    operation says so)."""
+    _require_permission(operator, permission)
+    room = Room.objects.select_related("access_point").filter(number=number).first()
+    if room is not None and not may_use_partition(operator, permission, room.access_point.partition_id):
+        raise ShipError(PERMISSION_DENIED, f"The API key's operator may not change keys of room {number!r}.")
 
 
 def check_in(params: ET.Element, operator, address: str | None) -> list[Node]:
     """A guest key for Room until Departure (written on Encoder when named); answers the key and its card data."""
-    _require_permission(operator, "accesscontrol.add_stay")
     room = _required(params, "Room")
-    _room_visible(room, operator)
+    _check_room(room, operator, permission_name(Key, "add"))
     kind = KEY_TYPES.get(text(params, "KeyType", "new").lower())
     if kind is None:
         raise ShipError(BAD_REQUEST, f"KeyType is one of {', '.join(KEY_TYPES)}.")
@@ -530,9 +534,8 @@ def check_in(params: ET.Element, operator, address: str | None) -> list[Node]:
 
 def check_out(params: ET.Element, operator, address: str | None) -> list[Node]:
     """End the stay in Room: its keys are cancelled (and blacklisted for offline room locks)."""
-    _require_permission(operator, "accesscontrol.change_stay")
     room = _required(params, "Room")
-    _room_visible(room, operator)
+    _check_room(room, operator, permission_name(Key, "change"))
     try:
         cancelled = hotel.check_out(room=room, reservation=text(params, "Reservation"), operator=operator, via=VIA)
     except hotel.HotelError as error:

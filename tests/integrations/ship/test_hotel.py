@@ -3,21 +3,20 @@
 import pytest
 
 from accesscontrol.choices import KeyStatus
-from accesscontrol.models import Key, Stay
+from accesscontrol.models import AccessPoint, Key, Stay
 from integrations.ship import xml as ship
 from integrations.ship.operations import format_time
 from tests.accesscontrol.hotel_support import days, make_hotel
-from tests.integrations.ship.conftest import INTEGRATOR, call, integrator
+from tests.factories import make_partition
+from tests.integrations.ship.conftest import call, integrator
 
 pytestmark = pytest.mark.django_db
-
-DESK = (*INTEGRATOR, "accesscontrol.add_stay", "accesscontrol.change_stay")
 
 
 @pytest.fixture
 def desk(db):
     make_hotel()
-    return integrator(permissions=DESK)
+    return integrator()
 
 
 def check_in(operator, room="101", **params):
@@ -76,10 +75,26 @@ def test_hotel_refusals_are_ship_exceptions_naming_the_hotel_code(desk, request_
     assert not Key.objects.exists()
 
 
-def test_check_in_needs_the_stay_permission(db):
+def test_check_in_needs_the_right_to_issue_keys(db):
     make_hotel()
 
-    response = check_in(integrator())
+    response = check_in(integrator(permissions=("accesscontrol.view_key", "accesscontrol.change_key")))
 
     assert response.error.code == ship.PERMISSION_DENIED
     assert not Stay.objects.exists()
+
+
+def test_check_in_and_out_need_the_key_permissions_in_the_rooms_partition(db):
+    hotel = make_hotel()
+    mine, theirs = make_partition(), make_partition()
+    AccessPoint.objects.filter(pk=hotel["rooms"]["101"].access_point_id).update(partition=theirs)
+    AccessPoint.objects.filter(pk=hotel["rooms"]["201"].access_point_id).update(partition=mine)
+    operator = integrator(partitions=[mine])
+
+    refused = check_in(operator)
+    allowed = check_in(operator, room="201")
+
+    assert refused.error.code == ship.PERMISSION_DENIED
+    assert allowed.error is None
+    assert call(operator, "Hotel.CheckOut", [("Room", "101")]).error.code == ship.PERMISSION_DENIED
+    assert list(Stay.objects.values_list("room__number", flat=True)) == ["201"]
