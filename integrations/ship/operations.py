@@ -24,6 +24,7 @@ from rest_framework import serializers as drf
 
 from accesscontrol import actions, hotel
 from accesscontrol.api.serializers import CardholderSerializer
+from accesscontrol.api.views import _changes as changes_made  # the REST API's record of an update
 from accesscontrol.choices import KeyKind, KeyStatus
 from accesscontrol.models import (
     AccessLevel,
@@ -278,21 +279,12 @@ def _save_user(holder: Cardholder | None, user: ET.Element, operator, address: s
     if not may_use_partition(operator, permission, holder.partition_id):
         raise ShipError(PERMISSION_DENIED, "The API key's operator may not use this partition.")
     after = serializer.to_representation(holder)
-    detail = {"fields": sorted(data)} if action == "create" else {"changes": _changes(before, after)}
+    detail = {"fields": sorted(data)} if action == "create" else {"changes": changes_made(serializer, before, after)}
     actions.record_operator_action(operator, action, holder, via=VIA, detail=detail, address=address)
     if "pin" in data:
         actions.set_cardholder_pin(holder, pin, operator=operator, via=VIA, address=address)
     _replace_permissions(holder, user, operator, address)
     return holder
-
-
-def _changes(before: dict, after: dict) -> dict:
-    skip = {"updated_at", "created_at"}
-    return {
-        name: {"from": before.get(name), "to": value}
-        for name, value in after.items()
-        if name not in skip and before.get(name) != value
-    }
 
 
 def _messages(errors: dict) -> str:
