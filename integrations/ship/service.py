@@ -160,7 +160,10 @@ class ShipService:
                 self.counters["requests"] += 1
                 self.counters[outcome] += 1
                 await self._send(writer, answer)
+                if outcome == BAD_REQUEST:
+                    logger.info("SHIP: %s sent a frame that is not a SHIP request", session.address)
                 if outcome == UNAUTHENTICATED:
+                    logger.warning("SHIP: closing the connection from %s: no valid API key", session.address)
                     return
 
     async def _send(self, writer: asyncio.StreamWriter, document: bytes) -> None:
