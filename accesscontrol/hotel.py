@@ -368,6 +368,18 @@ def stay_rooms(stay: Stay) -> list[str]:
     return [stay.room.number, *sorted(stay.extra_rooms.values_list("number", flat=True))]
 
 
+def in_house(stays=None) -> dict[int, Stay]:
+    """The stays in house by the id of each of their rooms (its room and extra rooms): the room grid's
+    occupancy. ``stays``: a Stay queryset to take them from (prefetching its extra rooms), all by default."""
+    stays = Stay.objects.prefetch_related("extra_rooms") if stays is None else stays
+    by_room = {}
+    for stay in stays.filter(status=StayStatus.IN):
+        by_room[stay.room_id] = stay
+        for extra in stay.extra_rooms.all():
+            by_room[extra.pk] = stay
+    return by_room
+
+
 def _room(number: str) -> Room:
     room = Room.objects.select_related("access_point").filter(number=str(number).strip()).first()
     if room is None:

@@ -5,6 +5,7 @@ import base64
 import threading
 
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from accesscontrol import idempotency
@@ -270,7 +271,10 @@ def test_a_retry_while_the_first_call_waits_for_the_card_gets_its_answer(encoder
     def call():
         client = APIClient()
         client.force_login(operator)
-        answers.append(post(client, "check-in", data, key="pms-42"))
+        try:
+            answers.append(post(client, "check-in", data, key="pms-42"))
+        finally:
+            connection.close()  # this thread's own connection
 
     async def scenario():
         device = SimulatedEncoder(ENCODER_ID, KEY, ("127.0.0.1", encoder_bridge.port), retry_first_s=0.1)
