@@ -48,7 +48,6 @@ class Connector:
 CONNECTORS: dict[str, Connector] = {
     connector.name: connector
     for connector in (
-        # Each connector's entry is added by the change that builds it.
         Connector(
             "fias",
             "integrations.pms.fias_service.FiasService",
@@ -60,6 +59,12 @@ CONNECTORS: dict[str, Connector] = {
             "integrations.pms.industry_service.IndustryStandardService",
             "SPACE_INDUSTRY_ENABLED",
             "SALTO PMS Industry Standard: a PMS on a TCP port and/or a serial line (docs/industry-standard.md)",
+        ),
+        Connector(
+            "ship",
+            "integrations.ship.service.ShipService",
+            "SPACE_SHIP_PORT",
+            "SHIP over TCP (STP framing): the XML integrator interface (docs/ship-in-space.md)",
         ),
     )
 }

@@ -341,6 +341,17 @@ SPACE_INDUSTRY_SERIAL = envstr("SPACE_INDUSTRY_SERIAL", "")  # a device path, e.
 SPACE_INDUSTRY_BAUD = envint("SPACE_INDUSTRY_BAUD", 9600)
 SPACE_INDUSTRY_ENABLED = bool(SPACE_INDUSTRY_PORT or SPACE_INDUSTRY_SERIAL)  # turns the connector on
 
+# SHIP (integrations/ship, docs/ship-in-space.md). Over HTTPS it is the web server's POST /ship/; the TCP
+# server (STP framing) runs when SPACE_SHIP_PORT is set. TCP carries the API key in clear: a trusted network.
+SPACE_SHIP_PORT = envint("SPACE_SHIP_PORT", 0)
+SPACE_SHIP_BIND = envstr("SPACE_SHIP_BIND", "0.0.0.0")  # noqa: S104 (integrators are on the site's network)
+SPACE_SHIP_IDLE_SECONDS = envint("SPACE_SHIP_IDLE_SECONDS", 300)
+SPACE_SHIP_MAX_CONNECTIONS = envint("SPACE_SHIP_MAX_CONNECTIONS", 64)
+# SHIP-host client mode (integrations/ship/host.py): an outside SHIP host asked for users' permissions.
+SPACE_SHIP_HOST_URL = envstr("SPACE_SHIP_HOST_URL", "")  # https://host/path or tcp://host:port
+SPACE_SHIP_HOST_KEY = envstr("SPACE_SHIP_HOST_KEY", "")  # sent as Salto-SHIP-Key (HTTP) or ApiKey (TCP)
+SPACE_SHIP_HOST_TIMEOUT_SECONDS = envint("SPACE_SHIP_HOST_TIMEOUT_SECONDS", 10)
+
 # Data-on-card blacklist (accesscontrol/blacklist.py): a cancelled key is blacklisted until it would
 # have expired; a key with no end at all (no validity end, no cardholder expiration, no revalidation
 # period) is blacklisted this many days, after which offline locks would open for it again: give keys

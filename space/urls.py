@@ -8,6 +8,7 @@ urlpatterns = [
     path("", include("accesscontrol.urls")),  # the operator web app; its dashboard is "/"
     path("", include("devices.urls")),
     path("", include("integrations.mobilekeys.urls")),
+    path("", include("integrations.ship.urls")),  # SHIP over HTTP(S): POST /ship/
     # The admin logs in and out through the web app's views (lockout, second factor, system auditor).
     path("admin/login/", admin_login),
     path("admin/logout/", logout_view),

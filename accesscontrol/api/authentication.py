@@ -5,6 +5,21 @@ from rest_framework import authentication, exceptions
 from accesscontrol.models import ApiKey
 
 
+def use_api_key(token: str) -> ApiKey | None:
+    """The usable API key ``token`` names, its use noted; None for an invalid, expired or revoked one.
+
+    The REST API and the SHIP interface (integrations/ship) both authenticate through it.
+    """
+    key = ApiKey.authenticate(token)
+    if key is None:
+        return None
+    now = timezone.now()
+    # One write a minute at most: the key's use is worth knowing, not worth a write per request.
+    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return key
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     """``Authorization: Api-Key spk_…`` (or ``Bearer spk_…``): acts as the key's operator."""
 
@@ -18,13 +33,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         token = token.strip()
         if not token:
             raise exceptions.AuthenticationFailed("No API key given.")
-        key = ApiKey.authenticate(token)
+        key = use_api_key(token)
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked API key.")
-        now = timezone.now()
-        # One write a minute at most: the key's use is worth knowing, not worth a write per request.
-        if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
-            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
         return key.operator, key
 
     def authenticate_header(self, request):
