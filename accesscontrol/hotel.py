@@ -381,7 +381,9 @@ def in_house(stays=None) -> dict[int, Stay]:
 
 
 def _room(number: str) -> Room:
-    room = Room.objects.select_related("access_point").filter(number=str(number).strip()).first()
+    """The room, locked until the operation's transaction ends: two operations on one room take turns."""
+    rooms = Room.objects.select_for_update(of=("self",)).select_related("access_point")
+    room = rooms.filter(number=str(number).strip()).first()
     if room is None:
         raise HotelError(UNKNOWN_ROOM, f"There is no room {number}.")
     return room
