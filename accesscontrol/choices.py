@@ -101,3 +101,8 @@ class Decision(models.TextChoices):
     WRONG_SITE = "wrong_site", "Card of another site"
     UNSUPPORTED_VERSION = "unsupported_version", "Card data of an unknown version"
     REPLAYED = "replayed", "Mobile key replayed"
+
+
+class StayStatus(models.TextChoices):
+    IN = "in", "Checked in"
+    OUT = "out", "Checked out"

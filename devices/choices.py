@@ -48,3 +48,8 @@ class EncodeStatus(models.TextChoices):
     @classmethod
     def finished(cls) -> tuple[str, ...]:
         return (cls.DONE, cls.FAILED)
+
+
+class EncodePurpose(models.TextChoices):
+    WRITE = "write", "Write a key"
+    READ = "read", "Read the card presented"

@@ -9,7 +9,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from devices import vault
-from devices.choices import CommandOp, CommandStatus, DeviceKind, EncodeStatus
+from devices.choices import CommandOp, CommandStatus, DeviceKind, EncodePurpose, EncodeStatus
 
 DEVICE_KEY_SIZE = 16
 
@@ -25,6 +25,13 @@ class Device(models.Model):
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=16, choices=DeviceKind.choices)
     description = models.TextField(blank=True)
+    station = models.CharField(
+        max_length=16,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text="An encoder's station code, as a PMS names it (FIAS KC/WS); empty for other devices.",
+    )
     enabled = models.BooleanField(default=True, help_text="A disabled device's frames are dropped.")
     # The device key, sealed under the master key (devices/vault.py); never in clear text here.
     key_sealed = models.BinaryField(editable=False, default=b"")
@@ -44,6 +51,10 @@ class Device(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        # Unique when set: every device without a station shares NULL, not "".
+        self.station = (self.station or "").strip() or None
 
     @property
     def key_purpose(self) -> str:
@@ -140,11 +151,15 @@ class EncodeJob(models.Model):
     ``data`` is the card file built when the job was made (devices/cards.py);
     ``progress`` (0-100) and ``status`` move as the encoder reports, until ``done``
     (with the UID of the card written) or ``failed`` with ``error`` (``no_card``,
-    ``wrong_card_type``, ``encoder_offline``, ``timeout``, ...).
+    ``wrong_card_type``, ``encoder_offline``, ``timeout``, ...). A ``read`` job has no key: it
+    reads the card presented and keeps its UID and data (``data``, ``card_uid``) once done.
     """
 
-    key = models.ForeignKey("accesscontrol.Key", on_delete=models.CASCADE, related_name="encode_jobs")
+    key = models.ForeignKey(
+        "accesscontrol.Key", null=True, blank=True, on_delete=models.CASCADE, related_name="encode_jobs"
+    )
     encoder = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="encode_jobs")
+    purpose = models.CharField(max_length=8, choices=EncodePurpose.choices, default=EncodePurpose.WRITE)
     data = models.BinaryField(editable=False)
     status = models.CharField(max_length=16, choices=EncodeStatus.choices, default=EncodeStatus.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0)

@@ -1,6 +1,7 @@
 from accesscontrol.models.audit import AppendOnlyError, AuditEvent, SystemAuditEntry
 from accesscontrol.models.cardholders import BlacklistEntry, Cardholder, Key, normalize_uid
 from accesscontrol.models.changes import RuleChange
+from accesscontrol.models.hotel import GuestArea, IdempotencyRecord, Room, Stay
 from accesscontrol.models.jobs import Job, JobStatus
 from accesscontrol.models.operators import ApiKey, LoginAttempt, Operator, OperatorGroup
 from accesscontrol.models.partitions import Partition, PartitionedModel, SiteSettings, default_partition_id
@@ -20,6 +21,8 @@ __all__ = [
     "CalendarDay",
     "Cardholder",
     "CardholderPermission",
+    "GuestArea",
+    "IdempotencyRecord",
     "Job",
     "JobStatus",
     "Key",
@@ -29,8 +32,10 @@ __all__ = [
     "OperatorGroup",
     "Partition",
     "PartitionedModel",
+    "Room",
     "RuleChange",
     "SiteSettings",
+    "Stay",
     "SystemAuditEntry",
     "TimeInterval",
     "TimePeriod",
