@@ -89,17 +89,20 @@ def in_house(queryset=None):
 
 
 def tiles(rooms, now: dt.datetime) -> list[Tile]:
-    """Each room with its stay in house (its own, or the suite's it is an extra room of): four queries for any number."""
+    """Each room with its stay in house (its own, or the one it is an extra room of): four queries for any count."""
     rooms = rooms.select_related("access_point").prefetch_related(
         Prefetch("stays", in_house().only("id", "room_id", "guest_name", "departure"), to_attr="in_house"),
-        Prefetch("extra_stays", in_house().select_related("room").only("id", "room__number", "guest_name", "departure"),
-                 to_attr="in_house_extra"),
-        Prefetch("connects", Room.objects.only("id", "number"), to_attr="suite"),
+        Prefetch(
+            "extra_stays",
+            in_house().select_related("room").only("id", "room__number", "guest_name", "departure"),
+            to_attr="in_house_extra",
+        ),
+        Prefetch("connects", Room.objects.only("id", "number"), to_attr="connected"),
     )
     result = []
     for room in rooms:
         stay = (room.in_house or room.in_house_extra or [None])[0]
-        result.append(Tile(room, stay, occupancy(stay, now), [other.number for other in room.suite]))
+        result.append(Tile(room, stay, occupancy(stay, now), [other.number for other in room.connected]))
     return result
 
 
@@ -198,7 +201,9 @@ def stay_of(room: Room) -> Stay | None:
 
 
 def suite_rooms(room: Room, operator) -> list[str]:
-    """The free rooms ``room`` connects to: what a check-in may add as a suite."""
+    """The free rooms ``room`` connects to: what a check-in may add (a suite gives them all by itself)."""
+    if room.suite:
+        return []
     connected = set(room.connects.values_list("number", flat=True))
     return [number for number in free_rooms(operator) if number in connected]
 
@@ -365,7 +370,10 @@ class MoveView(RoomAction):
         target = form.cleaned_data["new_room"]
         hotel.modify(room=room.number, new_room=target, operator=request.user, via=VIA)
         moved = Room.objects.get(number=target)
-        messages.success(request, f"Moved from {room} to {moved}: write a new key, or the guest's key is updated at the next updater.")
+        messages.success(
+            request,
+            f"Moved from {room} to {moved}: write a new key, or the guest's key is updated at the next updater.",
+        )
         return redirect("front_desk_room", pk=moved.pk)
 
 
