@@ -16,7 +16,9 @@ from accesscontrol.models import (
     CardholderPermission,
     Key,
     Partition,
+    Room,
     SiteSettings,
+    Stay,
     TimePeriod,
 )
 from devices.models import Device
@@ -123,3 +125,16 @@ def test_it_prints_a_summary():
 
     assert "Demo site created" in output
     assert "cardholders" in output and "300" in output
+
+
+def test_the_hotel_has_its_rooms_and_the_guests_who_arrived_are_in_house():
+    seed()
+    now = timezone.now()
+    stays = Stay.objects.select_related("cardholder", "room__access_point")
+
+    assert Room.objects.count() == AccessPoint.objects.filter(kind=AccessPointKind.ROOM).count() == 20
+    assert stays.filter(status="in").count() >= 5
+    for stay in stays:
+        assert stay.cardholder.activation <= now and stay.departure == stay.cardholder.expiration
+        assert stay.cardholder.notes == f"Room {stay.room.number}" == stay.room.access_point.name
+    assert Stay.objects.filter(status="out").count() == 1

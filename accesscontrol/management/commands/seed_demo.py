@@ -28,6 +28,7 @@ from accesscontrol.choices import (
     KeyKind,
     KeyStatus,
     OpeningMode,
+    StayStatus,
 )
 from accesscontrol.holidays import country_for_time_zone, public_holidays
 from accesscontrol.models import (
@@ -38,10 +39,13 @@ from accesscontrol.models import (
     CalendarDay,
     Cardholder,
     CardholderPermission,
+    GuestArea,
     Key,
     Location,
     Partition,
+    Room,
     SiteSettings,
+    Stay,
     TimeInterval,
     TimePeriod,
     Zone,
@@ -317,6 +321,7 @@ class Seeder:
         self.make_places()
         self.levels = self.make_access_levels()
         self.make_people()
+        self.make_rooms()
         self.make_devices()
         # bulk_create sends no signals: tell running rules snapshots to reload everything.
         record_everything()
@@ -579,6 +584,39 @@ class Seeder:
             permissions.append(CardholderPermission(cardholder=holder, access_point=self.points["Parking exit"]))
         CardholderPermission.objects.bulk_create(permissions)
         self.plan.counts["individual permissions"] = len(permissions)
+
+    # --- the hotel's rooms and stays (the front desk) ---
+
+    def make_rooms(self) -> None:
+        """A room for each room door (109 and 110 connecting), the common areas for guests, and a stay for
+        each guest who has arrived (the one who left is checked out)."""
+        rooms = {}
+        for point in self.points.values():
+            if point.kind == AccessPointKind.ROOM:
+                number = point.name.removeprefix("Room ")
+                rooms[number] = Room.objects.create(number=number, floor=int(number[0]), access_point=point)
+        rooms["109"].connects.add(rooms["110"])
+        GuestArea.objects.create(name="COMMON", zone=self.zones["Hotel common areas"])
+        stays = []
+        for index, guest in enumerate(Cardholder.objects.filter(kind=CardholderKind.GUEST).order_by("ext_id")):
+            if guest.activation > self.now:
+                continue  # a reservation: not in house yet
+            out = guest.expiration < self.now - dt.timedelta(hours=12)
+            stays.append(
+                Stay(
+                    room=rooms[self.guest_room(index)],
+                    cardholder=guest,
+                    reservation=guest.ext_id,
+                    guest_name=f"{guest.first_name} {guest.last_name}",
+                    arrival=guest.activation,
+                    departure=guest.expiration,
+                    status=StayStatus.OUT if out else StayStatus.IN,
+                    checked_out_at=guest.expiration if out else None,
+                )
+            )
+        Stay.objects.bulk_create(stays)
+        self.plan.counts["hotel rooms"] = len(rooms)
+        self.plan.counts["  guests in house"] = sum(1 for stay in stays if stay.status == StayStatus.IN)
 
     # --- devices ---
 
