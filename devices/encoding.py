@@ -182,7 +182,9 @@ def job_progress(job_id: int, status: str, progress: int | None = None, error: s
     """
     now = timezone.now()
     with transaction.atomic():
-        job = EncodeJob.objects.select_for_update().filter(pk=job_id).select_related("key", "encoder").first()
+        # No select_related: the key is nullable (a read job has none), and PostgreSQL refuses FOR UPDATE
+        # on the nullable side of the outer join that would make.
+        job = EncodeJob.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.status in EncodeStatus.finished() or _RANK[status] < _RANK[job.status]:
             return None
         uid = normalize_uid(card_uid or "")
@@ -211,7 +213,7 @@ def bind_card(job_id: int, uid: str) -> tuple[bytes | None, str]:
     its card data. Returns ``(data, "")``, or ``(None, error)`` with the job failed."""
     uid = normalize_uid(uid)
     with transaction.atomic():
-        job = EncodeJob.objects.select_for_update().filter(pk=job_id).select_related("key").first()
+        job = EncodeJob.objects.select_for_update().filter(pk=job_id).first()  # see job_progress
         if job is None or job.status in EncodeStatus.finished():
             return None, INTERRUPTED
         problem = _take_uid(job.key, uid, replace=True)
