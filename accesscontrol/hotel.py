@@ -19,8 +19,20 @@ from django.utils import timezone
 
 from accesscontrol import actions, rulechanges
 from accesscontrol.choices import CardholderKind, KeyKind, KeyStatus, StayStatus
-from accesscontrol.models import Cardholder, CardholderPermission, GuestArea, Key, Room, Stay
-from devices import encoding
+from accesscontrol.models import (
+    Cardholder,
+    CardholderPermission,
+    GuestArea,
+    Key,
+    Room,
+    Stay,
+    TimeInterval,
+    TimePeriod,
+    Zone,
+    normalize_uid,
+)
+from devices import carddata, cards, encoding
+from devices.carddata import CardError
 from devices.choices import DeviceKind, EncodeStatus
 from devices.models import Device, EncodeJob
 
@@ -236,9 +248,118 @@ def modify(
     return stay.pk
 
 
-def read_key(*, encoder: str, via: str, wait_seconds: float = 30.0) -> KeyRead:
+def read_key(*, encoder: str, via: str, wait_seconds: float = 30.0, operator=None) -> KeyRead:
     """Read the card placed on ``encoder``."""
-    raise NotImplementedError
+    with transaction.atomic():
+        device = _encoder(encoder)
+        try:
+            job = encoding.create_read_job(device, operator, via=via)
+        except ValidationError as error:
+            raise HotelError(UNKNOWN_ENCODER, " ".join(error.messages)) from None
+        actions.record_operator_action(operator, "read_key", job, via=via, detail={"job": job.pk, "encoder": device.pk})
+    job = _finished(job, wait_seconds)
+    return describe_card(job.card_uid, bytes(job.data), timezone.now())
+
+
+def describe_card(uid: str, raw: bytes, now: dt.datetime) -> KeyRead:
+    """What the card ``uid`` with data ``raw`` says, authenticated with the site card key.
+
+    ``valid``: a card of this site whose key is issued, is this card's, and has not expired.
+    ``extra`` says why not (``reason``: ``blank``, a carddata error reason, ``unknown_key``,
+    ``cancelled``, ``expired``, ``other_card``) and names the key (``key_id``, ``revision``).
+    """
+    if not raw:
+        return KeyRead(uid=uid, extra={"reason": "blank"})
+    site, card_key = cards.site_card_key()
+    try:
+        card = carddata.decode(raw, card_key, site)
+    except CardError as error:
+        return KeyRead(uid=uid, extra={"reason": error.reason})
+    points = [grant.id for grant in card.grants if grant.kind == carddata.POINT]
+    rooms = tuple(Room.objects.filter(access_point__in=points).values_list("number", flat=True))
+    key = Key.objects.filter(pk=card.key_id).first()
+    stay = Stay.objects.filter(cardholder_id=card.cardholder_id).first()
+    departure = dt.datetime.fromtimestamp(card.valid_until, dt.UTC) if card.valid_until is not None else None
+    extra = {"key_id": card.key_id, "revision": card.revision, "cardholder_id": card.cardholder_id}
+    if key is None:
+        extra["reason"] = "unknown_key"
+    elif key.status == KeyStatus.CANCELLED:
+        extra["reason"] = "cancelled"
+    elif key.uid != card.uid or card.uid != normalize_uid(uid):
+        extra["reason"] = "other_card"
+    elif key.status == KeyStatus.EXPIRED or (departure is not None and departure <= now):
+        extra["reason"] = "expired"
+    if stay is not None:
+        extra["stay_id"] = stay.pk
+    return KeyRead(
+        uid=uid,
+        rooms=rooms,
+        guest_name=stay.guest_name if stay else "",
+        reservation=stay.reservation if stay else "",
+        departure=departure,
+        valid="reason" not in extra,
+        extra=extra,
+    )
+
+
+# --- staff keys ----------------------------------------------------------------------------------------
+
+# Housekeeping shifts, local time, every day: the night shift crosses midnight.
+SHIFTS = {"morning": ("06:00", "14:00"), "evening": ("14:00", "22:00"), "night": ("22:00", "06:00")}
+FLOOR_ZONE = "Hotel floor {floor} rooms"
+SHIFT_PERIOD = "Hotel shift {shift}"
+
+
+def floor_zone(floor: int) -> Zone:
+    """The zone of the rooms on ``floor`` (made on first use; its rooms brought up to date on every call)."""
+    zone, _ = Zone.objects.get_or_create(
+        name=FLOOR_ZONE.format(floor=floor), defaults={"description": "Every room on the floor: staff keys."}
+    )
+    points = Room.objects.filter(floor=floor).values_list("access_point_id", flat=True)
+    zone.access_points.set(list(points))
+    return zone
+
+
+def shift_period(shift: str) -> TimePeriod:
+    """The time period of housekeeping ``shift`` (made on first use)."""
+    start, end = SHIFTS[shift]
+    period, created = TimePeriod.objects.get_or_create(
+        name=SHIFT_PERIOD.format(shift=shift), defaults={"description": f"Housekeeping {shift} shift."}
+    )
+    if created:
+        every_day = dict.fromkeys((*TimeInterval.DAY_FIELDS, *TimeInterval.DAY_TYPE_FIELDS.values()), True)
+        TimeInterval.objects.create(
+            time_period=period, start=dt.time.fromisoformat(start), end=dt.time.fromisoformat(end), **every_day
+        )
+    return period
+
+
+def staff_access(cardholder: Cardholder, *, floors, shift: str, operator=None, via: str) -> list[CardholderPermission]:
+    """Give a staff member (housekeeping) the rooms of ``floors`` during ``shift`` ("morning" 06-14, "evening"
+    14-22, "night" 22-06), in place of the floors and shift given before. Their keys are rewritten at the next
+    updater. Raises HotelError(BAD_REQUEST) for an unknown shift or a floor without rooms."""
+    if shift not in SHIFTS:
+        raise HotelError(BAD_REQUEST, f"Unknown shift {shift!r}: one of {', '.join(SHIFTS)}.")
+    floors = sorted({int(floor) for floor in floors})
+    empty = sorted(set(floors) - set(Room.objects.filter(floor__in=floors).values_list("floor", flat=True)))
+    if empty:
+        raise HotelError(BAD_REQUEST, f"No rooms on floor {', '.join(map(str, empty))}.")
+    with transaction.atomic():
+        period = shift_period(shift)
+        zones = [floor_zone(floor) for floor in floors]
+        earlier = CardholderPermission.objects.filter(cardholder=cardholder, zone__name__startswith="Hotel floor ")
+        earlier.delete()
+        grants = CardholderPermission.objects.bulk_create(
+            CardholderPermission(cardholder=cardholder, zone=zone, time_period=period) for zone in zones
+        )
+        rulechanges.record_rule_changes("cardholder", [cardholder.pk])
+        for key in cardholder.keys.select_for_update().filter(status=KeyStatus.ISSUED):
+            key.revision += 1
+            key.save(update_fields=["revision"])
+        actions.record_operator_action(
+            operator, "staff_access", cardholder, via=via, detail={"floors": floors, "shift": shift}
+        )
+    return grants
 
 
 # --- rooms and stays ---------------------------------------------------------------------------------
@@ -451,7 +572,18 @@ def _cancel(key: Key, *, operator, via: str) -> None:
 
 
 def _wait(job: EncodeJob, key: Key, wait_seconds: float, *, operator, via: str) -> EncodeJob:
-    """The job once finished; a job failed or not done in time cancels its key and raises HotelError."""
+    """The key's job once done; a job failed or not done in time cancels its key (and raises HotelError)."""
+    try:
+        return _finished(job, wait_seconds)
+    except HotelError:
+        with transaction.atomic():
+            key.refresh_from_db()
+            _cancel(key, operator=operator, via=via)
+        raise
+
+
+def _finished(job: EncodeJob, wait_seconds: float) -> EncodeJob:
+    """The job once done, polled until ``wait_seconds`` have passed; HotelError when it failed or is late."""
     deadline = time.monotonic() + max(0.0, wait_seconds)
     while True:
         job.refresh_from_db(fields=["status", "error", "data", "card_uid", "progress"])
@@ -463,11 +595,7 @@ def _wait(job: EncodeJob, key: Key, wait_seconds: float, *, operator, via: str) 
     if job.status != EncodeStatus.FAILED:
         # Too late for the caller: the job ends here, and a report from the encoder after it is ignored.
         encoding.job_progress(job.pk, EncodeStatus.FAILED, error=encoding.TIMEOUT)
-        job.refresh_from_db(fields=["status", "error"])
+        job.refresh_from_db(fields=["status", "error", "data", "card_uid"])
         if job.status == EncodeStatus.DONE:
             return job
-    with transaction.atomic():
-        key.refresh_from_db()
-        _cancel(key, operator=operator, via=via)
-    code = JOB_ERRORS.get(job.error, ENCODE_FAILED)
-    raise HotelError(code, encoding.error_message(job.error))
+    raise HotelError(JOB_ERRORS.get(job.error, ENCODE_FAILED), encoding.error_message(job.error))

@@ -2,7 +2,8 @@
 
 One :class:`EncoderLink` per bridge. It picks up queued encode jobs for online
 Ethernet encoders (as the bridge does commands), sends their card data in
-``encode`` parts (or a ``read`` first, for a job on any card), follows the
+``encode`` parts (or a ``read`` first, for a job on any card or a read job, whose
+card is kept on the job: devices.encoding.store_read), follows the
 encoder's ``progress`` and ``encoded`` reports, and fails jobs whose encoder is
 offline or silent past their time. For updaters it reassembles the ``card``
 parts a wall reader sends when a card is presented, has the card revalidated
@@ -63,6 +64,7 @@ class InFlight:
     state: "DeviceState"
     deadline: float
     reading: bool = False  # a job on any card: waiting for the card's UID (a read), not yet writing
+    read_only: bool = False  # a read job: the card read is the job's result, nothing is written
 
 
 @dataclass(slots=True)
@@ -98,7 +100,7 @@ class EncoderLink:
                 self._close(state, job, JobUpdate(job, EncodeStatus.FAILED, error=encoding.ENCODER_OFFLINE))
 
     def _start(self, state: "DeviceState", job: int, data: bytes, uid: str) -> None:
-        flight = InFlight(job, state, self._deadline(), reading=not data)
+        flight = InFlight(job, state, self._deadline(), reading=not data, read_only=uid is None)
         self.jobs[job] = flight
         if data:
             self._send_parts(flight, data, uid)
@@ -227,7 +229,9 @@ class EncoderLink:
         self.bridge._answer(state, session, seq, {"t": "ack", "seq": seq})
         if transfer.complete:
             del transfers[xfer]
-            if job is not None:
+            if job is not None and self.jobs[job].read_only:
+                self._spawn(self._store_read(state, job, uid, transfer.data()))
+            elif job is not None:
                 self._spawn(self._bind(state, job, uid))
             else:
                 self._spawn(self._update_card(state, session, xfer, uid, transfer.data()))
@@ -259,6 +263,16 @@ class EncoderLink:
         flight.reading = False
         flight.deadline = self._deadline()
         self._send_parts(flight, data, uid)
+
+    async def _store_read(self, state, job: int, uid: str, card: bytes) -> None:
+        """A read job's card is in: kept on the job, which is done."""
+        try:
+            await self.bridge._write(encoding.store_read, job, uid, card)
+        except Exception:
+            # The job stays in flight until its deadline fails it.
+            logger.exception("Device bridge: storing the card read by job %s failed", job)
+            return
+        self.jobs.pop(job, None)
 
     async def _update_card(self, state, session, xfer: int, uid: str, card: bytes) -> None:
         """A card presented to an updater: revalidated on the writer thread, then rewritten or left as it is."""

@@ -37,7 +37,7 @@ from accesscontrol.models import AuditEvent, Key
 from accesscontrol.models.cardholders import UID_PATTERN
 from devices import cards
 from devices.carddata import CardTooBig
-from devices.choices import DeviceKind, EncodeStatus
+from devices.choices import DeviceKind, EncodePurpose, EncodeStatus
 from devices.models import Device, EncodeJob
 
 ENCODER_KINDS = (DeviceKind.ENCODER, DeviceKind.USB_ENCODER)
@@ -169,6 +169,28 @@ def _card_bytes(key: Key) -> bytes:
         raise ValidationError(str(error)) from None
 
 
+def create_read_job(encoder: Device, operator=None, *, via: str = "web") -> EncodeJob:
+    """A queued job reading the card presented to the Ethernet ``encoder``: once done, the job holds the
+    card's UID (``card_uid``) and its data (``data``). Raises ValidationError for an unfit encoder."""
+    check_encoder(encoder)
+    if encoder.kind != DeviceKind.ENCODER:
+        raise ValidationError({"encoder": "Cards are read on Ethernet encoders."})
+    operator = operator if getattr(operator, "is_authenticated", False) else None
+    return EncodeJob.objects.create(encoder=encoder, purpose=EncodePurpose.READ, data=b"", operator=operator)
+
+
+def store_read(job_id: int, uid: str, data: bytes) -> EncodeJob | None:
+    """A read job's card is in: its UID and data are kept and the job is done (None when it ended already)."""
+    with transaction.atomic():
+        job = EncodeJob.objects.select_for_update().filter(pk=job_id, purpose=EncodePurpose.READ).first()
+        if job is None or job.status in EncodeStatus.finished():
+            return None
+        job.data, job.card_uid = bytes(data), normalize_uid(uid)[:64]
+        job.status, job.progress, job.finished_at = EncodeStatus.DONE, 100, timezone.now()
+        job.save(update_fields=["data", "card_uid", "status", "progress", "finished_at", "updated_at"])
+    return job
+
+
 # --- moving jobs (both paths) ------------------------------------------------------------------------
 
 
@@ -188,6 +210,8 @@ def job_progress(job_id: int, status: str, progress: int | None = None, error: s
         if job is None or job.status in EncodeStatus.finished() or _RANK[status] < _RANK[job.status]:
             return None
         uid = normalize_uid(card_uid or "")
+        if status == EncodeStatus.DONE and job.key_id is None:
+            return None  # a read job ends with its card (store_read)
         if status == EncodeStatus.DONE:
             card = uid or job.card_uid
             problem = _take_uid(job.key, card, replace=False) if card or is_placeholder(job.key.uid) else ""
@@ -293,9 +317,9 @@ def apply_job_updates(updates: list[JobUpdate]) -> None:
         job_progress(update.job, update.status, update.progress, update.error, update.card_uid)
 
 
-def queued_jobs(skip: set[int], limit: int = 100) -> list[tuple[int, int, bytes, str, dt.datetime]]:
+def queued_jobs(skip: set[int], limit: int = 100) -> list[tuple[int, int, bytes, str | None, dt.datetime]]:
     """``(job, encoder pk, data, key uid, created_at)`` of queued jobs on Ethernet encoders, oldest first.
-    Empty data: a job on any card (read the card, bind_card, then write)."""
+    Empty data: a job on any card (read the card, bind_card, then write); no key uid: a read job."""
     rows = (
         EncodeJob.objects.filter(status=EncodeStatus.QUEUED, encoder__kind=DeviceKind.ENCODER)
         .exclude(pk__in=skip)

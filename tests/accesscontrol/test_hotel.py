@@ -15,6 +15,7 @@ from accesscontrol.choices import CardholderKind, KeyKind, KeyStatus, StayStatus
 from accesscontrol.models import BlacklistEntry, CardholderPermission, Key, Stay, SystemAuditEntry
 from devices import cards
 from tests.accesscontrol.hotel_support import days, make_hotel
+from tests.factories import make_cardholder, make_key
 
 pytestmark = pytest.mark.django_db
 
@@ -262,3 +263,44 @@ def test_bad_modifications_raise_their_code(site, options, code):
     check_in("101", reservation="R1")
     options.setdefault("room", "101")
     assert code_of(lambda: hotel.modify(via=VIA, **options)) == code
+
+
+# --- staff keys ---------------------------------------------------------------------------------------
+
+
+def test_housekeeping_gets_the_rooms_of_its_floors_during_its_shift(site):
+
+    maid = make_cardholder(last_name="Housekeeper")
+    key = make_key(maid)
+    grants = hotel.staff_access(maid, floors=[1, 3], shift="morning", via=VIA)
+
+    assert {(grant.zone.name, grant.time_period.name) for grant in grants} == {
+        ("Hotel floor 1 rooms", "Hotel shift morning"),
+        ("Hotel floor 3 rooms", "Hotel shift morning"),
+    }
+    floor_1 = grants[0].zone
+    assert set(floor_1.access_points.values_list("name", flat=True)) == {"Room 101", "Room 102"}
+    interval = grants[0].time_period.intervals.get()
+    assert (str(interval), interval.sunday) == ("06:00-14:00", True)
+    key.refresh_from_db()
+    assert key.revision == 2
+
+    # Again for another shift and floor: it replaces the first.
+    hotel.staff_access(maid, floors=[2], shift="night", via=VIA)
+    names = set(CardholderPermission.objects.filter(cardholder=maid).values_list("zone__name", "time_period__name"))
+    assert names == {("Hotel floor 2 rooms", "Hotel shift night")}
+    assert str(maid.permissions.get().time_period.intervals.get()) == "22:00-06:00"
+    assert SystemAuditEntry.objects.filter(action="staff_access").count() == 2
+
+
+def test_staff_access_refuses_an_unknown_shift_or_a_floor_without_rooms(site):
+
+    maid = make_cardholder()
+    assert code_of(lambda: hotel.staff_access(maid, floors=[1], shift="lunch", via=VIA)) == hotel.BAD_REQUEST
+    assert code_of(lambda: hotel.staff_access(maid, floors=[9], shift="morning", via=VIA)) == hotel.BAD_REQUEST
+    assert not CardholderPermission.objects.filter(cardholder=maid).exists()
+
+
+def test_describe_card_of_data_from_another_site_is_not_valid(site):
+    read = hotel.describe_card("04AA", b"\x01" * 64, timezone.now())
+    assert (read.valid, read.rooms, read.extra["reason"] != "") == (False, (), True)
