@@ -143,8 +143,8 @@ class FrontDeskView(OperatorPage, TemplateView):
         rooms = visible_rooms(self.request.user)
         floors = list(rooms.order_by("floor").values_list("floor", flat=True).distinct())
         floor = query.get("floor", "")
-        if floor.lstrip("-").isdigit():
-            rooms = rooms.filter(floor=int(floor))
+        if floor.lstrip("-").isdigit() and len(floor) <= 5:  # a floor is a small integer: anything else is no filter
+            rooms = rooms.filter(floor=int(floor)) if abs(int(floor)) < 2**15 else rooms.none()
         all_tiles = tiles(rooms.order_by("floor", "number"), timezone.now())
         state = query.get("state", "")
         shown = [tile for tile in all_tiles if tile.state == state] if state in STATES else all_tiles

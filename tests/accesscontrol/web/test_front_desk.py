@@ -125,6 +125,13 @@ def test_the_grid_filters_by_floor_and_state_and_htmx_gets_only_the_grid(rooms, 
     assert "<h1>" not in free_on_1.content.decode()
 
 
+@pytest.mark.parametrize("query", [{"floor": "99999999999"}, {"floor": "40000"}, {"floor": "x"}, {"state": "<b>"}])
+def test_a_filter_that_means_nothing_is_no_error(rooms, hotel_partition, query):
+    response = desk_client(*VIEW, partitions=[hotel_partition]).get(reverse("front_desk"), query)
+
+    assert response.status_code == 200
+
+
 def test_a_room_of_a_suite_shows_what_it_connects_to(rooms, hotel_partition):
     rooms["101"].connects.add(rooms["102"])
 
@@ -299,6 +306,26 @@ def test_check_in_gives_the_areas_ticked_and_the_suites_extra_room(rooms, hotel_
     assert list(stay.extra_rooms.all()) == [rooms["102"]]
     tiles = {t.room.number: t for _, row in client.get(reverse("front_desk")).context["by_floor"] for t in row}
     assert (tiles["102"].state, tiles["102"].stay.pk) == ("occupied", stay.pk)
+
+
+def test_checking_in_to_a_suite_gives_its_connected_rooms(rooms, hotel_partition, encoder):
+    suite = make_room("301", 3, hotel_partition, suite=True)
+    joined = make_room("302", 3, hotel_partition)
+    suite.connects.add(joined)
+    client = desk_client(*DESK, partitions=[hotel_partition], encoder=encoder)
+
+    form = client.get(url("front_desk_room", suite)).context["check_in_form"]
+    response = client.post(url("front_desk_check_in", suite), check_in_form())
+
+    assert "extra_rooms" not in form.fields  # a suite's rooms come with it
+    assert response.status_code == 302
+    assert list(Stay.objects.get().extra_rooms.all()) == [joined]
+    grid = client.get(reverse("front_desk"), {"floor": "3"})
+    assert "Suite with 302" in grid.content.decode()
+    assert [(t.room.number, t.stay.guest_name) for _, row in grid.context["by_floor"] for t in row] == [
+        ("301", "Ada Lovelace"),
+        ("302", "Ada Lovelace"),
+    ]
 
 
 def test_check_in_without_a_desk_encoder_says_so_on_the_form(rooms, hotel_partition):
