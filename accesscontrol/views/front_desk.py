@@ -35,6 +35,7 @@ from accesscontrol.permissions import ALL, allowed_partitions, may_use_partition
 from accesscontrol.views.base import VIA, OperatorPage
 from accesscontrol.views.keys import back
 from devices import encoding
+from devices.choices import DeviceKind
 from devices.models import Device
 
 SESSION_ENCODER = "front_desk_encoder"
@@ -60,7 +61,7 @@ class Tile:
     room: Room
     stay: Stay | None
     state: str
-    suite: list[str]  # numbers of the rooms it connects to
+    connects: list[str]  # numbers of the rooms it connects to (its suite's, for a suite)
 
     @property
     def state_label(self) -> str:
@@ -77,15 +78,15 @@ def occupancy(stay: Stay | None, now: dt.datetime) -> str:
     return OCCUPIED
 
 
-def visible_rooms(operator, permission: str = "accesscontrol.view_key"):
-    """Rooms whose door is in a partition where ``operator`` holds ``permission``."""
+def visible_rooms(operator):
+    """Rooms whose door is in a partition where ``operator`` may see keys."""
     rooms = Room.objects.all()
-    partitions = allowed_partitions(operator, permission)
+    partitions = allowed_partitions(operator, "accesscontrol.view_key")
     return rooms if partitions is ALL else rooms.filter(access_point__partition__in=partitions)
 
 
-def in_house(queryset=None):
-    return (queryset or Stay.objects).filter(status=StayStatus.IN)
+def in_house():
+    return Stay.objects.filter(status=StayStatus.IN)
 
 
 def tiles(rooms, now: dt.datetime) -> list[Tile]:
@@ -115,8 +116,9 @@ def free_rooms(operator) -> list[str]:
 
 
 def desk_encoders():
-    """The encoders a desk may write on: enabled, with a station code (what the hotel operations name)."""
-    return Device.objects.filter(kind__in=encoding.ENCODER_KINDS, enabled=True, station__isnull=False).order_by("name")
+    """The encoders a desk may write guest keys on: Ethernet encoders (as accesscontrol.hotel writes them),
+    enabled, with a station code (how the hotel operations name them)."""
+    return Device.objects.filter(kind=DeviceKind.ENCODER, enabled=True, station__isnull=False).order_by("name")
 
 
 def desk_encoder(request) -> Device | None:
@@ -216,7 +218,7 @@ def show_room(request, room: Room, status: int = 200, error: str = "", **forms):
     """The room's page; an action that failed shows it again with its bound form or its error."""
     operator, partition = request.user, room.access_point.partition_id
     stay = stay_of(room)
-    now = timezone.now()
+    state = occupancy(stay, timezone.now())
     may = {
         "add_key": may_use_partition(operator, "accesscontrol.add_key", partition),
         "change_key": may_use_partition(operator, "accesscontrol.change_key", partition),
@@ -225,18 +227,17 @@ def show_room(request, room: Room, status: int = 200, error: str = "", **forms):
         "page_title": str(room),
         "room": room,
         "stay": stay,
-        "state": STATES[occupancy(stay, now)],
-        "state_key": occupancy(stay, now),
+        "state": STATES[state],
+        "state_key": state,
         "may": may,
         "encoder": desk_encoder(request),
         "encoders": desk_encoders(),
         "error": error,
-        "suite": list(room.connects.order_by("number").values_list("number", flat=True)),
+        "connects": list(room.connects.order_by("number").values_list("number", flat=True)),
     }
     if stay is None:
-        areas = guest_areas()
         context["check_in_form"] = forms.get("check_in_form") or CheckInForm(
-            suite_rooms=suite_rooms(room, operator), areas=areas
+            suite_rooms=suite_rooms(room, operator), areas=guest_areas()
         )
     else:
         context["encode_jobs"] = encoding.recent_jobs(stay.cardholder)
