@@ -15,6 +15,7 @@ move, new departure and check-out ``change_key``, each in the room's partition
 (its door's).
 """
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
@@ -34,7 +35,7 @@ from accesscontrol.models import GuestArea, Room, Stay
 from accesscontrol.permissions import ALL, allowed_partitions, may_use_partition
 from accesscontrol.views.base import VIA, OperatorPage
 from accesscontrol.views.keys import back
-from devices import encoding
+from devices import encoding, locks
 from devices.choices import DeviceKind
 from devices.models import Device
 
@@ -62,6 +63,7 @@ class Tile:
     stay: Stay | None
     state: str
     connects: list[str]  # numbers of the rooms it connects to (its suite's, for a suite)
+    lock_reasons: list[str] = dataclasses.field(default_factory=list)  # why its offline lock needs a PPD visit
 
     @property
     def state_label(self) -> str:
@@ -107,6 +109,17 @@ def tiles(rooms, now: dt.datetime) -> list[Tile]:
     return result
 
 
+def with_lock_reasons(room_tiles: list[Tile], now: dt.datetime) -> None:
+    """Mark the tiles whose door's offline lock needs a PPD visit (devices.locks: a fixed number of queries)."""
+    points = {tile.room.access_point_id: tile for tile in room_tiles}
+    devices = locks.offline_locks().filter(doors__access_point__in=points).distinct().defer("key_sealed")
+    point_of = locks.access_point_ids(list(devices))
+    for report in locks.lock_reports(devices, now):
+        tile = points.get(point_of.get(report.device.pk))
+        if tile is not None:
+            tile.lock_reasons = [locks.REASON_TEXT[reason] for reason in report.reasons]
+
+
 def free_rooms(operator) -> list[str]:
     """Numbers of the rooms the operator may see with nobody in them (neither a stay's room nor an extra room)."""
     taken = in_house().values("room_id")
@@ -147,7 +160,10 @@ class FrontDeskView(OperatorPage, TemplateView):
         floor = query.get("floor", "")
         if floor.lstrip("-").isdigit() and len(floor) <= 5:  # a floor is a small integer: anything else is no filter
             rooms = rooms.filter(floor=int(floor)) if abs(int(floor)) < 2**15 else rooms.none()
-        all_tiles = tiles(rooms.order_by("floor", "number"), timezone.now())
+        now = timezone.now()
+        all_tiles = tiles(rooms.order_by("floor", "number"), now)
+        if self.request.user.has_perm("devices.view_device"):
+            with_lock_reasons(all_tiles, now)
         state = query.get("state", "")
         shown = [tile for tile in all_tiles if tile.state == state] if state in STATES else all_tiles
         by_floor: dict[int, list[Tile]] = {}

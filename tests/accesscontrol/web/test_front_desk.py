@@ -19,7 +19,8 @@ from django.utils import timezone
 from accesscontrol import hotel
 from accesscontrol.choices import AccessPointKind, KeyStatus, StayStatus
 from accesscontrol.models import GuestArea, Key, Room, Stay
-from devices.models import Device, EncodeJob
+from devices import locks
+from devices.models import Device, DeviceDoor, EncodeJob
 from devices.sim_encoders import SimulatedEncoder
 from tests.devices.conftest import RunningBridge
 from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, make_encoder, run, until
@@ -147,11 +148,14 @@ def grid_queries(client) -> int:
 
 
 def test_the_grid_costs_the_same_queries_for_10_and_60_rooms(hotel_partition):
-    client = desk_client(*VIEW, partitions=[hotel_partition])
+    client = desk_client(*VIEW, "devices.view_device", partitions=[hotel_partition])
     for number in range(10):
         room = make_room(f"{number // 5 + 1}{number:02d}", number // 5 + 1, hotel_partition)
         if number % 2:
             checked_in(room, f"Guest {number}")
+        if number % 4 == 0:
+            make_lock(7000 + number, room)
+    grid_queries(client)  # the first makes the site's card key, once
     ten = grid_queries(client)
     for number in range(10, 60):
         room = make_room(f"{number // 10 + 1}{number:02d}", number // 10 + 1, hotel_partition)
@@ -159,9 +163,38 @@ def test_the_grid_costs_the_same_queries_for_10_and_60_rooms(hotel_partition):
             checked_in(room, f"Guest {number}")
         if number % 7 == 0:
             room.connects.add(Room.objects.first())
+        if number % 4 == 0:
+            make_lock(7000 + number, room)
 
     assert grid_queries(client) == ten
     assert len([t for _, row in client.get(reverse("front_desk")).context["by_floor"] for t in row]) == 60
+
+
+def make_lock(device_id: int, room: Room) -> Device:
+    lock = Device.objects.create(device_id=device_id, name=f"Lock {device_id}", kind="offline_lock")
+    DeviceDoor.objects.create(device=lock, number=1, access_point=room.access_point)
+    return lock
+
+
+def test_a_room_whose_offline_lock_needs_a_ppd_visit_says_so_to_who_may_see_devices(rooms, hotel_partition):
+    make_lock(7001, rooms["101"])
+    loaded = make_lock(7002, rooms["102"])
+    locks.record_loaded(
+        loaded,
+        config_revision=locks.lock_config(loaded).revision,
+        blacklist_number=0,
+        battery=90,
+        at=timezone.now() - dt.timedelta(hours=1),
+        operator=None,
+    )
+
+    page = desk_client(*VIEW, "devices.view_device", partitions=[hotel_partition]).get(reverse("front_desk"))
+    without = desk_client(*VIEW, partitions=[hotel_partition]).get(reverse("front_desk"))
+
+    reasons = {t.room.number: t.lock_reasons for _, row in page.context["by_floor"] for t in row}
+    assert reasons == {"101": [locks.REASON_TEXT[locks.NEVER_INITIALISED]], "102": [], "103": [], "201": []}
+    assert page.content.decode().count("Lock needs a PPD visit") == 1
+    assert "Lock needs a PPD visit" not in without.content.decode()
 
 
 # --- permissions and partitions ----------------------------------------------------------------------
