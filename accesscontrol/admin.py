@@ -27,13 +27,17 @@ from accesscontrol.models import (
     CalendarDay,
     Cardholder,
     CardholderPermission,
+    GuestArea,
+    IdempotencyRecord,
     Key,
     Location,
     Operator,
     OperatorGroup,
     Partition,
+    Room,
     RuleChange,
     SiteSettings,
+    Stay,
     SystemAuditEntry,
     TimeInterval,
     TimePeriod,
@@ -604,3 +608,41 @@ class RuleChangeAdmin(ReadOnlyAdmin):
     list_display = ["id", "model", "object_id", "at"]
     list_filter = ["model"]
     search_fields = ["object_id"]
+
+
+# --- the hotel ----------------------------------------------------------------------
+
+
+@admin.register(Room)
+class RoomAdmin(SpaceAdmin):
+    list_display = ["number", "floor", "suite", "access_point"]
+    list_filter = ["floor", "suite"]
+    list_select_related = ["access_point"]
+    search_fields = ["number", "access_point__name"]
+    autocomplete_fields = ["access_point"]
+    filter_horizontal = ["connects"]
+
+
+@admin.register(GuestArea)
+class GuestAreaAdmin(SpaceAdmin):
+    list_display = ["name", "access_point", "zone", "time_period", "default"]
+    list_filter = ["default"]
+    list_select_related = ["access_point", "zone", "time_period"]
+    search_fields = ["name"]
+
+
+@admin.register(Stay)
+class StayAdmin(ReadOnlyAdmin):
+    """Stays change through check-in, modify and check-out (the front desk, the PMS interfaces, the API)."""
+
+    list_display = ["room", "guest_name", "reservation", "arrival", "departure", "status", "checked_out_at"]
+    list_filter = ["status"]
+    list_select_related = ["room"]
+    search_fields = ["guest_name", "reservation", "room__number"]
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(ReadOnlyAdmin):
+    list_display = ["key", "operator", "status", "created_at"]
+    list_select_related = ["operator"]
+    search_fields = ["key"]

@@ -37,6 +37,8 @@ PARTITION_PATHS = {
     "accesscontrol.timeinterval": "time_period__partition",
     # An event without an access point then matches no partition: only operators with all partitions see it.
     "accesscontrol.auditevent": "access_point__partition",
+    "accesscontrol.room": "access_point__partition",
+    "accesscontrol.stay": "cardholder__partition",
 }
 
 

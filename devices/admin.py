@@ -50,7 +50,7 @@ class DeviceForm(forms.ModelForm):
 
     class Meta:
         model = Device
-        fields = ["device_id", "name", "kind", "description", "enabled"]
+        fields = ["device_id", "name", "kind", "description", "station", "enabled"]
 
     def clean_key(self) -> bytes | None:
         key = self.cleaned_data["key"]
@@ -71,15 +71,15 @@ class DeviceAdmin(SpaceAdmin):
     inlines = [DeviceDoorInline, DeviceReaderInline]
     list_display = ["name", "device_id", "kind", "enabled", "online", "last_seen_at", "key_set"]
     list_filter = ["kind", "enabled", "online", "tamper"]
-    search_fields = ["name", "description", "=device_id"]
+    search_fields = ["name", "description", "=device_id", "=station"]
     readonly_fields = ["key_set", *LIVE_STATUS, "created_at", "updated_at"]
     actions = ["generate_new_key"]
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:
-            return [(None, {"fields": ["device_id", "name", "kind", "description", "enabled", "key"]})]
+            return [(None, {"fields": ["device_id", "name", "kind", "description", "station", "enabled", "key"]})]
         return [
-            (None, {"fields": ["device_id", "name", "kind", "description", "enabled", "key_set"]}),
+            (None, {"fields": ["device_id", "name", "kind", "description", "station", "enabled", "key_set"]}),
             ("Live status", {"fields": [*LIVE_STATUS, "created_at", "updated_at"]}),
         ]
 

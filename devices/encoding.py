@@ -204,9 +204,10 @@ def job_progress(job_id: int, status: str, progress: int | None = None, error: s
     """
     now = timezone.now()
     with transaction.atomic():
-        # No select_related: the key is nullable (a read job has none), and PostgreSQL refuses FOR UPDATE
-        # on the nullable side of the outer join that would make.
-        job = EncodeJob.objects.select_for_update().filter(pk=job_id).first()
+        # The job's row only: a read job has no key (an outer join PostgreSQL will not lock).
+        job = (
+            EncodeJob.objects.select_for_update(of=("self",)).filter(pk=job_id).select_related("key", "encoder").first()
+        )
         if job is None or job.status in EncodeStatus.finished() or _RANK[status] < _RANK[job.status]:
             return None
         uid = normalize_uid(card_uid or "")
@@ -237,7 +238,7 @@ def bind_card(job_id: int, uid: str) -> tuple[bytes | None, str]:
     its card data. Returns ``(data, "")``, or ``(None, error)`` with the job failed."""
     uid = normalize_uid(uid)
     with transaction.atomic():
-        job = EncodeJob.objects.select_for_update().filter(pk=job_id).first()  # see job_progress
+        job = EncodeJob.objects.select_for_update(of=("self",)).filter(pk=job_id).select_related("key").first()
         if job is None or job.status in EncodeStatus.finished():
             return None, INTERRUPTED
         problem = _take_uid(job.key, uid, replace=True)

@@ -94,10 +94,10 @@ def in_house():
 def tiles(rooms, now: dt.datetime) -> list[Tile]:
     """Each room with its stay in house (its own, or the one it is an extra room of): four queries for any count."""
     rooms = rooms.select_related("access_point").prefetch_related(
-        Prefetch("stays", in_house().only("id", "room_id", "guest_name", "departure"), to_attr="in_house"),
+        Prefetch("stays", in_house().only("id", "room_id", "guest_name", "arrival", "departure"), to_attr="in_house"),
         Prefetch(
             "extra_stays",
-            in_house().select_related("room").only("id", "room__number", "guest_name", "departure"),
+            in_house().select_related("room").only("id", "room__number", "guest_name", "arrival", "departure"),
             to_attr="in_house_extra",
         ),
         Prefetch("connects", Room.objects.only("id", "number"), to_attr="connected"),
@@ -180,6 +180,7 @@ class FrontDeskView(OperatorPage, TemplateView):
             encoders=desk_encoders(),
             encoder=desk_encoder(self.request),
             filtered=bool(floor or state),
+            now=now,
         )
         return context
 

@@ -39,14 +39,14 @@ async def connected(encoder_bridge, **options) -> SimulatedEncoder:  # noqa: F81
     return device
 
 
-def on_encoder(encoder_bridge, call, *, card=CARD, card_type=None, **options):  # noqa: F811
-    """Run ``call`` (a hotel operation) with the simulated encoder online and ``card`` on it (none: None).
-    Returns (the call's result or its HotelError, the encoder)."""
+def on_encoder(encoder_bridge, call, *, card=CARD, card_type=None, data=b"", **options):  # noqa: F811
+    """Run ``call`` (a hotel operation) with the simulated encoder online and ``card`` (holding ``data``) on it
+    (none: None). Returns (the call's result or its HotelError, the encoder)."""
 
     async def scenario():
         device = await connected(encoder_bridge, **options)
         if card is not None:
-            device.place_card(card, card_type)
+            device.place_card(card, card_type, data)
         try:
             result = await asyncio.to_thread(call)
         except hotel.HotelError as error:
@@ -55,6 +55,10 @@ def on_encoder(encoder_bridge, call, *, card=CARD, card_type=None, **options):  
         return result, device
 
     return run(scenario(), timeout=60)
+
+
+def read_key():
+    return hotel.read_key(encoder=STATION, via=VIA, wait_seconds=10)
 
 
 def check_in(room="101", **options):
@@ -139,14 +143,7 @@ def test_a_usb_encoder_or_another_device_is_an_unknown_encoder(site):
 def test_read_key_says_what_the_guest_card_opens(encoder_bridge, site):  # noqa: F811
     issued, _ = on_encoder(encoder_bridge, check_in("301", guest_name="Ada", reservation="R7"))
 
-    async def scenario():
-        device = await connected(encoder_bridge)
-        device.place_card(CARD, data=issued.card_data)
-        result = await asyncio.to_thread(hotel.read_key, encoder=STATION, via=VIA, wait_seconds=10)
-        await device.stop()
-        return result
-
-    read = run(scenario(), timeout=60)
+    read, _ = on_encoder(encoder_bridge, read_key, data=issued.card_data)
     assert (read.uid, read.rooms, read.guest_name, read.reservation) == (CARD, ("301", "302"), "Ada", "R7")
     assert (read.departure, read.valid) == (issued.departure.replace(microsecond=0), True)
     assert read.extra["key_id"] == issued.key_id
@@ -156,33 +153,19 @@ def test_read_key_of_a_checked_out_guest_is_not_valid(encoder_bridge, site):  # 
     issued, _ = on_encoder(encoder_bridge, check_in("101"))
     hotel.check_out(room="101", via=VIA)
 
-    async def scenario():
-        device = await connected(encoder_bridge)
-        device.place_card(CARD, data=issued.card_data)
-        result = await asyncio.to_thread(hotel.read_key, encoder=STATION, via=VIA, wait_seconds=10)
-        await device.stop()
-        return result
-
-    read = run(scenario(), timeout=60)
+    read, _ = on_encoder(encoder_bridge, read_key, data=issued.card_data)
     assert (read.valid, read.extra["reason"], read.rooms) == (False, "cancelled", ("101",))
 
 
 def test_read_key_of_a_blank_card_or_none(encoder_bridge, site, quick_jobs):  # noqa: F811
-    blank, _ = on_encoder(encoder_bridge, lambda: hotel.read_key(encoder=STATION, via=VIA, wait_seconds=10))
+    blank, _ = on_encoder(encoder_bridge, read_key)
     assert (blank.uid, blank.valid, blank.extra) == (CARD, False, {"reason": "blank"})
 
-    error, _ = on_encoder(encoder_bridge, lambda: hotel.read_key(encoder=STATION, via=VIA, wait_seconds=10), card=None)
+    error, _ = on_encoder(encoder_bridge, read_key, card=None)
     assert error.code == hotel.NO_CARD
 
 
 def test_read_key_of_garbage_is_not_valid(encoder_bridge, site):  # noqa: F811
-    async def scenario():
-        device = await connected(encoder_bridge)
-        device.place_card(CARD, data=b"\x00garbage" * 10)
-        result = await asyncio.to_thread(hotel.read_key, encoder=STATION, via=VIA, wait_seconds=10)
-        await device.stop()
-        return result
-
-    read = run(scenario(), timeout=60)
+    read, _ = on_encoder(encoder_bridge, read_key, data=b"\x00garbage" * 10)
     assert (read.valid, read.rooms) == (False, ())
     assert read.extra["reason"]

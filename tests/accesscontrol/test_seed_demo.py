@@ -16,9 +16,7 @@ from accesscontrol.models import (
     CardholderPermission,
     Key,
     Partition,
-    Room,
     SiteSettings,
-    Stay,
     TimePeriod,
 )
 from devices.models import Device
@@ -127,14 +125,20 @@ def test_it_prints_a_summary():
     assert "cardholders" in output and "300" in output
 
 
-def test_the_hotel_has_its_rooms_and_the_guests_who_arrived_are_in_house():
-    seed()
-    now = timezone.now()
-    stays = Stay.objects.select_related("cardholder", "room__access_point")
+def test_the_hotel_has_rooms_suites_guest_areas_stays_and_a_front_desk_station():
+    from accesscontrol.models import GuestArea, Room, Stay
+    from devices.models import Device
 
-    assert Room.objects.count() == AccessPoint.objects.filter(kind=AccessPointKind.ROOM).count() == 20
-    assert stays.filter(status="in").count() >= 5
-    for stay in stays:
-        assert stay.cardholder.activation <= now and stay.departure == stay.cardholder.expiration
-        assert stay.cardholder.notes == f"Room {stay.room.number}" == stay.room.access_point.name
-    assert Stay.objects.filter(status="out").count() == 1
+    seed()
+
+    assert Room.objects.count() == AccessPoint.objects.filter(kind=AccessPointKind.ROOM).count()
+    suite = Room.objects.get(number="110")
+    assert (suite.suite, [room.number for room in suite.connects.all()]) == (True, ["109"])
+    assert set(GuestArea.objects.values_list("name", flat=True)) == {"LOBBY", "GYM", "POOL"}
+    guests = Cardholder.objects.filter(kind=CardholderKind.GUEST)
+    assert Stay.objects.count() == guests.count()
+    assert Stay.objects.filter(status="out").count() >= 1  # the one who left, and any gone at noon today
+    for stay in Stay.objects.select_related("room", "cardholder"):
+        assert stay.cardholder.notes == f"Room {stay.room.number}"
+    encoder = Device.objects.get(station="FD1")
+    assert (encoder.name, encoder.has_key) == ("Front desk encoder", True)

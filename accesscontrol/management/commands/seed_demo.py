@@ -3,9 +3,10 @@
 Harbour House (offices, partition "Office building") and Hotel Miramar
 (partition "Hotel"): about sixty access points, time periods, a holiday
 calendar for the site's time zone, access levels, 300 cardholders with keys,
-hotel guests in their rooms, and devices: control units and an updater with
-keys (generated, never printed), the control units driving every online door,
-so a simulator can run them. The same random seed gives the same site every
+hotel guests in their rooms (the hotel's rooms, two suites, guest areas and a
+stay per guest), and devices: control units, encoders and an updater with keys
+(generated, never printed), the control units driving every online door, so a
+simulator can run them; the front desk encoder has station code FD1. The same random seed gives the same site every
 time. Runs once: on a database that already holds access points or
 cardholders it adds nothing.
 """
@@ -277,7 +278,18 @@ DEVICES = [
     (4001, "PPD 1", DeviceKind.PPD, "Portable programming device, facilities office."),
 ]
 # Devices that talk SDP/1 get a key, so a simulator can drive them; the keys are never printed.
-KEYED_KINDS = (DeviceKind.CONTROL_UNIT, DeviceKind.UPDATER)
+KEYED_KINDS = (DeviceKind.CONTROL_UNIT, DeviceKind.UPDATER, DeviceKind.ENCODER)
+# Encoders a PMS names by station code (FIAS KC/WS).
+STATIONS = {2002: "FD1"}
+# The hotel: suites and the rooms they join, rooms with a connecting door, and the guest areas.
+SUITES = {"110": ["109"], "210": ["209"]}
+CONNECTING = [("101", "102"), ("201", "202")]
+# name: (access point, time period)
+GUEST_AREAS = {
+    "LOBBY": ("Hotel lobby entrance", None),
+    "GYM": ("Hotel gym", "Hotel lobby open"),
+    "POOL": ("Hotel pool", "Hotel lobby open"),
+}
 # device id: the access points its doors 1, 2, ... drive; reader n reads for door n. Every online door is here.
 DEVICE_DOORS = {
     1001: ["Main entrance", "Loading dock", "Parking gate", "Parking exit"],
@@ -321,8 +333,8 @@ class Seeder:
         self.make_places()
         self.levels = self.make_access_levels()
         self.make_people()
-        self.make_rooms()
         self.make_devices()
+        self.make_hotel()
         # bulk_create sends no signals: tell running rules snapshots to reload everything.
         record_everything()
         return self.plan
@@ -585,45 +597,14 @@ class Seeder:
         CardholderPermission.objects.bulk_create(permissions)
         self.plan.counts["individual permissions"] = len(permissions)
 
-    # --- the hotel's rooms and stays (the front desk) ---
-
-    def make_rooms(self) -> None:
-        """A room for each room door (109 and 110 connecting), the common areas for guests, and a stay for
-        each guest who has arrived (the one who left is checked out)."""
-        rooms = {}
-        for point in self.points.values():
-            if point.kind == AccessPointKind.ROOM:
-                number = point.name.removeprefix("Room ")
-                rooms[number] = Room.objects.create(number=number, floor=int(number[0]), access_point=point)
-        rooms["109"].connects.add(rooms["110"])
-        GuestArea.objects.create(name="COMMON", zone=self.zones["Hotel common areas"])
-        stays = []
-        for index, guest in enumerate(Cardholder.objects.filter(kind=CardholderKind.GUEST).order_by("ext_id")):
-            if guest.activation > self.now:
-                continue  # a reservation: not in house yet
-            out = guest.expiration < self.now - dt.timedelta(hours=12)
-            stays.append(
-                Stay(
-                    room=rooms[self.guest_room(index)],
-                    cardholder=guest,
-                    reservation=guest.ext_id,
-                    guest_name=f"{guest.first_name} {guest.last_name}",
-                    arrival=guest.activation,
-                    departure=guest.expiration,
-                    status=StayStatus.OUT if out else StayStatus.IN,
-                    checked_out_at=guest.expiration if out else None,
-                )
-            )
-        Stay.objects.bulk_create(stays)
-        self.plan.counts["hotel rooms"] = len(rooms)
-        self.plan.counts["  guests in house"] = sum(1 for stay in stays if stay.status == StayStatus.IN)
-
     # --- devices ---
 
     def make_devices(self) -> None:
         doors, readers = [], []
         for device_id, name, kind, description in DEVICES:
-            device = Device(device_id=device_id, name=name, kind=kind, description=description)
+            device = Device(
+                device_id=device_id, name=name, kind=kind, description=description, station=STATIONS.get(device_id)
+            )
             if kind in KEYED_KINDS:
                 device.set_key()
             device.save()
@@ -635,3 +616,44 @@ class Seeder:
         DeviceReader.objects.bulk_create(readers)
         self.plan.counts["devices"] = len(DEVICES)
         self.plan.counts["  doors driven by devices"] = len(doors)
+
+    # --- the hotel ---
+
+    def make_hotel(self) -> None:
+        """Rooms for the hotel's room doors (number, floor, suites, connecting doors), the guest areas,
+        and a stay for each guest: in house, or checked out for the one who has left."""
+        rooms = {}
+        for point in self.points.values():
+            if point.kind == AccessPointKind.ROOM:
+                number = point.name.removeprefix("Room ")
+                rooms[number] = Room(number=number, access_point=point, floor=int(number[0]), suite=number in SUITES)
+        Room.objects.bulk_create(rooms.values())
+        Joined = Room.connects.through
+        pairs = [*CONNECTING, *((suite, joined) for suite, rooms in SUITES.items() for joined in rooms)]
+        Joined.objects.bulk_create(
+            Joined(from_room=rooms[a], to_room=rooms[b])
+            for one, other in pairs
+            for a, b in ((one, other), (other, one))
+        )
+        for name, (point, period) in GUEST_AREAS.items():
+            GuestArea.objects.create(
+                name=name, access_point=self.points[point], time_period=self.periods[period] if period else None
+            )
+        stays = []
+        for guest in Cardholder.objects.filter(kind=CardholderKind.GUEST).order_by("id"):
+            gone = guest.expiration < self.now
+            stays.append(
+                Stay(
+                    room=rooms[guest.notes.removeprefix("Room ")],
+                    cardholder=guest,
+                    reservation=guest.ext_id,
+                    guest_name=str(guest),
+                    arrival=guest.activation,
+                    departure=guest.expiration,
+                    status=StayStatus.OUT if gone else StayStatus.IN,
+                    checked_out_at=guest.expiration if gone else None,
+                )
+            )
+        Stay.objects.bulk_create(stays)
+        self.plan.counts["hotel rooms"] = len(rooms)
+        self.plan.counts["  guests in house"] = sum(stay.status == StayStatus.IN for stay in stays)
