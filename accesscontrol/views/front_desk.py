@@ -43,11 +43,13 @@ SESSION_ENCODER = "front_desk_encoder"
 SESSION_PENDING = "front_desk_pending_keys"  # stay id -> keys asked for at check-in, not yet written
 
 FREE = "free"
+RESERVED = "reserved"  # checked in ahead: the guest's key opens from the arrival
 OCCUPIED = "occupied"
 DUE_OUT = "due_out"
 OVERDUE = "overdue"
 STATES = {
     FREE: "Free",
+    RESERVED: "Arriving",
     OCCUPIED: "Occupied",
     DUE_OUT: "Checking out today",
     OVERDUE: "Departed, not checked out",
@@ -75,6 +77,8 @@ def occupancy(stay: Stay | None, now: dt.datetime) -> str:
         return FREE
     if stay.departure <= now:
         return OVERDUE
+    if stay.arrival > now:
+        return RESERVED
     if timezone.localdate(stay.departure) == timezone.localdate(now):
         return DUE_OUT
     return OCCUPIED

@@ -114,6 +114,23 @@ def test_the_grid_shows_each_room_by_floor_with_its_occupancy(rooms, hotel_parti
     assert "Departed, not checked out" in text and "Ada Lovelace" in text and "Floor 2" in text
 
 
+def test_a_guest_checked_in_ahead_of_arrival_shows_as_arriving(rooms, hotel_partition):
+    hotel.check_in(
+        room="201",
+        arrival=timezone.now() + dt.timedelta(days=1),
+        departure=timezone.now() + dt.timedelta(days=3),
+        encoder=None,
+        guest_name="Hedy Lamarr",
+        via="test",
+    )
+
+    page = desk_client(*VIEW, partitions=[hotel_partition]).get(reverse("front_desk"), {"floor": "2"})
+
+    [(_, [tile])] = page.context["by_floor"]
+    assert (tile.state, tile.state_label, tile.stay.guest_name) == ("reserved", "Arriving", "Hedy Lamarr")
+    assert "from " in page.content.decode()
+
+
 def test_the_grid_filters_by_floor_and_state_and_htmx_gets_only_the_grid(rooms, hotel_partition):
     checked_in(rooms["101"], "Ada Lovelace")
     client = desk_client(*VIEW, partitions=[hotel_partition])
