@@ -1,10 +1,13 @@
 """Hotel operations: what the front desk, the PMS interfaces (FIAS, Industry Standard, SHIP) and the REST
 API all call, so a check-in is the same whoever asks for it.
 
-CONTRACT (issue 7): the names and signatures below are what the connectors code
-against; the implementation is being written. Every operation raises
-:class:`HotelError` with a ``code`` the connectors map to their protocol's
-negative answer; nothing else escapes for bad input.
+The names and signatures of check_in, check_out, modify and read_key are the
+contract the connectors code against (issue 7). Every operation is one
+transaction (a key for an encoder is committed before the encoder can take it,
+and cancelled in a second one when the encoder fails), recorded in the system auditor with ``via`` = the interface's name,
+and raises :class:`HotelError` with a ``code`` the connectors map to their
+protocol's negative answer; nothing else escapes for bad input. docs/hotel.md
+says what each does, the one-shot keys' reading, and the staff keys.
 """
 
 import datetime as dt
@@ -370,8 +373,22 @@ def stay_rooms(stay: Stay) -> list[str]:
     return [stay.room.number, *sorted(stay.extra_rooms.values_list("number", flat=True))]
 
 
+def in_house(stays=None) -> dict[int, Stay]:
+    """The stays in house by the id of each of their rooms (its room and extra rooms): the room grid's
+    occupancy. ``stays``: a Stay queryset to take them from (prefetching its extra rooms), all by default."""
+    stays = Stay.objects.prefetch_related("extra_rooms") if stays is None else stays
+    by_room = {}
+    for stay in stays.filter(status=StayStatus.IN):
+        by_room[stay.room_id] = stay
+        for extra in stay.extra_rooms.all():
+            by_room[extra.pk] = stay
+    return by_room
+
+
 def _room(number: str) -> Room:
-    room = Room.objects.select_related("access_point").filter(number=str(number).strip()).first()
+    """The room, locked until the operation's transaction ends: two operations on one room take turns."""
+    rooms = Room.objects.select_for_update(of=("self",)).select_related("access_point")
+    room = rooms.filter(number=str(number).strip()).first()
     if room is None:
         raise HotelError(UNKNOWN_ROOM, f"There is no room {number}.")
     return room

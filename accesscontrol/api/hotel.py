@@ -14,12 +14,18 @@ Permissions are the keys': issuing (check-in, copy) needs ``add_key``, modify an
 import base64
 
 from django.db.models import Count, Prefetch, Q
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.response import Response
 
 from accesscontrol import hotel, idempotency
-from accesscontrol.choices import KeyStatus, StayStatus
+from accesscontrol.choices import KeyStatus
 from accesscontrol.models import Room, Stay
 from accesscontrol.permissions import ALL, allowed_partitions, may_use_partition
 
@@ -257,16 +263,15 @@ ENCODER_ERRORS = {
 }
 
 
+@extend_schema_view(
+    post=extend_schema(parameters=[IDEMPOTENCY_HEADER], responses={201: KeyIssuedSerializer, **ENCODER_ERRORS})
+)
 class CheckInView(HotelOperation):
     """Check a guest in: a key for the room (its suite and extra rooms) and the guest areas, valid until
     departure, written on the encoder named by its station code. ``kind`` new cancels the stay's earlier keys."""
 
     serializer_class = CheckInSerializer
     success_status = status.HTTP_201_CREATED
-
-    @extend_schema(parameters=[IDEMPOTENCY_HEADER], responses={201: KeyIssuedSerializer, **ENCODER_ERRORS})
-    def post(self, request):
-        return super().post(request)
 
     def run(self, data: dict) -> dict:
         data["encoder"] = data.get("encoder") or None
@@ -277,14 +282,13 @@ class CheckInView(HotelOperation):
         return KeyIssuedSerializer(issued).data
 
 
+@extend_schema_view(
+    post=extend_schema(parameters=[IDEMPOTENCY_HEADER], responses={201: KeyIssuedSerializer, **ENCODER_ERRORS})
+)
 class CopyView(CheckInView):
     """One more key for the guest in the room (a one-shot key with ``one_shot``): the others stay valid."""
 
     serializer_class = CopySerializer
-
-    @extend_schema(parameters=[IDEMPOTENCY_HEADER], responses={201: KeyIssuedSerializer, **ENCODER_ERRORS})
-    def post(self, request):
-        return super().post(request)
 
     def run(self, data: dict) -> dict:
         data["kind"] = hotel.ONE_SHOT if data.pop("one_shot") else hotel.COPY
@@ -292,15 +296,12 @@ class CopyView(CheckInView):
         return super().run(data)
 
 
+@extend_schema_view(post=extend_schema(parameters=[IDEMPOTENCY_HEADER], responses={200: StayIdSerializer, **ERRORS}))
 class ModifyView(HotelOperation):
     """Move the guest to another room and/or change the departure (or the guest's name); keys follow."""
 
     serializer_class = ModifySerializer
     required_permission = "accesscontrol.change_key"
-
-    @extend_schema(parameters=[IDEMPOTENCY_HEADER], responses={200: StayIdSerializer, **ERRORS})
-    def post(self, request):
-        return super().post(request)
 
     def check_room(self, number):
         super().check_room(number)
@@ -310,29 +311,27 @@ class ModifyView(HotelOperation):
         return {"stay": hotel.modify(operator=self.request.user, via=VIA, **data)}
 
 
+@extend_schema_view(
+    post=extend_schema(parameters=[IDEMPOTENCY_HEADER], responses={200: CheckedOutSerializer, **ERRORS})
+)
 class CheckOutView(HotelOperation):
     """Check the guest out: every key of the stay is cancelled and blacklisted for offline room locks."""
 
     serializer_class = CheckOutSerializer
     required_permission = "accesscontrol.change_key"
 
-    @extend_schema(parameters=[IDEMPOTENCY_HEADER], responses={200: CheckedOutSerializer, **ERRORS})
-    def post(self, request):
-        return super().post(request)
-
     def run(self, data: dict) -> dict:
         return {"keys_cancelled": hotel.check_out(operator=self.request.user, via=VIA, **data)}
 
 
+@extend_schema_view(
+    post=extend_schema(parameters=[IDEMPOTENCY_HEADER], responses={200: KeyReadSerializer, **ENCODER_ERRORS})
+)
 class ReadKeyView(HotelOperation):
     """Read the card placed on the encoder named by its station code: what it opens, whose it is, until when."""
 
     serializer_class = ReadKeySerializer
     required_permission = "accesscontrol.view_key"
-
-    @extend_schema(parameters=[IDEMPOTENCY_HEADER], responses={200: KeyReadSerializer, **ENCODER_ERRORS})
-    def post(self, request):
-        return super().post(request)
 
     def run(self, data: dict) -> dict:
         read = hotel.read_key(operator=self.request.user, via=VIA, **data)
@@ -368,12 +367,7 @@ class RoomListView(generics.ListAPIView):
 
     def get_serializer_context(self):
         context = super().get_serializer_context()
-        stays = {}
-        for stay in _stays().filter(status=StayStatus.IN):
-            stays[stay.room_id] = stay
-            for extra in stay.extra_rooms.all():
-                stays[extra.pk] = stay
-        context["stays"] = stays
+        context["stays"] = hotel.in_house(_stays())
         return context
 
 

@@ -304,3 +304,17 @@ def test_staff_access_refuses_an_unknown_shift_or_a_floor_without_rooms(site):
 def test_describe_card_of_data_from_another_site_is_not_valid(site):
     read = hotel.describe_card("04AA", b"\x01" * 64, timezone.now())
     assert (read.valid, read.rooms, read.extra["reason"] != "") == (False, (), True)
+
+
+def test_in_house_maps_every_room_of_a_stay_to_it(site):
+    first = check_in("101", extra_rooms=("102",))
+    check_in("201")
+    hotel.check_out(room="201", via=VIA)
+
+    by_room = hotel.in_house()
+
+    rooms = site["rooms"]
+    assert {room_id: stay.pk for room_id, stay in by_room.items()} == {
+        rooms["101"].pk: first.stay_id,
+        rooms["102"].pk: first.stay_id,
+    }

@@ -16,6 +16,7 @@ from devices.sim_encoders import SimulatedEncoder
 from tests.accesscontrol.hotel_support import days, make_hotel
 from tests.devices.conftest import encoder_bridge, quick_jobs  # noqa: F401 (fixtures)
 from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, make_encoder, run, until
+from tests.factories import make_cardholder, make_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -169,3 +170,13 @@ def test_read_key_of_garbage_is_not_valid(encoder_bridge, site):  # noqa: F811
     read, _ = on_encoder(encoder_bridge, read_key, data=b"\x00garbage" * 10)
     assert (read.valid, read.rooms) == (False, ())
     assert read.extra["reason"]
+
+
+def test_a_card_another_key_holds_is_encode_failed(encoder_bridge, site):  # noqa: F811
+    make_key(make_cardholder(), uid=CARD)
+
+    error, device = on_encoder(encoder_bridge, check_in("101"))
+
+    assert (error.code, device.written) == (hotel.ENCODE_FAILED, [])
+    assert "Another issued key" in str(error)
+    assert Key.objects.get(cardholder__stay__isnull=False).status == KeyStatus.CANCELLED
