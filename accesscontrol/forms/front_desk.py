@@ -14,11 +14,8 @@ MAX_KEYS = 4
 
 
 def checkout_time() -> dt.time:
-    """The hotel's usual check-out time (``SPACE_HOTEL_CHECKOUT_TIME``, "HH:MM"; 12:00 when unset or unreadable)."""
-    try:
-        return dt.time.fromisoformat(getattr(settings, "SPACE_HOTEL_CHECKOUT_TIME", "12:00"))
-    except (TypeError, ValueError):
-        return dt.time(12, 0)
+    """The hotel's usual check-out time (``SPACE_HOTEL_CHECKOUT_TIME``, checked at start-up)."""
+    return dt.time.fromisoformat(settings.SPACE_HOTEL_CHECKOUT_TIME)
 
 
 class DepartureFields(forms.Form):

@@ -12,7 +12,7 @@ import datetime as dt
 import pytest
 from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
+from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
@@ -338,6 +338,13 @@ def test_the_check_in_form_starts_at_the_hotels_check_out_time_with_the_default_
     assert form["departure_time"].value() == "12:00"
     assert form["departure_date"].value() == timezone.localdate() + dt.timedelta(days=1)
     assert form.fields["common_areas"].initial == ["GYM"]
+
+
+@override_settings(SPACE_HOTEL_CHECKOUT_TIME="10:30")
+def test_the_departure_starts_at_the_check_out_time_the_site_sets(rooms, hotel_partition):
+    page = desk_client(*DESK, partitions=[hotel_partition]).get(url("front_desk_room", rooms["101"]))
+
+    assert page.context["check_in_form"]["departure_time"].value() == "10:30"
 
 
 def test_check_in_gives_the_areas_ticked_and_the_suites_extra_room(rooms, hotel_partition, encoder):
