@@ -4,10 +4,11 @@ API all call, so a check-in is the same whoever asks for it.
 The names and signatures of check_in, check_out, modify and read_key are the
 contract the connectors code against (issue 7). Every operation is one
 transaction (a key for an encoder is committed before the encoder can take it,
-and cancelled in a second one when the encoder fails), recorded in the system auditor with ``via`` = the interface's name,
-and raises :class:`HotelError` with a ``code`` the connectors map to their
-protocol's negative answer; nothing else escapes for bad input. docs/hotel.md
-says what each does, the one-shot keys' reading, and the staff keys.
+and cancelled in a second one when the encoder fails), recorded in the system
+auditor with ``via`` = the interface's name, and raises :class:`HotelError`
+with a ``code`` the connectors map to their protocol's negative answer; nothing
+else escapes for bad input. docs/hotel.md says what each does, the one-shot
+keys' reading, and the staff keys.
 """
 
 import datetime as dt

@@ -318,3 +318,35 @@ def test_in_house_maps_every_room_of_a_stay_to_it(site):
         rooms["101"].pk: first.stay_id,
         rooms["102"].pk: first.stay_id,
     }
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("same_reservation", [True, False])
+def test_concurrent_check_ins_of_one_room_leave_one_stay_with_one_key(same_reservation):
+    import threading
+
+    from django.db import connection
+
+    make_hotel()
+    departure = days(2)
+    errors, start = [], threading.Barrier(6)
+
+    def desk(number: int):
+        try:
+            start.wait()
+            check_in("101", departure, reservation="R1" if same_reservation else f"R{number}")
+        except Exception as error:  # any escape is the failure under test
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=desk, args=(number,)) for number in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert errors == []
+    assert Stay.objects.filter(status=StayStatus.IN).count() == 1
+    assert Key.objects.filter(status=KeyStatus.ISSUED).count() == 1
+    assert Key.objects.count() == 6

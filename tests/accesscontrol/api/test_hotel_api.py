@@ -307,3 +307,15 @@ def _online() -> bool:
     from devices.models import Device
 
     return Device.objects.filter(device_id=ENCODER_ID, online=True).exists()
+
+
+def test_reading_keys_and_the_lists_need_view_key(site):
+    viewer = client_with("accesscontrol.view_key", all_partitions=True)
+    stranger = client_with("accesscontrol.view_cardholder", all_partitions=True)
+
+    assert post(viewer, "read-key", {"encoder": "NOPE"}).data["code"] == "unknown_encoder"
+    assert viewer.get(f"{URL}stays/").status_code == 200
+    assert post(stranger, "read-key", {"encoder": "NOPE"}).status_code == 403
+    assert stranger.get(f"{URL}rooms/").status_code == 403
+    assert stranger.get(f"{URL}stays/").status_code == 403
+    assert post(viewer, "check-in", body()).status_code == 403
