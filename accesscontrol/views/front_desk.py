@@ -91,24 +91,21 @@ def visible_rooms(operator):
     return rooms if partitions is ALL else rooms.filter(access_point__partition__in=partitions)
 
 
-def in_house():
-    return Stay.objects.filter(status=StayStatus.IN)
+def stays_by_room() -> dict[int, Stay]:
+    """Every stay in house by the id of each of its rooms (accesscontrol.hotel.in_house): two queries."""
+    stays = Stay.objects.select_related("room").only("id", "room__number", "guest_name", "arrival", "departure")
+    return hotel.in_house(stays.prefetch_related(Prefetch("extra_rooms", Room.objects.only("id"))))
 
 
 def tiles(rooms, now: dt.datetime) -> list[Tile]:
-    """Each room with its stay in house (its own, or the one it is an extra room of): four queries for any count."""
+    """Each room with its stay in house (its own, or the one it is an extra room of): five queries for any count."""
+    by_room = stays_by_room()
     rooms = rooms.select_related("access_point").prefetch_related(
-        Prefetch("stays", in_house().only("id", "room_id", "guest_name", "arrival", "departure"), to_attr="in_house"),
-        Prefetch(
-            "extra_stays",
-            in_house().select_related("room").only("id", "room__number", "guest_name", "arrival", "departure"),
-            to_attr="in_house_extra",
-        ),
-        Prefetch("connects", Room.objects.only("id", "number"), to_attr="connected"),
+        Prefetch("connects", Room.objects.only("id", "number"), to_attr="connected")
     )
     result = []
     for room in rooms:
-        stay = (room.in_house or room.in_house_extra or [None])[0]
+        stay = by_room.get(room.pk)
         result.append(Tile(room, stay, occupancy(stay, now), [other.number for other in room.connected]))
     return result
 
@@ -126,10 +123,9 @@ def with_lock_reasons(room_tiles: list[Tile], now: dt.datetime) -> None:
 
 def free_rooms(operator) -> list[str]:
     """Numbers of the rooms the operator may see with nobody in them (neither a stay's room nor an extra room)."""
-    taken = in_house().values("room_id")
-    taken_as_extra = Stay.extra_rooms.through.objects.filter(stay__status=StayStatus.IN).values("room_id")
-    rooms = visible_rooms(operator).exclude(pk__in=taken).exclude(pk__in=taken_as_extra)
-    return list(rooms.order_by("floor", "number").values_list("number", flat=True))
+    taken = stays_by_room()
+    rooms = visible_rooms(operator).order_by("floor", "number").values_list("pk", "number")
+    return [number for pk, number in rooms if pk not in taken]
 
 
 def desk_encoders():
@@ -219,7 +215,7 @@ def room_for(request, pk, permission: str = "accesscontrol.view_key") -> Room:
 
 def stay_of(room: Room) -> Stay | None:
     """The stay in house in ``room``, its own or the one it is an extra room of."""
-    stays = in_house().select_related("room", "cardholder").prefetch_related("extra_rooms")
+    stays = Stay.objects.filter(status=StayStatus.IN).select_related("room", "cardholder")
     return stays.filter(room=room).first() or stays.filter(extra_rooms=room).first()
 
 
