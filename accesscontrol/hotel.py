@@ -142,9 +142,11 @@ def check_in(
     operator=None,
     via: str,
     wait_seconds: float = 30.0,
+    wait: bool = True,
 ) -> KeyIssued:
     """Issue a guest key for ``room`` (and ``extra_rooms``) valid until ``departure``; with ``encoder`` (its
     station code, as the PMS names it) write it and wait up to ``wait_seconds`` for the encoder.
+    ``wait=False`` returns once the encode job is queued (the front desk follows it on its page).
 
     ``NEW`` starts the stay (or, for the room's stay of the same reservation, cancels its earlier keys;
     a stay of another reservation still in the room is checked out first: the PMS's new guest wins).
@@ -186,7 +188,7 @@ def check_in(
             detail={"kind": kind, "key": key.pk, "rooms": stay_rooms(stay), "job": job.pk if job else None},
         )
     card_data = b""
-    if job is not None:
+    if job is not None and wait:
         job = _wait(job, key, wait_seconds, operator=operator, via=via)
         key.refresh_from_db()
         card_data = bytes(job.data)

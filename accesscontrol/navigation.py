@@ -5,6 +5,7 @@ from django.urls import NoReverseMatch, reverse
 # (section, [(label, url name, permission needed or None)])
 MENU = [
     ("", [("Dashboard", "dashboard", None), ("Live monitor", "monitor", "accesscontrol.view_auditevent")]),
+    ("Hotel", [("Front desk", "front_desk", "accesscontrol.view_key")]),
     (
         "People",
         [

@@ -6,6 +6,7 @@ key. The production profile (SPACE_PROFILE=production) refuses to start
 unless the unsafe defaults have been replaced.
 """
 
+import datetime
 import os
 import tempfile
 import zoneinfo
@@ -359,3 +360,10 @@ SPACE_SHIP_HOST_TIMEOUT_SECONDS = envint("SPACE_SHIP_HOST_TIMEOUT_SECONDS", 10)
 SPACE_BLACKLIST_DEFAULT_DAYS = envint("SPACE_BLACKLIST_DEFAULT_DAYS", 365)
 if SPACE_BLACKLIST_DEFAULT_DAYS < 1:
     raise ImproperlyConfigured(f"SPACE_BLACKLIST_DEFAULT_DAYS must be at least 1, not {SPACE_BLACKLIST_DEFAULT_DAYS}")
+
+# The hotel's usual check-out time ("HH:MM"): where a departure at the front desk starts.
+SPACE_HOTEL_CHECKOUT_TIME = envstr("SPACE_HOTEL_CHECKOUT_TIME", "12:00")
+try:
+    datetime.time.fromisoformat(SPACE_HOTEL_CHECKOUT_TIME)
+except ValueError:
+    raise ImproperlyConfigured(f"SPACE_HOTEL_CHECKOUT_TIME is HH:MM, not {SPACE_HOTEL_CHECKOUT_TIME!r}") from None

@@ -133,7 +133,7 @@ def demo_history(*, events: int = 240, operator_username: str = "ada") -> dict:
     from django.utils import timezone
 
     from accesscontrol.actions import record_operator_action
-    from accesscontrol.models import AuditEvent, Calendar, Job, TimePeriod
+    from accesscontrol.models import AuditEvent, Calendar, Job, Stay, TimePeriod
     from devices.models import Device
 
     rng = random.Random(7)
@@ -267,6 +267,7 @@ def demo_history(*, events: int = 240, operator_username: str = "ada") -> dict:
         "calendar": Calendar.objects.order_by("pk").first().pk,
         "device": Device.objects.order_by("pk").first().pk,
         "job": Job.objects.get(status="running").pk,
+        "room": Stay.objects.filter(status="in").order_by("room__number").first().room_id,
     }
 
 

@@ -94,6 +94,8 @@ def test_screenshots_of_the_main_pages_on_the_demo_site(demo_site, page):
         ("29-job-running", url_path("job", ids["job"])),
         ("30-offline-locks", url_path("offline_locks")),
         ("31-blacklist", url_path("blacklist")),
+        ("32-front-desk", url_path("front_desk")),
+        ("33-front-desk-room", url_path("front_desk_room", ids["room"])),
     ]
     problems = []
     for name, path in pages:
