@@ -16,7 +16,8 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from django.core.exceptions import ValidationError
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -617,3 +618,12 @@ def _finished(job: EncodeJob, wait_seconds: float) -> EncodeJob:
         if job.status == EncodeStatus.DONE:
             return job
     raise HotelError(JOB_ERRORS.get(job.error, ENCODE_FAILED), encoding.error_message(job.error))
+
+
+def check_out_time() -> dt.time:
+    """The hotel's check-out time (``SPACE_HOTEL_CHECK_OUT_TIME``): a departure date's time when none is given."""
+    text = settings.SPACE_HOTEL_CHECK_OUT_TIME
+    try:
+        return dt.time.fromisoformat(text)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"SPACE_HOTEL_CHECK_OUT_TIME is a time HH:MM, not {text!r}") from exc

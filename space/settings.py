@@ -332,8 +332,13 @@ SPACE_EVENT_STREAM_IN_RUNSPACE = envbool("SPACE_EVENT_STREAM_IN_RUNSPACE", not P
 SPACE_CONNECTORS_IN_RUNSPACE = envbool("SPACE_CONNECTORS_IN_RUNSPACE", not PRODUCTION)
 # FIAS (integrations/pms/fias_service.py): the PMS interface Space connects to, "host:port"; unset: no FIAS.
 SPACE_FIAS_ADDRESS = envstr("SPACE_FIAS_ADDRESS", "")
-# The hotel's check-out time (local, HH:MM): a guest key's end when a PMS gives a departure date only.
+# The hotel's check-out time (local, HH:MM): a guest key's end when a PMS gives a departure date only,
+# and where a departure at the front desk starts. Checked at start-up.
 SPACE_HOTEL_CHECK_OUT_TIME = envstr("SPACE_HOTEL_CHECK_OUT_TIME", "12:00")
+try:
+    datetime.time.fromisoformat(SPACE_HOTEL_CHECK_OUT_TIME)
+except ValueError:
+    raise ImproperlyConfigured(f"SPACE_HOTEL_CHECK_OUT_TIME is HH:MM, not {SPACE_HOTEL_CHECK_OUT_TIME!r}") from None
 # The Industry Standard PMS connector (integrations/pms/industry_service.py, docs/industry-standard.md): a TCP
 # port and/or a serial line. The protocol has no authentication, so it listens on loopback unless told otherwise.
 SPACE_INDUSTRY_HOST = envstr("SPACE_INDUSTRY_HOST", "127.0.0.1")
@@ -360,10 +365,3 @@ SPACE_SHIP_HOST_TIMEOUT_SECONDS = envint("SPACE_SHIP_HOST_TIMEOUT_SECONDS", 10)
 SPACE_BLACKLIST_DEFAULT_DAYS = envint("SPACE_BLACKLIST_DEFAULT_DAYS", 365)
 if SPACE_BLACKLIST_DEFAULT_DAYS < 1:
     raise ImproperlyConfigured(f"SPACE_BLACKLIST_DEFAULT_DAYS must be at least 1, not {SPACE_BLACKLIST_DEFAULT_DAYS}")
-
-# The hotel's usual check-out time ("HH:MM"): where a departure at the front desk starts.
-SPACE_HOTEL_CHECKOUT_TIME = envstr("SPACE_HOTEL_CHECKOUT_TIME", "12:00")
-try:
-    datetime.time.fromisoformat(SPACE_HOTEL_CHECKOUT_TIME)
-except ValueError:
-    raise ImproperlyConfigured(f"SPACE_HOTEL_CHECKOUT_TIME is HH:MM, not {SPACE_HOTEL_CHECKOUT_TIME!r}") from None

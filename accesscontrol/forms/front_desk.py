@@ -1,21 +1,22 @@
 """Forms of the front desk: check-in, move, new departure, and the desk's encoder.
 
 A departure is a date and a time: the time starts at the hotel's check-out time
-(``SPACE_HOTEL_CHECKOUT_TIME``), so the desk usually only picks the day.
+(``SPACE_HOTEL_CHECK_OUT_TIME``), so the desk usually only picks the day.
 """
 
 import datetime as dt
 
 from django import forms
-from django.conf import settings
 from django.utils import timezone
+
+from accesscontrol.hotel import check_out_time
 
 MAX_KEYS = 4
 
 
 def checkout_time() -> dt.time:
-    """The hotel's usual check-out time (``SPACE_HOTEL_CHECKOUT_TIME``, checked at start-up)."""
-    return dt.time.fromisoformat(settings.SPACE_HOTEL_CHECKOUT_TIME)
+    """The hotel's usual check-out time (``SPACE_HOTEL_CHECK_OUT_TIME``)."""
+    return check_out_time()
 
 
 class DepartureFields(forms.Form):

@@ -24,11 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 # The event stream's TCP client tuning: keepalive probes and a user timeout, so a dead PMS host is noticed
 # in seconds instead of the kernel's quarter of an hour.
+from accesscontrol import hotel
 from integrations.eventstream import Backoff
 from integrations.eventstream import _tune as tune_socket
 from integrations.pms import fias, fias_requests
@@ -73,14 +73,6 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def check_out_time_setting() -> dt.time:
-    text = settings.SPACE_HOTEL_CHECK_OUT_TIME
-    try:
-        return dt.time.fromisoformat(text)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"SPACE_HOTEL_CHECK_OUT_TIME is a time HH:MM, not {text!r}") from exc
-
-
 class FiasService:
     """The long-lived FIAS client; ``address`` defaults to the setting ``SPACE_FIAS_ADDRESS``."""
 
@@ -98,7 +90,7 @@ class FiasService:
         self.host, self.port = parse_address(address or settings.SPACE_FIAS_ADDRESS)
         self.keepalive_seconds = keepalive_seconds
         self.backoff = Backoff(backoff_first, backoff_max)
-        self.check_out_time = check_out_time or check_out_time_setting()
+        self.check_out_time = check_out_time or hotel.check_out_time()
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.connected = asyncio.Event()
         self.linked = asyncio.Event()  # the link description was sent after an LS

@@ -340,7 +340,7 @@ def test_the_check_in_form_starts_at_the_hotels_check_out_time_with_the_default_
     assert form.fields["common_areas"].initial == ["GYM"]
 
 
-@override_settings(SPACE_HOTEL_CHECKOUT_TIME="10:30")
+@override_settings(SPACE_HOTEL_CHECK_OUT_TIME="10:30")
 def test_the_departure_starts_at_the_check_out_time_the_site_sets(rooms, hotel_partition):
     page = desk_client(*DESK, partitions=[hotel_partition]).get(url("front_desk_room", rooms["101"]))
 
