@@ -36,7 +36,7 @@ from accesscontrol.models import (
     Zone,
     normalize_uid,
 )
-from devices import carddata, cards, encoding
+from devices import carddata, cards, encoding, jobwake
 from devices.carddata import CardError
 from devices.choices import DeviceKind, EncodeStatus
 from devices.models import Device, EncodeJob
@@ -602,15 +602,17 @@ def _wait(job: EncodeJob, key: Key, wait_seconds: float, *, operator, via: str) 
 
 
 def _finished(job: EncodeJob, wait_seconds: float) -> EncodeJob:
-    """The job once done, polled until ``wait_seconds`` have passed; HotelError when it failed or is late."""
+    """The job once done, looked at until ``wait_seconds`` have passed; HotelError when it failed or is late."""
     deadline = time.monotonic() + max(0.0, wait_seconds)
     while True:
+        seen = jobwake.generation()
         job.refresh_from_db(fields=["status", "error", "data", "card_uid", "progress"])
         if job.status == EncodeStatus.DONE:
             return job
         if job.status == EncodeStatus.FAILED or time.monotonic() >= deadline:
             break
-        time.sleep(POLL_SECONDS)
+        # Woken when a bridge of this process finished a job; the timeout finds one another process finished.
+        jobwake.wait_finished(seen, min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
     if job.status != EncodeStatus.FAILED:
         # Too late for the caller: the job ends here, and a report from the encoder after it is ignored.
         encoding.job_progress(job.pk, EncodeStatus.FAILED, error=encoding.TIMEOUT)

@@ -38,8 +38,8 @@ from accesscontrol.choices import Decision as Reason
 from accesscontrol.engine import decide, normalize_uid, passback_after
 from accesscontrol.models import AuditEvent
 from accesscontrol.snapshot import get_store
-from devices import encoding, recorder, sdp1
-from devices.choices import CommandStatus
+from devices import encoding, jobwake, recorder, sdp1
+from devices.choices import CommandStatus, EncodeStatus
 from devices.encoderlink import EncoderLink, Link
 from devices.encoding import JobUpdate
 from devices.recorder import CommandUpdate, DeviceConfig
@@ -194,6 +194,7 @@ class Bridge:
         self._stopping = False
         self._queue: collections.deque[Pending] = collections.deque()
         self._queue_ready = asyncio.Event()
+        self._jobs_queued = asyncio.Event()  # set (devices.jobwake) when this process queued an encode job
         self._device_fields: dict[int, dict] = {}
         self._in_flight: dict[int, tuple[DeviceState, Session, int]] = {}
         self._inside: dict[int, frozenset[int]] = {}
@@ -215,6 +216,8 @@ class Bridge:
         # The writer thread holds the GIL in ORM code; a shorter switch interval keeps decisions prompt.
         sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_SECONDS))
         self._queue_ready = asyncio.Event()
+        self._jobs_queued = asyncio.Event()
+        jobwake.add_waker(self._wake_commands)
         await self._read(self.store.refresh)
         await self._reload_registry(force=True)
         await self._write(encoding.fail_interrupted_jobs, timezone.now())
@@ -230,6 +233,7 @@ class Bridge:
         logger.info("Device bridge listening on udp://%s:%s", self.host, self.port)
 
     async def stop(self) -> None:
+        jobwake.remove_waker(self._wake_commands)
         if self.transport is not None:
             self.transport.close()
             self.transport = None
@@ -681,6 +685,8 @@ class Bridge:
                 # Only now may the poller see it queued again (or no longer see it at all).
                 self._in_flight.pop(update.cmd, None)
         self.encoders.stored(jobs)
+        if any(update.status in EncodeStatus.finished() for update in jobs):
+            jobwake.jobs_finished()
         for item in batch:
             if item.ack and item.session is not None:
                 self._answer(item.state, item.session, item.seq, {"t": "ack", "seq": item.seq}, item.address)
@@ -742,10 +748,19 @@ class Bridge:
         self.devices = devices
         self.by_pk = {state.config.pk: state for state in devices.values()}
 
+    def _wake_commands(self) -> None:
+        """An encode job was queued in this process (any thread): read the queued jobs now."""
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._jobs_queued.set)
+
     async def _commands(self) -> None:
         expired_at = 0.0
         while True:
-            await asyncio.sleep(COMMAND_POLL_SECONDS)
+            # The poll finds jobs and commands queued by other processes; a job of this process wakes it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._jobs_queued.wait(), COMMAND_POLL_SECONDS)
+            self._jobs_queued.clear()
             try:
                 online = [s.config.pk for s in self.devices.values() if s.session is not None and s.online]
                 if online:

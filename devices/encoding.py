@@ -35,7 +35,7 @@ from accesscontrol.choices import AuditKind, KeyKind, KeyStatus
 from accesscontrol.engine import normalize_uid
 from accesscontrol.models import AuditEvent, Key
 from accesscontrol.models.cardholders import UID_PATTERN
-from devices import cards
+from devices import cards, jobwake
 from devices.carddata import CardTooBig
 from devices.choices import DeviceKind, EncodePurpose, EncodeStatus
 from devices.models import Device, EncodeJob
@@ -137,6 +137,7 @@ def create_encode_job(
     operator = operator if getattr(operator, "is_authenticated", False) else None
     with transaction.atomic():
         job = EncodeJob.objects.create(key=key, encoder=encoder, data=data, operator=operator)
+        transaction.on_commit(jobwake.job_queued)
         actions.record_operator_action(
             operator,
             "encode_key",
@@ -176,7 +177,9 @@ def create_read_job(encoder: Device, operator=None, *, via: str = "web") -> Enco
     if encoder.kind != DeviceKind.ENCODER:
         raise ValidationError({"encoder": "Cards are read on Ethernet encoders."})
     operator = operator if getattr(operator, "is_authenticated", False) else None
-    return EncodeJob.objects.create(encoder=encoder, purpose=EncodePurpose.READ, data=b"", operator=operator)
+    job = EncodeJob.objects.create(encoder=encoder, purpose=EncodePurpose.READ, data=b"", operator=operator)
+    transaction.on_commit(jobwake.job_queued)
+    return job
 
 
 def store_read(job_id: int, uid: str, data: bytes) -> EncodeJob | None:

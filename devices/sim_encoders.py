@@ -53,12 +53,16 @@ class SimulatedEncoder(SimulatedDevice):
 
     ``card_type``: the type of card it writes; another card gets ``wrong_card_type``.
     ``write_s``: how long writing takes.
+    ``fresh_cards``: a blank card of ``card_type`` is placed in the field as each new job arrives (a
+    front desk handing out a new card per key: ``manage.py bench_hotel``), its UID unique to the encoder.
     """
 
-    def __init__(self, *args, card_type: str = DATA_CARD, write_s: float = 0.05, **kwargs):
+    def __init__(self, *args, card_type: str = DATA_CARD, write_s: float = 0.05, fresh_cards: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.card_type = card_type
         self.write_s = write_s
+        self.fresh_cards = fresh_cards
+        self._fresh_for: set[int] = set()  # jobs that were given their fresh card
         self.card: Card | None = None
         self.written: list[tuple[int, str, bytes]] = []  # (job, uid, data) of every card written
         self._incoming: dict[int, _Job] = {}
@@ -90,6 +94,12 @@ class SimulatedEncoder(SimulatedDevice):
 
     def remove_card(self) -> None:
         self.card = None
+
+    def _fresh_card(self, job: int) -> None:
+        """With ``fresh_cards``, a new blank card for a job seen for the first time (its read, then its write)."""
+        if self.fresh_cards and job not in self._fresh_for:
+            self._fresh_for.add(job)
+            self.place_card(f"04{self.device_id:06X}{len(self._fresh_for):06X}")
 
     async def _wait_card(self, job: int, uid: str | None, timeout_s: float) -> Card | None:
         """The card in the field (the one with ``uid`` if named), waiting up to ``timeout_s`` for it."""
@@ -164,6 +174,7 @@ class SimulatedEncoder(SimulatedDevice):
     # --- jobs -------------------------------------------------------------------------
 
     async def _write_job(self, job: int, data: bytes, uid: str | None, timeout_s: float, xfer: int | None) -> None:
+        self._fresh_card(job)
         card = await self._wait_card(job, uid, timeout_s)
         error = self._unfit(card)
         if error is None and len(data) > CARD_CAPACITY:
@@ -178,6 +189,7 @@ class SimulatedEncoder(SimulatedDevice):
         self._report(job, {"t": ENCODED, "job": job, "ok": True, "uid": card.uid}, xfer, "written")
 
     async def _read_job(self, job: int, timeout_s: float) -> None:
+        self._fresh_card(job)
         card = await self._wait_card(job, None, timeout_s)
         error = self._unfit(card)
         if error is not None:
