@@ -59,8 +59,8 @@ class Site:
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         with sqlite3.connect(self.database, timeout=10) as connection:
             cursor = connection.execute(
-                "INSERT INTO devices_encodejob (key_id, encoder_id, data, status, progress, error, card_uid,"
-                " created_at, updated_at) VALUES (?, ?, ?, 'queued', 0, '', '', ?, ?)",
+                "INSERT INTO devices_encodejob (key_id, encoder_id, purpose, data, status, progress, error, card_uid,"
+                " created_at, updated_at) VALUES (?, ?, 'write', ?, 'queued', 0, '', '', ?, ?)",
                 (self.ids["key"], self.ids[str(device_id)], data, now, now),
             )
             return cursor.lastrowid

@@ -186,7 +186,8 @@ def test_insert_creates_the_cardholder_with_every_field(operator):
 
 def test_an_inserted_users_permission_reaches_the_decision_engine(operator):
     door = make_access_point(ext_id="D-1", connection="online")
-    store = snapshot.get_store()
+    # A store of its own: the process's store may hold rules of another test's rolled-back transaction.
+    store = snapshot.SnapshotStore()
     store.refresh()
     doors = [("SaltoDB.AccessPermission.User_Door", [("ExtDoorID", "D-1")])]
 
