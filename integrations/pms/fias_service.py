@@ -6,13 +6,15 @@ ends the link (LE). On the PMS's LS, Space describes itself (LD, one LR per
 record type it takes, LA); it sends LA whenever it has sent nothing for
 ``keepalive_seconds`` so no firewall cuts the link (FIAS: 105 s of silence).
 
-Requests (KR, KD, KM, KZ, GI, GO, GC) are queued and done one after the other,
-in order, on the service's threads (``integrations.pms.fias_requests``); the
-connection keeps reading, answering ENQ and sending keep-alives while an encoder
-takes its time. Link bytes: ENQ is answered ACK; NAK makes Space send its last
-record again, at most ``NAK_RESENDS`` times. A refused record (wrong LRC,
-forbidden bytes, too long, not a record) is answered NAK; unknown record types
-are ignored. Every drop is counted in :attr:`FiasService.counters`.
+Requests (KR, KD, KM, KZ, GI, GO, GC) are done on the service's threads
+(``integrations.pms.fias_requests``) in lanes: requests naming the same room or
+the same encoder are done one after the other, in the order they came; others
+go on side by side, so two desks' encoders write at once. The connection keeps
+reading, answering ENQ and sending keep-alives while an encoder takes its time.
+Link bytes: ENQ is answered ACK; NAK makes Space send its last record again,
+at most ``NAK_RESENDS`` times. A refused record (wrong LRC, forbidden bytes, too
+long, not a record) is answered NAK; unknown record types are ignored. Every drop
+is counted in :attr:`FiasService.counters`.
 """
 
 import asyncio
@@ -45,8 +47,10 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 DRAIN_TIMEOUT_SECONDS = 10.0  # a PMS that takes nothing for this long is dropped and connected again
 STABLE_SECONDS = 10.0  # a connection that lasted this long starts the backoff over
 QUEUE_MAX = 1000  # requests waiting; past this a key request is answered BY (busy)
+# Fields that put a request in a lane: requests sharing a room or an encoder are done in order, one at a time.
+LANE_FIELDS = (("room", "RN"), ("room", "RO"), ("encoder", "KC"))
 READ_BYTES = 65536
-THREADS = 1  # requests are done one at a time, in order
+THREADS = 8  # requests of different lanes at once
 COUNTERS = (
     "records_in",
     "records_out",
@@ -179,7 +183,9 @@ class _Link:
         self.counters = service.counters
         self.reader, self.writer = reader, writer
         self.decoder = fias.StreamDecoder()
-        self.requests: asyncio.Queue = asyncio.Queue(QUEUE_MAX)
+        self.pending = 0  # requests taken and not yet answered
+        self.lanes: dict[str, asyncio.Future] = {}  # each lane's newest request: done when it is answered
+        self.requests: set[asyncio.Task] = set()
         self.last_sent = time.monotonic()
         self.last_record = b""
         self.resends = 0
@@ -189,7 +195,6 @@ class _Link:
         self.service.connected.set()
         tasks = [
             asyncio.create_task(self._read(), name="fias-read"),
-            asyncio.create_task(self._do_requests(), name="fias-requests"),
             asyncio.create_task(self._keep_alive(), name="fias-keepalive"),
         ]
         try:
@@ -199,9 +204,9 @@ class _Link:
                     exc = task.exception()
                     logger.warning("FIAS: link dropped: %r", exc)
         finally:
-            for task in tasks:
+            for task in [*tasks, *self.requests]:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *self.requests, return_exceptions=True)
             if self.decoder.partial:
                 self.counters["partial_records"] += 1
                 logger.warning("FIAS: the link dropped in the middle of a record; the part received is discarded")
@@ -285,11 +290,15 @@ class _Link:
         elif record.type in ("LA", "LD", "LR"):
             pass  # the PMS's answer to Space's LA, or its own description: nothing to do
         elif record.type in fias_requests.HANDLERS:
-            try:
-                self.requests.put_nowait(record)
-            except asyncio.QueueFull:
+            if self.pending >= QUEUE_MAX:
                 self.counters["busy"] += 1
                 await self._answer_busy(record)
+                return
+            self.pending += 1
+            names, before, done = self._join_lanes(record)
+            task = asyncio.create_task(self._request(record, names, before, done), name=f"fias-{record.type}")
+            self.requests.add(task)
+            task.add_done_callback(self.requests.discard)
         else:
             self.counters["unknown_records"] += 1
             logger.info("FIAS: record type %s ignored", record.type)
@@ -301,14 +310,33 @@ class _Link:
 
     # --- requests and keep-alive --------------------------------------------------------------------
 
-    async def _do_requests(self) -> None:
-        while True:
-            record = await self.requests.get()
+    def _join_lanes(self, record: fias.Record) -> tuple[set[str], list[asyncio.Future], asyncio.Future]:
+        """Put the request at the end of each of its lanes, as it arrives: it waits for every earlier request
+        of those lanes (all of them, so a later request never overtakes an earlier one it shares a lane with)."""
+        names = {f"{lane}:{value}" for lane, field in LANE_FIELDS if (value := record.get(field))} or {"-"}
+        before = [self.lanes[name] for name in names if name in self.lanes]
+        done = asyncio.get_running_loop().create_future()
+        for name in names:
+            self.lanes[name] = done
+        return names, before, done
+
+    async def _request(
+        self, record: fias.Record, names: set[str], before: list[asyncio.Future], done: asyncio.Future
+    ) -> None:
+        try:
+            if before:
+                await asyncio.wait(before)
             answer, status = await self.service.handle(record)
             if status != fias_requests.OK:
                 self.counters["refused"] += 1
             if answer is not None:
                 await self.send(answer)
+        finally:
+            self.pending -= 1
+            done.set_result(None)
+            for name in names:
+                if self.lanes.get(name) is done:
+                    del self.lanes[name]
 
     async def _keep_alive(self) -> None:
         interval = self.service.keepalive_seconds

@@ -175,6 +175,7 @@ def test_it_sends_la_when_nothing_was_sent_for_the_keep_alive_interval(fake_hote
 
 
 def test_a_slow_encoder_does_not_stop_keep_alives_and_requests_are_answered_in_order(fake_hotel):
+    """Both requests name encoder DESK1: one lane, so in the order they came."""
     fake_hotel.delay = 0.7
     harness = Running(keepalive_seconds=0.2)
     try:
@@ -377,9 +378,12 @@ def test_gi_go_gc_call_the_hotel_and_answer_nothing(running, fake_hotel):
     running.send(Record.make("GO", ("RN", "102"), ("G#", "R77")))
     running.send(Record.make("GO", ("RN", "999")))  # refused: logged and counted, no answer
     assert running.answer(key_request("201")).get("RN") == "201"  # the next thing back is this KA
-    assert [call[0] for call in fake_hotel.calls] == ["check_in", "modify", "check_out", "check_out", "check_in"]
-    assert fake_hotel.calls[0][3] is None  # GI: no encoder
-    assert running.service.counters["refused"] == 1
+    assert wait_until(lambda: len(fake_hotel.calls) == 5 and running.service.counters["refused"] == 1)
+    # Rooms 101 and 102 share a lane: in the order they came. Room 999's and 201's lanes went on beside it.
+    assert [call[0] for call in fake_hotel.calls if call[1] in ("101", "102")] == ["check_in", "modify", "check_out"]
+    assert sorted(call[0] for call in fake_hotel.calls) == ["check_in", "check_in", "check_out", "check_out", "modify"]
+    (gi,) = [call for call in fake_hotel.calls if call[:2] == ("check_in", "101")]
+    assert gi[3] is None  # GI: no encoder
 
 
 def test_answers_carry_no_separator_or_control_character_from_the_database(running, fake_hotel, monkeypatch):
@@ -531,3 +535,18 @@ def test_any_request_gets_an_answer_that_can_be_sent_and_nothing_escapes(record)
     else:
         assert fias.decode_data(fias.encode_data(answer)) == answer
         assert answer.fields[0] == ("AS", status)
+
+
+def test_requests_for_other_rooms_and_encoders_go_on_side_by_side(fake_hotel):
+    fake_hotel.delay = 0.6
+    harness = Running()
+    try:
+        harness.linked()
+        started = time.monotonic()
+        harness.send(key_request("101", encoder="DESK1", WS="one"))
+        harness.send(key_request("102", encoder="DESK2", WS="two"))
+        answers = {harness.call(harness.pms.next_record()).get("WS") for _ in range(2)}
+        assert answers == {"one", "two"}
+        assert time.monotonic() - started < 1.1  # not 2 x 0.6 s one after the other
+    finally:
+        harness.stop()
