@@ -35,6 +35,7 @@ class SimulatedPms:
         self._readers: set[asyncio.Task] = set()
         self._linked = asyncio.Event()
         self._connected = asyncio.Event()
+        self._awaited: dict[str, asyncio.Future] = {}  # room -> the KA a matched key request waits for
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
@@ -89,6 +90,11 @@ class SimulatedPms:
             elif self.answer_alive:
                 await self.send(fias.Record.make("LA"))
             return
+        if isinstance(item, fias.Record) and item.type == "KA":
+            waiting = self._awaited.pop(item.get("RN"), None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(item)
+                return
         await self.received.put(item)
 
     async def drop(self) -> None:
@@ -149,8 +155,12 @@ class SimulatedPms:
         suite: tuple[str, ...] = (),
         return_data: bool = False,
         timeout: float = ANSWER_TIMEOUT_SECONDS,
+        matched: bool = False,
     ):
-        """KR for ``room`` on ``encoder``; (the KA, seconds from KR sent to KA received)."""
+        """KR for ``room`` on ``encoder``; (the KA, seconds from KR sent to KA received).
+
+        ``matched``: the KA is told apart by its room, so several key requests (for other rooms) may be
+        under way at once; otherwise the next record back is taken as the answer."""
         now = dt.datetime.now()
         record = fias.Record.make(
             "KR",
@@ -167,4 +177,12 @@ class SimulatedPms:
             ("DA", fias.format_date(now)),
             ("TI", fias.format_time(now)),
         )
-        return await self.request(record, timeout)
+        if not matched:
+            return await self.request(record, timeout)
+        answer = self._awaited[room] = asyncio.get_running_loop().create_future()
+        started = time.perf_counter()
+        try:
+            await self.send(record)
+            return await asyncio.wait_for(answer, timeout), time.perf_counter() - started
+        finally:
+            self._awaited.pop(room, None)

@@ -27,7 +27,7 @@ def test_the_command_prints_every_figure_and_loses_no_check_in():
         figures = result[interface]
         assert (figures["requests"], figures["answered_ok"], figures["kept"]) == (8, 8, 8), interface
         assert (figures["lost"], figures["duplicates"], figures["cards_written"]) == (0, 0, 8), interface
-        assert figures["parallel"] == (1 if interface == "fias" else 2)
+        assert figures["parallel"] == 2
         assert figures["per_minute"] > 0 and 0 < figures["ms"]["p50"] <= figures["ms"]["p99"]
     assert result["bridge_encode_timeouts"] == 0
 
