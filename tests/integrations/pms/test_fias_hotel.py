@@ -128,8 +128,9 @@ def test_km_moves_the_guest_and_gi_go_record_the_stay(encoder_bridge, desk):
         await pms.send(Record.make("GI", ("RN", "201"), ("G#", "R3"), ("GN", "Grace Hopper"), ("GD", date)))
         moved, _ = await pms.request(Record.make("KM", ("RN", "102"), ("RO", "201"), ("G#", "R3")))
         await pms.send(Record.make("GO", ("RN", "102"), ("G#", "R3")))
-        # Requests are done in order: the answer to this KZ comes after GO was done.
-        await pms.request(Record.make("KZ", KC="NOPE"))
+        # Requests naming the same room are done in order: the answer to this KZ (room 102's lane too)
+        # comes after GO was done.
+        await pms.request(Record.make("KZ", ("KC", "NOPE"), ("RN", "102")))
         return moved
 
     moved = run(with_fias(encoder_bridge, scenario), timeout=60)
