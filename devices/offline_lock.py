@@ -41,7 +41,7 @@ class LockPeriod:
 
 @dataclass(frozen=True, slots=True)
 class LockConfig:
-    """What a PPD loads into a lock. JSON-able through :meth:`to_json` / :meth:`from_json`."""
+    """What a PPD loads into a lock; as JSON through devices.locks.config_json / config_from_json."""
 
     lock_id: int  # device_id
     access_point_id: int
