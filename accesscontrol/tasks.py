@@ -14,5 +14,5 @@ def run_job(job_id: int) -> str:
 
 @shared_task(ignore_result=True)
 def purge_blacklist() -> str:
-    """Beat's hourly purge: entries whose keys would have expired leave the blacklist (runspace: space.periodic)."""
+    """Beat's hourly purge: entries whose keys would have expired leave the blacklist (runspace: core.periodic)."""
     return f"purged {blacklist.purge_expired()} blacklist entries"

@@ -11,7 +11,6 @@ from accesscontrol.views import (
     blacklist,
     cardholders,
     dashboard,
-    front_desk,
     jobs,
     keys,
     login,
@@ -131,13 +130,4 @@ urlpatterns = [
     path("jobs/", jobs.JobListView.as_view(), name="jobs"),
     path("jobs/<int:pk>/", jobs.JobDetailView.as_view(), name="job"),
     path("jobs/<int:pk>/download/", jobs.JobDownloadView.as_view(), name="job_download"),
-    # --- the hotel's front desk: accesscontrol.views.front_desk
-    path("front-desk/", front_desk.FrontDeskView.as_view(), name="front_desk"),
-    path("front-desk/encoder/", front_desk.DeskEncoderView.as_view(), name="front_desk_encoder"),
-    path("front-desk/rooms/<int:pk>/", front_desk.RoomView.as_view(), name="front_desk_room"),
-    path("front-desk/rooms/<int:pk>/check-in/", front_desk.CheckInView.as_view(), name="front_desk_check_in"),
-    path("front-desk/rooms/<int:pk>/copy/", front_desk.CopyKeyView.as_view(), name="front_desk_copy"),
-    path("front-desk/rooms/<int:pk>/move/", front_desk.MoveView.as_view(), name="front_desk_move"),
-    path("front-desk/rooms/<int:pk>/departure/", front_desk.DepartureView.as_view(), name="front_desk_departure"),
-    path("front-desk/rooms/<int:pk>/check-out/", front_desk.CheckOutView.as_view(), name="front_desk_check_out"),
 ]

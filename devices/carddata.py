@@ -2,7 +2,7 @@
 
 Pure: no ORM, no clock, no I/O. The server builds a :class:`CardData` from the
 database (devices/cards.py) and :func:`encode` turns it into the bytes of the
-card file; a lock (devices/offline_lock.py) or an updater :func:`decode` s them
+card file; a lock (simulation/offline_lock.py) or an updater :func:`decode` s them
 back, which authenticates them with the site's card key first.
 
 The file is a clear header (magic, version, site code, length), the *rights*

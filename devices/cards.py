@@ -5,7 +5,7 @@ devices/carddata.py is the format (pure); this module knows the models.
 The site card key authenticates every card of the site. It is made on first
 use (with a random non-zero site code, written in clear on cards so a card of
 another site is told apart), sealed under the master key like device keys
-(devices/vault.py) and cached per process. Rotation is not offered: every card
+(core/vault.py) and cached per process. Rotation is not offered: every card
 and every lock holds the key, so a new one means re-encoding every card and
 re-initialising every lock with a PPD.
 
@@ -36,7 +36,8 @@ from accesscontrol.models import (
     normalize_uid,
 )
 from accesscontrol.snapshot import compile_grants
-from devices import carddata, vault
+from core import vault
+from devices import carddata
 from devices.carddata import POINT, SITE_KEY_SIZE, ZONE, BlacklistItem, CardData, CardError, CardGrant, LockStatus
 from devices.choices import DeviceKind
 from devices.models import Device, LockState

@@ -4,7 +4,7 @@ An :class:`~devices.models.EncodeJob` names a key and an encoder. Two paths carr
 
 - an Ethernet encoder (``DeviceKind.ENCODER``) over SDP/1: the device bridge
   picks up its queued jobs, sends them in parts and writes what the encoder
-  reports back (devices/bridge.py; the messages are in docs/sdp1-in-space.md);
+  reports back (devices/sdp/bridge.py; the messages are in docs/sdp1-in-space.md);
 - a USB encoder on an operator's desk (``DeviceKind.USB_ENCODER``): the local
   bridge reads its encoder's jobs (:func:`local_bridge_jobs`) and reports
   through the same functions.

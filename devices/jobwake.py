@@ -2,7 +2,7 @@
 
 Without them a job waits for the bridge's next poll of the job table
 (``COMMAND_POLL_SECONDS``) and its caller for its next look at the job row
-(``accesscontrol.hotel.POLL_SECONDS``): a few hundred milliseconds on a FIAS
+(``hotel.actions.POLL_SECONDS``): a few hundred milliseconds on a FIAS
 KR→KA that takes well under a hundred otherwise. In the embedded profile the
 bridge and the connectors share one process, so:
 

@@ -2,7 +2,7 @@
 
 An offline lock (a Device of kind ``offline_lock``) is one access point: the one
 its door number 1 drives (or its first door). Its configuration
-(devices/offline_lock.py ``LockConfig``) is built here from the same loaders the
+(devices/lockconfig.py ``LockConfig``) is built here from the same loaders the
 decision engine's snapshot uses (accesscontrol/snapshot.py), so the lock and the
 online engine read the rules alike.
 
@@ -45,8 +45,8 @@ from accesscontrol.models import AccessLevelEntry, AccessPoint, AuditEvent, Blac
 from accesscontrol.snapshot import load_access_points, load_calendars, load_periods, load_site, site_time_zone
 from devices import cards, recorder
 from devices.choices import DeviceKind
+from devices.lockconfig import LockConfig, LockPeriod
 from devices.models import Device, DeviceDoor, LockState
-from devices.offline_lock import LockConfig, LockPeriod
 
 # A lock further behind than the entries a card carries cannot be caught up by cards alone.
 BLACKLIST_CARD_ENTRIES = cards.BLACKLIST_ON_CARD

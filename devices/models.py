@@ -8,7 +8,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from devices import vault
+from core import vault
 from devices.choices import CommandOp, CommandStatus, DeviceKind, EncodePurpose, EncodeStatus
 
 DEVICE_KEY_SIZE = 16
@@ -33,7 +33,7 @@ class Device(models.Model):
         help_text="An encoder's station code, as a PMS names it (FIAS KC/WS); empty for other devices.",
     )
     enabled = models.BooleanField(default=True, help_text="A disabled device's frames are dropped.")
-    # The device key, sealed under the master key (devices/vault.py); never in clear text here.
+    # The device key, sealed under the master key (core/vault.py); never in clear text here.
     key_sealed = models.BinaryField(editable=False, default=b"")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

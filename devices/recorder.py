@@ -17,10 +17,10 @@ from django.db.models import Count, Max
 
 from accesscontrol import live
 from accesscontrol.models import AccessPoint, AuditEvent, Cardholder
+from core.vault import VaultError
 from devices.choices import CommandStatus
 from devices.encoding import JobUpdate, apply_job_updates
 from devices.models import Device, DeviceCommand, DeviceDoor, DeviceReader
-from devices.vault import VaultError
 
 logger = logging.getLogger("space.bridge")
 

@@ -9,8 +9,8 @@ In the embedded profile the bridge runs inside ``runspace`` and both tasks do no
 from celery import shared_task
 from django.conf import settings
 
-from space import hosting
-from space.lease import DEFAULT_TTL_SECONDS, Lease
+from core import hosting
+from core.lease import DEFAULT_TTL_SECONDS, Lease
 
 BRIDGE_LEASE = "device-bridge"
 RUNS_IN_RUNSPACE = "runs in runspace"
@@ -41,7 +41,7 @@ def run_bridge(lease_seconds: float = DEFAULT_TTL_SECONDS) -> str:
     """
     if settings.SPACE_BRIDGE_IN_RUNSPACE:
         return RUNS_IN_RUNSPACE
-    from devices.bridge import Bridge
+    from devices.sdp.bridge import Bridge
 
     return hosting.run(Bridge(), bridge_lease(lease_seconds))
 

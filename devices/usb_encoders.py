@@ -32,11 +32,11 @@ from django.utils import timezone
 
 from accesscontrol.choices import AuditKind
 from accesscontrol.models import AuditEvent
+from core.services import close_connection, run_orm
+from core.vault import VaultError
 from devices.choices import DeviceKind, EncodeStatus
 from devices.encoding import job_progress
 from devices.models import Device, EncodeJob
-from devices.vault import VaultError
-from space.services import close_connection, run_orm
 
 logger = logging.getLogger("space.encoders")
 

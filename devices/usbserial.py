@@ -1,7 +1,7 @@
 """The serial protocol of Space's USB encoder (docs/usb-encoder.md): frames, messages and a stream decoder.
 
 Pure and synchronous, and free of Django: the local bridge (devices/localbridge.py,
-on an operator's desk PC) and the simulated encoder (devices/sim_usb_encoder.py)
+on an operator's desk PC) and the simulated encoder (simulation/usb_encoder.py)
 share every byte of it. A frame is
 
     STX 0x02 | LEN u16 | SEQ u8 | CMD u8 | PAYLOAD | CRC u16 | ETX 0x03

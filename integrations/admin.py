@@ -206,4 +206,4 @@ class WebhookDeliveryAdmin(SpaceAdmin):
 
 
 # The event stream's admin lives beside its models; imported here so that the admin site registers it.
-from integrations import stream_admin  # noqa: E402, F401
+from integrations.eventstream import admin as stream_admin  # noqa: E402, F401

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from celery import shared_task
 from django.conf import settings
 
-from space import hosting
-from space.lease import DEFAULT_TTL_SECONDS, Lease
-from space.services import Service
+from core import hosting
+from core.lease import DEFAULT_TTL_SECONDS, Lease
+from core.services import Service
 
 RUNS_IN_RUNSPACE = "runs in runspace"
 NOT_CONFIGURED = "not configured"

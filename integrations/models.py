@@ -14,7 +14,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from accesscontrol.choices import AuditKind
-from devices import vault
+from core import vault
 
 SECRET_MIN_LENGTH = 16
 SECRET_MAX_LENGTH = 200
@@ -192,6 +192,6 @@ def idempotency_key(subscription_uid: uuid.UUID, event_key: str) -> str:
     return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{subscription_uid}:{event_key}"))
 
 
-from integrations.eventstream_models import EventStream, StreamItem  # noqa: E402, F401
+from integrations.eventstream.models import EventStream, StreamItem  # noqa: E402, F401
 from integrations.ldap.models import DirectoryAccount  # noqa: E402, F401
 from integrations.mobilekeys.models import MobileKey, PhoneEnrolment  # noqa: E402, F401

@@ -8,7 +8,8 @@ in the same transaction, so a delivery exists if and only if its event does.
 
 
 def enqueue(payloads: list[dict]) -> None:
-    from integrations import eventstream, webhooks
+    from integrations import webhooks
+    from integrations.eventstream import service as eventstream
 
     webhooks.enqueue(payloads)
     eventstream.enqueue(payloads)

@@ -15,7 +15,7 @@ app.autodiscover_tasks()
 # lease has expired: its worker died, or the task was lost with its message.
 ENSURE_EVERY_SECONDS = 10.0
 # Blacklist entries leave the list once their keys would have expired (accesscontrol/blacklist.py);
-# runspace runs the same purge this often when there is no beat (space/services.py).
+# runspace runs the same purge this often when there is no beat (core/services.py).
 PURGE_BLACKLIST_EVERY_SECONDS = 3600.0
 app.conf.beat_schedule = {
     "ensure-device-bridge": {
@@ -25,7 +25,7 @@ app.conf.beat_schedule = {
         "options": {"expires": ENSURE_EVERY_SECONDS},
     },
     "ensure-event-stream": {
-        "task": "integrations.stream_tasks.ensure_event_stream",
+        "task": "integrations.eventstream.tasks.ensure_event_stream",
         "schedule": ENSURE_EVERY_SECONDS,
         "options": {"expires": ENSURE_EVERY_SECONDS},
     },
@@ -69,6 +69,6 @@ def add_directory_sync(sender, **kwargs):
 def stop_hosted_services(**kwargs):
     # A warm shutdown waits for running tasks, and the long-lived ones only
     # end when told to: stop them so the worker can exit (and release their leases).
-    from space import hosting
+    from core import hosting
 
     hosting.shutdown()

@@ -1,32 +1,8 @@
-"""Long-lived services that ``runspace`` starts beside the web server.
-
-A service is an asyncio component with ``start()`` and ``stop()`` and no
-knowledge of its host: the same object runs here, on the web server's event
-loop, or on a loop of its own (``space.hosting``) inside a Celery worker or
-``manage.py runbridge``. The PMS/SHIP connectors join ``embedded_services()``
-when they exist.
-"""
-
-import asyncio
-import logging
-from typing import Protocol
+"""The table of long-lived services: which ones a site runs, and where."""
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, connection
 
-logger = logging.getLogger(__name__)
-
-STOP_TIMEOUT_SECONDS = 10
-
-
-class Service(Protocol):
-    name: str
-
-    async def start(self) -> None:
-        """Begin serving; return once running (long work goes into tasks it owns)."""
-
-    async def stop(self) -> None:
-        """Stop serving and release sockets and tasks; must be safe to call after a failed start."""
+from core.services import Service
 
 
 def embedded_services() -> list[Service]:
@@ -34,7 +10,7 @@ def embedded_services() -> list[Service]:
     services = []
     if settings.SPACE_BRIDGE_IN_RUNSPACE:
         # Imported here, not at the top: the bridge imports models, which need the app registry ready.
-        from devices.bridge import Bridge
+        from devices.sdp.bridge import Bridge
 
         services.append(Bridge())
     from devices.usb_encoders import EncoderSweep
@@ -50,10 +26,10 @@ def embedded_services() -> list[Service]:
         services.append(WebhookService())
         # Nor does a Celery beat run: its periodic housekeeping runs here.
         services.append(blacklist_purge())
-    from integrations import stream_tasks
+    from integrations.eventstream import tasks as stream_tasks
 
     if stream_tasks.runs_in_runspace():
-        from integrations.eventstream import EventStreamService
+        from integrations.eventstream.service import EventStreamService
 
         services.append(EventStreamService())
     from integrations import connectors
@@ -66,52 +42,7 @@ def embedded_services() -> list[Service]:
 def blacklist_purge() -> Service:
     """The hourly purge of blacklist entries whose keys would have expired (beat's purge_blacklist)."""
     from accesscontrol.blacklist import purge_expired
+    from core.periodic import PeriodicService
     from space.celery import PURGE_BLACKLIST_EVERY_SECONDS
-    from space.periodic import PeriodicService
 
     return PeriodicService("blacklist-purge", purge_expired, PURGE_BLACKLIST_EVERY_SECONDS)
-
-
-async def start_all(services: list[Service]) -> list[Service]:
-    """Start ``services`` in order; on a failure, stop the ones already started and re-raise."""
-    started = []
-    for service in services:
-        try:
-            await service.start()
-        except Exception:
-            logger.exception("Service %s failed to start", service.name)
-            await stop_all(started)
-            raise
-        logger.info("Service %s started", service.name)
-        started.append(service)
-    return started
-
-
-async def stop_all(services: list[Service]) -> None:
-    """Stop ``services`` in reverse order; one that fails or hangs does not keep the others running."""
-    for service in reversed(services):
-        try:
-            await asyncio.wait_for(service.stop(), STOP_TIMEOUT_SECONDS)
-        except Exception:
-            logger.exception("Service %s did not stop cleanly", service.name)
-        else:
-            logger.info("Service %s stopped", service.name)
-
-
-# --- database work on a service's own threads ---------------------------------------------------
-# Services run ORM calls on a few long-lived threads (run_in_executor); each thread's connection
-# stays open between calls. These are what the services hand their executors.
-
-
-def run_orm(function, *args):
-    """Call ``function`` on this thread; a connection that failed is closed, so the next call opens a new one."""
-    try:
-        return function(*args)
-    except (DatabaseError, InterfaceError):
-        connection.close()
-        raise
-
-
-def close_connection() -> None:
-    """Close this thread's connection (``connection`` is looked up per thread); submitted once as a service stops."""
-    connection.close()

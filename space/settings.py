@@ -31,7 +31,7 @@ SECRET_KEY = envstr("SPACE_SECRET_KEY")
 if SECRET_KEY is None and not PRODUCTION:
     SECRET_KEY = generated_secret(VAR_DIR / "secret_key")
 
-# Encrypts device keys and other secrets at rest (devices/vault.py); never stored in the database.
+# Encrypts device keys and other secrets at rest (core/vault.py); never stored in the database.
 SPACE_MASTER_KEY = envstr("SPACE_MASTER_KEY")
 if SPACE_MASTER_KEY is None and not PRODUCTION:
     SPACE_MASTER_KEY = generated_secret(VAR_DIR / "master_key")
@@ -89,7 +89,9 @@ INSTALLED_APPS = [
     "space",
     "accesscontrol",
     "devices",
+    "hotel",
     "integrations",
+    "simulation",
 ]
 
 MIDDLEWARE = [
@@ -166,7 +168,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "devices.tasks.*": {"queue": "connectors"},
     "integrations.tasks.run_*": {"queue": "connectors"},
-    "integrations.stream_tasks.*": {"queue": "connectors"},
+    "integrations.eventstream.tasks.*": {"queue": "connectors"},
     "integrations.connectors.*": {"queue": "connectors"},
 }
 CELERY_TIMEZONE = TIME_ZONE
@@ -315,7 +317,7 @@ LOGGING = {
 SPACE_HTTP_HOST = envstr("SPACE_HTTP_HOST", "127.0.0.1")
 SPACE_HTTP_PORT = envint("SPACE_HTTP_PORT", 8100)
 
-# The device bridge (SDP/1 over UDP, devices/bridge.py). Devices are on the site's
+# The device bridge (SDP/1 over UDP, devices/sdp/bridge.py). Devices are on the site's
 # network, so it listens on every interface; the protocol authenticates every frame.
 SPACE_DEVICE_HOST = envstr("SPACE_DEVICE_HOST", "0.0.0.0")  # noqa: S104 (on purpose, see above)
 SPACE_DEVICE_PORT = envint("SPACE_DEVICE_PORT", 7100)
@@ -326,7 +328,7 @@ SPACE_ENCODE_CARD_WAIT_SECONDS = envint("SPACE_ENCODE_CARD_WAIT_SECONDS", 30)
 SPACE_USB_ENCODER_GRACE_SECONDS = envint("SPACE_USB_ENCODER_GRACE_SECONDS", 10)
 # Where the bridge runs: inside runspace (embedded) or as a Celery task on the connectors queue (production).
 SPACE_BRIDGE_IN_RUNSPACE = envbool("SPACE_BRIDGE_IN_RUNSPACE", not PRODUCTION)
-# The same for the event stream's sender (integrations.eventstream, integrations.stream_tasks).
+# The same for the event stream's sender (integrations.eventstream.service, integrations.eventstream.tasks).
 SPACE_EVENT_STREAM_IN_RUNSPACE = envbool("SPACE_EVENT_STREAM_IN_RUNSPACE", not PRODUCTION)
 # The PMS and SHIP connectors (integrations/connectors.py): in runspace, or as Celery long-lived tasks.
 SPACE_CONNECTORS_IN_RUNSPACE = envbool("SPACE_CONNECTORS_IN_RUNSPACE", not PRODUCTION)

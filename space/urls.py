@@ -6,6 +6,7 @@ from accesscontrol.views.login import admin_login, logout_view
 
 urlpatterns = [
     path("", include("accesscontrol.urls")),  # the operator web app; its dashboard is "/"
+    path("", include("hotel.urls")),  # the front desk
     path("", include("devices.urls")),
     path("", include("integrations.mobilekeys.urls")),
     path("", include("integrations.ship.urls")),  # SHIP over HTTP(S): POST /ship/
@@ -14,6 +15,7 @@ urlpatterns = [
     path("admin/logout/", logout_view),
     path("admin/", admin.site.urls),
     path("api/v1/", include("accesscontrol.api.urls")),
+    path("api/v1/", include("hotel.api.urls")),
     path("api/v1/", include("devices.api.urls")),
     path("api/v1/", include("integrations.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from accesscontrol.api import hotel, views
+from accesscontrol.api import views
 
 router = DefaultRouter()
 router.register("partitions", views.PartitionViewSet)
@@ -23,12 +23,5 @@ router.register("api-keys", views.ApiKeyViewSet)
 
 urlpatterns = [
     path("site/", views.SiteSettingsView.as_view(), name="site-settings"),
-    path("hotel/check-in/", hotel.CheckInView.as_view(), name="hotel-check-in"),
-    path("hotel/copy/", hotel.CopyView.as_view(), name="hotel-copy"),
-    path("hotel/modify/", hotel.ModifyView.as_view(), name="hotel-modify"),
-    path("hotel/check-out/", hotel.CheckOutView.as_view(), name="hotel-check-out"),
-    path("hotel/read-key/", hotel.ReadKeyView.as_view(), name="hotel-read-key"),
-    path("hotel/rooms/", hotel.RoomListView.as_view(), name="hotel-rooms"),
-    path("hotel/stays/", hotel.StayListView.as_view(), name="hotel-stays"),
     *router.urls,
 ]

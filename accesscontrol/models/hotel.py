@@ -5,7 +5,7 @@ A room is an access point of kind ``room`` with the number the PMS uses (FIAS ``
 at most 8 characters). A stay is one guest's (or one reservation's) time in a room
 and its extra rooms (a suite); its guest is a cardholder of its own, of kind guest,
 whose individual permissions are the stay's rooms and guest areas, so the card data
-and the decision engine need nothing hotel-specific (accesscontrol/hotel.py).
+and the decision engine need nothing hotel-specific (hotel/actions.py).
 """
 
 from django.conf import settings

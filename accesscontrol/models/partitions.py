@@ -41,7 +41,7 @@ class SiteSettings(models.Model):
     )
     lockdown = models.BooleanField(default=False, help_text="Site-wide emergency close.")
     # Data-on-card: the site code written in clear on every card, and the card key sealed under the
-    # master key (devices/vault.py, purpose "site-card-key"); both made on first use (devices/cards.py).
+    # master key (core/vault.py, purpose "site-card-key"); both made on first use (devices/cards.py).
     site_code = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
     card_key_sealed = models.BinaryField(editable=False, default=b"")
 

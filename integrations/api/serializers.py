@@ -13,7 +13,7 @@ from rest_framework import serializers
 from accesscontrol.api.serializers import ModelSerializer
 from accesscontrol.choices import AuditKind
 from accesscontrol.models import Partition
-from integrations.eventstream_models import EventStream
+from integrations.eventstream.models import EventStream
 from integrations.models import (
     SECRET_MAX_LENGTH,
     SECRET_MIN_LENGTH,

@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from accesscontrol.api.views import SpaceModelViewSet, SpaceReadOnlyViewSet
 from accesscontrol.permissions import ALL, allowed_partitions, permission_name
 from integrations.api import serializers
-from integrations.eventstream_models import EventStream
+from integrations.eventstream.models import EventStream
 from integrations.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 from integrations.webhooks import actions
 

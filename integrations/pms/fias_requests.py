@@ -1,9 +1,9 @@
 """What Space does with each FIAS record the PMS sends, and what it answers (docs/fias-in-space.md).
 
 Plain functions from a :class:`~integrations.pms.fias.Record` to the answer
-record (or ``None``), calling the hotel operations of ``accesscontrol.hotel``.
+record (or ``None``), calling the hotel operations of ``hotel.actions``.
 They run on the FIAS service's threads (they touch the database and wait for
-encoders), never on its event loop. A :class:`~accesscontrol.hotel.HotelError`
+encoders), never on its event loop. A :class:`~hotel.actions.HotelError`
 becomes the negative answer status of :data:`ANSWER_STATUS`; bad fields become
 ``UR``; nothing escapes.
 """
@@ -13,7 +13,7 @@ import logging
 
 from django.utils import timezone
 
-from accesscontrol import hotel
+from hotel import actions as hotel
 from integrations.pms.fias import FiasError, Record, encode_data, format_date, format_time, parse_date, parse_time
 
 logger = logging.getLogger("space.fias")

@@ -28,13 +28,14 @@ from functools import partial
 from django.conf import settings
 from django.utils import timezone
 
+from core.services import close_connection, run_orm
+
 # The event stream's TCP client tuning: keepalive probes and a user timeout, so a dead PMS host is noticed
 # in seconds instead of the kernel's quarter of an hour.
-from accesscontrol import hotel
-from integrations.eventstream import Backoff
-from integrations.eventstream import _tune as tune_socket
+from hotel import actions as hotel
+from integrations.eventstream.service import Backoff
+from integrations.eventstream.service import _tune as tune_socket
 from integrations.pms import fias, fias_requests
-from space.services import close_connection, run_orm
 
 logger = logging.getLogger("space.fias")
 

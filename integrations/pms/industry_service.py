@@ -23,11 +23,11 @@ import serial
 from django.conf import settings
 from django.utils import timezone
 
-from accesscontrol import hotel
 from accesscontrol.models import GuestArea
+from core.services import close_connection, run_orm
+from hotel import actions as hotel
 from integrations.pms import industry
 from integrations.pms.industry import ACK, ENQ, NAK, Answer, CardRequest, IndustryError
-from space.services import close_connection, run_orm
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def carry_out(request: industry.Request, tz) -> tuple[str, ...]:
 
 
 class IndustryStandardService:
-    """The connector: a :class:`space.services.Service`.
+    """The connector: a :class:`core.services.Service`.
 
     ``port`` None: the setting SPACE_INDUSTRY_PORT (0 there: no TCP); a number (0: any free port) listens.
     ``serial_path`` None: the setting SPACE_INDUSTRY_SERIAL (empty: no serial line).

@@ -22,7 +22,7 @@ from django.db.models import Prefetch
 from django.utils import timezone
 from rest_framework import serializers as drf
 
-from accesscontrol import actions, hotel
+from accesscontrol import actions
 from accesscontrol.api.serializers import CardholderSerializer
 from accesscontrol.api.views import _changes as changes_made  # the REST API's record of an update
 from accesscontrol.choices import KeyKind, KeyStatus
@@ -41,6 +41,7 @@ from accesscontrol.permissions import may_use_partition, permission_name, restri
 from devices import carddata, commands
 from devices.cards import card_bytes_for_key
 from devices.models import DeviceCommand
+from hotel import actions as hotel
 from integrations.ship.xml import (
     ALREADY_EXISTS,
     BAD_REQUEST,
@@ -465,7 +466,7 @@ def _key_for(holder: Cardholder, uid: str, operator, address: str | None) -> Key
         raise ShipError(BAD_REQUEST, "; ".join(error.messages)) from None
 
 
-# --- hotel: Hotel.CheckIn / Hotel.CheckOut (Space's own requests, through accesscontrol.hotel) ---------------
+# --- hotel: Hotel.CheckIn / Hotel.CheckOut (Space's own requests, through hotel.actions) ---------------
 
 HOTEL_CODES = {
     hotel.UNKNOWN_ROOM: NOT_FOUND,
@@ -566,7 +567,7 @@ def handle(request: Request, operator, address: str | None = None) -> bytes:
     except Exception as error:
         logger.exception("SHIP request %s failed", request.name[:60])
         if isinstance(error, DatabaseError | InterfaceError) and not connection.in_atomic_block:
-            connection.close()  # the next request opens a new one (as space.services.run_orm would)
+            connection.close()  # the next request opens a new one (as core.services.run_orm would)
         return build_error(request.name, ShipError(INTERNAL_ERROR, "The request failed; the server logged why."))
 
 

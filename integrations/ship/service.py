@@ -13,7 +13,7 @@ a bad or oversized length) get one exception answer and the connection is closed
 since a length-prefixed stream has nothing to resynchronise on. A peer gone
 mid-frame is counted. Everything is counted in ``counters``; nothing stops the service.
 
-Requests run off the event loop on a small thread pool (space.services.run_orm).
+Requests run off the event loop on a small thread pool (core.services.run_orm).
 """
 
 import asyncio
@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from django.conf import settings
 
 from accesscontrol.api.authentication import use_api_key
+from core.services import close_connection, run_orm
 from integrations.ship import operations
 from integrations.ship.xml import (
     NOT_AUTHENTICATED,
@@ -37,7 +38,6 @@ from integrations.ship.xml import (
     parse_request,
     text,
 )
-from space.services import close_connection, run_orm
 
 logger = logging.getLogger("space.ship")
 
@@ -73,7 +73,7 @@ class Session:
 
 
 class ShipService:
-    """The SHIP TCP server: a :class:`space.services.Service`."""
+    """The SHIP TCP server: a :class:`core.services.Service`."""
 
     name = "ship"
 

@@ -36,7 +36,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from devices.vault import VaultError
+from core.vault import VaultError
 from integrations.models import DeliveryStatus, WebhookDelivery, WebhookSubscription, idempotency_key
 from integrations.webhooks import signing, transport
 from integrations.webhooks.targets import Target, TargetError, TargetRefused, check_url

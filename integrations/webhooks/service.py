@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.db import close_old_connections
 
+from core.services import close_connection
 from integrations.webhooks import delivery, wakeup
-from space.services import close_connection
 
 logger = logging.getLogger("space.webhooks")
 

@@ -23,7 +23,7 @@ QUEUED_FLAG = "space:webhooks:deliver-queued"
 # Longer than a queued task normally waits; if it was lost, kicks resume after this.
 QUEUED_FLAG_SECONDS = 10
 
-# The embedded services running in this process (space.services): kick wakes them.
+# The embedded services running in this process (core.services): kick wakes them.
 _wakers: list[Callable[[], None]] = []
 
 

@@ -1,4 +1,4 @@
-"""Stand-in pages for tests of ``accesscontrol.benchmark.measure``: one with a constant number of queries, one that
+"""Stand-in pages for tests of ``simulation.benchmarks.web.measure``: one with a constant number of queries, one that
 makes a query per row (the mistake the benchmark must show), one that refuses; the detail page is left out."""
 
 from django.http import HttpResponse, HttpResponseForbidden

@@ -1,4 +1,4 @@
-"""``manage.py bench_web`` and its generator (accesscontrol.benchmark), on a tiny site."""
+"""``manage.py bench_web`` and its generator (simulation.benchmarks.web), on a tiny site."""
 
 import datetime as dt
 import io
@@ -10,8 +10,8 @@ from django.db.models import Count, Q
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from accesscontrol import benchmark
 from accesscontrol.models import AuditEvent, Cardholder, Key, Operator, Partition
+from simulation.benchmarks import web as benchmark
 from tests.factories import make_cardholder
 
 Q_ISSUED = Q(keys__status="issued")

@@ -9,8 +9,8 @@ from django.utils import timezone
 from accesscontrol import actions, blacklist
 from accesscontrol.models import BlacklistEntry, Key
 from accesscontrol.tasks import purge_blacklist
+from core.periodic import PeriodicService
 from space.celery import PURGE_BLACKLIST_EVERY_SECONDS, app
-from space.periodic import PeriodicService
 from space.services import embedded_services
 from tests.accesscontrol.api.conftest import client_with
 from tests.factories import make_cardholder, make_key

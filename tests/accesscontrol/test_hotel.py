@@ -1,8 +1,8 @@
-"""The hotel operations (accesscontrol/hotel.py): check-in, copy and one-shot keys, check-out, moves,
+"""The hotel operations (hotel/actions.py): check-in, copy and one-shot keys, check-out, moves,
 departure changes, key reads and staff keys, with their HotelError codes.
 
 Encoder cases run the real device bridge on 127.0.0.1 with a simulated Ethernet encoder
-(devices/sim_encoders.py) and decode the card written with the site card key.
+(simulation/encoders.py) and decode the card written with the site card key.
 """
 
 import datetime as dt
@@ -10,10 +10,10 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from accesscontrol import hotel
 from accesscontrol.choices import CardholderKind, KeyKind, KeyStatus, StayStatus
 from accesscontrol.models import BlacklistEntry, CardholderPermission, Key, Stay, SystemAuditEntry
 from devices import cards
+from hotel import actions as hotel
 from tests.accesscontrol.hotel_support import days, make_hotel
 from tests.factories import make_cardholder, make_key
 

@@ -1,5 +1,5 @@
 """Hotel operations on a real encoder: the device bridge on 127.0.0.1 and a simulated Ethernet encoder
-(devices/sim_encoders.py) named by its station code, as a PMS names it. The card written is decoded
+(simulation/encoders.py) named by its station code, as a PMS names it. The card written is decoded
 with the site card key; the card read is the one the encoder holds.
 """
 
@@ -7,12 +7,12 @@ import asyncio
 
 import pytest
 
-from accesscontrol import hotel
 from accesscontrol.choices import KeyStatus
 from accesscontrol.models import BlacklistEntry, Key
 from devices.choices import EncodeStatus
 from devices.models import Device, EncodeJob
-from devices.sim_encoders import SimulatedEncoder
+from hotel import actions as hotel
+from simulation.encoders import SimulatedEncoder
 from tests.accesscontrol.hotel_support import days, make_hotel
 from tests.devices.conftest import encoder_bridge, quick_jobs  # noqa: F401 (fixtures)
 from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, make_encoder, run, until

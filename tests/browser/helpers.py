@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 from django.urls import NoReverseMatch, reverse
 from django_otp.oath import TOTP
 
-from devices.simulator import SimulatedDevice
+from simulation.sdp_devices import SimulatedDevice
 
 # Fields a login page's second step may name its code field (django-otp's OTPAuthenticationForm says otp_token).
 OTP_FIELDS = "input[name=otp_token], input[name=token], input[name=code], input[autocomplete=one-time-code]"
@@ -112,7 +112,7 @@ def tab_through(page, presses: int = 40) -> list[dict]:
 
 
 class DeviceOnBridge:
-    """A simulated SDP/1 control unit (devices/simulator.py) talking to a live server's bridge, on its own thread.
+    """A simulated SDP/1 control unit (simulation/sdp_devices.py) talking to a live server's bridge, on its own thread.
 
     Make the device in the server's database first (``server.seed("device", ...)``
     returns its key), then ``connect()`` and ``send_event("door_forced")`` or

@@ -6,7 +6,7 @@ import time
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from devices import sdp1
+from devices.sdp import codec as sdp1
 
 
 class NoAnswer(AssertionError):

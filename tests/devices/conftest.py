@@ -4,9 +4,10 @@ import threading
 import pytest
 
 from accesscontrol.snapshot import SnapshotStore
-from devices import encoderlink, encoding
-from devices.bridge import Bridge
+from devices import encoding
 from devices.models import Device, DeviceDoor, DeviceReader
+from devices.sdp import encoderlink
+from devices.sdp.bridge import Bridge
 from tests.devices.client import Client
 from tests.factories import make_access_level, make_access_point, make_cardholder, make_key
 

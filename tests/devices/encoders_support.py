@@ -11,8 +11,8 @@ import time
 
 from accesscontrol.models import AccessPoint, Cardholder, CardholderPermission
 from devices import carddata, cards
-from devices.cardtransfer import PART_SIZE
 from devices.models import Device
+from devices.sdp.cardtransfer import PART_SIZE
 from tests.factories import make_time_period, unique
 
 KEY = bytes(range(16))

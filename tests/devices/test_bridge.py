@@ -7,8 +7,8 @@ import time
 import pytest
 
 from accesscontrol.models import AuditEvent, Key
-from devices import sdp1
 from devices.models import Device, DeviceCommand
+from devices.sdp import codec as sdp1
 from tests.devices.client import NoAnswer
 from tests.devices.conftest import UID
 

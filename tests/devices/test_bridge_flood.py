@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from devices import sdp1
+from devices.sdp import codec as sdp1
 from tests.devices.conftest import UID
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -19,9 +19,9 @@ from django.utils import timezone
 from accesscontrol.models import ApiKey, AuditEvent, BlacklistEntry, Key
 from devices import carddata, cards
 from devices.models import LockState
-from devices.offline_lock import OfflineLock
-from devices.ppd import JsonClient, SimulatedPPD, factory_config
-from devices.sim_encoders import SimulatedEncoder, SimulatedUpdater
+from simulation.encoders import SimulatedEncoder, SimulatedUpdater
+from simulation.offline_lock import OfflineLock
+from simulation.ppd import JsonClient, SimulatedPPD, factory_config
 from tests.devices.encoders_support import ENCODER_ID, KEY, UPDATER_ID, make_encoder, run
 from tests.devices.test_locks import make_lock
 from tests.factories import make_access_level, make_access_point, make_cardholder, make_key, make_operator

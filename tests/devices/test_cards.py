@@ -9,7 +9,8 @@ from django.db import connection
 from accesscontrol import actions
 from accesscontrol.choices import AuditKind, KeyStatus
 from accesscontrol.models import AccessPoint, AuditEvent, BlacklistEntry, CardholderPermission, Key, SiteSettings
-from devices import carddata, cards, vault
+from core import vault
+from devices import carddata, cards
 from devices.carddata import POINT, ZONE, BlacklistItem, CardGrant, LockStatus
 from devices.choices import DeviceKind
 from devices.models import Device, LockState

@@ -13,7 +13,7 @@ import pytest
 from accesscontrol.models import AuditEvent
 from devices import cards, encoding
 from devices.models import EncodeJob
-from devices.sim_encoders import SimulatedEncoder
+from simulation.encoders import SimulatedEncoder
 from tests.devices.client import Client
 from tests.devices.encoders_support import (
     ENCODER_ID,

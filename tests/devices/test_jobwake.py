@@ -11,11 +11,12 @@ import time
 import pytest
 from django.utils import timezone
 
-from accesscontrol import hotel
 from accesscontrol.models import Key
-from devices import bridge, jobwake
+from devices import jobwake
 from devices.models import Device
-from devices.sim_encoders import SimulatedEncoder
+from devices.sdp import bridge
+from hotel import actions as hotel
+from simulation.encoders import SimulatedEncoder
 from tests.accesscontrol.hotel_support import make_hotel
 from tests.devices.encoders_support import ENCODER_ID, KEY, make_encoder, run, until
 

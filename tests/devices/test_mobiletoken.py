@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from devices import mobiletoken
 from devices.carddata import POINT, BlacklistItem, CardData, CardError, CardGrant
-from devices.offline_lock import LockConfig, OfflineLock
+from devices.lockconfig import LockConfig
+from simulation.offline_lock import OfflineLock
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(32, 64))

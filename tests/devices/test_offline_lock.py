@@ -1,4 +1,4 @@
-"""The offline lock simulator (devices/offline_lock.py): decisions from the card alone, blacklist, audit, status."""
+"""The offline lock simulator (simulation/offline_lock.py): decisions from the card alone, blacklist, audit, status."""
 
 import dataclasses
 import datetime as dt
@@ -8,7 +8,8 @@ import pytest
 
 from accesscontrol.engine import DAY_BITS, day_mask
 from devices.carddata import POINT, ZONE, BlacklistItem, CardData, CardGrant, decode, encode
-from devices.offline_lock import LockConfig, LockPeriod, OfflineLock
+from devices.lockconfig import LockConfig, LockPeriod
+from simulation.offline_lock import OfflineLock
 
 KEY = bytes(range(32))
 SITE = 4242

@@ -10,8 +10,8 @@ from accesscontrol.choices import DayType
 from accesscontrol.models import ApiKey, AuditEvent, CalendarDay
 from devices import cards
 from devices.models import LockState
-from devices.offline_lock import OfflineLock
-from devices.ppd import ApiError, SimulatedPPD, factory_config
+from simulation.offline_lock import OfflineLock
+from simulation.ppd import ApiError, SimulatedPPD, factory_config
 from tests.devices.test_locks import make_lock
 from tests.factories import (
     make_access_level,

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devices import sdp1
+from devices.sdp import codec as sdp1
 
 VECTORS_PATH = Path(__file__).resolve().parents[3] / "shared" / "protocols" / "vectors.json"
 V = json.loads(VECTORS_PATH.read_text())

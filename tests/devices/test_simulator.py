@@ -13,10 +13,10 @@ from django.core.management import CommandError, call_command
 
 from accesscontrol.models import AuditEvent
 from accesscontrol.snapshot import SnapshotStore
-from devices import sdp1
-from devices.bridge import Bridge
 from devices.models import Device, DeviceCommand, DeviceDoor, DeviceReader
-from devices.simulator import NoDecision, SimulatedDevice, run_load
+from devices.sdp import codec as sdp1
+from devices.sdp.bridge import Bridge
+from simulation.sdp_devices import NoDecision, SimulatedDevice, run_load
 from tests.factories import make_access_level, make_access_point, make_cardholder, make_key
 
 VECTORS_PATH = Path(__file__).resolve().parents[3] / "shared" / "protocols" / "vectors.json"

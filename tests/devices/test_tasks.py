@@ -20,9 +20,9 @@ import pytest
 import redis
 from celery import Celery
 
+from core.lease import KEY_PREFIX, Lease, redis_client
 from devices import tasks
 from space.celery import app as celery_app
-from space.lease import KEY_PREFIX, Lease, redis_client
 
 pytestmark = pytest.mark.slow
 

@@ -19,9 +19,10 @@ from accesscontrol.models import AuditEvent, BlacklistEntry, Key
 from devices import carddata, cards
 from devices.carddata import BlacklistItem
 from devices.choices import DeviceKind
+from devices.lockconfig import LockConfig
 from devices.models import Device, EncodeJob, LockState
-from devices.offline_lock import LockConfig, OfflineLock
-from devices.sim_encoders import SimulatedUpdater
+from simulation.encoders import SimulatedUpdater
+from simulation.offline_lock import OfflineLock
 from tests.devices.client import Client
 from tests.devices.encoders_support import (
     KEY,

@@ -22,7 +22,7 @@ from accesscontrol.models import AuditEvent
 from devices import bridgewire, consumers, localbridge, usb_encoders
 from devices import usbserial as wire
 from devices.models import Device, EncodeJob
-from devices.sim_usb_encoder import SimulatedUsbEncoder
+from simulation.usb_encoder import SimulatedUsbEncoder
 from tests.factories import make_cardholder, make_key
 
 KEY = bytes(range(16))

@@ -2,7 +2,7 @@
 
 The server is ``manage.py runspace`` (tests/browser/conftest.py's LiveSpace) with
 its own SQLite database; the local bridge is ``python -m devices.localbridge``
-connected over a real websocket; the encoder is devices/sim_usb_encoder.py on a
+connected over a real websocket; the encoder is simulation/usb_encoder.py on a
 real pseudo-terminal pair, in this process, so a test can put cards on it.
 Encode jobs are rows put straight into the server's database, as
 devices.encoding.create_encode_job leaves them; the test then reads the row.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from devices.sim_usb_encoder import SimulatedUsbEncoder
+from simulation.usb_encoder import SimulatedUsbEncoder
 from tests.browser.conftest import BASE_DIR, LiveSpace, migrated_database  # noqa: F401 (a fixture)
 
 ENCODER_ID = 7001

@@ -7,8 +7,8 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from accesscontrol import hotel
-from integrations.hotel_benchmark import verify
+from hotel import actions as hotel
+from simulation.benchmarks.hotel import verify
 from tests.accesscontrol.hotel_support import days, make_hotel
 
 INTERFACES = ("fias", "industry", "ship", "rest")

@@ -2,10 +2,10 @@
 
 import pytest
 
+from core import hosting
+from core.lease import Lease, redis_client
 from integrations import connectors
 from integrations.pms.fias_service import FiasService
-from space import hosting
-from space.lease import Lease, redis_client
 from tests.devices.test_tasks import redis_database
 
 

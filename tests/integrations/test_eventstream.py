@@ -12,9 +12,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations import eventstream, stream_admin  # noqa: F401 (integrations/admin.py registers it too)
-from integrations.eventstream import Backoff, StreamFilter
-from integrations.eventstream_models import EventStream, StreamItem
+from integrations.eventstream import admin as stream_admin  # noqa: F401 (integrations/admin.py registers it too)
+from integrations.eventstream import service as eventstream
+from integrations.eventstream.models import EventStream, StreamItem
+from integrations.eventstream.service import Backoff, StreamFilter
 from tests.factories import make_operator, make_partition
 from tests.integrations.test_eventstream_service import event, events, keys, make_stream
 

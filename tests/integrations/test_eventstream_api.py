@@ -4,8 +4,8 @@ import pytest
 from django.utils import timezone
 
 from accesscontrol.models import SystemAuditEntry
-from integrations import eventstream
-from integrations.eventstream_models import EventStream, StreamItem
+from integrations.eventstream import service as eventstream
+from integrations.eventstream.models import EventStream, StreamItem
 from tests.accesscontrol.api.conftest import client_for
 from tests.factories import make_operator, make_partition
 

@@ -18,9 +18,9 @@ from django.utils import timezone
 
 from accesscontrol import live
 from accesscontrol.models import AuditEvent
-from integrations import eventstream
-from integrations.eventstream import EventStreamService
-from integrations.eventstream_models import EventStream, StreamItem
+from integrations.eventstream import service as eventstream
+from integrations.eventstream.models import EventStream, StreamItem
+from integrations.eventstream.service import EventStreamService
 from tests.factories import make_partition, unique
 from tests.integrations.running import LoopThread
 

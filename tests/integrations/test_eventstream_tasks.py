@@ -14,21 +14,21 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
-from integrations import stream_tasks
-from integrations.eventstream import EventStreamService
+from core.lease import KEY_PREFIX, Lease, redis_client
+from integrations.eventstream import tasks as stream_tasks
+from integrations.eventstream.service import EventStreamService
 from space.celery import app as celery_app
-from space.lease import KEY_PREFIX, Lease, redis_client
 from space.services import embedded_services
 from tests.devices.test_tasks import BASE_DIR, environment, migrated_var_dir, redis_database, stop, wait_until
 from tests.integrations.test_eventstream_service import Loop, TcpReceiver
 
 LEASE_KEY = KEY_PREFIX + stream_tasks.EVENT_STREAM_LEASE
 LEASE_SECONDS = 3.0
-RUN = "integrations.stream_tasks.run_event_stream"
-ENSURE = "integrations.stream_tasks.ensure_event_stream"
+RUN = "integrations.eventstream.tasks.run_event_stream"
+ENSURE = "integrations.eventstream.tasks.ensure_event_stream"
 
 CREATE_STREAM = """
-from integrations.eventstream_models import EventStream
+from integrations.eventstream.models import EventStream
 EventStream.objects.create(name="Receiver", host="127.0.0.1", port={port})
 """
 
@@ -39,7 +39,7 @@ from django.db import transaction
 from django.utils import timezone
 from accesscontrol import live
 from accesscontrol.models import AuditEvent
-from integrations import eventstream
+from integrations.eventstream import service as eventstream
 keys = []
 for _ in range({batches}):
     payloads = [

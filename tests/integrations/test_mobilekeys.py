@@ -8,10 +8,10 @@ from django.utils import timezone
 
 from accesscontrol.models import AccessLevelEntry, AccessPoint, ApiKey, Key, SystemAuditEntry
 from devices import cards, locks, mobiletoken
-from devices.offline_lock import OfflineLock
-from devices.ppd import ApiError, JsonClient
 from integrations.mobilekeys import services
 from integrations.mobilekeys.models import MobileKey, PhoneEnrolment
+from simulation.offline_lock import OfflineLock
+from simulation.ppd import ApiError, JsonClient
 from tests.devices.test_locks import make_lock
 from tests.factories import (
     give_permission,

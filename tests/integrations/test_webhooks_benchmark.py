@@ -3,8 +3,8 @@
 import pytest
 
 from integrations import webhooks
-from integrations.benchmark import measure_webhooks
 from integrations.models import WebhookDelivery, WebhookSubscription
+from simulation.benchmarks.webhooks import measure_webhooks
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 

@@ -1,7 +1,7 @@
 """Delivering webhooks to a real HTTP receiver on 127.0.0.1: signatures, retries, timeouts, pausing, recovery.
 
 Each test runs delivery runs in this process (the code a Celery task or the
-embedded service runs) against ``integrations.benchmark.Receiver``, an
+embedded service runs) against ``simulation.benchmarks.webhooks.Receiver``, an
 http.server in a thread, told how to answer each request.
 """
 
@@ -23,9 +23,9 @@ from django.utils import timezone
 
 from accesscontrol.models import AuditEvent
 from integrations import webhooks
-from integrations.benchmark import CLOSE, Answer, Receiver
 from integrations.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 from integrations.webhooks import actions, delivery, transport
+from simulation.benchmarks.webhooks import CLOSE, Answer, Receiver
 from tests.factories import make_operator
 
 pytestmark = pytest.mark.django_db

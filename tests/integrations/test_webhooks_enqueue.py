@@ -10,9 +10,9 @@ from django.utils import timezone
 from accesscontrol import live
 from accesscontrol.models import AuditEvent
 from integrations import outbox, webhooks
-from integrations.benchmark import synthetic_payloads
 from integrations.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 from integrations.webhooks import wakeup
+from simulation.benchmarks.webhooks import synthetic_payloads
 from tests.factories import make_access_point, make_partition
 
 pytestmark = pytest.mark.django_db

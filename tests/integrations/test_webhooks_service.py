@@ -7,10 +7,10 @@ from django.utils import timezone
 
 from accesscontrol.models import AuditEvent
 from integrations import webhooks
-from integrations.benchmark import Answer, Receiver
 from integrations.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 from integrations.webhooks import delivery, transport, wakeup
 from integrations.webhooks.service import WebhookService
+from simulation.benchmarks.webhooks import Answer, Receiver
 from space.services import embedded_services
 from tests.integrations.running import RunningService
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
-from integrations.benchmark import Answer, Receiver
+from simulation.benchmarks.webhooks import Answer, Receiver
 from tests.devices.test_tasks import BASE_DIR, environment, migrated_var_dir, redis_database, stop, wait_until
 
 pytestmark = pytest.mark.slow

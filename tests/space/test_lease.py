@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from space import hosting
-from space.hosting import Host
-from space.lease import KEY_PREFIX, Lease, redis_client
+from core import hosting
+from core.hosting import Host
+from core.lease import KEY_PREFIX, Lease, redis_client
 from tests.space.test_services import Hosted, UdpEcho, port_is_free
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -88,7 +88,7 @@ def test_a_lease_whose_holder_died_expires_and_another_takes_it(client, name):
         [
             sys.executable,
             "-c",
-            "import sys, time, redis; from space.lease import Lease;"
+            "import sys, time, redis; from core.lease import Lease;"
             "lease = Lease(sys.argv[2], ttl=1.5, client=redis.Redis.from_url(sys.argv[1]));"
             "assert lease.acquire(); print('held', flush=True); time.sleep(600)",
             REDIS_URL,
@@ -187,7 +187,7 @@ def test_the_lease_stays_held_through_a_redis_outage_shorter_than_its_ttl(name):
     assert not lease.held
 
 
-# --- a service hosted under a lease (space.hosting) ----------------------------------
+# --- a service hosted under a lease (core.hosting) ----------------------------------
 
 
 def test_a_hosted_service_keeps_its_lease_renewed_and_releases_it_when_stopped(client, name):

@@ -3,7 +3,7 @@
 import asyncio
 import threading
 
-from space.periodic import PeriodicService
+from core.periodic import PeriodicService
 
 
 def run_for(service: PeriodicService, seconds: float) -> None:

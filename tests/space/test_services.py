@@ -1,5 +1,5 @@
 """Services: beside the web server they start in order and stop in reverse, whatever fails;
-on a loop of their own (space.hosting) they run until stopped (under a lease: tests/space/test_lease.py)."""
+on a loop of their own (core.hosting) they run until stopped (under a lease: tests/space/test_lease.py)."""
 
 import asyncio
 import socket
@@ -7,14 +7,15 @@ import threading
 
 import pytest
 
-from devices.bridge import Bridge
+from core import hosting
+from core.hosting import Host
+from core.periodic import PeriodicService
+from core.services import start_all, stop_all
+from devices.sdp.bridge import Bridge
 from devices.usb_encoders import EncoderSweep
-from integrations.eventstream import EventStreamService
+from integrations.eventstream.service import EventStreamService
 from integrations.webhooks.service import WebhookService
-from space import hosting
-from space.hosting import Host
-from space.periodic import PeriodicService
-from space.services import embedded_services, start_all, stop_all
+from space.services import embedded_services
 
 
 class Recorder:

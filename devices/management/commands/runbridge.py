@@ -12,8 +12,8 @@ import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from core import hosting
 from devices.tasks import bridge_lease
-from space import hosting
 
 
 class Command(BaseCommand):
@@ -30,7 +30,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        from devices.bridge import Bridge
+        from devices.sdp.bridge import Bridge
 
         self.host = settings.SPACE_DEVICE_HOST if options["host"] is None else options["host"]
         port = settings.SPACE_DEVICE_PORT if options["port"] is None else options["port"]

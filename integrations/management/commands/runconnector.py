@@ -12,8 +12,8 @@ import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from core import hosting
 from integrations.connectors import CONNECTORS
-from space import hosting
 
 
 class Command(BaseCommand):

@@ -19,7 +19,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from twisted.internet import defer, reactor
 
-from space.services import embedded_services, start_all, stop_all
+from core.services import start_all, stop_all
+from space.services import embedded_services
 
 logger = logging.getLogger("space.runspace")
 http_logger = logging.getLogger("space.http")

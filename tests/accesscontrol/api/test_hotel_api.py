@@ -259,7 +259,7 @@ def test_anonymous_callers_are_refused(site):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_retry_while_the_first_call_waits_for_the_card_gets_its_answer(encoder_bridge):  # noqa: F811
-    from devices.sim_encoders import SimulatedEncoder
+    from simulation.encoders import SimulatedEncoder
 
     make_hotel()
     make_encoder(station="DESK1")

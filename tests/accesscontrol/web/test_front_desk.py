@@ -1,7 +1,7 @@
 """The front desk: the room grid, check-in / copy / move / new departure / check-out from a room, the desk's
 encoder, the encode-job panel, errors on the form, permissions and partitions.
 
-The actions run the real accesscontrol.hotel operations; keys are queued on the
+The actions run the real hotel.actions operations; keys are queued on the
 desk's encoder as real encode jobs (the last test writes one through the real
 device bridge on a simulated encoder).
 """
@@ -16,12 +16,12 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from accesscontrol import hotel
 from accesscontrol.choices import AccessPointKind, KeyStatus, StayStatus
 from accesscontrol.models import GuestArea, Key, Room, Stay
 from devices import locks
 from devices.models import Device, DeviceDoor, EncodeJob
-from devices.sim_encoders import SimulatedEncoder
+from hotel import actions as hotel
+from simulation.encoders import SimulatedEncoder
 from tests.devices.conftest import RunningBridge
 from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, make_encoder, run, until
 from tests.factories import make_access_point, make_operator, make_partition, make_zone

@@ -2,7 +2,7 @@
 operations, the real device bridge and a simulated Ethernet encoder writes the card, and KA comes back.
 
 No fakes: the hotel of tests/accesscontrol/hotel_support.py, the bridge and the encoder of
-tests/devices (``encoder_bridge``, ``make_encoder``, devices/sim_encoders.py).
+tests/devices (``encoder_bridge``, ``make_encoder``, simulation/encoders.py).
 """
 
 import asyncio
@@ -14,11 +14,11 @@ from django.utils import timezone
 from accesscontrol.choices import KeyStatus, StayStatus
 from accesscontrol.models import BlacklistEntry, Key, Stay
 from devices.models import Device
-from devices.sim_encoders import SimulatedEncoder
 from integrations.pms import fias
 from integrations.pms.fias import Record
 from integrations.pms.fias_service import FiasService
-from integrations.pms.sim_fias import SimulatedPms
+from simulation.encoders import SimulatedEncoder
+from simulation.fias_pms import SimulatedPms
 from tests.accesscontrol.hotel_support import make_hotel
 from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, make_encoder, run, until
 

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from integrations.pms.fias import Record
-from integrations.pms.sim_fias import SimulatedPms
+from simulation.fias_pms import SimulatedPms
 from tests.devices.test_tasks import BASE_DIR, environment, migrated_var_dir, stop
 
 pytestmark = pytest.mark.slow

@@ -17,13 +17,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from hypothesis import strategies as st
 
-from accesscontrol import hotel
+from hotel import actions as hotel
 from integrations import connectors
 from integrations.connectors import CONNECTORS
 from integrations.pms import fias, fias_requests, fias_service
 from integrations.pms.fias import ACK, ENQ, NAK, LinkByte, Record
 from integrations.pms.fias_service import FiasService
-from integrations.pms.sim_fias import SimulatedPms
+from simulation.fias_pms import SimulatedPms
 
 CHECK_OUT = dt.time(11, 0)
 DEPARTURE = dt.datetime(2030, 5, 17, 10, 30)
@@ -68,7 +68,7 @@ class Running:
 
 
 class FakeHotel:
-    """Stands in for accesscontrol.hotel's operations: known rooms and encoders, the calls made."""
+    """Stands in for hotel.actions's operations: known rooms and encoders, the calls made."""
 
     rooms = {"101", "102", "103", "201"}
     encoders = {"DESK1", "DESK2"}

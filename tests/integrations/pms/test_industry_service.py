@@ -1,6 +1,6 @@
 """The Industry Standard connector over real TCP connections on 127.0.0.1 and a real pseudo-terminal pair.
 
-The hotel operations are the real ones (accesscontrol.hotel) on the small test
+The hotel operations are the real ones (hotel.actions) on the small test
 hotel (tests/accesscontrol/hotel_support.py); keys are written and read through
 the real device bridge on a SimulatedEncoder.
 """
@@ -14,16 +14,16 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from accesscontrol import hotel
 from accesscontrol.choices import KeyStatus, StayStatus
 from accesscontrol.models import Key, Stay
 from devices.models import Device
-from devices.sim_encoders import SimulatedEncoder
+from hotel import actions as hotel
 from integrations import connectors
 from integrations.pms import industry, industry_service
 from integrations.pms.industry import ACK, NAK, Answer, CardRequest, CheckOutRequest, ModifyRequest
 from integrations.pms.industry_service import HOTEL_ERRORS, IndustryStandardService
-from integrations.pms.sim_industry import SimulatedPms
+from simulation.encoders import SimulatedEncoder
+from simulation.industry_pms import SimulatedPms
 from tests.accesscontrol.hotel_support import make_hotel
 from tests.devices.conftest import encoder_bridge, quick_jobs  # noqa: F401 (the real bridge and its fixtures)
 from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, eventually, make_encoder, run, until

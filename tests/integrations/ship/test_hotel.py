@@ -1,4 +1,4 @@
-"""Hotel.CheckIn and Hotel.CheckOut through SHIP, on the real hotel operations (accesscontrol.hotel)."""
+"""Hotel.CheckIn and Hotel.CheckOut through SHIP, on the real hotel operations (hotel.actions)."""
 
 import pytest
 
