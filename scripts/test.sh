@@ -7,6 +7,8 @@ scripts/install.sh --test
 scripts/services.sh
 
 PY=.venv/bin/python
+# The same Hypothesis examples every run (tests/conftest.py).
+export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci}
 export SPACE_VAR_DIR=${SPACE_VAR_DIR:-$(mktemp -d /tmp/space-test-XXXXXX)}
 
 echo "== ruff"

@@ -1,7 +1,7 @@
 """The device side of SDP/1 in asyncio: simulated control units for tests, load benchmarks and demos.
 
 A :class:`SimulatedDevice` is what a third party's device would be, written from
-``shared/protocols/sdp1.md`` alone: it shakes hands, checks the server's proof,
+``docs/sdp1.md`` alone: it shakes hands, checks the server's proof,
 keeps its own seq and replay window, retransmits what expects an answer (250 ms,
 doubling, 5 tries), answers a duplicate server frame with the same datagram,
 keeps its events until they are acknowledged and re-sends them in the next

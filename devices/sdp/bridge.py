@@ -1,4 +1,4 @@
-"""The device bridge: the server side of SDP/1 (shared/protocols/sdp1.md) on one UDP port.
+"""The device bridge: the server side of SDP/1 (docs/sdp1.md) on one UDP port.
 
 One asyncio service. Every datagram is handled synchronously in the protocol
 callback: parse, find the device and session, check the replay window and the

@@ -1,6 +1,6 @@
 """Card data in SDP/1 frames: split into parts for sending, and reassembled, bounded, on receipt.
 
-A sealed plaintext holds at most 1164 bytes (shared/protocols/sdp1.md), and a
+A sealed plaintext holds at most 1164 bytes (docs/sdp1.md), and a
 card file is up to 4096, so ``encode`` and ``card`` messages carry the data in
 parts of at most :data:`PART_SIZE` raw bytes, base64 in the JSON
 (docs/sdp1-in-space.md, "Encoders and updaters"). Pure: no sockets, no ORM.

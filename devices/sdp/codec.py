@@ -2,8 +2,8 @@
 
 Pure and synchronous: bytes in, bytes out, no sockets and no clock, so the
 bridge (server side) and the simulator (device side) share every byte of it.
-The protocol is specified in ``shared/protocols/sdp1.md``; the names here are
-the names used there.
+The protocol is specified in docs/sdp1.md; the names here are the names used
+there.
 """
 
 import hashlib

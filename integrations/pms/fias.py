@@ -11,18 +11,24 @@ of every byte after STX up to and including ETX.
 Whether a peer sends LRCs cannot be read from one record alone, so the stream
 decoder learns it (:class:`StreamDecoder`): the byte after a record's ETX
 
-1. is STX, ACK, NAK or ENQ: the record had no LRC; the byte is read as itself;
-2. else equals the record's LRC: the LRC, right;
-3. else: the LRC, wrong: the record is refused (``lrc_errors``).
+1. is STX, ACK, NAK or ENQ and not the record's LRC: the record had no LRC;
+   the byte is read as itself;
+2. is STX and the record's LRC: the byte after it decides: STX or a link byte
+   (no record starts with one) shows it was the LRC, anything else that it
+   opened a record;
+3. is ACK, NAK or ENQ and the record's LRC: taken as the LRC, and read as the
+   link byte too (harmless, and a real link byte is never lost);
+4. else equals the record's LRC: the LRC, right;
+5. else: the LRC, wrong: the record is refused (``lrc_errors``).
 
-The first record that shows case 2 or 3 (or case 1 with a byte that is not
-also its LRC) fixes the peer's mode for the rest of the connection. From then
+The first record's case fixes the peer's mode for the rest of the connection. From then
 on, in LRC mode the byte after ETX is always the LRC (an LRC that happens to
 equal a control byte is read right), and in no-LRC mode a record is delivered
 at its ETX. Until the mode is known, a record whose ETX ends what has arrived
 is held: :meth:`StreamDecoder.flush` (called by the transport after a short
 wait with nothing more) delivers it as a record without LRC, and fixes the
-no-LRC mode.
+no-LRC mode. In any mode, an STX followed by a link byte started no record:
+the link byte is read as itself. docs/fias-in-space.md gives the reasons.
 """
 
 import datetime as dt
@@ -205,6 +211,8 @@ class StreamDecoder:
         self._state = _BETWEEN
         self._data = bytearray()
         self._forbidden = False
+        # The record just opened was opened by a byte after ETX that was also that record's LRC (case 2).
+        self._stx_was_lrc = False
 
     @property
     def holding(self) -> bool:
@@ -214,7 +222,7 @@ class StreamDecoder:
     @property
     def partial(self) -> bool:
         """Part of a record has come (a peer that drops now loses it)."""
-        return self._state in (_IN_RECORD, _AFTER_ETX)
+        return self._state == _AFTER_ETX or (self._state == _IN_RECORD and not self._stx_was_lrc)
 
     def feed(self, chunk: bytes) -> list:
         out = []
@@ -236,7 +244,12 @@ class StreamDecoder:
 
     def _byte(self, byte: int, out: list) -> None:
         state = self._state
-        if state == _IN_RECORD:
+        if state == _IN_RECORD and not self._data and (byte == STX or byte in LINK_BYTES):
+            self._not_a_start(byte, out)
+        elif state == _IN_RECORD:
+            if self._stx_was_lrc:  # a record's first byte: that STX did open it, so the peer sends no LRC
+                self._stx_was_lrc = False
+                self.mode = WITHOUT_LRC
             if byte == ETX:
                 if self.mode == WITHOUT_LRC:
                     self._state = _BETWEEN
@@ -265,14 +278,33 @@ class StreamDecoder:
         else:
             self.counters["garbage_bytes"] += 1
 
+    def _not_a_start(self, byte: int, out: list) -> None:
+        """An STX right after STX, or a link byte right after STX: the STX before it opened no record."""
+        if self._stx_was_lrc:
+            self._stx_was_lrc = False
+            self.mode = WITH_LRC  # it was the previous record's LRC
+        else:
+            self.counters["garbage_bytes"] += 1
+        if byte == STX:
+            self._start()
+        else:
+            self._state = _BETWEEN
+            out.append(LinkByte(byte))
+
     def _after_etx(self, byte: int, out: list) -> None:
         expected = lrc(self._data)
         self._state = _BETWEEN
         if self.mode == UNKNOWN and (byte == STX or byte in LINK_BYTES):
             if byte != expected:
                 self.mode = WITHOUT_LRC
+            elif byte in LINK_BYTES:
+                # An LRC or a link byte, and nothing after it can tell: read it as both (an extra ACK,
+                # NAK or ENQ is harmless; a lost one stalls the link), and take the likelier mode.
+                self.mode = WITH_LRC
             out.append(self._finish())
             self._byte(byte, out)
+            # An STX that is also the LRC opens a record on trial: the byte after it decides (_byte).
+            self._stx_was_lrc = byte == STX and self.mode == UNKNOWN
             return
         self.mode = WITH_LRC
         if byte == expected:

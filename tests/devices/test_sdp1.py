@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from devices.sdp import codec as sdp1
 
-VECTORS_PATH = Path(__file__).resolve().parents[3] / "shared" / "protocols" / "vectors.json"
+VECTORS_PATH = Path(__file__).resolve().parents[1] / "data" / "sdp1" / "vectors.json"
 V = json.loads(VECTORS_PATH.read_text())
 K = bytes.fromhex(V["K"])
 DEVICE = V["device_id"]

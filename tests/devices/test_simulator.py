@@ -19,7 +19,7 @@ from devices.sdp.bridge import Bridge
 from simulation.sdp_devices import NoDecision, SimulatedDevice, run_load
 from tests.factories import make_access_level, make_access_point, make_cardholder, make_key
 
-VECTORS_PATH = Path(__file__).resolve().parents[3] / "shared" / "protocols" / "vectors.json"
+VECTORS_PATH = Path(__file__).resolve().parents[1] / "data" / "sdp1" / "vectors.json"
 V = json.loads(VECTORS_PATH.read_text())
 K = bytes.fromhex(V["K"])
 DEVICE = V["device_id"]

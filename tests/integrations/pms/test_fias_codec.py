@@ -155,6 +155,89 @@ def test_a_malformed_record_is_refused():
     assert decoder.feed(b"\x02K\x03") == [Refused("malformed")]
 
 
+# --- every LRC value -----------------------------------------------------------------------------------
+
+
+def xor_text(target: int) -> str:
+    """A field value whose UTF-8 bytes XOR to ``target``, with no byte a record may not hold."""
+    if target >= 0x80:
+        return "\u20ac" + xor_text(target ^ 0xCC)  # the euro sign is E2 82 AC, which XOR to CC
+    if 0x20 <= target <= 0x7E and chr(target) != "|":
+        return chr(target)
+    return chr(target ^ 0x40) + "@"
+
+
+def record_with_lrc(value: int, type_: str = "KR") -> Record:
+    record = Record.make(type_, GN=xor_text(value ^ fias.lrc(f"{type_}|GN|".encode())))
+    assert fias.lrc(fias.encode_data(record)) == value
+    return record
+
+
+def read_byte_by_byte_and_at_once(stream: bytes, mode: str = fias.UNKNOWN) -> list:
+    """What a decoder reads from ``stream`` fed one byte at a time; the same as when fed at once."""
+    one_by_one = StreamDecoder(mode=mode)
+    out = [item for index in range(len(stream)) for item in one_by_one.feed(stream[index : index + 1])]
+    out += one_by_one.flush()
+    at_once = StreamDecoder(mode=mode)
+    assert at_once.feed(stream) + at_once.flush() == out
+    return out
+
+
+def test_a_first_lrc_equal_to_stx_then_a_second_equal_to_ack_read_as_the_two_records_and_nothing_else():
+    # The example Hypothesis found: the first LRC (STX) left the peer's habit open, so the second (ACK)
+    # was also read as a link byte.
+    first, second = Record.make("3k", GN="P"), Record.make("5S", GN="j")
+    assert (fias.lrc(fias.encode_data(first)), fias.lrc(fias.encode_data(second))) == (STX, ACK)
+    decoder = StreamDecoder()
+    assert decoder.feed(fias.encode(first) + fias.encode(second)) + decoder.flush() == [first, second]
+    assert decoder.mode == fias.WITH_LRC
+    assert decoder.counters["garbage_bytes"] == 0
+
+
+@pytest.mark.parametrize("value", range(256), ids=lambda value: f"lrc_{value:02x}")
+def test_every_lrc_value_of_a_peer_that_sends_lrcs_reads_every_record(value):
+    # Given a first record with this LRC, records after it whose LRCs are the ambiguous ones,
+    # and the same records as the first again once the habit is known
+    first = record_with_lrc(value)
+    others = [record_with_lrc(byte, "LA") for byte in (STX, ENQ, ACK, NAK)] + [first]
+    stream = b"".join(fias.encode(record) for record in [first, *others])
+    # When the stream is read from the start, and by a decoder that knows the habit
+    out = read_byte_by_byte_and_at_once(stream)
+    known = read_byte_by_byte_and_at_once(stream, fias.WITH_LRC)
+    # Then every record comes out, and the only other thing is the first LRC read as a link byte too
+    assert out == ([first, LinkByte(value), *others] if value in (ENQ, ACK, NAK) else [first, *others])
+    assert known == [first, *others]
+
+
+@pytest.mark.parametrize("value", range(256), ids=lambda value: f"lrc_{value:02x}")
+def test_every_lrc_value_of_a_peer_that_sends_none_reads_every_record_and_link_byte(value):
+    # Given a peer without LRCs whose first record's LRC would be this value, then link bytes and records
+    first = record_with_lrc(value)
+    stream = fias.encode(first, with_lrc=False) + fias.encode(KR, with_lrc=False) + bytes([ACK])
+    stream += fias.encode(first, with_lrc=False) + bytes([NAK])
+    # When it is read
+    out = read_byte_by_byte_and_at_once(stream)
+    # Then every record and every link byte comes out, in order
+    assert out == [first, KR, LinkByte(ACK), first, LinkByte(NAK)]
+
+
+def test_an_lrc_equal_to_stx_then_silence_leaves_no_record_in_progress():
+    decoder = StreamDecoder()
+    record = record_with_lrc(STX)
+    assert decoder.feed(fias.encode(record)) == [record]
+    assert not decoder.partial
+    assert not decoder.holding
+    assert decoder.feed(bytes([ACK])) == [LinkByte(ACK)]
+    assert decoder.mode == fias.WITH_LRC
+
+
+def test_an_stx_right_before_a_link_byte_opens_no_record_in_any_mode():
+    for mode in (fias.UNKNOWN, fias.WITH_LRC, fias.WITHOUT_LRC):
+        decoder = StreamDecoder(mode=mode)
+        assert decoder.feed(bytes([STX, ACK, STX, NAK, STX, ENQ])) == [LinkByte(ACK), LinkByte(NAK), LinkByte(ENQ)]
+        assert decoder.counters["garbage_bytes"] == 3
+
+
 # --- hypothesis ----------------------------------------------------------------------------------------
 
 printable_ascii = st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="|")
