@@ -14,7 +14,6 @@ from accesscontrol.views import (
     jobs,
     keys,
     login,
-    monitor,
     operators,
     places,
     records,
@@ -30,10 +29,7 @@ urlpatterns = [
     path("account/two-factor/", login.two_factor_enrol_view, name="account_two_factor"),
     # login, logout, account, two-factor: accesscontrol.views.login
     # dashboard, cardholders, keys, jobs: accesscontrol.views.people, accesscontrol.views.jobs
-    # monitor, audit trail, system auditor, operators and groups: accesscontrol.views.monitor, .records, .operators
-    path("monitor/", monitor.MonitorView.as_view(), name="monitor"),
-    path("monitor/command/", monitor.MonitorCommandView.as_view(), name="monitor_command"),
-    path("monitor/commands/", monitor.MonitorCommandsView.as_view(), name="monitor_commands"),
+    # audit trail, system auditor, operators and groups: accesscontrol.views.records, .operators (monitor: devices.urls)
     path("audit/", records.AuditTrailView.as_view(), name="audit_trail"),
     path("audit/export.csv", records.AuditTrailExportView.as_view(), name="audit_trail_export"),
     path("system-audit/", records.SystemAuditView.as_view(), name="system_audit"),
@@ -90,7 +86,7 @@ urlpatterns = [
     path("access-levels/<int:pk>/delete/", access_levels.AccessLevelDelete.as_view(), name="access_level_delete"),
     path("access-levels/<int:pk>/entries/", access_levels.AccessLevelEntries.as_view(), name="access_level_entries"),
     # access points, zones, locations, time periods, calendars, access levels: accesscontrol.views.places, .schedules
-    # monitor, audit trail, system auditor, operators and groups: accesscontrol.views.monitor, .records, .operators
+    # audit trail, system auditor, operators and groups: accesscontrol.views.records, .operators (monitor: devices.urls)
     # --- dashboard, cardholders, keys, jobs -------------------------------------------
     path("", dashboard.DashboardView.as_view(), name="dashboard"),
     path("cardholders/", cardholders.CardholderListView.as_view(), name="cardholders"),

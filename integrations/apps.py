@@ -3,3 +3,10 @@ from django.apps import AppConfig
 
 class IntegrationsConfig(AppConfig):
     name = "integrations"
+
+    def ready(self):
+        # The domain's cardholder page shows the phones holding mobile keys, without importing this app.
+        from accesscontrol.extensions import registry
+        from integrations.mobilekeys.services import cardholder_mobile_keys
+
+        registry.add_cardholder_page(cardholder_mobile_keys)

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.views import View
 from django.views.generic import TemplateView
 
-from accesscontrol import actions, jobs
+from accesscontrol import actions, extensions, jobs
 from accesscontrol.cardholder_jobs import COLUMNS, imports_dir
 from accesscontrol.choices import CardholderKind, KeyKind, KeyStatus
 from accesscontrol.filtersets import CardholderSearchFilterSet
@@ -36,9 +36,6 @@ from accesscontrol.models import AccessLevel, AuditEvent, Cardholder, Cardholder
 from accesscontrol.permissions import may_use_partition, restrict
 from accesscontrol.views.base import VIA, OperatorPage, audit, client_address, paginate
 from accesscontrol.views.keys import issue_from_form
-from devices import encoding
-from devices.forms import EncodingKeyIssueForm
-from integrations.mobilekeys.services import with_phones
 
 RECENT = 20
 # Query-string keys that are the list's filters (what an export or a bulk change applies to).
@@ -272,15 +269,16 @@ def show_detail(request, holder: Cardholder, status: int = 200, **forms):
         "active_now": is_active(holder, timezone.now()),
         "may": may,
         "keys": keys,
-        "mobile_keys": with_phones([key for key in keys if key.kind == KeyKind.MOBILE]),
+        "mobile_keys": [key for key in keys if key.kind == KeyKind.MOBILE],
         "levels": holder.access_levels.select_related("partition").order_by("name"),
         "permissions": holder.permissions.select_related("access_point", "zone", "time_period").order_by("id"),
-        "key_form": forms.get("key_form") or EncodingKeyIssueForm(),
-        "encode_jobs": encoding.recent_jobs(holder),
+        "key_form": forms.get("key_form") or extensions.key_issue_form_class()(),
         "level_form": forms.get("level_form") or AccessLevelGrantForm(operator=operator, cardholder=holder),
         "permission_form": forms.get("permission_form") or CardholderPermissionForm(operator=operator),
         "pin_form": forms.get("pin_form") or PinForm(),
     }
+    for part in extensions.registry.cardholder_page:
+        context.update(part(holder, keys))
     if may["audit"]:
         events = AuditEvent.objects.filter(cardholder_id=holder.pk).order_by("-at", "-id")
         context["events"] = restrict(events, operator, "view")[:RECENT]
@@ -384,7 +382,7 @@ class CardholderKeyIssueView(CardholderChangeView):
     def change(self, request, holder):
         if not may_use_partition(request.user, "accesscontrol.add_key", holder.partition_id):
             raise PermissionDenied("You may not issue keys to this cardholder.")
-        form = EncodingKeyIssueForm(request.POST)
+        form = extensions.key_issue_form_class()(request.POST)
         if not (form.is_valid() and issue_from_form(request, holder, form)):
             return show_detail(request, holder, status=400, key_form=form)
         return None

@@ -5,6 +5,7 @@ encoder at once (:func:`issue_from_form`); the cardholder's page then shows
 the encode job's progress.
 """
 
+import functools
 import re
 
 from django import forms
@@ -18,14 +19,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 from django.views.generic import TemplateView
 
-from accesscontrol import actions
+from accesscontrol import actions, extensions
 from accesscontrol.choices import KeyKind, KeyStatus
 from accesscontrol.forms.people import KeyRevalidateForm, partitions_for
 from accesscontrol.models import Cardholder, Key, normalize_uid
 from accesscontrol.permissions import may_use_partition, restrict
 from accesscontrol.views.base import VIA, OperatorPage, client_address, paginate
-from devices import encoding
-from devices.forms import EncodingKeyIssueForm, add_validation_errors
 
 HEX = re.compile(r"^[0-9A-F]{1,64}$")
 
@@ -91,31 +90,27 @@ class KeyListView(OperatorPage, TemplateView):
         return context
 
 
-def issue_from_form(request, holder: Cardholder, form: EncodingKeyIssueForm) -> bool:
-    """Issue the key a valid form asks for, written on a card on its encoder if it names one.
-    False (nothing issued, the reason on the form) when the encoder or the card data is unfit."""
+def issue_typed_key(request, holder: Cardholder, form) -> bool:
+    """Issue the key a valid form asks for, with the UID as typed (the domain's default, accesscontrol.extensions)."""
     data = dict(form.cleaned_data)
     data.pop("cardholder", None)
-    encoder = data.pop("encoder")
-    address = client_address(request)
-    if encoder is None:
-        key = actions.issue_key(holder, operator=request.user, via=VIA, address=address, **data)
-        messages.success(request, f"Key {key.uid} issued to {holder}.")
-        return True
-    try:
-        encoding.issue_and_encode(holder, encoder, operator=request.user, via=VIA, address=address, **data)
-    except ValidationError as error:
-        add_validation_errors(form, error)
-        return False
-    messages.success(request, f"Key issued to {holder}: present the card to {encoder}.")
+    key = actions.issue_key(holder, operator=request.user, via=VIA, address=client_address(request), **data)
+    messages.success(request, f"Key {key.uid} issued to {holder}.")
     return True
 
 
-class KeyIssuePageForm(EncodingKeyIssueForm):
+def issue_from_form(request, holder: Cardholder, form) -> bool:
+    """Issue the key a valid form asks for, the way the site issues keys (with an encoder when devices plug one in).
+    False (nothing issued, the reason on the form) when the form's choices turn out unfit."""
+    return extensions.registry.key_issuing.issue(request, holder, form)
+
+
+class CardholderChoiceForm(forms.Form):
+    """The cardholder field of the key issuing page, mixed into whichever key issuing form the site uses."""
+
     cardholder = forms.CharField(
         label="Cardholder", max_length=64, help_text="The cardholder's number (on their page) or external id."
     )
-    field_order = ["cardholder", "uid", "kind", "valid_from", "valid_until", "encoder"]
 
     def __init__(self, *args, operator, **kwargs):
         super().__init__(*args, **kwargs)
@@ -132,6 +127,17 @@ class KeyIssuePageForm(EncodingKeyIssueForm):
         if not may_use_partition(self.operator, "accesscontrol.add_key", holder.partition_id):
             raise forms.ValidationError("You may not issue keys to this cardholder.")
         return holder
+
+
+@functools.cache
+def _page_form_class(base: type) -> type:
+    order = ["cardholder", "uid", "kind", "valid_from", "valid_until", "encoder"]
+    return type("KeyIssuePageForm", (CardholderChoiceForm, base), {"field_order": order})
+
+
+def KeyIssuePageForm(*args, operator, **kwargs):
+    """The key issuing page's form: a cardholder field, then the site's key issuing form."""
+    return _page_form_class(extensions.key_issue_form_class())(*args, operator=operator, **kwargs)
 
 
 class KeyIssueView(OperatorPage, View):

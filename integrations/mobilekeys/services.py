@@ -162,3 +162,8 @@ def phone_tokens(enrolment: PhoneEnrolment, now: dt.datetime | None = None) -> l
     if key.status != KeyStatus.ISSUED or (key.valid_until is not None and key.valid_until <= now):
         return []
     return [mint(key, now)]
+
+
+def cardholder_mobile_keys(holder, keys) -> dict:
+    """The cardholder page's mobile keys with their phones (registered in accesscontrol.extensions)."""
+    return {"mobile_keys": with_phones([key for key in keys if key.kind == KeyKind.MOBILE])}
