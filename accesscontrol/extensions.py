@@ -14,19 +14,12 @@ from dataclasses import dataclass, field
 from django import forms
 
 
-def _issue_typed_key(request, holder, form) -> bool:
-    """The domain's own way to issue a key from the form: the UID as typed (see views.keys)."""
-    from accesscontrol.views.keys import issue_typed_key
-
-    return issue_typed_key(request, holder, form)
-
-
 @dataclass
 class KeyIssuing:
     """How the web app issues a key: the form it shows, and what a valid form does (True once issued)."""
 
     form_class: type[forms.Form] | None = None  # None: accesscontrol.forms.people.KeyIssueForm
-    issue: Callable[..., bool] = _issue_typed_key
+    issue: Callable[..., bool] | None = None  # None: accesscontrol.views.keys.issue_typed_key
 
 
 @dataclass
