@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, Django checks, then pytest on SQLite and on PostgreSQL.
+# The whole test suite: lint, the layers contract, Django checks, then pytest on SQLite and on PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,9 @@ export SPACE_VAR_DIR=${SPACE_VAR_DIR:-$(mktemp -d /tmp/space-test-XXXXXX)}
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+
+echo "== lint-imports (the layers contract in pyproject.toml)"
+.venv/bin/lint-imports
 
 echo "== manage.py check / makemigrations --check"
 $PY manage.py check

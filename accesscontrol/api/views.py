@@ -45,7 +45,7 @@ from accesscontrol.snapshot import get_store
 VIA = "api"
 
 
-def _changes(serializer, before: dict, after: dict) -> dict:
+def changes_made(serializer, before: dict, after: dict) -> dict:
     """What an update changed, field by field; fields the server sets itself (timestamps) are not changes."""
     writable = {name for name, field in serializer.fields.items() if not field.read_only}
     return {
@@ -114,7 +114,7 @@ class SpaceModelViewSet(RestrictedViewSetMixin, viewsets.ModelViewSet):
         serializer.save()
         self.ensure_partition_allowed(serializer.instance, "change")
         serializer.instance._prefetched_objects_cache = {}
-        changes = _changes(serializer, before, serializer.to_representation(serializer.instance))
+        changes = changes_made(serializer, before, serializer.to_representation(serializer.instance))
         self.audit("update", serializer.instance, {"changes": changes})
         self.after_save(serializer)
 
@@ -431,6 +431,6 @@ class SiteSettingsView(generics.GenericAPIView):
             serializer.is_valid(raise_exception=True)
             before = serializer.to_representation(site)
             serializer.save()
-            changes = _changes(serializer, before, serializer.to_representation(site))
+            changes = changes_made(serializer, before, serializer.to_representation(site))
             actions.record_operator_action(request.user, "update", site, via=VIA, detail={"changes": changes})
         return Response(serializer.data)

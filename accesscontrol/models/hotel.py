@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models
 
 from accesscontrol.choices import StayStatus
-from accesscontrol.models.permissions import Grant, _one_target
+from accesscontrol.models.permissions import Grant, one_target
 
 
 class Room(models.Model):
@@ -53,7 +53,7 @@ class GuestArea(Grant):
 
     class Meta:
         ordering = ["name"]
-        constraints = [_one_target("guest_area_one_target")]
+        constraints = [one_target("guest_area_one_target")]
         default_related_name = "guest_areas"
 
     def __str__(self):

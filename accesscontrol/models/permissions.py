@@ -29,7 +29,7 @@ class Grant(models.Model):
         return self.access_point or self.zone
 
 
-def _one_target(name: str) -> models.CheckConstraint:
+def one_target(name: str) -> models.CheckConstraint:
     return models.CheckConstraint(
         condition=models.Q(access_point__isnull=False, zone__isnull=True)
         | models.Q(access_point__isnull=True, zone__isnull=False),
@@ -55,7 +55,7 @@ class AccessLevelEntry(Grant):
 
     class Meta:
         verbose_name_plural = "access level entries"
-        constraints = [_one_target("access_level_entry_one_target")]
+        constraints = [one_target("access_level_entry_one_target")]
         default_related_name = "access_level_entries"
 
     def __str__(self):
@@ -68,7 +68,7 @@ class CardholderPermission(Grant):
     cardholder = models.ForeignKey("accesscontrol.Cardholder", on_delete=models.CASCADE, related_name="permissions")
 
     class Meta:
-        constraints = [_one_target("cardholder_permission_one_target")]
+        constraints = [one_target("cardholder_permission_one_target")]
         default_related_name = "cardholder_permissions"
 
     def __str__(self):

@@ -24,7 +24,7 @@ from rest_framework import serializers as drf
 
 from accesscontrol import actions
 from accesscontrol.api.serializers import CardholderSerializer
-from accesscontrol.api.views import _changes as changes_made  # the REST API's record of an update
+from accesscontrol.api.views import changes_made  # the REST API's record of an update
 from accesscontrol.choices import KeyKind, KeyStatus
 from accesscontrol.models import (
     AccessLevel,
