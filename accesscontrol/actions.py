@@ -101,14 +101,15 @@ def delete_key(key: Key, *, operator, via: str, at: dt.datetime | None = None, a
 def cancel_live_keys(
     cardholder: Cardholder, *, operator, via: str, at: dt.datetime | None = None, address: str | None = None
 ) -> list[Key]:
-    """Cancel every issued key of ``cardholder``, each blacklisted until the end written on its card.
+    """Cancel every key of ``cardholder`` not cancelled yet, each blacklisted until the end written on its card.
 
-    Called inside the caller's transaction, before it changes the cardholder:
-    the blacklist lasts until the validity end the cards carry, which a new
-    expiration would shorten.
+    An expired key is cancelled too: its card may carry a later end than its
+    status says, and a cancelled key is never issued again. Called inside the
+    caller's transaction, before it changes the cardholder: the blacklist lasts
+    until the validity end the cards carry, which a new expiration would shorten.
     """
     with transaction.atomic():
-        keys = list(cardholder.keys.select_for_update().filter(status=KeyStatus.ISSUED).order_by("id"))
+        keys = list(cardholder.keys.select_for_update().exclude(status=KeyStatus.CANCELLED).order_by("id"))
         return [cancel_key(key, operator=operator, via=via, at=at, address=address) for key in keys]
 
 
@@ -141,7 +142,7 @@ def deactivate_cardholder(
 def delete_cardholder(
     cardholder: Cardholder, *, operator, via: str, at: dt.datetime | None = None, address: str | None = None
 ) -> None:
-    """Delete ``cardholder`` and their keys; the issued ones are cancelled and blacklisted first.
+    """Delete ``cardholder`` and their keys, each cancelled and blacklisted first (:func:`cancel_live_keys`).
 
     The blacklist entries outlive the keys (they keep the key's number, UID and
     end). Raises ProtectedError, changing nothing, while something else still

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accesscontrol import actions
 from accesscontrol.choices import KeyStatus
 from accesscontrol.models import BlacklistEntry, Cardholder, Key, Stay, SystemAuditEntry
 from devices import cards, locks
@@ -203,6 +204,17 @@ def test_deleting_a_user_over_ship_blacklists_their_card(site):
     assert answer.error is None
     assert not Cardholder.objects.filter(ext_id="ALICE").exists()
     assert alices_entry(site).key_id is None
+    assert refused_offline(site) == "blacklisted"
+
+
+def test_a_key_marked_expired_whose_card_still_opens_is_blacklisted_on_deactivation(site):
+    end = timezone.now() + dt.timedelta(days=3)
+    Key.objects.filter(pk=site.alice.pk).update(status=KeyStatus.EXPIRED, valid_until=end)
+
+    actions.deactivate_cardholder(site.alice.cardholder, operator=None, via="test")
+
+    assert Key.objects.get(pk=site.alice.pk).status == KeyStatus.CANCELLED
+    assert alices_entry(site).until == end
     assert refused_offline(site) == "blacklisted"
 
 
