@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accesscontrol import blacklist
 from accesscontrol.choices import KeyKind, KeyStatus
-from accesscontrol.models import ApiKey, Cardholder, Key, Operator, SystemAuditEntry
+from accesscontrol.models import ApiKey, BlacklistEntry, Cardholder, Key, Operator, SystemAuditEntry
 
 
 def _text(value, limit: int) -> str:
@@ -78,6 +78,93 @@ def cancel_key(key: Key, *, operator, via: str, at: dt.datetime | None = None, a
         detail = {"cardholder": key.cardholder_id, "blacklist_entry": entry.pk if entry else None}
         record_operator_action(operator, "cancel_key", key, via=via, detail=detail, address=address)
     return key
+
+
+def delete_key(key: Key, *, operator, via: str, at: dt.datetime | None = None, address: str | None = None) -> None:
+    """Delete ``key``: cancelled (and blacklisted) first, as :func:`cancel_key` does, then its row goes.
+
+    The blacklist entry stays: it keeps the key's number, UID and end, all that
+    cards and locks use, and only loses its link to the row. The system auditor
+    keeps the cancellation (naming the entry) and the deletion.
+    """
+    with transaction.atomic():
+        key = cancel_key(key, operator=operator, via=via, at=at, address=address)
+        detail = {
+            "cardholder": key.cardholder_id,
+            "uid": key.uid,
+            "blacklist_entries": list(key.blacklist_entries.order_by("id").values_list("id", flat=True)),
+        }
+        record_operator_action(operator, "delete", key, via=via, detail=detail, address=address)
+        key.delete()
+
+
+def cancel_live_keys(
+    cardholder: Cardholder, *, operator, via: str, at: dt.datetime | None = None, address: str | None = None
+) -> list[Key]:
+    """Cancel every key of ``cardholder`` not cancelled yet, each blacklisted until the end written on its card.
+
+    An expired key is cancelled too: its card may carry a later end than its
+    status says, and a cancelled key is never issued again. Called inside the
+    caller's transaction, before it changes the cardholder: the blacklist lasts
+    until the validity end the cards carry, which a new expiration would shorten.
+    """
+    with transaction.atomic():
+        keys = list(cardholder.keys.select_for_update().exclude(status=KeyStatus.CANCELLED).order_by("id"))
+        return [cancel_key(key, operator=operator, via=via, at=at, address=address) for key in keys]
+
+
+def deactivate_cardholder(
+    cardholder: Cardholder, *, operator, via: str, at: dt.datetime | None = None, address: str | None = None
+) -> Cardholder:
+    """End ``cardholder``'s access now: their keys are cancelled and blacklisted, their expiration is now.
+
+    The cardholder stays, with their history and their keys' blacklist entries.
+    An expiration alone would not reach offline locks: the cards carry the end
+    they were written with.
+    """
+    now = at or timezone.now()
+    with transaction.atomic():
+        cardholder = Cardholder.objects.select_for_update().get(pk=cardholder.pk)
+        cancelled = cancel_live_keys(cardholder, operator=operator, via=via, at=now, address=address)
+        before = _iso(cardholder.expiration)
+        cardholder.expiration = now
+        if cardholder.activation and cardholder.activation >= now:
+            cardholder.activation = None
+        cardholder.save(update_fields=["expiration", "activation", "updated_at"])
+        detail = {
+            "changes": {"expiration": {"from": before, "to": _iso(now)}},
+            "keys_cancelled": [key.pk for key in cancelled],
+        }
+        record_operator_action(operator, "deactivate", cardholder, via=via, detail=detail, address=address)
+    return cardholder
+
+
+def delete_cardholder(
+    cardholder: Cardholder, *, operator, via: str, at: dt.datetime | None = None, address: str | None = None
+) -> None:
+    """Delete ``cardholder`` and their keys, each cancelled and blacklisted first (:func:`cancel_live_keys`).
+
+    The blacklist entries outlive the keys (they keep the key's number, UID and
+    end). Raises ProtectedError, changing nothing, while something else still
+    needs the cardholder (a hotel stay).
+    """
+    with transaction.atomic():
+        cardholder = Cardholder.objects.select_for_update().get(pk=cardholder.pk)
+        cancel_live_keys(cardholder, operator=operator, via=via, at=at, address=address)
+        keys = list(cardholder.keys.order_by("id"))
+        detail = {
+            "fields": {name: getattr(cardholder, name) for name in ("last_name", "first_name", "ext_id")},
+            "keys": [{"id": key.pk, "uid": key.uid, "status": key.status} for key in keys],
+            "blacklist_entries": list(
+                BlacklistEntry.objects.filter(key__in=keys).order_by("id").values_list("id", flat=True)
+            ),
+        }
+        record_operator_action(operator, "delete", cardholder, via=via, detail=detail, address=address)
+        # Keys one by one, as the rules snapshot hears of each (accesscontrol/rulechanges.py); Key -> Cardholder
+        # is PROTECT so that no other path deletes a cardholder's keys without cancelling them.
+        for key in keys:
+            key.delete()
+        cardholder.delete()
 
 
 def revalidation_end(key: Key, now: dt.datetime) -> dt.datetime | None:

@@ -12,10 +12,19 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import Group
+from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
+from django.utils.text import capfirst
 
-from accesscontrol.actions import issue_api_key, record_operator_action, revoke_api_key
+from accesscontrol.actions import (
+    cancel_key,
+    delete_cardholder,
+    delete_key,
+    issue_api_key,
+    record_operator_action,
+    revoke_api_key,
+)
 from accesscontrol.models import (
     AccessLevel,
     AccessLevelEntry,
@@ -79,8 +88,9 @@ def _change_detail(message) -> dict:
 class AuditedAdminMixin:
     """Admin additions, changes and deletions also go to the system auditor."""
 
-    # False where saving calls an action in accesscontrol.actions, which records itself.
+    # False where saving (deleting) calls an action in accesscontrol.actions, which records itself.
     audit_additions = True
+    audit_deletions = True
 
     def log_addition(self, request, obj, message):
         entry = super().log_addition(request, obj, message)
@@ -96,8 +106,9 @@ class AuditedAdminMixin:
     def log_deletions(self, request, queryset):
         # Called before the rows go, so their ids and names are still there.
         entries = super().log_deletions(request, queryset)
-        for obj in queryset:
-            record_admin_action(request, "delete", obj)
+        if self.audit_deletions:
+            for obj in queryset:
+                record_admin_action(request, "delete", obj)
         return entries
 
 
@@ -399,6 +410,10 @@ class KeyInline(admin.TabularInline):
     model = Key
     extra = 0
     fields = ["uid", "kind", "status", "valid_from", "valid_until", "revision", "cancelled_at"]
+    # A key is cancelled or deleted through accesscontrol.actions (the key admin's action and delete),
+    # which blacklist it: a status set or a row dropped here would leave offline locks opening for it.
+    readonly_fields = ["status", "revision", "cancelled_at"]
+    can_delete = False
     show_change_link = True
 
 
@@ -445,6 +460,31 @@ class CardholderAdmin(SpaceAdmin):
     ]
     readonly_fields = ["has_pin"]
 
+    audit_deletions = False
+
+    def delete_model(self, request, obj):
+        delete_cardholder(obj, operator=request.user, via=VIA)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for holder in queryset:
+                delete_cardholder(holder, operator=request.user, via=VIA)
+
+    def get_deleted_objects(self, objs, request):
+        # Key -> Cardholder is PROTECT against any other path; delete_cardholder cancels, blacklists and
+        # removes the keys itself, so they are listed as going, not as a reason to refuse.
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        key_label = f"{capfirst(Key._meta.verbose_name)}: "
+        protected = [name for name in protected if not str(name).startswith(key_label)]
+        keys = list(Key.objects.filter(cardholder__in=[holder.pk for holder in objs]).order_by("id"))
+        if keys:
+            deleted = [
+                *deleted,
+                *(f"{key_label}{key} ({key.get_status_display().lower()}; cancelled and blacklisted)" for key in keys),
+            ]
+            counts = {**counts, Key._meta.verbose_name_plural: len(keys)}
+        return deleted, counts, perms_needed, protected
+
     @admin.display(description="PIN", boolean=True)
     def has_pin(self, cardholder):
         return cardholder.has_pin
@@ -463,7 +503,28 @@ class KeyAdmin(SpaceAdmin):
     list_select_related = ["cardholder"]
     search_fields = ["uid", "cardholder__last_name", "cardholder__first_name", "cardholder__ext_id"]
     autocomplete_fields = ["cardholder"]
-    readonly_fields = ["issued_at"]
+    # Cancelled only through the action below (accesscontrol.actions.cancel_key), which blacklists the key.
+    readonly_fields = ["status", "revision", "issued_at", "cancelled_at"]
+    actions = ["cancel_selected"]
+    audit_deletions = False
+
+    @admin.action(description="Cancel selected keys (blacklisted until they expire)", permissions=["change"])
+    def cancel_selected(self, request, queryset):
+        if not request.user.is_superuser and self.restrict(queryset, request, "change").count() != len(queryset):
+            self.message_user(request, "Some of the keys are outside your partitions: none cancelled.", messages.ERROR)
+            return
+        with transaction.atomic():
+            for key in queryset:
+                cancel_key(key, operator=request.user, via=VIA)
+        self.message_user(request, f"{len(queryset)} keys cancelled.", messages.SUCCESS)
+
+    def delete_model(self, request, obj):
+        delete_key(obj, operator=request.user, via=VIA)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for key in queryset:
+                delete_key(key, operator=request.user, via=VIA)
 
 
 @admin.register(BlacklistEntry)

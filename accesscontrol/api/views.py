@@ -281,6 +281,10 @@ class CardholderViewSet(SpaceModelViewSet):
             pin = serializer.validated_data["pin"]
             actions.set_cardholder_pin(serializer.instance, pin, operator=self.request.user, via=VIA)
 
+    def perform_destroy(self, instance):
+        # A stay that still needs the cardholder raises ProtectedError: a 409 (accesscontrol/api/exceptions.py).
+        actions.delete_cardholder(instance, operator=self.request.user, via=VIA)
+
 
 class CardholderPermissionViewSet(SpaceModelViewSet):
     queryset = CardholderPermission.objects.order_by("id")
@@ -298,6 +302,9 @@ class KeyViewSet(SpaceModelViewSet):
 
     def save_new(self, serializer):
         serializer.instance = actions.issue_key(operator=self.request.user, via=VIA, **serializer.validated_data)
+
+    def perform_destroy(self, instance):
+        actions.delete_key(instance, operator=self.request.user, via=VIA)
 
     @extend_schema(request=None, responses=serializers.KeySerializer)
     @action(detail=True, methods=["post"], permission_action="change")

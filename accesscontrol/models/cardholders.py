@@ -68,7 +68,9 @@ def normalize_uid(uid: str) -> str:
 class Key(models.Model):
     """A credential: a card's UID, a mobile key's id. A cancelled key is blacklisted until it expires."""
 
-    cardholder = models.ForeignKey(Cardholder, on_delete=models.CASCADE, related_name="keys")
+    # PROTECT: a cardholder goes only through accesscontrol.actions.delete_cardholder, which cancels and
+    # blacklists their keys first; a cascade would drop a live key without telling the offline locks.
+    cardholder = models.ForeignKey(Cardholder, on_delete=models.PROTECT, related_name="keys")
     uid = models.CharField("UID", max_length=64, help_text="Card UID or mobile key id, in hex.")
     kind = models.CharField(max_length=16, choices=KeyKind.choices, default=KeyKind.CARD)
     status = models.CharField(max_length=16, choices=KeyStatus.choices, default=KeyStatus.ISSUED)
@@ -112,6 +114,7 @@ class BlacklistEntry(models.Model):
     leaves the list once ``until`` has passed (the key would have expired anyway).
     """
 
+    # SET_NULL: the entry outlives a deleted key; key_number and uid are what cards and locks use.
     key = models.ForeignKey(Key, null=True, on_delete=models.SET_NULL, related_name="blacklist_entries")
     key_number = models.PositiveBigIntegerField(help_text="The key's id, as cards and locks name it.")
     uid = models.CharField("UID", max_length=64)

@@ -10,7 +10,7 @@ import uuid
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch, ProtectedError, Q
 from django.db.models.functions import Lower
 from django.http import QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
@@ -200,15 +200,8 @@ class CardholderDeactivateView(OperatorPage, View):
 
     def post(self, request, pk):
         holder = cardholder_for(request, pk, "change")
-        now = timezone.now()
-        with transaction.atomic():
-            before = _json(holder.expiration)
-            holder.expiration = now
-            if holder.activation and holder.activation >= now:
-                holder.activation = None
-            holder.save(update_fields=["expiration", "activation", "updated_at"])
-            audit(request, "deactivate", holder, {"changes": {"expiration": {"from": before, "to": _json(now)}}})
-        messages.success(request, f"{holder} is deactivated: their access ended now.")
+        actions.deactivate_cardholder(holder, operator=request.user, via=VIA, address=client_address(request))
+        messages.success(request, f"{holder} is deactivated: their access ended now and their keys are cancelled.")
         return redirect("cardholder", pk=holder.pk)
 
 
@@ -217,23 +210,13 @@ class CardholderDeleteView(OperatorPage, View):
 
     def post(self, request, pk):
         holder = cardholder_for(request, pk, "delete")
-        now = timezone.now()
-        # Deleting a cardholder deletes their keys; a cancelled key must stay on the blacklist until it expires.
-        keeps_blacklist = holder.keys.filter(
-            Q(status=KeyStatus.ISSUED)
-            | Q(status=KeyStatus.CANCELLED) & (Q(valid_until__isnull=True) | Q(valid_until__gt=now))
-        ).exists()
-        if keeps_blacklist:
-            messages.error(
-                request,
-                f"{holder} has keys that are issued or still blacklisted: deleting them would let a lost card "
-                "open offline locks again. Deactivate the cardholder instead.",
-            )
+        try:
+            actions.delete_cardholder(holder, operator=request.user, via=VIA, address=client_address(request))
+        except ProtectedError as error:
+            users = ", ".join(sorted({str(obj) for obj in error.protected_objects})[:5])
+            messages.error(request, f"{holder} is still in use ({users}); they were not deleted.")
             return redirect("cardholder", pk=holder.pk)
-        with transaction.atomic():
-            audit(request, "delete", holder, {"fields": snapshot(holder, ["last_name", "first_name", "ext_id"])})
-            holder.delete()
-        messages.success(request, f"Cardholder {holder} deleted.")
+        messages.success(request, f"Cardholder {holder} deleted; their keys are cancelled and blacklisted.")
         return redirect("cardholders")
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, InterfaceError, connection, transaction
-from django.db.models import Prefetch
+from django.db.models import Prefetch, ProtectedError
 from django.utils import timezone
 from rest_framework import serializers as drf
 
@@ -239,10 +239,11 @@ def delete_user(params: ET.Element, operator, address: str | None) -> list[Node]
     ext_id = _required(user if user is not None else params, "ExtUserID")
     with transaction.atomic():
         holder = _find_user(ext_id, operator, "delete", lock=True)
-        for key in holder.keys.filter(status=KeyStatus.ISSUED):
-            actions.cancel_key(key, operator=operator, via=VIA, address=address)
-        actions.record_operator_action(operator, "delete", holder, via=VIA, address=address)
-        holder.delete()
+        try:
+            actions.delete_cardholder(holder, operator=operator, via=VIA, address=address)
+        except ProtectedError as error:
+            users = ", ".join(sorted({str(obj) for obj in error.protected_objects})[:5])
+            raise ShipError(BAD_REQUEST, f"User {ext_id!r} is still in use ({users}) and cannot be deleted.") from None
     return [("ExtUserID", ext_id)]
 
 

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 from django.utils import timezone
 
+from accesscontrol import actions
 from accesscontrol.engine import ANY_TIME, FOREVER, NEVER, AccessPointRule, CardholderRule, Interval, KeyRule, decide
 from accesscontrol.models import (
     AccessLevelEntry,
@@ -131,7 +132,7 @@ def let_the_cardholder_expire(w):
 
 
 def delete_the_cardholder(w):
-    w.holder.delete()
+    actions.delete_cardholder(w.holder, operator=None, via="test")
     return UID, w.door, MONDAY_10, "unknown_key"
 
 

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accesscontrol.choices import KeyStatus
-from accesscontrol.models import AuditEvent, Cardholder, CardholderPermission, Key, SystemAuditEntry
+from accesscontrol.models import AuditEvent, BlacklistEntry, Cardholder, CardholderPermission, Key, SystemAuditEntry
 from tests.factories import (
     give_permission,
     make_access_level,
@@ -316,16 +316,29 @@ def test_without_the_change_permission_an_edit_is_forbidden_and_changes_nothing(
     assert not SystemAuditEntry.objects.exists()
 
 
-def test_a_cardholder_whose_keys_are_blacklisted_cannot_be_deleted_but_may_be_deactivated():
+def test_a_cardholder_whose_keys_are_blacklisted_is_deleted_and_their_blacklist_entries_stay():
+    holder = make_cardholder()
+    key = make_key(holder, status=KeyStatus.CANCELLED)
+    entry = BlacklistEntry.objects.create(
+        key=key, key_number=key.pk, uid=key.uid, until=timezone.now() + dt.timedelta(days=5)
+    )
+
+    deleted = admin().post(reverse("cardholder_delete", args=[holder.pk]))
+
+    assert deleted.status_code == 302
+    assert not Cardholder.objects.filter(pk=holder.pk).exists()
+    assert BlacklistEntry.objects.filter(pk=entry.pk, key=None, key_number=key.pk, uid=key.uid).exists()
+    assert [entry.action for entry in SystemAuditEntry.objects.all()] == ["delete"]
+
+
+def test_a_cardholder_whose_keys_are_blacklisted_may_be_deactivated():
     holder = make_cardholder()
     make_key(holder, status=KeyStatus.CANCELLED)
-    client = admin()
 
-    deleted = client.post(reverse("cardholder_delete", args=[holder.pk]))
-    deactivated = client.post(reverse("cardholder_deactivate", args=[holder.pk]))
+    deactivated = admin().post(reverse("cardholder_deactivate", args=[holder.pk]))
 
     holder.refresh_from_db()
-    assert deleted.status_code == deactivated.status_code == 302
+    assert deactivated.status_code == 302
     assert holder.expiration is not None and holder.expiration <= timezone.now()
     assert [entry.action for entry in SystemAuditEntry.objects.all()] == ["deactivate"]
 
