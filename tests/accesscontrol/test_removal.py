@@ -23,9 +23,9 @@ from accesscontrol import actions
 from accesscontrol.choices import KeyStatus
 from accesscontrol.models import BlacklistEntry, Cardholder, Key, Stay, SystemAuditEntry
 from devices import cards, locks
-from devices.offline_lock import OfflineLock
 from integrations.ship import operations
 from integrations.ship import xml as ship
+from simulation.offline_lock import OfflineLock
 from tests.accesscontrol.hotel_support import days, make_room
 from tests.devices.test_locks import make_lock
 from tests.factories import make_access_level, make_access_point, make_cardholder, make_key, make_operator
