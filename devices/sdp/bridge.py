@@ -219,9 +219,9 @@ class Bridge:
         self._queue_ready = asyncio.Event()
         self._jobs_queued = asyncio.Event()
         jobwake.add_waker(self._wake_commands)
-        await self._read(self.store.refresh)
+        await self.read(self.store.refresh)
         await self._reload_registry(force=True)
-        await self._write(encoding.fail_interrupted_jobs, timezone.now())
+        await self.write(encoding.fail_interrupted_jobs, timezone.now())
         self.transport, _ = await self.loop.create_datagram_endpoint(
             lambda: BridgeProtocol(self), local_addr=(self.host, self.requested_port)
         )
@@ -359,7 +359,7 @@ class Bridge:
         state.address = addr
         self.counters["sessions"] += 1
         welcome = {"t": "welcome", "time": _rfc3339(timezone.now()), "heartbeat_s": self.heartbeat_s}
-        session.welcome = self._push(state, session, welcome, cmd=None)
+        session.welcome = self.send(state, session, welcome, cmd=None)
         self._seen(state, now)
 
     def _abandon(self, state: DeviceState, session: Session) -> None:
@@ -380,18 +380,24 @@ class Bridge:
             session.s2d, state.config.device_id, session.session_id, session.send_seq, sdp1.encode(message)
         )
 
-    def _push(
-        self, state: DeviceState, session: Session, message: dict, cmd: int | None, job: int | None = None
+    # --- sending; public for encoders and updaters (devices/sdp/encoderlink.py) ---------------
+
+    def send(
+        self, state: DeviceState, session: Session, message: dict, cmd: int | None = None, job: int | None = None
     ) -> bytes:
-        """Seal and send a frame that expects an ``ack``, and keep it for retransmission."""
+        """Seal ``message`` and send it to the device in ``session`` as a frame that expects an ``ack``; it is
+        retransmitted until acknowledged. ``cmd``: the command it carries; ``job``: the encode job it belongs to,
+        whose link hears (``EncoderLink.undelivered``) when it goes unacknowledged after every try. Returns the
+        datagram."""
         datagram = self._seal(state, session, message)
         session.outgoing[session.send_seq] = Outgoing(datagram, cmd, time.monotonic() + RETRY_FIRST_SECONDS, job)
         self._send(datagram, state.address)
         return datagram
 
-    def _answer(self, state: DeviceState, session: Session, seq: int, message: dict, address=None) -> None:
-        """Seal the answer to ``seq`` and send it to the source of that datagram (``state.address`` while
-        handling it); a session replaced meanwhile keeps the answer for a duplicate but sends nothing."""
+    def answer(self, state: DeviceState, session: Session, seq: int, message: dict, address=None) -> None:
+        """Seal ``message``, the answer to the device's frame ``seq``, and send it to the source of that datagram
+        (``state.address`` while handling it); it is kept to answer a duplicate of ``seq`` again. A session
+        replaced meanwhile keeps the answer but sends nothing."""
         datagram = self._seal(state, session, message)
         session.answers[seq] = datagram
         if session is state.session:
@@ -455,7 +461,7 @@ class Bridge:
             self._inside[decision.cardholder_id] = passback_after(snapshot, decision, point_id, inside)
         open_ms = decision.open_time * 1000 if decision.granted else 0
         reply = {"t": "decision", "req": req, "grant": decision.granted, "reason": decision.reason, "open_ms": open_ms}
-        self._answer(state, session, seq, reply)
+        self.answer(state, session, seq, reply)
         self.counters["decisions"] += 1
         audit = AuditEvent(
             at=now,
@@ -543,7 +549,7 @@ class Bridge:
             fields["tamper"] = tamper
         if firmware is not None:
             fields["firmware"] = firmware[:64]
-        self._answer(state, session, seq, {"t": "ack", "seq": seq})
+        self.answer(state, session, seq, {"t": "ack", "seq": seq})
         self._door_states_changed(state, doors)
         return True
 
@@ -599,8 +605,10 @@ class Bridge:
     def _on_card(self, state: DeviceState, session: Session, seq: int, message: dict) -> bool:
         return self.encoders.on_card(state, session, seq, message)
 
-    def _job_update(self, state, update: JobUpdate, session: Session | None = None, seq: int = 0) -> None:
-        """Store an encode job's progress through the writer; with ``session``, then acknowledge ``seq``."""
+    def store_job_update(self, state, update: JobUpdate, session: Session | None = None, seq: int = 0) -> None:
+        """Store an encode job's progress (``update``) through the writer, in its next batch; with ``session``,
+        acknowledge the device's frame ``seq`` once it is committed. Public for devices/sdp/encoderlink.py;
+        ``EncoderLink.stored`` hears when it is."""
         address = state.address if session is not None else None
         self._enqueue(Pending(state, session, seq, job=update, ack=session is not None, address=address))
 
@@ -673,7 +681,7 @@ class Bridge:
         commands = [item.command for item in batch if item.command is not None]
         jobs = [item.job for item in batch if item.job is not None]
         try:
-            payloads = await self._write(recorder.store, events, commands, devices, timezone.now(), jobs)
+            payloads = await self.write(recorder.store, events, commands, devices, timezone.now(), jobs)
         except BaseException:
             # Nothing of it was stored: put it back, in order, for the next try.
             self._queue.extendleft(reversed(batch))
@@ -690,7 +698,7 @@ class Bridge:
             jobwake.jobs_finished()
         for item in batch:
             if item.ack and item.session is not None:
-                self._answer(item.state, item.session, item.seq, {"t": "ack", "seq": item.seq}, item.address)
+                self.answer(item.state, item.session, item.seq, {"t": "ack", "seq": item.seq}, item.address)
         self._live.extend(payloads)
 
     async def _publisher(self) -> None:
@@ -702,10 +710,14 @@ class Bridge:
                 items, self._live = self._live, []
                 await live.publish(items)
 
-    async def _write(self, function, *args):
+    # --- database work; public for encoders and updaters (devices/sdp/encoderlink.py) -------
+
+    async def write(self, function, *args):
+        """``function(*args)`` on the bridge's writer thread, one at a time with its batches (database writes)."""
         return await self.loop.run_in_executor(self._writer, run_orm, function, *args)
 
-    async def _read(self, function, *args):
+    async def read(self, function, *args):
+        """``function(*args)`` on the bridge's reader thread (database reads, off the writer's queue)."""
         return await asyncio.get_running_loop().run_in_executor(self._reader, run_orm, function, *args)
 
     # --- background work ----------------------------------------------------------
@@ -714,7 +726,7 @@ class Bridge:
         while True:
             await asyncio.sleep(REFRESH_SECONDS)
             try:
-                await self._read(self.store.refresh)
+                await self.read(self.store.refresh)
                 await self._reload_registry()
             except asyncio.CancelledError:
                 raise
@@ -728,10 +740,10 @@ class Bridge:
         if not force and now - self._loaded_at < REGISTRY_SECONDS:
             return
         self._loaded_at = now
-        fingerprint = await self._read(recorder.registry_fingerprint)
+        fingerprint = await self.read(recorder.registry_fingerprint)
         if not force and fingerprint == self._fingerprint and now - self._full_at < REGISTRY_FULL_RELOAD_SECONDS:
             return
-        registry = await self._read(recorder.load_registry)
+        registry = await self.read(recorder.load_registry)
         self._fingerprint = fingerprint
         self._full_at = now
         devices = {}
@@ -765,13 +777,13 @@ class Bridge:
             try:
                 online = [s.config.pk for s in self.devices.values() if s.session is not None and s.online]
                 if online:
-                    rows = await self._read(recorder.queued_commands, online, set(self._in_flight))
+                    rows = await self.read(recorder.queued_commands, online, set(self._in_flight))
                     for cmd, device_pk, op, args in rows:
                         self._send_command(cmd, device_pk, op, args)
                 await self.encoders.poll()
                 if time.monotonic() - expired_at > 30:
                     expired_at = time.monotonic()
-                    await self._write(recorder.expire_commands, COMMAND_TTL, timezone.now())
+                    await self.write(recorder.expire_commands, COMMAND_TTL, timezone.now())
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -783,7 +795,7 @@ class Bridge:
         if state is None or state.session is None or cmd in self._in_flight:
             return
         session = state.session
-        self._push(state, session, {"t": "cmd", "cmd": cmd, "op": op, "args": args}, cmd=cmd)
+        self.send(state, session, {"t": "cmd", "cmd": cmd, "op": op, "args": args}, cmd=cmd)
         self._in_flight[cmd] = (state, session, session.send_seq)
         self._enqueue(Pending(state, None, 0, command=CommandUpdate(cmd, CommandStatus.SENT), ack=False))
 

@@ -14,7 +14,9 @@ written.
 Job status reaches the database through the bridge's writer, in the batch of
 the frame it answers: the ``ack`` of an ``encoded`` is sent after the job's end
 is committed. Everything here runs on the event loop; database work goes to the
-bridge's threads. Malformed messages return False, which the bridge counts
+bridge's threads. The link drives the bridge only through its public methods
+(``send``, ``answer``, ``store_job_update``, ``read``, ``write``) and
+attributes (``by_pk``, ``counters``). Malformed messages return False, which the bridge counts
 (``bad_messages``) and leaves unanswered.
 """
 
@@ -89,7 +91,7 @@ class EncoderLink:
     async def poll(self) -> None:
         """Start the queued jobs of online encoders; fail those whose encoder stayed offline."""
         bridge = self.bridge
-        rows = await bridge._read(encoding.queued_jobs, set(self.jobs) | self.closing)
+        rows = await bridge.read(encoding.queued_jobs, set(self.jobs) | self.closing)
         now = timezone.now()
         for job, encoder_pk, data, uid, created_at in rows:
             if job in self.jobs or job in self.closing:
@@ -125,10 +127,10 @@ class EncoderLink:
 
     def _push(self, flight: InFlight, message: dict) -> None:
         state = flight.state
-        self.bridge._push(state, state.session, message, cmd=None, job=flight.job)
+        self.bridge.send(state, state.session, message, job=flight.job)
 
     def _update(self, state, update: JobUpdate) -> None:
-        self.bridge._job_update(state, update)
+        self.bridge.store_job_update(state, update)
 
     def _close(self, state, job: int, update: JobUpdate) -> None:
         """The job ends (as ``update`` says) once the writer stores it."""
@@ -173,7 +175,7 @@ class EncoderLink:
         job, stage = message.get("job"), message.get("stage")
         if not _is_id(job) or stage not in STAGES:
             return False
-        self.bridge._answer(state, session, seq, {"t": "ack", "seq": seq})
+        self.bridge.answer(state, session, seq, {"t": "ack", "seq": seq})
         flight = self._flight(state, job)
         if flight is not None and not flight.reading:
             self._update(state, JobUpdate(job, STAGES[stage]))
@@ -189,7 +191,7 @@ class EncoderLink:
         if flight is None:
             # Already ended here (timed out, or reported before a retransmission): acknowledged, nothing changes.
             self.bridge.counters["stray_job_reports"] += 1
-            self.bridge._answer(state, session, seq, {"t": "ack", "seq": seq})
+            self.bridge.answer(state, session, seq, {"t": "ack", "seq": seq})
             return True
         if ok:
             update = JobUpdate(job, EncodeStatus.DONE, card_uid=uid or "")
@@ -198,7 +200,7 @@ class EncoderLink:
         self.jobs.pop(job, None)
         self.closing.add(job)
         # The ack goes out once the job's end is committed, like an event's.
-        self.bridge._job_update(state, update, session, seq)
+        self.bridge.store_job_update(state, update, session, seq)
         return True
 
     def on_card(self, state, session, seq: int, message: dict) -> bool:
@@ -227,7 +229,7 @@ class EncoderLink:
             transfers.pop(xfer, None)
             return False
         transfers[xfer] = transfer
-        self.bridge._answer(state, session, seq, {"t": "ack", "seq": seq})
+        self.bridge.answer(state, session, seq, {"t": "ack", "seq": seq})
         if transfer.complete:
             del transfers[xfer]
             if job is not None and self.jobs[job].read_only:
@@ -246,7 +248,7 @@ class EncoderLink:
     async def _bind(self, state, job: int, uid: str) -> None:
         """A job on any card: the card is on the encoder; the key takes its UID, then the data is written."""
         try:
-            data, _ = await self.bridge._write(encoding.bind_card, job, uid)
+            data, _ = await self.bridge.write(encoding.bind_card, job, uid)
         except Exception:
             # The job stays in flight until its deadline fails it.
             logger.exception("Device bridge: binding encode job %s to card %s failed", job, uid)
@@ -268,7 +270,7 @@ class EncoderLink:
     async def _store_read(self, state, job: int, uid: str, card: bytes) -> None:
         """A read job's card is in: kept on the job, which is done."""
         try:
-            await self.bridge._write(encoding.store_read, job, uid, card)
+            await self.bridge.write(encoding.store_read, job, uid, card)
         except Exception:
             # The job stays in flight until its deadline fails it.
             logger.exception("Device bridge: storing the card read by job %s failed", job)
@@ -278,7 +280,7 @@ class EncoderLink:
     async def _update_card(self, state, session, xfer: int, uid: str, card: bytes) -> None:
         """A card presented to an updater: revalidated on the writer thread, then rewritten or left as it is."""
         try:
-            outcome, job, data = await self.bridge._write(
+            outcome, job, data = await self.bridge.write(
                 encoding.update_presented_card, card, uid, state.config.pk, timezone.now()
             )
         except Exception:
@@ -290,7 +292,7 @@ class EncoderLink:
                 self._close(state, job, JobUpdate(job, EncodeStatus.FAILED, error=encoding.ENCODER_OFFLINE))
             return
         if job is None:
-            self.bridge._push(state, session, {"t": "updated", "xfer": xfer, "outcome": outcome}, cmd=None)
+            self.bridge.send(state, session, {"t": "updated", "xfer": xfer, "outcome": outcome})
             return
         flight = InFlight(job, state, self._deadline())
         self.jobs[job] = flight

@@ -4,7 +4,8 @@ Where another system is the master of users (a SALTO server, another Space, an
 integrator's host), Space sends it ``SaltoDBUserList.Read`` for one ExtUserID
 (``StartingFromExtUserID`` = the id, ``MaxCount`` 1, door, zone and group lists
 asked for) over HTTPS (``SPACE_SHIP_HOST_URL=https://…``, the key in the
-``Salto-SHIP-Key`` header) or TCP (``tcp://host:port``, STP frames, the key as
+``Salto-SHIP-Key`` header; through integrations/http.py, as all outbound
+HTTP) or TCP (``tcp://host:port``, STP frames, the key as
 ``<ApiKey>`` in the Params). The SaltoDBUser answered is applied to the
 Cardholder with that ext_id exactly as a ``SaltoDBUser.Insert`` or ``.Update``
 of it would be (integrations/ship/operations.py), as the operator named: same
@@ -17,9 +18,7 @@ names must exist in Space (by ExtDoorID, zone name, access level name), or the
 sync fails as a whole, changing nothing.
 """
 
-import http.client
 import socket
-import ssl
 import urllib.parse
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accesscontrol.models import Cardholder
+from integrations import http
 from integrations.ship import operations
 from integrations.ship.xml import (
     CONTENT_TYPE,
@@ -55,34 +55,23 @@ class Synced:
     created: bool
 
 
-def _tls_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()  # verifies the certificate and the host name
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
-
-
 def exchange_http(url: urllib.parse.SplitResult, document: bytes, key: str, timeout: float) -> bytes:
-    """POST one request; the answer's body (a SHIP answer whatever the status, or HostError)."""
-    if url.scheme == "https":
-        connection = http.client.HTTPSConnection(url.hostname, url.port, timeout=timeout, context=_tls_context())
-    else:
-        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
-    try:
-        connection.request(
-            "POST",
-            url.path or "/",
-            body=document,
-            headers={"Content-Type": CONTENT_TYPE, "Salto-SHIP-Key": key, "Accept": CONTENT_TYPE},
-        )
-        response = connection.getresponse()
-        body = response.read(MAX_XML_BYTES + 1)
-    except (OSError, http.client.HTTPException) as error:
-        raise HostError(f"The SHIP host did not answer: {error}") from None
-    finally:
-        connection.close()
-    if response.getheader("Content-Type", "").split(";")[0].strip() not in XML_TYPES:
+    """POST one request through Space's outbound HTTP client; the answer's body (a SHIP answer whatever the
+    status, or HostError)."""
+    response = http.post(
+        http.Endpoint.from_url(url.geturl()),
+        document,
+        {"Content-Type": CONTENT_TYPE, "Salto-SHIP-Key": key, "Accept": CONTENT_TYPE},
+        http.Timeouts.within(timeout),
+        limit=MAX_XML_BYTES,
+    )
+    if response.status is None:
+        raise HostError(f"The SHIP host did not answer: {response.error}")
+    if response.content_type not in XML_TYPES:
         raise HostError(f"The SHIP host answered HTTP {response.status} without a SHIP document.")
-    return body
+    if response.truncated:
+        raise HostError(f"The SHIP host's answer is larger than {MAX_XML_BYTES} bytes.")
+    return response.body
 
 
 def exchange_tcp(url: urllib.parse.SplitResult, document: bytes, timeout: float) -> bytes:

@@ -23,28 +23,18 @@ import random
 import statistics
 import time
 
-from django.db import transaction
-
 from accesscontrol.actions import cancel_key
 from accesscontrol.models import (
-    AccessLevel,
     AccessLevelEntry,
-    AccessPoint,
     BlacklistEntry,
-    Cardholder,
     CardholderPermission,
     Key,
-    TimeInterval,
-    TimePeriod,
-    default_partition_id,
 )
 from devices import cards, locks
 from devices.choices import DeviceKind
-from devices.models import Device, DeviceDoor
+from devices.models import Device
+from simulation import sitegen
 from simulation.offline_lock import OfflineLock
-
-BATCH = 2000
-WEEKDAYS = {name: True for name in ("monday", "tuesday", "wednesday", "thursday", "friday")}
 
 
 def _percentiles(samples: list[float]) -> dict:
@@ -56,69 +46,23 @@ def _percentiles(samples: list[float]) -> dict:
 
 
 def generate(points: int, locks_count: int, cardholders: int) -> dict:
-    """The site: ``points`` offline doors (the first ``locks_count`` with a lock), ``cardholders`` with a card."""
-    if Cardholder.objects.exists():
-        raise ValueError("The database already holds cardholders; generate into an empty one.")
-    partition = default_partition_id()
+    """The site: ``points`` offline doors (the first ``locks_count`` with a lock, granted to everyone by a common
+    level), ``cardholders`` with a card, and the wide cardholder: every door, each at the times of a shift."""
+    spec = sitegen.SiteSpec(
+        time_periods=4,
+        access_points=points,
+        offline_locks=locks_count,
+        common_level=True,
+        cardholders=cardholders,
+        wide_cardholder=True,
+    )
     started = time.perf_counter()
-    with transaction.atomic():
-        periods = []
-        for i, (start, end) in enumerate(((7, 19), (6, 14), (14, 22), (22, 6))):
-            period = TimePeriod.objects.create(name=f"bench shift {i}", partition_id=partition)
-            TimeInterval.objects.create(time_period=period, start=dt.time(start), end=dt.time(end), **WEEKDAYS)
-            periods.append(period)
-        doors = AccessPoint.objects.bulk_create(
-            [AccessPoint(name=f"bench door {i}", partition_id=partition) for i in range(points)], batch_size=BATCH
-        )
-        everyone = AccessLevel.objects.create(name="bench everyone", partition_id=partition)
-        AccessLevelEntry.objects.bulk_create(
-            [AccessLevelEntry(access_level=everyone, access_point=door) for door in doors[:locks_count]]
-        )
-        devices = Device.objects.bulk_create(
-            [
-                Device(device_id=10_000 + i, name=f"bench lock {i}", kind=DeviceKind.OFFLINE_LOCK)
-                for i in range(locks_count)
-            ]
-        )
-        DeviceDoor.objects.bulk_create(
-            [
-                DeviceDoor(device=device, number=1, access_point=door)
-                for device, door in zip(devices, doors, strict=False)
-            ]
-        )
-        holders = Cardholder.objects.bulk_create(
-            [Cardholder(last_name=f"Holder {i}", partition_id=partition) for i in range(cardholders)],
-            batch_size=BATCH,
-        )
-        Cardholder.access_levels.through.objects.bulk_create(
-            [Cardholder.access_levels.through(cardholder_id=h.pk, accesslevel_id=everyone.pk) for h in holders],
-            batch_size=BATCH,
-        )
-        Key.objects.bulk_create([Key(cardholder=h, uid=f"04{h.pk:012X}") for h in holders], batch_size=BATCH)
-        # The cardholder of the build figure: 500 doors, each at the times of a shift, half of them
-        # through a level of their own, half individually.
-        wide = Cardholder.objects.create(last_name="Wide", first_name="Many-Doors", partition_id=partition)
-        wide_level = AccessLevel.objects.create(name="bench wide", partition_id=partition)
-        half = len(doors) // 2
-        AccessLevelEntry.objects.bulk_create(
-            [
-                AccessLevelEntry(access_level=wide_level, access_point=door, time_period=periods[i % len(periods)])
-                for i, door in enumerate(doors[:half])
-            ]
-        )
-        CardholderPermission.objects.bulk_create(
-            [
-                CardholderPermission(cardholder=wide, access_point=door, time_period=periods[i % len(periods)])
-                for i, door in enumerate(doors[half:])
-            ]
-        )
-        wide.access_levels.add(wide_level)
-        Key.objects.create(cardholder=wide, uid="04FFFFFFFFFFFF")
+    sitegen.generate(spec)
     return {"generate_seconds": round(time.perf_counter() - started, 3)}
 
 
 def measure_build(runs: int) -> dict:
-    key = Key.objects.get(uid="04FFFFFFFFFFFF")
+    key = Key.objects.get(uid=sitegen.WIDE_UID)
     now = dt.datetime.now(dt.UTC)
     raw = cards.card_bytes_for_key(key, now)
     samples = []
@@ -133,7 +77,7 @@ def measure_build(runs: int) -> dict:
 
 
 def measure_decide(runs: int) -> dict:
-    key = Key.objects.get(uid="04FFFFFFFFFFFF")
+    key = Key.objects.get(uid=sitegen.WIDE_UID)
     device = Device.objects.filter(kind=DeviceKind.OFFLINE_LOCK).order_by("device_id").first()
     lock = OfflineLock(locks.lock_config(device))
     # A Tuesday at 10:00 in the site's zone: inside the morning and day shifts.
@@ -155,7 +99,7 @@ def measure_propagation(updater_share: float, seed: int, limit: int) -> dict:
     now = dt.datetime.now(dt.UTC)
     devices = list(Device.objects.filter(kind=DeviceKind.OFFLINE_LOCK).order_by("device_id"))
     lock_list = [OfflineLock(locks.lock_config(device)) for device in devices]
-    keys = list(Key.objects.select_related("cardholder").exclude(uid="04FFFFFFFFFFFF").order_by("pk"))
+    keys = list(Key.objects.select_related("cardholder").exclude(uid=sitegen.WIDE_UID).order_by("pk"))
     card_files = {key.pk: cards.card_bytes_for_key(key, now) for key in keys}
     lost = keys.pop(rng.randrange(len(keys)))
     cancel_key(lost, operator=None, via="benchmark")

@@ -44,8 +44,8 @@ from django.core.wsgi import get_wsgi_application
 from django.db import transaction
 from django.utils import timezone
 
-from accesscontrol.choices import AccessPointKind, KeyStatus
-from accesscontrol.models import AccessPoint, ApiKey, Key, Operator, OperatorGroup, Room, Stay, default_partition_id
+from accesscontrol.choices import KeyStatus
+from accesscontrol.models import ApiKey, Key, Operator, OperatorGroup, Room, Stay
 from core.services import run_orm
 from devices.choices import DeviceKind
 from devices.models import Device
@@ -58,6 +58,7 @@ from integrations.ship.operations import format_time
 from integrations.ship.service import ShipService
 from simulation import fias_pms as sim_fias
 from simulation import industry_pms as sim_industry
+from simulation import sitegen
 from simulation.encoders import SimulatedEncoder
 
 INTERFACES = ("fias", "industry", "ship", "rest")
@@ -91,26 +92,14 @@ def generate(rooms: int, parallel: int) -> dict:
     if Room.objects.exists() or Device.objects.filter(kind=DeviceKind.ENCODER).exists():
         raise ValueError("The database already holds rooms or encoders; generate into an empty one.")
     started = time.perf_counter()
-    partition = default_partition_id()
+    spec = sitegen.SiteSpec(
+        rooms=rooms,
+        encoders=tuple(station for interface in INTERFACES for station in stations(interface, parallel)),
+        device_key=DEVICE_KEY,
+        first_device_id=FIRST_DEVICE_ID,
+    )
+    sitegen.generate(spec)
     with transaction.atomic():
-        doors = AccessPoint.objects.bulk_create(
-            [
-                AccessPoint(name=f"Room {10_001 + i}", kind=AccessPointKind.ROOM, partition_id=partition)
-                for i in range(rooms)
-            ]
-        )
-        Room.objects.bulk_create(
-            [Room(number=str(10_001 + i), access_point=door, floor=1 + i // 100) for i, door in enumerate(doors)]
-        )
-        device_id = FIRST_DEVICE_ID
-        for interface in INTERFACES:
-            for station in stations(interface, parallel):
-                device = Device(
-                    device_id=device_id, name=f"Encoder {station}", kind=DeviceKind.ENCODER, station=station
-                )
-                device.set_key(DEVICE_KEY)
-                device.save()
-                device_id += 1
         operator = Operator.objects.create_user(username="bench-hotel-pms", password=uuid.uuid4().hex)
         group = OperatorGroup.objects.create(name="bench hotel PMS", all_partitions=True)
         group.permissions.set(

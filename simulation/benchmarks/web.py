@@ -1,12 +1,10 @@
 """The operator web app under a large site: a data generator and the page measurements of ``manage.py bench_web``.
 
-:func:`generate` fills an empty database with a site of realistic shape:
-partitions, zones, access points, access levels, ``cardholders`` people with
-names, e-mail addresses and about one key each, and ``events`` audit events
-spread over the past year. The many rows go in with multi-row INSERTs (SQLite:
-``executemany`` on the driver) in large transactions, not through the ORM one
-by one; every column the generator does not choose gets its model default, so
-fields added later need no change here.
+:func:`generate` fills an empty database, through the site generator
+(simulation/sitegen.py), with a site of realistic shape: partitions, zones,
+access points, access levels, ``cardholders`` people with names, e-mail
+addresses and about one key each, and ``events`` audit events spread over the
+past year.
 
 :func:`measure` logs in an operator of all partitions with every view
 permission and times the pages in-process with ``django.test.Client``: server
@@ -15,398 +13,81 @@ one request makes at ``per_page=10`` and ``per_page=100``. A page whose URL
 name no view defines yet is reported as ``{"missing": true}``.
 """
 
-import contextlib
 import os
-import random
 import statistics
 import sys
 import time
-import unicodedata
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import django
 from django.conf import settings
 from django.contrib.auth.models import Permission
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Count
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
 
-from accesscontrol.choices import AuditKind, CardholderKind, Decision, KeyKind, KeyStatus
+from accesscontrol.choices import AuditKind
 from accesscontrol.models import (
-    AccessLevel,
-    AccessLevelEntry,
     AccessPoint,
     AuditEvent,
     Cardholder,
-    CardholderPermission,
-    Key,
-    Location,
     Operator,
     OperatorGroup,
-    Partition,
-    Zone,
 )
+from simulation import sitegen
 
 GOAL_P95_MS = 150
-DAY = 86400
-YEAR = 365 * DAY
-ROWS_PER_STATEMENT = 500  # multi-row INSERT (PostgreSQL): 500 rows x 14 columns stays far below any parameter limit
-ROWS_PER_TRANSACTION = 100_000
-BULK_CACHE_KIB = 256 * 1024  # SQLite's page cache while generating
 OPERATOR = "bench-web"
-
-
-def _words(text: str) -> list[str]:
-    """Names separated by spaces; "_" stands for a space inside one ("de_Vries")."""
-    return [word.replace("_", " ") for word in text.split()]
-
-
-FIRST_NAMES = _words(
-    "James Mary John Patricia Robert Jennifer Michael Linda William Elizabeth David Barbara Richard Susan Joseph "
-    "Jessica Thomas Sarah Charles Karen Daniel Nancy Matthew Lisa Anthony Betty Mark Margaret Donald Sandra Steven "
-    "Ashley Paul Kimberly Andrew Emily Joshua Donna Kenneth Michelle Kevin Carol Brian Amanda George Melissa Timothy "
-    "Deborah Ronald Stephanie Jason Rebecca Edward Sharon Jeffrey Laura Ryan Cynthia Jacob Amy Gary Kathleen Nicholas "
-    "Angela Eric Shirley Jonathan Brenda Stephen Emma Larry Anna Justin Pamela Scott Nicole Brandon Samantha Benjamin "
-    "Katherine Samuel Christine Gregory Helen Alexander Debra Patrick Rachel Frank Carolyn Raymond Janet Jack Maria "
-    "Dennis Olivia Jerry Heather Tyler Diane Aaron Julie José Sofía Lucía Mateo Chloé Léa Lukas Jürgen Zoë Björn "
-    "Ngozi Chidi Aisha Omar Fatima Yusuf Mei Wei Hiroshi Yuki Priya Arjun Ananya Rahul Olga Dmitri Ana João Inês"
-)
-LAST_NAMES = _words(
-    "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Gonzalez Wilson "
-    "Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White Harris Sanchez Clark Ramirez Lewis "
-    "Robinson Walker Young Allen King Wright Scott Torres Nguyen Hill Flores Green Adams Nelson Baker Hall Rivera "
-    "Campbell Mitchell Carter Roberts Gomez Phillips Evans Turner Diaz Parker Cruz Edwards Collins Reyes Stewart "
-    "Morris Morales Murphy Cook Rogers Gutierrez Ortiz Morgan Cooper Peterson Bailey Reed Kelly Howard Ramos Kim "
-    "Cox Ward Richardson Watson Brooks Chavez Wood James Bennett Gray Mendoza Ruiz Hughes Price Alvarez Castillo "
-    "Sanders Patel Myers Long Ross Foster Jimenez Müller Schmidt Schneider Fischer Weber Meyer Wagner Becker Schulz "
-    "Hoffmann Dubois Durand Lefèvre Moreau Laurent Rossi Russo Ferrari Esposito Bianchi Romano Novak Kowalski Nowak "
-    "Wiśniewski Jansen de_Vries van_Dijk Bakker Okafor Adeyemi Mensah Tanaka Suzuki Sato Wang Li Zhang Chen Liu "
-    "Singh Kumar Sharma Ivanov Petrov Silva Santos Oliveira Pereira Costa Andersson Johansson Nielsen Hansen "
-    "O'Brien Murphy-Quinn"
-)
 PARTITIONS = (("North building", 0.35), ("South building", 0.3), ("Hotel wing", 0.15), ("Laboratories", 0.1))
-# Audit event kinds and their shares; access events carry a cardholder (granted) or a refusal reason (denied).
-EVENT_KINDS = (
-    (AuditKind.ACCESS_GRANTED, 0.62),
-    (AuditKind.ACCESS_DENIED, 0.08),
-    (AuditKind.DOOR_OPENED, 0.1),
-    (AuditKind.DOOR_CLOSED, 0.1),
-    (AuditKind.DOOR_LEFT_OPEN, 0.04),
-    (AuditKind.DOOR_FORCED, 0.01),
-    (AuditKind.REMOTE_OPEN, 0.01),
-    (AuditKind.DEVICE_ONLINE, 0.01),
-    (AuditKind.DEVICE_OFFLINE, 0.01),
-    (AuditKind.TAMPER, 0.005),
-    (AuditKind.BATTERY_LOW, 0.005),
-    (AuditKind.MODE_CHANGED, 0.01),
-)
-DENIALS = (
-    (Decision.NO_PERMISSION, 0.45),
-    (Decision.OUTSIDE_SCHEDULE, 0.25),
-    (Decision.UNKNOWN_KEY, 0.15),
-    (Decision.EXPIRED, 0.06),
-    (Decision.BLACKLISTED, 0.04),
-    (Decision.WRONG_PIN, 0.03),
-    (Decision.LOCKDOWN, 0.02),
-)
+FIRST_NAMES, LAST_NAMES, DENIALS = sitegen.FIRST_NAMES, sitegen.LAST_NAMES, sitegen.DENIALS
+_fold = sitegen.fold
 
 
-# --- writing many rows ---------------------------------------------------------
-
-
-def _fold(text: str) -> str:
-    """ASCII letters for an e-mail address: "Lefèvre" -> "lefevre", "O'Brien" -> "obrien"."""
-    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return "".join(ch for ch in plain.lower() if ch.isalnum())
-
-
-def _timestamp_formatter():
-    """Seconds since the epoch -> the database's datetime parameter, fast (a million of them are written)."""
-    if connection.vendor == "sqlite":  # Django keeps naive UTC text in SQLite
-        return lambda seconds: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
-    return lambda seconds: time.strftime("%Y-%m-%d %H:%M:%S+00:00", time.gmtime(seconds))
-
-
-def _defaults(model, chosen: list[str]) -> tuple[list[str], list]:
-    """The columns of ``model`` the generator does not choose (but the pk), with their defaults as parameters."""
-    now = timezone.now()
-    columns, values = [], []
-    for field in model._meta.concrete_fields:
-        if field.primary_key or field.attname in chosen:
-            continue
-        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-            value = now
-        else:
-            value = field.get_default()
-        columns.append(field.column)
-        values.append(field.get_db_prep_save(value, connection))
-    return columns, values
-
-
-def insert_rows(model, chosen: list[str], rows) -> int:
-    """Insert ``rows`` (tuples of the ``chosen`` attnames' values) into ``model``'s table; the other columns get
-    their defaults. Large transactions: the SQLite driver's executemany, PostgreSQL's COPY, else multi-row INSERTs."""
-    other_columns, other_values = _defaults(model, chosen)
-    columns = [model._meta.get_field(name).column for name in chosen] + other_columns
-    table = connection.ops.quote_name(model._meta.db_table)
-    column_list = ", ".join(connection.ops.quote_name(column) for column in columns)
-    tail = tuple(other_values)
-    count = 0
-    batch: list[tuple] = []
-
-    def flush():
-        nonlocal count
-        with transaction.atomic():
-            if connection.vendor == "sqlite":
-                placeholders = ", ".join("?" * len(columns))
-                connection.connection.executemany(
-                    f"INSERT INTO {table} ({column_list}) VALUES ({placeholders})",  # noqa: S608 (our own names)
-                    [row + tail for row in batch],
-                )
-            elif connection.vendor == "postgresql":
-                with (
-                    connection.connection.cursor() as cursor,
-                    cursor.copy(f"COPY {table} ({column_list}) FROM STDIN") as copy,
-                ):
-                    for row in batch:
-                        copy.write_row(row + tail)
-            else:
-                row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
-                with connection.cursor() as cursor:
-                    for start in range(0, len(batch), ROWS_PER_STATEMENT):
-                        chunk = batch[start : start + ROWS_PER_STATEMENT]
-                        cursor.execute(
-                            f"INSERT INTO {table} ({column_list}) VALUES " + ", ".join([row_sql] * len(chunk)),  # noqa: S608
-                            [value for row in chunk for value in row + tail],
-                        )
-        count += len(batch)
-        batch.clear()
-
-    connection.ensure_connection()
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= ROWS_PER_TRANSACTION:
-            flush()
-    if batch:
-        flush()
-    return count
-
-
-# --- generating -------------------------------------------------------------------
-
-
-def _weights(count: int, exponent: float = 1.0) -> list[float]:
-    """Zipf-like shares: a few names are common, most are rare."""
-    return [1 / (rank + 1) ** exponent for rank in range(count)]
-
-
-def _place(rng: random.Random, partitions: list[Partition]):
-    """Locations, zones, access points and access levels in each partition."""
-    points, levels = [], []
-    for partition in partitions:
-        short = partition.name.split()[0]
-        location = Location.objects.create(name=f"{partition.name}", partition=partition)
-        zones = Zone.objects.bulk_create(
-            [Zone(name=f"{short} {what}", partition=partition) for what in ("perimeter", "offices", "technical")]
-        )
-        made = AccessPoint.objects.bulk_create(
-            [
-                AccessPoint(
-                    name=f"{short} door {floor}.{number:02d}",
-                    partition=partition,
-                    location=location,
-                    connection="online" if number % 3 else "offline",
-                )
-                for floor in range(4)
-                for number in range(1, 11)
-            ]
-        )
-        AccessPoint.zones.through.objects.bulk_create(
-            [
-                AccessPoint.zones.through(accesspoint_id=point.pk, zone_id=zones[i % len(zones)].pk)
-                for i, point in enumerate(made)
-            ]
-        )
-        for what in ("Staff", "Visitors", "Cleaning", "Security", "Management", "Contractors", "IT", "Facilities"):
-            level = AccessLevel.objects.create(name=f"{short} {what}", partition=partition)
-            AccessLevelEntry.objects.bulk_create(
-                [AccessLevelEntry(access_level=level, zone=zone) for zone in rng.sample(zones, rng.randint(1, 2))]
-                + [AccessLevelEntry(access_level=level, access_point=p) for p in rng.sample(made, rng.randint(2, 8))]
-            )
-            levels.append(level)
-        points.extend(made)
-    return points, levels
+def spec(cardholders: int, events: int, seed: int) -> sitegen.SiteSpec:
+    """Five partitions of 40 doors (two in three online), 3 zones and 8 access levels each; cardholders with
+    Zipf-drawn names, e-mail addresses, about one key each and up to two levels of their partition; ``events``
+    audit events over the past year."""
+    return sitegen.SiteSpec(
+        seed=seed,
+        partitions=PARTITIONS,
+        locations=True,
+        zones=15,
+        access_points=200,
+        online_share=2 / 3,
+        levels=40,
+        entries_per_level=(3, 10),
+        entry_point_share=0.7,
+        cardholders=cardholders,
+        realistic_names=True,
+        kinds=(85, 10, 5),
+        banned_share=0.005,
+        levels_per_cardholder=(0, 1, 1, 1, 2, 2),
+        permission_share=0.01,
+        keyless_share=0.03,
+        mobile_share=0.05,
+        cancelled_share=0.03,
+        events=events,
+    )
 
 
 def generate(cardholders: int = 100_000, events: int = 1_000_000, seed: int = 1) -> dict:
     """Fill an empty database with a site of ``cardholders`` people and ``events`` audit events over a year."""
-    if Cardholder.objects.exists() or AuditEvent.objects.exists():
+    if AuditEvent.objects.exists():
         raise ValueError("The database already holds cardholders or audit events; generate into an empty one.")
-    rng = random.Random(seed)
     started = time.perf_counter()
-    with _bulk_loading():
-        result = _generate(rng, cardholders, events)
-    result["generate_seconds"] = round(time.perf_counter() - started, 2)
-    return result
-
-
-@contextlib.contextmanager
-def _bulk_loading():
-    """SQLite: a large page cache while the indexes of a million rows are built (the default 2 MB makes every
-    insert into a random spot of an index a read from disk), and no syncing to disk until done (outside a
-    transaction only: SQLite refuses to change that inside one)."""
-    if connection.vendor != "sqlite":
-        yield
-        return
-    unsynced = not connection.in_atomic_block
-    with connection.cursor() as cursor:
-        cursor.execute("PRAGMA cache_size")
-        cache_size = int(cursor.fetchone()[0])
-        cursor.execute(f"PRAGMA cache_size = {-BULK_CACHE_KIB}")
-        if unsynced:
-            cursor.execute("PRAGMA synchronous = OFF")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f"PRAGMA cache_size = {cache_size}")
-            if unsynced:
-                cursor.execute("PRAGMA synchronous = NORMAL")
-
-
-def _generate(rng: random.Random, cardholders: int, events: int) -> dict:
-    stamp = _timestamp_formatter()
-    now = int(time.time())
-    with transaction.atomic():
-        general = Partition.objects.get_or_create(name=Partition.GENERAL)[0]
-        partitions = [general] + [Partition.objects.create(name=name) for name, _ in PARTITIONS]
-        points, levels = _place(rng, partitions)
-    partition_weights = [1 - sum(share for _, share in PARTITIONS)] + [share for _, share in PARTITIONS]
-
-    # Cardholders: names drawn Zipf-like (so a common surname has thousands of matches), e-mail, partition, kind.
-    first_weights, last_weights = _weights(len(FIRST_NAMES), 0.7), _weights(len(LAST_NAMES), 0.9)
-    firsts = rng.choices(FIRST_NAMES, first_weights, k=cardholders)
-    lasts = rng.choices(LAST_NAMES, last_weights, k=cardholders)
-    holder_partitions = rng.choices(partitions, partition_weights, k=cardholders)
-    holder_kinds = rng.choices(
-        (CardholderKind.STAFF, CardholderKind.VISITOR, CardholderKind.GUEST), (85, 10, 5), k=cardholders
-    )
-
-    def holder_rows():
-        for i in range(cardholders):
-            first, last, kind = firsts[i], lasts[i], holder_kinds[i]
-            created = stamp(now - rng.randrange(3 * YEAR))
-            yield (
-                holder_partitions[i].pk,
-                f"EMP{i + 1:07d}" if kind == CardholderKind.STAFF else None,
-                kind,
-                first,
-                last,
-                f"{_fold(first)}.{_fold(last)}{i + 1}@example.com",
-                stamp(now + rng.randrange(30 * DAY)) if kind != CardholderKind.STAFF else None,
-                rng.random() < 0.005,
-                created,
-                created,
-            )
-
-    chosen = [
-        "partition_id", "ext_id", "kind", "first_name", "last_name", "email", "expiration", "banned",
-        "created_at", "updated_at",
-    ]  # fmt: skip
-    insert_rows(Cardholder, chosen, holder_rows())
-    holders = list(
-        Cardholder.objects.order_by("id").values_list("id", "first_name", "last_name", "partition_id")[:cardholders]
-    )
-
-    # About one key each (a few have none, a few a cancelled one besides), one or two access levels, a few
-    # individual permissions.
-    uids: list[str | None] = []
-
-    def key_rows():
-        for i, (holder_id, *_rest) in enumerate(holders):
-            issued = stamp(now - rng.randrange(2 * YEAR))
-            uid = f"04{(i * 2654435761) % 2**48:012X}"
-            if rng.random() < 0.03:
-                uids.append(None)
-            else:
-                uids.append(uid)
-                kind = KeyKind.MOBILE if rng.random() < 0.05 else KeyKind.CARD
-                yield (holder_id, uid, kind, KeyStatus.ISSUED, issued)
-            if rng.random() < 0.03:
-                yield (holder_id, f"05{(i * 2654435761) % 2**48:012X}", KeyKind.CARD, KeyStatus.CANCELLED, issued)
-
-    keys = insert_rows(Key, ["cardholder_id", "uid", "kind", "status", "issued_at"], key_rows())
-    levels_by_partition: dict[int, list[int]] = {}
-    for level in levels:
-        levels_by_partition.setdefault(level.partition_id, []).append(level.pk)
-    through = Cardholder.access_levels.through
-    memberships = insert_rows(
-        through,
-        ["cardholder_id", "accesslevel_id"],
-        (
-            (holder_id, level_id)
-            for holder_id, _, _, partition_id in holders
-            for level_id in rng.sample(levels_by_partition[partition_id], rng.choice((0, 1, 1, 1, 2, 2)))
-        ),
-    )
-    insert_rows(
-        CardholderPermission,
-        ["cardholder_id", "access_point_id"],
-        ((holder[0], rng.choice(points).pk) for holder in holders if rng.random() < 0.01),
-    )
-
-    # Audit events over the past year, in time order, mostly on weekdays in office hours.
-    kinds, kind_weights = zip(*EVENT_KINDS, strict=True)
-    reasons, reason_weights = zip(*DENIALS, strict=True)
-    point_list = [(point.pk, point.name) for point in points]
-    point_weights = _weights(len(point_list), 0.5)
-    start = now - YEAR
-
-    def moment() -> int:
-        day = rng.randrange(365)
-        if rng.random() < 0.85:
-            return start + day * DAY + rng.randrange(7 * 3600, 19 * 3600)
-        return start + day * DAY + rng.randrange(DAY)
-
-    moments = sorted(moment() for _ in range(events))
-    event_kinds = rng.choices(kinds, kind_weights, k=events)
-    event_points = rng.choices(point_list, point_weights, k=events)
-
-    def event_rows():
-        for at, kind, (point_id, point_name) in zip(moments, event_kinds, event_points, strict=True):
-            holder_id, holder_name, key_uid, reason = None, "", "", ""
-            if kind in (AuditKind.ACCESS_GRANTED, AuditKind.ACCESS_DENIED):
-                reason = (
-                    Decision.GRANTED if kind == AuditKind.ACCESS_GRANTED else rng.choices(reasons, reason_weights)[0]
-                )
-                if reason == Decision.UNKNOWN_KEY:
-                    key_uid = f"{rng.getrandbits(56):014X}"
-                else:
-                    index = rng.randrange(len(holders))
-                    holder_id, first, last, _ = holders[index]
-                    holder_name, key_uid = f"{first} {last}", uids[index] or ""
-            yield (stamp(at), stamp(at + 1), kind, reason, point_id, point_name, holder_id, holder_name, key_uid)
-
-    written = insert_rows(
-        AuditEvent,
-        [
-            "at", "recorded_at", "kind", "reason", "access_point_id", "access_point_name", "cardholder_id",
-            "cardholder_name", "key_uid",
-        ],
-        event_rows(),
-    )  # fmt: skip
+    counts = sitegen.generate(spec(cardholders, events, seed)).counts
     return {
-        "cardholders": len(holders),
-        "keys": keys,
-        "access_level_memberships": memberships,
-        "access_points": len(points),
-        "access_levels": len(levels),
-        "partitions": len(partitions),
-        "audit_events": written,
+        "cardholders": counts["cardholders"],
+        "keys": counts["keys"],
+        "access_level_memberships": counts["access_level_memberships"],
+        "access_points": counts["access_points"],
+        "access_levels": counts["access_levels"],
+        "partitions": counts["partitions"],
+        "audit_events": counts["audit_events"],
+        "generate_seconds": round(time.perf_counter() - started, 2),
     }
 
 

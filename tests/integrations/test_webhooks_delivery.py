@@ -22,6 +22,7 @@ from django.db import connection
 from django.utils import timezone
 
 from accesscontrol.models import AuditEvent
+from integrations import http as outbound_http
 from integrations import webhooks
 from integrations.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 from integrations.webhooks import actions, delivery, transport
@@ -457,7 +458,7 @@ def test_an_https_receiver_whose_certificate_is_not_trusted_gets_nothing(tls_rec
 def test_an_https_receiver_with_a_trusted_certificate_gets_the_event_by_its_host_name(tls_receiver, monkeypatch):
     trusting = ssl.create_default_context(cafile=str(tls_receiver.cert_path))
     trusting.sslsocket_class = transport.TLS_CONTEXT.sslsocket_class
-    monkeypatch.setattr(transport, "TLS_CONTEXT", trusting)  # as SSL_CERT_FILE with a site CA would
+    monkeypatch.setattr(outbound_http, "TLS_CONTEXT", trusting)  # as SSL_CERT_FILE with a site CA would
     port = tls_receiver.server.server_address[1]
     subscribe(f"https://localhost:{port}/hooks")
     record_events()

@@ -25,41 +25,15 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
 from accesscontrol.engine import decide
 from accesscontrol.models import (
-    AccessLevel,
-    AccessLevelEntry,
-    AccessPoint,
-    Calendar,
-    CalendarDay,
     Cardholder,
-    CardholderPermission,
-    Key,
-    SiteSettings,
-    TimeInterval,
-    TimePeriod,
-    Zone,
-    default_partition_id,
 )
-from accesscontrol.pins import hash_pin
 from accesscontrol.snapshot import SnapshotStore, build_snapshot
+from simulation import sitegen
 
-BATCH = 5000
 MB = 1024 * 1024
-WEEKDAYS = {name: True for name in ("monday", "tuesday", "wednesday", "thursday", "friday")}
-# (start, end, days): office hours, shifts (two crossing midnight), weekends, holidays, always-open.
-PERIOD_SHAPES = [
-    [(8, 18, WEEKDAYS)],
-    [(7, 15, WEEKDAYS), (9, 13, {"saturday": True})],
-    [(14, 22, WEEKDAYS)],
-    [(22, 6, {**WEEKDAYS, "sunday": True})],
-    [(20, 8, {"saturday": True, "sunday": True, "holiday": True})],
-    [(0, 0, {"saturday": True, "sunday": True})],
-    [(9, 14, {"holiday": True, "special1": True})],
-    [(6, 23, {**WEEKDAYS, "saturday": True, "sunday": True})],
-]
 
 
 class Command(BaseCommand):
@@ -112,105 +86,38 @@ class Command(BaseCommand):
 
 
 def generate(options) -> dict:
-    if Cardholder.objects.exists():
-        raise CommandError("The database already holds cardholders; generate into an empty one.")
-    rng = random.Random(options["seed"])
+    """The site: one partition, 20 time periods, a calendar, a zone per 20 doors, levels of 5 to 20 grants,
+    cardholders holding one to three levels and a key each, a few banned, expired, cancelled or with a PIN."""
+    spec = sitegen.SiteSpec(
+        seed=options["seed"],
+        time_periods=20,
+        calendar=True,
+        zones=max(1, options["access_points"] // 20),
+        anti_passback_zone_share=0.1,
+        access_points=options["access_points"],
+        pin_share=0.05,
+        one_way_share=0.5,
+        zones_per_point=(1, 1, 2),
+        levels=options["levels"],
+        entries_per_level=(5, 20),
+        entry_point_share=0.7,
+        entry_period_share=0.8,
+        cardholders=options["cardholders"],
+        banned_share=0.02,
+        expired_share=0.03,
+        pin_share_cardholders=0.2,
+        anti_passback_share=0.1,
+        levels_per_cardholder=(1, 2, 3),
+        permission_share=0.05,
+        cancelled_share=0.02,
+        now=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+    )
     started = time.perf_counter()
-    with transaction.atomic():
-        _generate(rng, options["cardholders"], options["access_points"], options["levels"])
+    try:
+        sitegen.generate(spec)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
     return {"generate_seconds": round(time.perf_counter() - started, 3)}
-
-
-def _bulk(model, objects):
-    return model.objects.bulk_create(objects, batch_size=BATCH)
-
-
-def _generate(rng: random.Random, n_cardholders: int, n_points: int, n_levels: int) -> None:
-    partition = default_partition_id()
-    periods = _bulk(TimePeriod, [TimePeriod(name=f"bench period {i}", partition_id=partition) for i in range(20)])
-    intervals = []
-    for i, period in enumerate(periods):
-        for start, end, days in PERIOD_SHAPES[i % len(PERIOD_SHAPES)]:
-            intervals.append(TimeInterval(time_period=period, start=dt.time(start), end=dt.time(end % 24), **days))
-    _bulk(TimeInterval, intervals)
-
-    calendar = Calendar.objects.create(name="bench calendar")
-    days = [
-        CalendarDay(calendar=calendar, date=dt.date(2020, m, d), day_type="holiday", recurring=True)
-        for m, d in ((1, 1), (1, 6), (5, 1), (8, 15), (10, 12), (11, 1), (12, 8), (12, 25))
-    ]
-    days += [CalendarDay(calendar=calendar, date=dt.date(2025, 4, d), day_type="holiday") for d in (17, 18)]
-    days += [CalendarDay(calendar=calendar, date=dt.date(2025, 7, d), day_type="special1") for d in range(1, 15)]
-    _bulk(CalendarDay, days)
-    site = SiteSettings.load()
-    site.default_calendar = calendar
-    site.save()
-
-    zones = _bulk(
-        Zone,
-        [
-            Zone(name=f"bench zone {i}", partition_id=partition, anti_passback=i % 10 == 0)
-            for i in range(max(1, n_points // 20))
-        ],
-    )
-    points = _bulk(
-        AccessPoint,
-        [
-            AccessPoint(
-                name=f"bench door {i}",
-                partition_id=partition,
-                pin_required=rng.random() < 0.05,
-                direction=rng.choice(("both", "both", "entry", "exit")),
-            )
-            for i in range(n_points)
-        ],
-    )
-    memberships = []
-    for point in points:
-        for zone in rng.sample(zones, min(len(zones), rng.choice((1, 1, 2)))):
-            memberships.append(AccessPoint.zones.through(accesspoint_id=point.pk, zone_id=zone.pk))
-    _bulk(AccessPoint.zones.through, memberships)
-
-    def grant(**owner):
-        period = rng.choice(periods) if rng.random() < 0.8 else None
-        if rng.random() < 0.7:
-            return {**owner, "access_point": rng.choice(points), "time_period": period}
-        return {**owner, "zone": rng.choice(zones), "time_period": period}
-
-    levels = _bulk(AccessLevel, [AccessLevel(name=f"bench level {i}", partition_id=partition) for i in range(n_levels)])
-    _bulk(
-        AccessLevelEntry,
-        [AccessLevelEntry(**grant(access_level=level)) for level in levels for _ in range(rng.randint(5, 20))],
-    )
-
-    now = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
-    pin_hash = hash_pin("1234")
-    holders = _bulk(
-        Cardholder,
-        [
-            Cardholder(
-                last_name=f"Holder {i}",
-                partition_id=partition,
-                banned=rng.random() < 0.02,
-                expiration=now - dt.timedelta(days=1) if rng.random() < 0.03 else None,
-                pin_hash=pin_hash if rng.random() < 0.2 else "",
-                use_anti_passback=rng.random() < 0.1,
-            )
-            for i in range(n_cardholders)
-        ],
-    )
-    through = Cardholder.access_levels.through
-    _bulk(
-        through,
-        [
-            through(cardholder_id=h.pk, accesslevel_id=level.pk)
-            for h in holders
-            for level in rng.sample(levels, min(len(levels), rng.randint(1, 3)))
-        ],
-    )
-    _bulk(CardholderPermission, [CardholderPermission(**grant(cardholder=h)) for h in holders if rng.random() < 0.05])
-    _bulk(Key, [Key(cardholder=h, uid=f"{h.pk:08X}") for h in holders])
-    _bulk(Key, [Key(cardholder=h, uid=f"DEAD{h.pk:08X}", status="cancelled") for h in holders if rng.random() < 0.02])
 
 
 # --- measuring ------------------------------------------------------------------

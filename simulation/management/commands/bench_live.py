@@ -3,7 +3,8 @@
 In processes of its own, against a throwaway database (SQLite in a temporary
 directory, or ``--database-url``, an empty database):
 
-1. ``runspace`` (web server and device bridge in one process; with
+1. a site of an online door per simulated device (simulation/sitegen.py), and
+   ``runspace`` (web server and device bridge in one process; with
    ``--redis-url``, ``runspace`` and ``runbridge`` as two processes joined by
    channels-redis);
 2. ``--clients`` websocket clients on ``/ws/monitor/`` in one process, as an
@@ -173,8 +174,11 @@ class Command(BaseCommand):
 
     def role_prepare(self, options):
         from accesscontrol.models import ApiKey, Operator
+        from simulation import sitegen
         from simulation.management.commands.simulate_devices import commission
 
+        # An online door for each simulated device, from the site generator; commissioning puts one on each.
+        sitegen.generate(sitegen.SiteSpec(access_points=EVENT_DEVICES, online_share=1.0))
         operator = Operator.objects.create_superuser("bench", password=secrets.token_urlsafe(24))
         commission(FIRST_ID, EVENT_DEVICES)
         return {"token": ApiKey.issue(operator, "bench_live")[1]}

@@ -8,7 +8,9 @@ stay per guest), and devices: control units, encoders and an updater with keys
 (generated, never printed), the control units driving every online door, so a
 simulator can run them; the front desk encoder has station code FD1. The same random seed gives the same site every
 time. Runs once: on a database that already holds access points or
-cardholders it adds nothing.
+cardholders it adds nothing. The rows are written by the site generator
+(simulation/sitegen.py), which every benchmark uses too; this command gives it
+the demo's content.
 """
 
 import datetime as dt
@@ -37,24 +39,19 @@ from accesscontrol.models import (
     AccessLevelEntry,
     AccessPoint,
     Calendar,
-    CalendarDay,
     Cardholder,
     CardholderPermission,
     GuestArea,
-    Key,
     Location,
     Partition,
-    Room,
-    SiteSettings,
     Stay,
-    TimeInterval,
     TimePeriod,
     Zone,
 )
 from accesscontrol.pins import hash_pin
 from accesscontrol.rulechanges import record_everything
 from devices.choices import DeviceKind
-from devices.models import Device, DeviceDoor, DeviceReader
+from simulation import sitegen
 
 RANDOM_SEED = 20240611
 CARDHOLDER_COUNT = 300
@@ -326,10 +323,7 @@ class Seeder:
         self.partitions = {name: Partition.objects.get_or_create(name=name)[0] for name in (OFFICE, HOTEL)}
         self.periods = self.make_time_periods()
         calendar = self.make_calendar()
-        site = SiteSettings.load()
-        site.name = "Harbour House & Hotel Miramar"
-        site.default_calendar = calendar
-        site.save()
+        sitegen.use_calendar(calendar, site_name="Harbour House & Hotel Miramar")
         self.make_places()
         self.levels = self.make_access_levels()
         self.make_people()
@@ -342,19 +336,7 @@ class Seeder:
     # --- schedules ---
 
     def make_time_periods(self) -> dict[str, TimePeriod]:
-        periods, intervals = {}, []
-        for name, (description, rows) in TIME_PERIODS.items():
-            periods[name] = TimePeriod.objects.create(name=name, description=description)
-            for start, end, *days in rows:
-                intervals.append(
-                    TimeInterval(
-                        time_period=periods[name],
-                        start=dt.time.fromisoformat(start),
-                        end=dt.time.fromisoformat(end),
-                        **dict.fromkeys(days, True),
-                    )
-                )
-        TimeInterval.objects.bulk_create(intervals)
+        periods = sitegen.make_time_periods(TIME_PERIODS)
         self.plan.counts["time periods"] = len(periods)
         return periods
 
@@ -368,13 +350,12 @@ class Seeder:
         days = {}
         for y in (year, year + 1):
             for date, name in public_holidays(tz_name, y):
-                days.setdefault(date, CalendarDay(calendar=calendar, date=date, name=name))
+                days.setdefault(date, (date, DayType.HOLIDAY, False, name))
             # Half days before the holidays: offices close at lunchtime (special day 1).
             for month, day, name in ((12, 24, "Christmas Eve"), (12, 31, "New Year's Eve")):
                 date = dt.date(y, month, day)
-                days.setdefault(date, CalendarDay(calendar=calendar, date=date, name=name, day_type=DayType.SPECIAL1))
-        CalendarDay.objects.bulk_create(days.values())
-        self.plan.counts["holidays and special days"] = len(days)
+                days.setdefault(date, (date, DayType.SPECIAL1, False, name))
+        self.plan.counts["holidays and special days"] = sitegen.make_calendar_days(calendar, days.values())
         return calendar
 
     # --- places ---
@@ -551,30 +532,15 @@ class Seeder:
         for holder in holders:
             expired = holder.expiration is not None and holder.expiration < self.now
             kind = KeyKind.MOBILE if holder.kind == CardholderKind.STAFF and rng.random() < 0.04 else KeyKind.CARD
-            keys.append(
-                Key(
-                    cardholder=holder,
-                    uid=self.new_uid(),
-                    kind=kind,
-                    status=KeyStatus.EXPIRED if expired else KeyStatus.ISSUED,
-                    valid_from=holder.activation,
-                    valid_until=holder.expiration,
-                )
-            )
+            status = KeyStatus.EXPIRED if expired else KeyStatus.ISSUED
+            keys.append((holder.pk, self.new_uid(), kind, status, holder.activation, holder.expiration, None))
         # Lost cards: cancelled, and blacklisted until they would have expired.
         staff = [h for h in holders if h.kind == CardholderKind.STAFF and h.expiration is None]
         for holder in rng.sample(staff, 6):
-            keys.append(
-                Key(
-                    cardholder=holder,
-                    uid=self.new_uid(),
-                    status=KeyStatus.CANCELLED,
-                    valid_until=self.now + dt.timedelta(days=rng.randint(30, 300)),
-                    cancelled_at=self.now - dt.timedelta(days=rng.randint(1, 30)),
-                )
-            )
-        Key.objects.bulk_create(keys)
-        self.plan.counts["keys"] = len(keys)
+            until = self.now + dt.timedelta(days=rng.randint(30, 300))
+            cancelled = self.now - dt.timedelta(days=rng.randint(1, 30))
+            keys.append((holder.pk, self.new_uid(), KeyKind.CARD, KeyStatus.CANCELLED, None, until, cancelled))
+        self.plan.counts["keys"] = sitegen.make_keys(keys)
         self.plan.counts["  of which cancelled"] = 6
 
     def make_permissions(self, staff: list[Cardholder], guests: list[Cardholder]) -> None:
@@ -600,40 +566,29 @@ class Seeder:
     # --- devices ---
 
     def make_devices(self) -> None:
-        doors, readers = [], []
-        for device_id, name, kind, description in DEVICES:
-            device = Device(
-                device_id=device_id, name=name, kind=kind, description=description, station=STATIONS.get(device_id)
-            )
-            if kind in KEYED_KINDS:
-                device.set_key()
-            device.save()
-            for number, point_name in enumerate(DEVICE_DOORS.get(device_id, ()), start=1):
-                point = self.points[point_name]
-                doors.append(DeviceDoor(device=device, number=number, access_point=point))
-                readers.append(DeviceReader(device=device, number=number, access_point=point))
-        DeviceDoor.objects.bulk_create(doors)
-        DeviceReader.objects.bulk_create(readers)
+        sitegen.make_devices(
+            [
+                (device_id, name, kind, description, STATIONS.get(device_id), kind in KEYED_KINDS)
+                for device_id, name, kind, description in DEVICES
+            ],
+            {device_id: [self.points[name] for name in names] for device_id, names in DEVICE_DOORS.items()},
+        )
         self.plan.counts["devices"] = len(DEVICES)
-        self.plan.counts["  doors driven by devices"] = len(doors)
+        self.plan.counts["  doors driven by devices"] = sum(len(names) for names in DEVICE_DOORS.values())
 
     # --- the hotel ---
 
     def make_hotel(self) -> None:
         """Rooms for the hotel's room doors (number, floor, suites, connecting doors), the guest areas,
         and a stay for each guest: in house, or checked out for the one who has left."""
-        rooms = {}
-        for point in self.points.values():
-            if point.kind == AccessPointKind.ROOM:
-                number = point.name.removeprefix("Room ")
-                rooms[number] = Room(number=number, access_point=point, floor=int(number[0]), suite=number in SUITES)
-        Room.objects.bulk_create(rooms.values())
-        Joined = Room.connects.through
-        pairs = [*CONNECTING, *((suite, joined) for suite, rooms in SUITES.items() for joined in rooms)]
-        Joined.objects.bulk_create(
-            Joined(from_room=rooms[a], to_room=rooms[b])
-            for one, other in pairs
-            for a, b in ((one, other), (other, one))
+        rooms = sitegen.make_rooms(
+            {
+                point.name.removeprefix("Room "): point
+                for point in self.points.values()
+                if point.kind == AccessPointKind.ROOM
+            },
+            SUITES,
+            CONNECTING,
         )
         for name, (point, period) in GUEST_AREAS.items():
             GuestArea.objects.create(
