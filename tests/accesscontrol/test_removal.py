@@ -26,9 +26,9 @@ from devices import cards, locks
 from integrations.ship import operations
 from integrations.ship import xml as ship
 from simulation.offline_lock import OfflineLock
-from tests.accesscontrol.hotel_support import days, make_room
 from tests.devices.test_locks import make_lock
 from tests.factories import make_access_level, make_access_point, make_cardholder, make_key, make_operator
+from tests.hotel.support import days, make_room
 
 pytestmark = pytest.mark.django_db
 

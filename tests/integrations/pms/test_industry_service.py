@@ -24,9 +24,9 @@ from integrations.pms.industry import ACK, NAK, Answer, CardRequest, CheckOutReq
 from integrations.pms.industry_service import HOTEL_ERRORS, IndustryStandardService
 from simulation.encoders import SimulatedEncoder
 from simulation.industry_pms import SimulatedPms
-from tests.accesscontrol.hotel_support import make_hotel
 from tests.devices.conftest import encoder_bridge, quick_jobs  # noqa: F401 (the real bridge and its fixtures)
 from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, eventually, make_encoder, run, until
+from tests.hotel.support import make_hotel
 from tests.integrations.running import LoopThread, RunningService
 
 pytestmark = pytest.mark.django_db(transaction=True)

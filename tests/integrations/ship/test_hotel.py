@@ -6,8 +6,8 @@ from accesscontrol.choices import KeyStatus
 from accesscontrol.models import AccessPoint, Key, Stay
 from integrations.ship import xml as ship
 from integrations.ship.operations import format_time
-from tests.accesscontrol.hotel_support import days, make_hotel
 from tests.factories import make_partition
+from tests.hotel.support import days, make_hotel
 from tests.integrations.ship.conftest import call, integrator
 
 pytestmark = pytest.mark.django_db

@@ -99,7 +99,7 @@ def test_the_generator_refuses_a_database_that_holds_cardholders(db):
 
 
 def test_measure_times_each_page_and_counts_its_queries_at_two_page_sizes(site, settings):
-    settings.ROOT_URLCONF = "tests.accesscontrol.bench_urls"
+    settings.ROOT_URLCONF = "tests.simulation.bench_urls"
 
     result = benchmark.measure(requests=4, warmups=1)
 
@@ -122,7 +122,7 @@ def test_measure_times_each_page_and_counts_its_queries_at_two_page_sizes(site, 
 
 
 def test_measure_logs_in_an_operator_of_all_partitions_who_is_not_a_superuser(site, settings):
-    settings.ROOT_URLCONF = "tests.accesscontrol.bench_urls"
+    settings.ROOT_URLCONF = "tests.simulation.bench_urls"
 
     benchmark.measure(requests=1, warmups=0)
 
@@ -134,7 +134,7 @@ def test_measure_logs_in_an_operator_of_all_partitions_who_is_not_a_superuser(si
 
 
 def test_measure_stops_at_a_page_that_does_not_answer_200(site, settings):
-    settings.ROOT_URLCONF = "tests.accesscontrol.bench_refusing_urls"
+    settings.ROOT_URLCONF = "tests.simulation.bench_refusing_urls"
 
     with pytest.raises(benchmark.PageFailed, match="answered 403"):
         benchmark.measure(requests=1, warmups=0)

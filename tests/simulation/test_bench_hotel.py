@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 
 from hotel import actions as hotel
 from simulation.benchmarks.hotel import verify
-from tests.accesscontrol.hotel_support import days, make_hotel
+from tests.hotel.support import days, make_hotel
 
 INTERFACES = ("fias", "industry", "ship", "rest")
 

@@ -14,8 +14,8 @@ from accesscontrol.choices import CardholderKind, KeyKind, KeyStatus, StayStatus
 from accesscontrol.models import BlacklistEntry, CardholderPermission, Key, Stay, SystemAuditEntry
 from devices import cards
 from hotel import actions as hotel
-from tests.accesscontrol.hotel_support import days, make_hotel
 from tests.factories import make_cardholder, make_key
+from tests.hotel.support import days, make_hotel
 
 pytestmark = pytest.mark.django_db
 

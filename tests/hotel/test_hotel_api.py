@@ -14,10 +14,10 @@ from accesscontrol.models import IdempotencyRecord, Key, Stay
 from devices.choices import EncodeStatus
 from devices.models import EncodeJob
 from tests.accesscontrol.api.conftest import client_with
-from tests.accesscontrol.hotel_support import days, make_hotel
 from tests.devices.conftest import encoder_bridge  # noqa: F401 (fixture)
 from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, make_encoder, run, until
 from tests.factories import make_operator, make_partition
+from tests.hotel.support import days, make_hotel
 
 pytestmark = pytest.mark.django_db
 

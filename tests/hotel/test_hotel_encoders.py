@@ -13,10 +13,10 @@ from devices.choices import EncodeStatus
 from devices.models import Device, EncodeJob
 from hotel import actions as hotel
 from simulation.encoders import SimulatedEncoder
-from tests.accesscontrol.hotel_support import days, make_hotel
 from tests.devices.conftest import encoder_bridge, quick_jobs  # noqa: F401 (fixtures)
 from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, make_encoder, run, until
 from tests.factories import make_cardholder, make_key
+from tests.hotel.support import days, make_hotel
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
