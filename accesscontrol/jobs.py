@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from accesscontrol.models import Job, JobStatus
-from integrations.webhooks.wakeup import uses_celery
+from core.broker import uses_celery
 
 logger = logging.getLogger("space.jobs")
 

@@ -1,8 +1,8 @@
 """Running one service on an event loop of its own, optionally under a lease.
 
 ``runspace`` runs services on the web server's loop. Outside it, the same
-service objects run here: in a Celery worker thread (``devices.tasks``) or in
-a command of their own (``runbridge``). ``run()`` blocks until ``Host.stop()``
+service objects run here: in a Celery worker thread (``space.tasks``) or in
+a command of their own (``runservice``). ``run()`` blocks until ``Host.stop()``
 is called (from any thread or a signal handler), the worker shuts down
 (``shutdown()``), or the lease is lost, and always stops the service and
 releases the lease before it returns.

@@ -2,7 +2,7 @@
 
 Long-lived services (the device bridge, the PMS and SHIP connectors) take one
 by name before they start, so a redelivered or duplicated Celery task, or a
-second ``runbridge``, cannot run a second copy. The value is a random token,
+second ``runservice``, cannot run a second copy. The value is a random token,
 so only the holder can renew or release it; a holder that dies stops
 renewing and the lease expires after ``ttl`` seconds.
 

@@ -1,10 +1,10 @@
-"""Long-lived services that ``runspace`` starts beside the web server.
+"""Long-lived services: what one is, and starting and stopping several beside the web server.
 
 A service is an asyncio component with ``start()`` and ``stop()`` and no
-knowledge of its host: the same object runs here, on the web server's event
-loop, or on a loop of its own (``core.hosting``) inside a Celery worker or
-``manage.py runbridge``. The PMS/SHIP connectors join ``embedded_services()``
-when they exist.
+knowledge of its host: the same object runs on the web server's event loop
+(``runspace``), or on a loop of its own (``core.hosting``) inside a Celery
+worker or ``manage.py runservice``. Which services a site has is the table in
+``space/services.py``.
 """
 
 import asyncio

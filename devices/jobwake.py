@@ -14,7 +14,7 @@ bridge and the connectors share one process, so:
 
 A wake-up is a hint, never the only way: the bridge still polls, and waiters
 still look at the row after a short timeout, so a job created or finished in
-another process (``manage.py runbridge`` apart from the connectors) is found
+another process (``manage.py runservice device-bridge`` apart from the connectors) is found
 all the same, only later.
 """
 

@@ -12,9 +12,6 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-# The event stream's tasks live beside their service; imported so that Celery's autodiscovery registers them.
-from integrations.connectors import ensure_connectors, run_connector  # noqa: F401
-from integrations.eventstream.tasks import ensure_event_stream, run_event_stream  # noqa: F401
 from integrations.webhooks import delivery, wakeup
 
 logger = logging.getLogger(__name__)

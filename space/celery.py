@@ -15,23 +15,14 @@ app.autodiscover_tasks()
 # lease has expired: its worker died, or the task was lost with its message.
 ENSURE_EVERY_SECONDS = 10.0
 # Blacklist entries leave the list once their keys would have expired (accesscontrol/blacklist.py);
-# runspace runs the same purge this often when there is no beat (core/services.py).
+# runspace runs the same purge this often when there is no beat (space/services.py).
 PURGE_BLACKLIST_EVERY_SECONDS = 3600.0
 app.conf.beat_schedule = {
-    "ensure-device-bridge": {
-        "task": "devices.tasks.ensure_bridge",
+    # Every long-lived service of space/services.py that runs outside runspace (space/tasks.py).
+    "ensure-services": {
+        "task": "space.tasks.ensure_services",
         "schedule": ENSURE_EVERY_SECONDS,
         # A check that waited longer than the next one is worthless: drop it.
-        "options": {"expires": ENSURE_EVERY_SECONDS},
-    },
-    "ensure-event-stream": {
-        "task": "integrations.eventstream.tasks.ensure_event_stream",
-        "schedule": ENSURE_EVERY_SECONDS,
-        "options": {"expires": ENSURE_EVERY_SECONDS},
-    },
-    "ensure-connectors": {
-        "task": "integrations.connectors.ensure_connectors",
-        "schedule": ENSURE_EVERY_SECONDS,
         "options": {"expires": ENSURE_EVERY_SECONDS},
     },
     # The webhook outbox's sweep: puts back rows of delivery runs that died, starts a run when rows are due.

@@ -165,12 +165,9 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CELERY_BROKER_URL = "memory://"
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {
-    "devices.tasks.*": {"queue": "connectors"},
-    "integrations.tasks.run_*": {"queue": "connectors"},
-    "integrations.eventstream.tasks.*": {"queue": "connectors"},
-    "integrations.connectors.*": {"queue": "connectors"},
-}
+# The long-lived services (space/tasks.py: run_service, and beat's ensure_services) have a queue of their own,
+# served by a threads-pool worker, so that they never take the slots of short tasks.
+CELERY_TASK_ROUTES = {"space.tasks.*": {"queue": "connectors"}}
 CELERY_TIMEZONE = TIME_ZONE
 
 # --- operators and passwords ---------------------------------------------
@@ -328,9 +325,9 @@ SPACE_ENCODE_CARD_WAIT_SECONDS = envint("SPACE_ENCODE_CARD_WAIT_SECONDS", 30)
 SPACE_USB_ENCODER_GRACE_SECONDS = envint("SPACE_USB_ENCODER_GRACE_SECONDS", 10)
 # Where the bridge runs: inside runspace (embedded) or as a Celery task on the connectors queue (production).
 SPACE_BRIDGE_IN_RUNSPACE = envbool("SPACE_BRIDGE_IN_RUNSPACE", not PRODUCTION)
-# The same for the event stream's sender (integrations.eventstream.service, integrations.eventstream.tasks).
+# The same for the event stream's sender (integrations.eventstream.service; space/services.py).
 SPACE_EVENT_STREAM_IN_RUNSPACE = envbool("SPACE_EVENT_STREAM_IN_RUNSPACE", not PRODUCTION)
-# The PMS and SHIP connectors (integrations/connectors.py): in runspace, or as Celery long-lived tasks.
+# The PMS and SHIP connectors (space/services.py): in runspace, or as Celery long-lived tasks.
 SPACE_CONNECTORS_IN_RUNSPACE = envbool("SPACE_CONNECTORS_IN_RUNSPACE", not PRODUCTION)
 # FIAS (integrations/pms/fias_service.py): the PMS interface Space connects to, "host:port"; unset: no FIAS.
 SPACE_FIAS_ADDRESS = envstr("SPACE_FIAS_ADDRESS", "")

@@ -24,8 +24,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import random
-import socket
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +32,8 @@ from dataclasses import dataclass, field
 from django.db import connection
 from django.utils import timezone
 
+from core import net
+from core.net import Backoff
 from core.services import close_connection, run_orm
 from integrations.eventstream.models import EventStream, StreamItem, StreamProtocol
 
@@ -47,13 +47,8 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 DRAIN_TIMEOUT_SECONDS = 10.0  # a receiver that takes nothing for this long is dropped and connected again
 CLOSE_TIMEOUT_SECONDS = 1.0
 WRITE_BUFFER_BYTES = 256 * 1024  # per stream, in Space; the socket's send buffer is as large
+# net.tune's keepalive and user timeout notice a dead receiver host or network well within this.
 RESEND_SECONDS = 30.0
-# Linux: a connection whose bytes stay unacknowledged this long is broken (a dead
-# receiver host or network is noticed well within RESEND_SECONDS).
-TCP_USER_TIMEOUT_MS = 20_000
-KEEPALIVE_IDLE_SECONDS, KEEPALIVE_INTERVAL_SECONDS, KEEPALIVE_COUNT = 10, 5, 3
-BACKOFF_FIRST_SECONDS = 0.5
-BACKOFF_MAX_SECONDS = 60.0
 STABLE_SECONDS = 10.0  # a connection that lasted this long starts the backoff over
 PURGE_EVERY_SECONDS = 60.0
 ORPHANS_EVERY_SECONDS = 3600.0
@@ -263,7 +258,7 @@ class TcpConnection:
     @classmethod
     async def open(cls, host: str, port: int, drain_timeout: float = DRAIN_TIMEOUT_SECONDS) -> "TcpConnection":
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT_SECONDS)
-        _tune(writer.get_extra_info("socket"))
+        net.tune(writer.get_extra_info("socket"), WRITE_BUFFER_BYTES)
         writer.transport.set_write_buffer_limits(high=WRITE_BUFFER_BYTES)
         return cls(reader, writer, drain_timeout)
 
@@ -305,23 +300,6 @@ class TcpConnection:
         except (TimeoutError, OSError):
             self.writer.transport.abort()
         await asyncio.gather(self._watch, return_exceptions=True)
-
-
-def _tune(sock: socket.socket | None) -> None:
-    if sock is None:
-        return
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, WRITE_BUFFER_BYTES)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    options = [
-        ("TCP_KEEPIDLE", KEEPALIVE_IDLE_SECONDS),
-        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_SECONDS),
-        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
-        ("TCP_USER_TIMEOUT", TCP_USER_TIMEOUT_MS),
-    ]
-    for name, value in options:
-        if hasattr(socket, name):  # Linux has them all; elsewhere keepalive's own defaults apply
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
 class UdpConnection(asyncio.DatagramProtocol):
@@ -389,21 +367,6 @@ CONNECTIONS = {StreamProtocol.TCP: TcpConnection, StreamProtocol.UDP: UdpConnect
 # --- the service -------------------------------------------------------------------------------------
 
 
-class Backoff:
-    """Exponential, capped, with jitter so that many streams (or sites) do not retry in step."""
-
-    def __init__(self, first: float = BACKOFF_FIRST_SECONDS, cap: float = BACKOFF_MAX_SECONDS):
-        self.first, self.cap, self.failures = first, cap, 0
-
-    def next(self) -> float:
-        delay = min(self.cap, self.first * 2**self.failures)
-        self.failures = min(self.failures + 1, 32)
-        return delay * random.uniform(0.5, 1.0)
-
-    def reset(self) -> None:
-        self.failures = 0
-
-
 @dataclass
 class StreamState:
     """What the service knows of one stream now (``EventStreamService.streams``), for tests and diagnostics."""
@@ -430,8 +393,8 @@ class EventStreamService:
         poll_seconds: float = POLL_SECONDS,
         drain_timeout: float = DRAIN_TIMEOUT_SECONDS,
         resend_seconds: float = RESEND_SECONDS,
-        backoff_first: float = BACKOFF_FIRST_SECONDS,
-        backoff_max: float = BACKOFF_MAX_SECONDS,
+        backoff_first: float = net.BACKOFF_FIRST_SECONDS,
+        backoff_max: float = net.BACKOFF_MAX_SECONDS,
     ):
         self.reload_seconds = reload_seconds
         self.poll_seconds = poll_seconds

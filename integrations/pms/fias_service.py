@@ -28,13 +28,10 @@ from functools import partial
 from django.conf import settings
 from django.utils import timezone
 
+from core import net
+from core.net import Backoff
 from core.services import close_connection, run_orm
-
-# The event stream's TCP client tuning: keepalive probes and a user timeout, so a dead PMS host is noticed
-# in seconds instead of the kernel's quarter of an hour.
 from hotel import actions as hotel
-from integrations.eventstream.service import Backoff
-from integrations.eventstream.service import _tune as tune_socket
 from integrations.pms import fias, fias_requests
 
 logger = logging.getLogger("space.fias")
@@ -133,7 +130,8 @@ class FiasService:
             except (OSError, TimeoutError) as exc:
                 logger.warning("FIAS: cannot connect to %s:%s: %s", self.host, self.port, exc)
             else:
-                tune_socket(writer.get_extra_info("socket"))
+                # Keepalive probes and a user timeout: a dead PMS host is noticed in seconds, not a quarter of an hour.
+                net.tune(writer.get_extra_info("socket"))
                 self._connections += 1
                 if self._connections > 1:
                     self.counters["reconnects"] += 1

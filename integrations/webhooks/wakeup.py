@@ -14,8 +14,9 @@ import os
 import threading
 from collections.abc import Callable
 
-from django.conf import settings
 from django.core.cache import cache
+
+from core.broker import uses_celery
 
 logger = logging.getLogger("space.webhooks")
 
@@ -25,11 +26,6 @@ QUEUED_FLAG_SECONDS = 10
 
 # The embedded services running in this process (core.services): kick wakes them.
 _wakers: list[Callable[[], None]] = []
-
-
-def uses_celery() -> bool:
-    """Whether Celery workers serve the outbox (a real broker), rather than the embedded service."""
-    return not str(settings.CELERY_BROKER_URL).startswith("memory://")
 
 
 def add_waker(wake: Callable[[], None]) -> None:

@@ -1,10 +1,11 @@
-"""The device bridge as a Celery task: at most one runs, and a dead one is replaced (real Redis, real workers).
+"""The device bridge as the Celery task run_service: at most one runs, a dead one is replaced (real Redis, workers).
 
 Each test gets a Redis database of its own, a migrated SQLite file and a free
 UDP port, and runs real ``celery worker`` processes (threads pool, connectors
 queue) against them, as the production profile does.
 """
 
+import ast
 import contextlib
 import os
 import re
@@ -21,14 +22,17 @@ import redis
 from celery import Celery
 
 from core.lease import KEY_PREFIX, Lease, redis_client
-from devices import tasks
+from space import tasks
 from space.celery import app as celery_app
+from space.services import SERVICES
 
 pytestmark = pytest.mark.slow
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 REDIS_SERVER = os.environ.get("SPACE_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
-BRIDGE_KEY = KEY_PREFIX + tasks.BRIDGE_LEASE
+BRIDGE = "device-bridge"
+BRIDGE_LEASE = SERVICES[BRIDGE].lease
+BRIDGE_KEY = KEY_PREFIX + BRIDGE_LEASE
 LEASE_SECONDS = 3.0  # short, so a dead worker's lease runs out within the test
 
 
@@ -174,12 +178,12 @@ class Worker:
         if self.process.poll() is not None:
             pytest.fail(f"the worker exited:\n{self.log()}")
 
-    def result(self, task_id: str) -> str | None:
+    def result(self, task_id: str):
         """What the task returned, from the worker's log; None while it has not."""
-        found = re.search(rf"\[{task_id}\] succeeded in [^:]*: '([^']*)'", self.log())
-        return found and found.group(1)
+        found = re.search(rf"\[{task_id}\] succeeded in [^:]*: (.*)$", self.log(), re.MULTILINE)
+        return found and ast.literal_eval(found.group(1))
 
-    def wait_result(self, task_id: str, timeout: float = 30) -> str:
+    def wait_result(self, task_id: str, timeout: float = 30):
         result = wait_until(lambda: self.result(task_id), timeout=timeout)
         assert result, f"task {task_id} did not finish:\n{self.log()}"
         return result
@@ -213,9 +217,9 @@ class Deployment:
         self.workers.append(worker)
         return worker
 
-    def send(self, task: str, **kwargs) -> str:
-        """Send ``devices.tasks.<task>`` as beat or an operator would; return its id."""
-        return self.app.send_task(f"devices.tasks.{task}", kwargs=kwargs, queue="connectors").id
+    def send(self, task: str, *args, **kwargs) -> str:
+        """Send ``space.tasks.<task>`` as beat or an operator would; return its id."""
+        return self.app.send_task(f"space.tasks.{task}", args=args, kwargs=kwargs, queue="connectors").id
 
     def holder(self) -> str | None:
         """Who holds the bridge's lease now."""
@@ -241,11 +245,11 @@ def deployment(var_dir, tmp_path):
 # --- the tests --------------------------------------------------------------------------------
 
 
-def test_only_one_bridge_runs_however_often_run_bridge_is_sent(deployment):
+def test_only_one_bridge_runs_however_often_run_service_is_sent_for_it(deployment):
     worker = deployment.start_worker()
     worker.wait_ready()
 
-    sent = [deployment.send("run_bridge", lease_seconds=LEASE_SECONDS) for _ in range(2)]
+    sent = [deployment.send("run_service", BRIDGE, lease_seconds=LEASE_SECONDS) for _ in range(2)]
 
     # One of the two returns at once; the other runs the bridge and holds the lease.
     returned = wait_until(lambda: [task for task in sent if worker.result(task)])
@@ -272,7 +276,7 @@ def test_only_one_bridge_runs_however_often_run_bridge_is_sent(deployment):
 def test_a_dead_workers_bridge_is_restarted_elsewhere_once_its_lease_expires(deployment):
     first = deployment.start_worker()
     first.wait_ready()
-    deployment.send("run_bridge", lease_seconds=LEASE_SECONDS)
+    deployment.send("run_service", BRIDGE, lease_seconds=LEASE_SECONDS)
     token = wait_until(deployment.holder)
     assert token, first.log()
     assert wait_until(lambda: udp_port_in_use(deployment.port))
@@ -286,8 +290,8 @@ def test_a_dead_workers_bridge_is_restarted_elsewhere_once_its_lease_expires(dep
     assert wait_until(lambda: deployment.holder() is None, timeout=LEASE_SECONDS + 10)
     # ...and then beat's check starts the bridge again, on the worker still alive.
     second.wait_ready()
-    check = deployment.send("ensure_bridge")
-    assert second.wait_result(check) == "sent"
+    check = deployment.send("ensure_services")
+    assert second.wait_result(check)[BRIDGE] == "sent"
     new_token = wait_until(deployment.holder)
     assert new_token and f":{second.pid}:" in new_token, second.log()
     assert wait_until(lambda: udp_port_in_use(deployment.port))
@@ -308,39 +312,39 @@ def production(settings):
         yield redis_client(redis_url)
 
 
-def test_a_redelivered_run_bridge_returns_at_once_while_the_bridge_runs_elsewhere(production):
-    elsewhere = Lease(tasks.BRIDGE_LEASE, client=production)
+def test_a_redelivered_run_service_returns_at_once_while_the_bridge_runs_elsewhere(production):
+    elsewhere = Lease(BRIDGE_LEASE, client=production)
     assert elsewhere.acquire()
 
-    outcome = tasks.run_bridge(lease_seconds=LEASE_SECONDS)
+    outcome = tasks.run_service(BRIDGE, lease_seconds=LEASE_SECONDS)
 
     assert outcome == "already running"
     assert production.get(BRIDGE_KEY) == elsewhere.token
 
 
 def test_beats_check_leaves_a_running_bridge_alone(production):
-    elsewhere = Lease(tasks.BRIDGE_LEASE, client=production)
+    elsewhere = Lease(BRIDGE_LEASE, client=production)
     assert elsewhere.acquire()
 
-    assert tasks.ensure_bridge() == "running"
+    assert tasks.ensure_services()[BRIDGE] == "running"
 
 
 def test_in_the_embedded_profile_both_tasks_leave_the_bridge_to_runspace(settings):
     settings.SPACE_BRIDGE_IN_RUNSPACE = True
     settings.REDIS_URL = None
 
-    assert tasks.run_bridge() == "runs in runspace"
-    assert tasks.ensure_bridge() == "runs in runspace"
+    assert tasks.run_service(BRIDGE) == "runs in runspace"
+    assert tasks.ensure_services()[BRIDGE] == "runs in runspace"
 
 
 def test_beat_checks_the_bridge_often_and_both_tasks_go_to_the_connectors_queue():
-    entry = celery_app.conf.beat_schedule["ensure-device-bridge"]
+    entry = celery_app.conf.beat_schedule["ensure-services"]
     queues = {
-        name: celery_app.amqp.router.route({}, f"devices.tasks.{name}")["queue"].name
-        for name in ("run_bridge", "ensure_bridge")
+        name: celery_app.amqp.router.route({}, f"space.tasks.{name}")["queue"].name
+        for name in ("run_service", "ensure_services")
     }
 
-    assert entry["task"] == "devices.tasks.ensure_bridge"
+    assert entry["task"] == "space.tasks.ensure_services"
     assert entry["schedule"] <= 15  # a dead bridge is back within its lease TTL plus this
-    assert queues == {"run_bridge": "connectors", "ensure_bridge": "connectors"}
-    assert tasks.run_bridge.acks_late is True
+    assert queues == {"run_service": "connectors", "ensure_services": "connectors"}
+    assert tasks.run_service.acks_late is True

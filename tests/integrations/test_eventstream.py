@@ -4,7 +4,6 @@ The service that sends the rows is tested against real receivers in test_eventst
 """
 
 import datetime as dt
-import random
 
 import pytest
 from django.db import connection, transaction
@@ -15,7 +14,7 @@ from django.utils import timezone
 from integrations.eventstream import admin as stream_admin  # noqa: F401 (integrations/admin.py registers it too)
 from integrations.eventstream import service as eventstream
 from integrations.eventstream.models import EventStream, StreamItem
-from integrations.eventstream.service import Backoff, StreamFilter
+from integrations.eventstream.service import StreamFilter
 from tests.factories import make_operator, make_partition
 from tests.integrations.test_eventstream_service import event, events, keys, make_stream
 
@@ -173,19 +172,6 @@ def _pending_keys(stream):
 
 
 # --- pieces ----------------------------------------------------------------------------------------
-
-
-def test_the_backoff_doubles_up_to_its_cap_with_jitter():
-    random.seed(7)
-    backoff = Backoff(first=0.5, cap=8.0)
-
-    delays = [backoff.next() for _ in range(8)]
-    backoff.reset()
-
-    for delay, ceiling in zip(delays, [0.5, 1, 2, 4, 8, 8, 8, 8], strict=True):
-        assert ceiling / 2 <= delay <= ceiling
-    assert len(set(delays)) == len(delays)  # jittered: many streams do not retry in step
-    assert backoff.next() <= 0.5
 
 
 def test_a_filter_with_nothing_ticked_wants_everything():

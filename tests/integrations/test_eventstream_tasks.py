@@ -1,4 +1,4 @@
-"""The event stream as a Celery task (production profile): at most one sends, and a killed worker loses nothing.
+"""The event stream as the Celery task run_service: at most one sends, and a killed worker loses nothing.
 
 The end-to-end test runs real ``celery worker`` processes (threads pool,
 connectors queue) against a Redis database of its own and a migrated SQLite
@@ -15,17 +15,19 @@ import pytest
 from celery import Celery
 
 from core.lease import KEY_PREFIX, Lease, redis_client
-from integrations.eventstream import tasks as stream_tasks
 from integrations.eventstream.service import EventStreamService
+from space import tasks
 from space.celery import app as celery_app
-from space.services import embedded_services
+from space.services import SERVICES, embedded_services
 from tests.devices.test_tasks import BASE_DIR, environment, migrated_var_dir, redis_database, stop, wait_until
 from tests.integrations.test_eventstream_service import Loop, TcpReceiver
 
-LEASE_KEY = KEY_PREFIX + stream_tasks.EVENT_STREAM_LEASE
+EVENT_STREAM = "event-stream"
+EVENT_STREAM_LEASE = SERVICES[EVENT_STREAM].lease
+LEASE_KEY = KEY_PREFIX + EVENT_STREAM_LEASE
 LEASE_SECONDS = 3.0
-RUN = "integrations.eventstream.tasks.run_event_stream"
-ENSURE = "integrations.eventstream.tasks.ensure_event_stream"
+RUN = "space.tasks.run_service"
+ENSURE = "space.tasks.ensure_services"
 
 CREATE_STREAM = """
 from integrations.eventstream.models import EventStream
@@ -63,6 +65,8 @@ def production_environment(var: Path, redis_url: str) -> dict:
         SPACE_MASTER_KEY="m" * 40,
         SPACE_ALLOWED_HOSTS="localhost",
         SPACE_EVENT_STREAM_IN_RUNSPACE="false",
+        # Beat's check starts every service outside runspace: here the event stream only.
+        SPACE_BRIDGE_IN_RUNSPACE="true",
     )
 
 
@@ -79,7 +83,7 @@ def shell(env: dict, code: str, **options) -> subprocess.Popen:
 
 
 class Worker:
-    """``celery -A space worker -Q connectors --pool threads``: the event stream's tasks are found by autodiscovery."""
+    """``celery -A space worker -Q connectors --pool threads``: space.tasks is found by autodiscovery."""
 
     def __init__(self, env: dict, log: Path):
         self.log_path = log
@@ -126,7 +130,7 @@ def test_a_killed_worker_loses_no_event_and_another_takes_over(tmp_path_factory,
             assert created.wait(60) == 0, created.stderr.read()
             workers.append(Worker(env, tmp_path / "worker1.log"))
             workers[0].wait_ready()
-            app.send_task(RUN, kwargs={"lease_seconds": LEASE_SECONDS}, queue="connectors")
+            app.send_task(RUN, args=(EVENT_STREAM,), kwargs={"lease_seconds": LEASE_SECONDS}, queue="connectors")
             assert wait_until(lambda: f":{workers[0].process.pid}:" in (leases.get(LEASE_KEY) or "")), workers[0].log()
 
             producer = shell(env, PRODUCE_EVENTS.format(batches=40))
@@ -166,15 +170,16 @@ def production(settings):
     with redis_database() as redis_url:
         settings.REDIS_URL = redis_url
         settings.SPACE_EVENT_STREAM_IN_RUNSPACE = False
+        settings.SPACE_BRIDGE_IN_RUNSPACE = True  # beat's check has the event stream only to start
         yield redis_client(redis_url)
 
 
 def test_a_redelivered_run_returns_at_once_while_the_service_runs_elsewhere(production):
-    elsewhere = Lease(stream_tasks.EVENT_STREAM_LEASE, client=production)
+    elsewhere = Lease(EVENT_STREAM_LEASE, client=production)
     assert elsewhere.acquire()
 
-    assert stream_tasks.run_event_stream(lease_seconds=LEASE_SECONDS) == "already running"
-    assert stream_tasks.ensure_event_stream() == "running"
+    assert tasks.run_service(EVENT_STREAM, lease_seconds=LEASE_SECONDS) == "already running"
+    assert tasks.ensure_services()[EVENT_STREAM] == "running"
     assert production.get(LEASE_KEY) == elsewhere.token
 
 
@@ -182,16 +187,16 @@ def test_in_the_embedded_profile_both_tasks_leave_the_service_to_runspace(settin
     settings.SPACE_EVENT_STREAM_IN_RUNSPACE = True
     settings.REDIS_URL = None
 
-    assert stream_tasks.run_event_stream() == "runs in runspace"
-    assert stream_tasks.ensure_event_stream() == "runs in runspace"
-    assert stream_tasks.run_event_stream.acks_late is True
+    assert tasks.run_service(EVENT_STREAM) == "runs in runspace"
+    assert tasks.ensure_services()[EVENT_STREAM] == "runs in runspace"
+    assert tasks.run_service.acks_late is True
 
 
 # --- where it runs -----------------------------------------------------------------------------
 
 
 def test_beat_checks_the_service_often_and_both_tasks_go_to_the_connectors_queue():
-    entry = celery_app.conf.beat_schedule["ensure-event-stream"]
+    entry = celery_app.conf.beat_schedule["ensure-services"]
     queues = {name: celery_app.amqp.router.route({}, name)["queue"].name for name in (RUN, ENSURE)}
 
     assert entry["task"] == ENSURE

@@ -1,65 +1,82 @@
-"""Services: beside the web server they start in order and stop in reverse, whatever fails;
-on a loop of their own (core.hosting) they run until stopped (under a lease: tests/space/test_lease.py)."""
+"""The table of long-lived services: each entry makes a service, runspace runs the ones its profile says,
+and ``manage.py runservice`` runs one of the others alone or says why not."""
 
 import asyncio
-import socket
-import threading
 
 import pytest
+from django.core.management import CommandError, call_command
 
-from core import hosting
-from core.hosting import Host
 from core.periodic import PeriodicService
-from core.services import start_all, stop_all
 from devices.sdp.bridge import Bridge
 from devices.usb_encoders import EncoderSweep
 from integrations.eventstream.service import EventStreamService
 from integrations.webhooks.service import WebhookService
-from space.services import embedded_services
+from space.services import SERVICES, connectors, embedded_services, hosted
 
 
-class Recorder:
-    def __init__(self, name, log, fail_start=False, fail_stop=False):
-        self.name, self.log, self.fail_start, self.fail_stop = name, log, fail_start, fail_stop
-
-    async def start(self):
-        if self.fail_start:
-            raise RuntimeError(f"{self.name} cannot start")
-        self.log.append(f"start {self.name}")
-
-    async def stop(self):
-        self.log.append(f"stop {self.name}")
-        if self.fail_stop:
-            raise RuntimeError(f"{self.name} cannot stop")
+@pytest.fixture
+def everything_configured(settings):
+    settings.SPACE_FIAS_ADDRESS = "127.0.0.1:9"  # discard: nothing answers, the client keeps trying
+    settings.SPACE_INDUSTRY_ENABLED = True
+    settings.SPACE_INDUSTRY_PORT = 0
+    settings.SPACE_INDUSTRY_SERIAL = ""
+    settings.SPACE_SHIP_PORT = 7200
+    settings.SPACE_SHIP_BIND = "127.0.0.1"
 
 
-def test_services_start_in_order_and_stop_in_reverse():
-    log = []
-    services = [Recorder("bridge", log), Recorder("fias", log)]
-
-    started = asyncio.run(start_all(services))
-    asyncio.run(stop_all(started))
-
-    assert log == ["start bridge", "start fias", "stop fias", "stop bridge"]
+# --- the table ---------------------------------------------------------------------------------
 
 
-def test_a_failed_start_stops_the_services_already_started():
-    log = []
-    services = [Recorder("bridge", log), Recorder("fias", log, fail_start=True), Recorder("ship", log)]
+@pytest.mark.django_db(transaction=True)
+def test_every_entry_makes_a_service_that_starts_and_stops(everything_configured):
+    async def start_and_stop(service):
+        await service.start()
+        await service.stop()
 
-    with pytest.raises(RuntimeError, match="fias cannot start"):
-        asyncio.run(start_all(services))
+    started = []
+    for entry in SERVICES.values():
+        # Listening ones on a free port of the loopback, so that nothing else on this machine is in the way.
+        service = entry.make(**({"host": "127.0.0.1", "port": 0} if entry.listens else {}))
+        asyncio.run(start_and_stop(service))
+        started.append(entry.name)
 
-    assert log == ["start bridge", "stop bridge"]
+    assert started == [
+        "device-bridge",
+        "usb-encoder-sweep",
+        "webhooks",
+        "blacklist-purge",
+        "event-stream",
+        "fias",
+        "industry",
+        "ship",
+    ]
 
 
-def test_a_service_that_fails_to_stop_does_not_keep_the_others_running():
-    log = []
-    services = [Recorder("bridge", log), Recorder("fias", log, fail_stop=True)]
+def test_the_leases_keep_their_names_and_the_other_services_run_inside_runspace_only():
+    leases = {entry.name: entry.lease for entry in hosted()}
+    runspace_only = [entry.name for entry in SERVICES.values() if not entry.hosted]
 
-    asyncio.run(stop_all(services))
+    assert leases == {
+        "device-bridge": "device-bridge",
+        "event-stream": "event-stream",
+        "fias": "connector-fias",
+        "industry": "connector-industry",
+        "ship": "connector-ship",
+    }
+    assert runspace_only == ["usb-encoder-sweep", "webhooks", "blacklist-purge"]
+    assert [entry.name for entry in connectors()] == ["fias", "industry", "ship"]
 
-    assert log == ["stop fias", "stop bridge"]
+
+def test_a_connector_is_on_when_its_setting_is_set_and_the_others_always_are(settings):
+    settings.SPACE_FIAS_ADDRESS = ""
+    settings.SPACE_INDUSTRY_ENABLED = False
+    settings.SPACE_SHIP_PORT = 0
+
+    off = [entry.name for entry in SERVICES.values() if not entry.configured]
+    settings.SPACE_SHIP_PORT = 7200
+
+    assert off == ["fias", "industry", "ship"]
+    assert SERVICES["ship"].configured
 
 
 # --- where the services come from ------------------------------------------------
@@ -90,100 +107,46 @@ def test_the_production_profile_leaves_them_to_the_celery_workers_and_keeps_the_
     assert [type(service) for service in embedded_services()] == [EncoderSweep]
 
 
-# --- a service hosted on a loop of its own ---------------------------------------
+# --- runservice: what it refuses (tests/devices/test_runbridge.py runs it) -------------------------------
 
 
-class EchoProtocol(asyncio.DatagramProtocol):
-    def connection_made(self, transport):
-        self.transport = transport
+def test_runservice_of_an_unknown_name_fails_with_the_names_it_knows():
+    with pytest.raises(CommandError) as refused:
+        call_command("runservice", "bridge")
 
-    def datagram_received(self, data, addr):
-        self.transport.sendto(data, addr)
-
-
-class UdpEcho:
-    """A stand-in long-lived service: a UDP echo server on a free port."""
-
-    name = "udp echo"
-
-    def __init__(self, fail_start=False):
-        self.fail_start = fail_start
-        self.transport = None
-        self.port = None
-        self.log = []
-
-    async def start(self):
-        self.log.append("start")
-        if self.fail_start:
-            raise OSError("no such interface")
-        loop = asyncio.get_running_loop()
-        self.transport, _ = await loop.create_datagram_endpoint(EchoProtocol, local_addr=("127.0.0.1", 0))
-        self.port = self.transport.get_extra_info("sockname")[1]
-
-    async def stop(self):
-        self.log.append("stop")
-        if self.transport is not None:
-            self.transport.close()
+    assert str(refused.value) == "No service 'bridge'; there are: device-bridge, event-stream, fias, industry, ship."
 
 
-class Hosted:
-    """A Host running on its own event loop in a thread, as in a Celery worker thread."""
-
-    def __init__(self, service, lease=None):
-        self.service = service
-        self.host = Host(service, lease)
-        self.started = threading.Event()
-        self.outcome = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        try:
-            self.outcome.append(asyncio.run(self.host.run(on_started=lambda service: self.started.set())))
-        except Exception as error:
-            self.outcome.append(error)
-
-    def result(self, timeout=10):
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "the hosted service did not end"
-        return self.outcome[0]
+def test_runservice_of_a_service_that_runs_inside_runspace_only_fails_the_same_way():
+    with pytest.raises(CommandError, match=r"^No service 'webhooks'; there are: device-bridge, "):
+        call_command("runservice", "webhooks")
 
 
-def echo(port: int, payload: bytes = b"ping") -> bytes:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(5)
-        sock.sendto(payload, ("127.0.0.1", port))
-        return sock.recv(100)
+def test_runservice_of_an_unconfigured_connector_fails_naming_its_setting(settings):
+    settings.SPACE_FIAS_ADDRESS = ""
+
+    with pytest.raises(CommandError) as refused:
+        call_command("runservice", "fias")
+
+    assert str(refused.value) == "The FIAS connector is not configured: set SPACE_FIAS_ADDRESS."
 
 
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+def test_runservice_refuses_a_port_for_a_service_that_listens_on_none(settings):
+    settings.SPACE_FIAS_ADDRESS = "127.0.0.1:9"
+
+    with pytest.raises(CommandError) as refused:
+        call_command("runservice", "fias", "--port", "7000")
+
+    assert str(refused.value) == "The FIAS connector listens on no port: --host and --port are not for it."
 
 
-def test_a_hosted_service_runs_until_it_is_stopped_from_another_thread():
-    hosted = Hosted(UdpEcho())
-    assert hosted.started.wait(10)
+def test_runconnector_is_runservice_for_the_connectors_only(settings):
+    settings.SPACE_SHIP_PORT = 0
 
-    answer = echo(hosted.service.port)
-    hosted.host.stop()
+    with pytest.raises(CommandError) as not_a_connector:
+        call_command("runconnector", "device-bridge")
+    with pytest.raises(CommandError) as not_configured:
+        call_command("runconnector", "ship")
 
-    assert answer == b"ping"
-    assert hosted.result() == hosting.STOPPED
-    assert hosted.service.log == ["start", "stop"]
-    assert port_is_free(hosted.service.port)
-
-
-def test_a_host_stopped_before_it_runs_never_starts_its_service():
-    service = UdpEcho()
-    host = Host(service)
-    host.stop()
-
-    outcome = asyncio.run(host.run())
-
-    assert outcome == hosting.STOPPED
-    assert service.log == []
+    assert str(not_a_connector.value) == "No connector 'device-bridge'; there are: fias, industry, ship."
+    assert str(not_configured.value) == "The SHIP connector is not configured: set SPACE_SHIP_PORT."

@@ -18,12 +18,11 @@ from django.utils import timezone
 from hypothesis import strategies as st
 
 from hotel import actions as hotel
-from integrations import connectors
-from integrations.connectors import CONNECTORS
 from integrations.pms import fias, fias_requests, fias_service
 from integrations.pms.fias import ACK, ENQ, NAK, LinkByte, Record
 from integrations.pms.fias_service import FiasService
 from simulation.fias_pms import SimulatedPms
+from space.services import SERVICES, embedded_services
 
 CHECK_OUT = dt.time(11, 0)
 DEPARTURE = dt.datetime(2030, 5, 17, 10, 30)
@@ -476,7 +475,7 @@ def test_a_flood_of_requests_past_the_queue_is_answered_busy(fake_hotel, monkeyp
 
 
 def test_it_is_a_connector_turned_on_by_its_setting(settings):
-    connector = CONNECTORS["fias"]
+    connector = SERVICES["fias"]
     settings.SPACE_FIAS_ADDRESS = ""
     assert not connector.configured
     settings.SPACE_FIAS_ADDRESS = "pms.example:5010"
@@ -488,12 +487,12 @@ def test_it_is_a_connector_turned_on_by_its_setting(settings):
 def test_runspace_runs_it_when_it_is_configured(settings):
     settings.SPACE_CONNECTORS_IN_RUNSPACE = True
     settings.SPACE_FIAS_ADDRESS = "127.0.0.1:5010"
-    assert FiasService in [type(service) for service in connectors.embedded()]
+    assert FiasService in [type(service) for service in embedded_services()]
     settings.SPACE_FIAS_ADDRESS = ""
-    assert FiasService not in [type(service) for service in connectors.embedded()]
+    assert FiasService not in [type(service) for service in embedded_services()]
     settings.SPACE_FIAS_ADDRESS = "127.0.0.1:5010"
     settings.SPACE_CONNECTORS_IN_RUNSPACE = False
-    assert connectors.embedded() == []
+    assert [service for service in embedded_services() if isinstance(service, FiasService)] == []
 
 
 def test_the_check_out_time_comes_from_its_setting(settings):

@@ -18,12 +18,12 @@ from accesscontrol.choices import KeyStatus, StayStatus
 from accesscontrol.models import Key, Stay
 from devices.models import Device
 from hotel import actions as hotel
-from integrations import connectors
 from integrations.pms import industry, industry_service
 from integrations.pms.industry import ACK, NAK, Answer, CardRequest, CheckOutRequest, ModifyRequest
 from integrations.pms.industry_service import HOTEL_ERRORS, IndustryStandardService
 from simulation.encoders import SimulatedEncoder
 from simulation.industry_pms import SimulatedPms
+from space.services import SERVICES
 from tests.devices.conftest import encoder_bridge, quick_jobs  # noqa: F401 (the real bridge and its fixtures)
 from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, eventually, make_encoder, run, until
 from tests.hotel.support import make_hotel
@@ -453,7 +453,7 @@ def test_a_serial_line_that_cannot_be_opened_does_not_stop_the_connector(transac
 
 
 def test_the_connector_is_on_when_a_port_or_a_serial_line_is_set():
-    connector = connectors.CONNECTORS["industry"]
+    connector = SERVICES["industry"]
     with override_settings(SPACE_INDUSTRY_ENABLED=False):
         assert not connector.configured
     with override_settings(SPACE_INDUSTRY_ENABLED=True, SPACE_INDUSTRY_PORT=0, SPACE_INDUSTRY_SERIAL="/dev/ttyS0"):

@@ -12,9 +12,9 @@ from django.test import override_settings
 from django.utils import timezone
 
 from accesscontrol.models import ApiKey, Cardholder
-from integrations import connectors
 from integrations.ship import xml as ship
 from integrations.ship.service import ShipService
+from space.services import SERVICES
 from tests.integrations.ship.conftest import api_key, integrator
 from tests.integrations.test_eventstream_service import Loop, wait_until
 
@@ -192,7 +192,7 @@ def test_connections_over_the_limit_are_refused(token):
 
 
 def test_ship_is_a_connector_turned_on_by_its_port():
-    connector = connectors.CONNECTORS["ship"]
+    connector = SERVICES["ship"]
 
     with override_settings(SPACE_SHIP_PORT=0):
         assert not connector.configured

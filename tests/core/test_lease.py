@@ -15,7 +15,7 @@ import redis
 from core import hosting
 from core.hosting import Host
 from core.lease import KEY_PREFIX, Lease, redis_client
-from tests.space.test_services import Hosted, UdpEcho, port_is_free
+from tests.core.test_hosting import Hosted, UdpEcho, port_is_free
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("SPACE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
