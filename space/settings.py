@@ -193,7 +193,8 @@ SPACE_LDAP = None
 SPACE_LDAP_URL = envstr("SPACE_LDAP_URL")
 SPACE_LDAP_SYNC_MINUTES = envint("SPACE_LDAP_SYNC_MINUTES", 60)  # beat's sync_ldap; 0: only by manage.py sync_ldap
 if SPACE_LDAP_URL:
-    from integrations.ldap.config import auth_ldap_settings, directory_config
+    from integrations.ldap.config import directory_config
+    from integrations.ldap.directory import auth_ldap_settings
 
     SPACE_LDAP = directory_config(
         url=SPACE_LDAP_URL,

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from django.core.exceptions import ImproperlyConfigured
 
 try:
+    import django_auth_ldap.config  # noqa: F401 (checked here, used by integrations.ldap.directory)
     import ldap
     import ldap.dn
-    from django_auth_ldap.config import GroupOfNamesType, GroupOfUniqueNamesType, PosixGroupType
 except ImportError as exc:  # pragma: no cover - the setup installs it
     raise ImproperlyConfigured(
         "SPACE_LDAP_URL is set but django-auth-ldap is not installed: run scripts/install.sh "
@@ -184,43 +184,3 @@ def connection_options(config: DirectoryConfig) -> dict:
         options[ldap.OPT_X_TLS_CACERTFILE] = config.ca_file
         options[ldap.OPT_X_TLS_NEWCTX] = 0  # last: applies the TLS options above to this connection
     return options
-
-
-def auth_ldap_settings(config: DirectoryConfig) -> dict:
-    """The AUTH_LDAP_* settings of django-auth-ldap (used by integrations.ldap.backend.DirectoryBackend)."""
-    from integrations.ldap.directory import PagedLDAPSearch
-
-    group_type = {
-        "groupOfNames": GroupOfNamesType,
-        "groupOfUniqueNames": GroupOfUniqueNamesType,
-        "posixGroup": PosixGroupType,
-    }[config.group_type]()
-    values = {
-        "AUTH_LDAP_SERVER_URI": config.url,
-        "AUTH_LDAP_BIND_DN": config.bind_dn,
-        "AUTH_LDAP_BIND_PASSWORD": config.bind_password,
-        "AUTH_LDAP_START_TLS": config.start_tls,
-        "AUTH_LDAP_CONNECTION_OPTIONS": connection_options(config),
-        "AUTH_LDAP_USER_SEARCH": PagedLDAPSearch(
-            config.user_base, ldap.SCOPE_SUBTREE, config.user_filter, page_size=config.page_size
-        ),
-        "AUTH_LDAP_USER_ATTR_MAP": dict(USER_ATTR_MAP),
-        "AUTH_LDAP_ALWAYS_UPDATE_USER": True,
-        "AUTH_LDAP_REQUIRE_GROUP": config.require_group,
-        "AUTH_LDAP_USER_FLAGS_BY_GROUP": (
-            {"is_superuser": config.superuser_group, "is_staff": config.superuser_group}
-            if config.superuser_group
-            else {}
-        ),
-        "AUTH_LDAP_GROUP_TYPE": group_type,
-        "AUTH_LDAP_GROUP_SEARCH": None,
-    }
-    if config.group_base:
-        values["AUTH_LDAP_GROUP_SEARCH"] = PagedLDAPSearch(
-            config.group_base,
-            ldap.SCOPE_SUBTREE,
-            f"(objectClass={config.group_object_class})",
-            attrlist=["cn"],
-            page_size=config.page_size,
-        )
-    return values

@@ -9,10 +9,10 @@ than returning part of the directory.
 from collections.abc import Iterator
 
 import ldap
-from django_auth_ldap.config import LDAPSearch
+from django_auth_ldap.config import GroupOfNamesType, GroupOfUniqueNamesType, LDAPSearch, PosixGroupType
 from ldap.controls import SimplePagedResultsControl
 
-from integrations.ldap.config import PAGE_SIZE, DirectoryConfig, connection_options
+from integrations.ldap.config import PAGE_SIZE, USER_ATTR_MAP, DirectoryConfig, connection_options
 
 Entry = tuple[str, dict[str, list[bytes]]]
 
@@ -86,3 +86,41 @@ def texts(attributes: dict[str, list[bytes]], name: str) -> list[str]:
         if key.lower() == name.lower():
             return [value.decode("utf-8", "replace") for value in values]
     return []
+
+
+def auth_ldap_settings(config: DirectoryConfig) -> dict:
+    """The AUTH_LDAP_* settings of django-auth-ldap (used by integrations.ldap.backend.DirectoryBackend)."""
+    group_type = {
+        "groupOfNames": GroupOfNamesType,
+        "groupOfUniqueNames": GroupOfUniqueNamesType,
+        "posixGroup": PosixGroupType,
+    }[config.group_type]()
+    values = {
+        "AUTH_LDAP_SERVER_URI": config.url,
+        "AUTH_LDAP_BIND_DN": config.bind_dn,
+        "AUTH_LDAP_BIND_PASSWORD": config.bind_password,
+        "AUTH_LDAP_START_TLS": config.start_tls,
+        "AUTH_LDAP_CONNECTION_OPTIONS": connection_options(config),
+        "AUTH_LDAP_USER_SEARCH": PagedLDAPSearch(
+            config.user_base, ldap.SCOPE_SUBTREE, config.user_filter, page_size=config.page_size
+        ),
+        "AUTH_LDAP_USER_ATTR_MAP": dict(USER_ATTR_MAP),
+        "AUTH_LDAP_ALWAYS_UPDATE_USER": True,
+        "AUTH_LDAP_REQUIRE_GROUP": config.require_group,
+        "AUTH_LDAP_USER_FLAGS_BY_GROUP": (
+            {"is_superuser": config.superuser_group, "is_staff": config.superuser_group}
+            if config.superuser_group
+            else {}
+        ),
+        "AUTH_LDAP_GROUP_TYPE": group_type,
+        "AUTH_LDAP_GROUP_SEARCH": None,
+    }
+    if config.group_base:
+        values["AUTH_LDAP_GROUP_SEARCH"] = PagedLDAPSearch(
+            config.group_base,
+            ldap.SCOPE_SUBTREE,
+            f"(objectClass={config.group_object_class})",
+            attrlist=["cn"],
+            page_size=config.page_size,
+        )
+    return values

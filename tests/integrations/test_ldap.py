@@ -29,7 +29,8 @@ from slapdtest import SlapdObject  # noqa: E402
 
 from accesscontrol.models import Operator, OperatorGroup, SystemAuditEntry  # noqa: E402
 from integrations import tasks  # noqa: E402
-from integrations.ldap.config import auth_ldap_settings, directory_config, parse_group_map  # noqa: E402
+from integrations.ldap.config import directory_config, parse_group_map  # noqa: E402
+from integrations.ldap.directory import auth_ldap_settings  # noqa: E402
 from integrations.ldap.models import DirectoryAccount  # noqa: E402
 from integrations.ldap.sync import sync_directory  # noqa: E402
 from space.celery import directory_sync_entry  # noqa: E402
