@@ -15,6 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from accesscontrol import actions
 from accesscontrol.choices import Decision, KeyStatus
 from accesscontrol.models import (
     AccessLevel,
@@ -175,6 +176,35 @@ class NestedWritesMixin:
         return owner
 
 
+class ActionWritesMixin:
+    """Create and update through an action of accesscontrol.actions, which owns the transaction and the record.
+
+    ``save_action`` is the action (``owner``, its nested list by ``nested_name``,
+    operator, via); the viewset records nothing itself (``audited_by_actions``).
+    """
+
+    nested_name = ""
+
+    def save_action(self, owner, children, **kwargs):
+        raise NotImplementedError
+
+    def create(self, validated_data):
+        children = validated_data.pop(self.nested_name, None) if self.nested_name else None
+        return self.save_action(self.Meta.model(**validated_data), children, **_by(self))
+
+    def update(self, instance, validated_data):
+        children = validated_data.pop(self.nested_name, None) if self.nested_name else None
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        return self.save_action(instance, children, **_by(self))
+
+
+def _by(serializer) -> dict:
+    """Who writes, for an action: the request's operator, through the API."""
+    request = serializer.context.get("request")
+    return {"operator": getattr(request, "user", None), "via": "api"}
+
+
 class TimeIntervalSerializer(ModelSerializer):
     class Meta:
         model = TimeInterval
@@ -195,13 +225,16 @@ class TimeIntervalSerializer(ModelSerializer):
         ]
 
 
-class TimePeriodSerializer(NestedWritesMixin, PartitionedSerializer):
-    nested = {"intervals": TimeInterval}
+class TimePeriodSerializer(ActionWritesMixin, PartitionedSerializer):
+    nested_name = "intervals"
     intervals = TimeIntervalSerializer(many=True, required=False, max_length=MAX_INTERVALS_PER_PERIOD)
 
     class Meta:
         model = TimePeriod
         fields = ["id", "partition", "name", "description", "intervals"]
+
+    def save_action(self, period, intervals, **by):
+        return actions.save_time_period(period, intervals=intervals, **by)
 
 
 class CalendarDaySerializer(ModelSerializer):
@@ -210,13 +243,16 @@ class CalendarDaySerializer(ModelSerializer):
         fields = ["id", "date", "day_type", "name", "recurring"]
 
 
-class CalendarSerializer(NestedWritesMixin, ModelSerializer):
-    nested = {"days": CalendarDay}
+class CalendarSerializer(ActionWritesMixin, ModelSerializer):
+    nested_name = "days"
     days = CalendarDaySerializer(many=True, required=False, max_length=2000)
 
     class Meta:
         model = Calendar
         fields = ["id", "name", "description", "days"]
+
+    def save_action(self, calendar, days, **by):
+        return actions.save_calendar(calendar, days=days, **by)
 
     def validate_days(self, days):
         dates = [day["date"] for day in days]
@@ -231,19 +267,29 @@ class AccessLevelEntrySerializer(ModelSerializer):
         fields = ["id", "access_point", "zone", "time_period"]
 
 
-class AccessLevelSerializer(NestedWritesMixin, PartitionedSerializer):
-    nested = {"entries": AccessLevelEntry}
+class AccessLevelSerializer(ActionWritesMixin, PartitionedSerializer):
+    nested_name = "entries"
     entries = AccessLevelEntrySerializer(many=True, required=False, max_length=10000)
 
     class Meta:
         model = AccessLevel
         fields = ["id", "partition", "name", "description", "entries"]
 
+    def save_action(self, level, entries, **by):
+        return actions.save_access_level(level, entries=entries, **by)
+
 
 class CardholderPermissionSerializer(ModelSerializer):
     class Meta:
         model = CardholderPermission
         fields = ["id", "cardholder", "access_point", "zone", "time_period"]
+
+    def create(self, validated_data):
+        grant = {name: validated_data.get(name) for name in actions.PERMISSION_FIELDS}
+        return actions.add_cardholder_permission(validated_data["cardholder"], **grant, **_by(self))
+
+    def update(self, instance, validated_data):
+        return actions.change_cardholder_permission(instance, validated_data, **_by(self))
 
 
 class CardholderSerializer(PartitionedSerializer):
