@@ -81,6 +81,7 @@ class AuditedAdminMixin:
 
     # False where saving calls an action in accesscontrol.actions, which records itself.
     audit_additions = True
+    audit_changes = True
 
     def log_addition(self, request, obj, message):
         entry = super().log_addition(request, obj, message)
@@ -90,7 +91,8 @@ class AuditedAdminMixin:
 
     def log_change(self, request, obj, message):
         entry = super().log_change(request, obj, message)
-        record_admin_action(request, "change", obj, _change_detail(message))
+        if self.audit_changes:
+            record_admin_action(request, "change", obj, _change_detail(message))
         return entry
 
     def log_deletions(self, request, queryset):

@@ -190,16 +190,16 @@ class ActionWritesMixin:
 
     def create(self, validated_data):
         children = validated_data.pop(self.nested_name, None) if self.nested_name else None
-        return self.save_action(self.Meta.model(**validated_data), children, **_by(self))
+        return self.save_action(self.Meta.model(**validated_data), children, **by_request(self))
 
     def update(self, instance, validated_data):
         children = validated_data.pop(self.nested_name, None) if self.nested_name else None
         for name, value in validated_data.items():
             setattr(instance, name, value)
-        return self.save_action(instance, children, **_by(self))
+        return self.save_action(instance, children, **by_request(self))
 
 
-def _by(serializer) -> dict:
+def by_request(serializer) -> dict:
     """Who writes, for an action: the request's operator, through the API."""
     request = serializer.context.get("request")
     return {"operator": getattr(request, "user", None), "via": "api"}
@@ -286,10 +286,10 @@ class CardholderPermissionSerializer(ModelSerializer):
 
     def create(self, validated_data):
         grant = {name: validated_data.get(name) for name in actions.PERMISSION_FIELDS}
-        return actions.add_cardholder_permission(validated_data["cardholder"], **grant, **_by(self))
+        return actions.add_cardholder_permission(validated_data["cardholder"], **grant, **by_request(self))
 
     def update(self, instance, validated_data):
-        return actions.change_cardholder_permission(instance, validated_data, **_by(self))
+        return actions.change_cardholder_permission(instance, validated_data, **by_request(self))
 
 
 class CardholderSerializer(PartitionedSerializer):
