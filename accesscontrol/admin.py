@@ -15,7 +15,14 @@ from django.contrib.auth.models import Group
 from django.db.models import Count
 from django.utils import timezone
 
-from accesscontrol.actions import issue_api_key, record_operator_action, revoke_api_key
+from accesscontrol.actions import (
+    issue_api_key,
+    record_operator_action,
+    revoke_api_key,
+    save_access_level,
+    save_calendar,
+    save_time_period,
+)
 from accesscontrol.models import (
     AccessLevel,
     AccessLevelEntry,
@@ -150,6 +157,36 @@ class SpaceAdmin(AuditedAdminMixin, PartitionRestrictedMixin, admin.ModelAdmin):
     pass
 
 
+class SavedByActionAdmin(SpaceAdmin):
+    """An object and the rows of its one inline saved together by an action of accesscontrol.actions.
+
+    ``save_action(obj, children, operator=, via=)`` is that action; it records the
+    change itself ("create" or "update"), so the admin's own rows are left out.
+    """
+
+    audit_additions = False
+    audit_changes = False
+    child_fields: tuple = ()
+
+    def save_action(self, obj, children, **by):
+        raise NotImplementedError
+
+    def save_model(self, request, obj, form, change):
+        """Nothing yet: save_related, which sees the inline rows too, saves all through the action."""
+
+    def save_related(self, request, form, formsets, change):
+        children = None
+        for formset in formsets:
+            children = [
+                {name: row.cleaned_data[name] for name in self.child_fields}
+                for row in formset.forms
+                if row.cleaned_data and not row.cleaned_data.get("DELETE")
+            ]
+            # The admin's change message reads what the formset saved; the action saved it instead.
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        self.save_action(form.instance, children, operator=request.user, via=VIA)
+
+
 class ReadOnlyAdmin(SpaceAdmin):
     """For append-only records: they are looked at, never written from the admin."""
 
@@ -245,7 +282,9 @@ class TimeIntervalInline(admin.TabularInline):
 
 
 @admin.register(TimePeriod)
-class TimePeriodAdmin(SpaceAdmin):
+class TimePeriodAdmin(SavedByActionAdmin):
+    child_fields = ("start", "end", *TimeInterval.DAY_FIELDS, *TimeInterval.DAY_TYPE_FIELDS.values())
+    save_action = staticmethod(lambda period, intervals, **by: save_time_period(period, intervals=intervals, **by))
     list_display = ["name", "partition", "schedule"]
     list_filter = ["partition"]
     list_select_related = ["partition"]
@@ -279,7 +318,9 @@ class CalendarDayInline(admin.TabularInline):
 
 
 @admin.register(Calendar)
-class CalendarAdmin(SpaceAdmin):
+class CalendarAdmin(SavedByActionAdmin):
+    child_fields = ("date", "day_type", "name", "recurring")
+    save_action = staticmethod(lambda calendar, days, **by: save_calendar(calendar, days=days, **by))
     list_display = ["name", "day_count"]
     search_fields = ["name", "description"]
     inlines = [CalendarDayInline]
@@ -302,7 +343,9 @@ class AccessLevelEntryInline(admin.TabularInline):
 
 
 @admin.register(AccessLevel)
-class AccessLevelAdmin(SpaceAdmin):
+class AccessLevelAdmin(SavedByActionAdmin):
+    child_fields = ("access_point", "zone", "time_period")
+    save_action = staticmethod(lambda level, entries, **by: save_access_level(level, entries=entries, **by))
     list_display = ["name", "partition", "entry_count", "cardholder_count"]
     list_filter = ["partition"]
     list_select_related = ["partition"]
