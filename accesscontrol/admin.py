@@ -16,8 +16,14 @@ from django.db.models import Count
 from django.utils import timezone
 
 from accesscontrol.actions import (
+    PERMISSION_FIELDS,
+    add_cardholder_permission,
+    change_cardholder_permission,
+    grant_access_level,
     issue_api_key,
     record_operator_action,
+    remove_cardholder_permission,
+    revoke_access_level,
     revoke_api_key,
     save_access_level,
     save_calendar,
@@ -453,6 +459,25 @@ class CardholderPermissionInline(admin.TabularInline):
     autocomplete_fields = ["access_point", "zone", "time_period"]
 
 
+def _save_permissions(holder, formset, by: dict) -> None:
+    for row in formset.forms:
+        if not row.cleaned_data:
+            continue
+        grant = {name: row.cleaned_data.get(name) for name in PERMISSION_FIELDS}
+        if row.instance.pk is None:
+            if not row.cleaned_data.get("DELETE"):
+                add_cardholder_permission(holder, **grant, **by)
+            continue
+        # The form has written the new values onto its instance already: the action compares with the stored row.
+        stored = CardholderPermission.objects.get(pk=row.instance.pk)
+        if row.cleaned_data.get("DELETE"):
+            remove_cardholder_permission(stored, **by)
+        elif row.has_changed():
+            change_cardholder_permission(stored, grant, **by)
+    # The admin's change message reads what the formset saved; the actions saved it instead.
+    formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+
+
 @admin.register(Cardholder)
 class CardholderAdmin(SpaceAdmin):
     form = CardholderForm
@@ -489,6 +514,22 @@ class CardholderAdmin(SpaceAdmin):
         ("Notes", {"fields": ["notes"]}),
     ]
     readonly_fields = ["has_pin"]
+
+    def save_related(self, request, form, formsets, change):
+        """Access levels and individual permissions change through their actions, a system auditor row each."""
+        holder = form.instance
+        by = {"operator": request.user, "via": VIA}
+        held = set(holder.access_levels.all()) if change else set()
+        wanted = set(form.cleaned_data.get("access_levels", ()))
+        for level in sorted(held - wanted, key=lambda level: level.pk):
+            revoke_access_level(holder, level, **by)
+        for level in sorted(wanted - held, key=lambda level: level.pk):
+            grant_access_level(holder, level, **by)
+        for formset in formsets:
+            if formset.model is CardholderPermission:
+                _save_permissions(holder, formset, by)
+            else:
+                self.save_formset(request, form, formset, change=change)
 
     @admin.display(description="PIN", boolean=True)
     def has_pin(self, cardholder):
