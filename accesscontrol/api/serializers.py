@@ -10,7 +10,6 @@ import copy
 from django.contrib.auth.models import Permission
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -142,38 +141,6 @@ class AccessPointSerializer(PartitionedSerializer):
         ]
 
     validate_ext_id = staticmethod(_none_if_blank)
-
-
-def _replace_children(owner, relation: str, model, items: list[dict]) -> None:
-    """Write a nested list as a whole: the children given replace the ones stored."""
-    fk_name = type(owner)._meta.get_field(relation).field.name
-    getattr(owner, relation).all().delete()
-    for item in items:
-        model.objects.create(**{fk_name: owner}, **item)
-    # A prefetched list would otherwise still show the old children.
-    getattr(owner, "_prefetched_objects_cache", {}).pop(relation, None)
-
-
-class NestedWritesMixin:
-    """Create and update with nested lists (``nested`` names them) written as a whole."""
-
-    nested: dict = {}
-
-    def create(self, validated_data):
-        children = {name: validated_data.pop(name, []) for name in self.nested}
-        with transaction.atomic():
-            owner = super().create(validated_data)
-            for name, items in children.items():
-                _replace_children(owner, name, self.nested[name], items)
-        return owner
-
-    def update(self, instance, validated_data):
-        children = {name: validated_data.pop(name) for name in self.nested if name in validated_data}
-        with transaction.atomic():
-            owner = super().update(instance, validated_data)
-            for name, items in children.items():
-                _replace_children(owner, name, self.nested[name], items)
-        return owner
 
 
 class ActionWritesMixin:
