@@ -18,12 +18,21 @@ from django.utils import timezone
 from django.utils.text import capfirst
 
 from accesscontrol.actions import (
+    PERMISSION_FIELDS,
+    add_cardholder_permission,
     cancel_key,
+    change_cardholder_permission,
     delete_cardholder,
     delete_key,
+    grant_access_level,
     issue_api_key,
     record_operator_action,
+    remove_cardholder_permission,
+    revoke_access_level,
     revoke_api_key,
+    save_access_level,
+    save_calendar,
+    save_time_period,
 )
 from accesscontrol.models import (
     AccessLevel,
@@ -91,6 +100,7 @@ class AuditedAdminMixin:
     # False where saving (deleting) calls an action in accesscontrol.actions, which records itself.
     audit_additions = True
     audit_deletions = True
+    audit_changes = True
 
     def log_addition(self, request, obj, message):
         entry = super().log_addition(request, obj, message)
@@ -100,7 +110,8 @@ class AuditedAdminMixin:
 
     def log_change(self, request, obj, message):
         entry = super().log_change(request, obj, message)
-        record_admin_action(request, "change", obj, _change_detail(message))
+        if self.audit_changes:
+            record_admin_action(request, "change", obj, _change_detail(message))
         return entry
 
     def log_deletions(self, request, queryset):
@@ -157,6 +168,36 @@ class PartitionRestrictedMixin:
 
 class SpaceAdmin(AuditedAdminMixin, PartitionRestrictedMixin, admin.ModelAdmin):
     pass
+
+
+class SavedByActionAdmin(SpaceAdmin):
+    """An object and the rows of its one inline saved together by an action of accesscontrol.actions.
+
+    ``save_action(obj, children, operator=, via=)`` is that action; it records the
+    change itself ("create" or "update"), so the admin's own rows are left out.
+    """
+
+    audit_additions = False
+    audit_changes = False
+    child_fields: tuple = ()
+
+    def save_action(self, obj, children, **by):
+        raise NotImplementedError
+
+    def save_model(self, request, obj, form, change):
+        """Nothing yet: save_related, which sees the inline rows too, saves all through the action."""
+
+    def save_related(self, request, form, formsets, change):
+        children = None
+        for formset in formsets:
+            children = [
+                {name: row.cleaned_data[name] for name in self.child_fields}
+                for row in formset.forms
+                if row.cleaned_data and not row.cleaned_data.get("DELETE")
+            ]
+            # The admin's change message reads what the formset saved; the action saved it instead.
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        self.save_action(form.instance, children, operator=request.user, via=VIA)
 
 
 class ReadOnlyAdmin(SpaceAdmin):
@@ -254,7 +295,9 @@ class TimeIntervalInline(admin.TabularInline):
 
 
 @admin.register(TimePeriod)
-class TimePeriodAdmin(SpaceAdmin):
+class TimePeriodAdmin(SavedByActionAdmin):
+    child_fields = ("start", "end", *TimeInterval.DAY_FIELDS, *TimeInterval.DAY_TYPE_FIELDS.values())
+    save_action = staticmethod(lambda period, intervals, **by: save_time_period(period, intervals=intervals, **by))
     list_display = ["name", "partition", "schedule"]
     list_filter = ["partition"]
     list_select_related = ["partition"]
@@ -288,7 +331,9 @@ class CalendarDayInline(admin.TabularInline):
 
 
 @admin.register(Calendar)
-class CalendarAdmin(SpaceAdmin):
+class CalendarAdmin(SavedByActionAdmin):
+    child_fields = ("date", "day_type", "name", "recurring")
+    save_action = staticmethod(lambda calendar, days, **by: save_calendar(calendar, days=days, **by))
     list_display = ["name", "day_count"]
     search_fields = ["name", "description"]
     inlines = [CalendarDayInline]
@@ -311,7 +356,9 @@ class AccessLevelEntryInline(admin.TabularInline):
 
 
 @admin.register(AccessLevel)
-class AccessLevelAdmin(SpaceAdmin):
+class AccessLevelAdmin(SavedByActionAdmin):
+    child_fields = ("access_point", "zone", "time_period")
+    save_action = staticmethod(lambda level, entries, **by: save_access_level(level, entries=entries, **by))
     list_display = ["name", "partition", "entry_count", "cardholder_count"]
     list_filter = ["partition"]
     list_select_related = ["partition"]
@@ -423,6 +470,25 @@ class CardholderPermissionInline(admin.TabularInline):
     autocomplete_fields = ["access_point", "zone", "time_period"]
 
 
+def _save_permissions(holder, formset, by: dict) -> None:
+    for row in formset.forms:
+        if not row.cleaned_data:
+            continue
+        grant = {name: row.cleaned_data.get(name) for name in PERMISSION_FIELDS}
+        if row.instance.pk is None:
+            if not row.cleaned_data.get("DELETE"):
+                add_cardholder_permission(holder, **grant, **by)
+            continue
+        # The form has written the new values onto its instance already: the action compares with the stored row.
+        stored = CardholderPermission.objects.get(pk=row.instance.pk)
+        if row.cleaned_data.get("DELETE"):
+            remove_cardholder_permission(stored, **by)
+        elif row.has_changed():
+            change_cardholder_permission(stored, grant, **by)
+    # The admin's change message reads what the formset saved; the actions saved it instead.
+    formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+
+
 @admin.register(Cardholder)
 class CardholderAdmin(SpaceAdmin):
     form = CardholderForm
@@ -484,6 +550,22 @@ class CardholderAdmin(SpaceAdmin):
             ]
             counts = {**counts, Key._meta.verbose_name_plural: len(keys)}
         return deleted, counts, perms_needed, protected
+
+    def save_related(self, request, form, formsets, change):
+        """Access levels and individual permissions change through their actions, a system auditor row each."""
+        holder = form.instance
+        by = {"operator": request.user, "via": VIA}
+        held = set(holder.access_levels.all()) if change else set()
+        wanted = set(form.cleaned_data.get("access_levels", ()))
+        for level in sorted(held - wanted, key=lambda level: level.pk):
+            revoke_access_level(holder, level, **by)
+        for level in sorted(wanted - held, key=lambda level: level.pk):
+            grant_access_level(holder, level, **by)
+        for formset in formsets:
+            if formset.model is CardholderPermission:
+                _save_permissions(holder, formset, by)
+            else:
+                self.save_formset(request, form, formset, change=change)
 
     @admin.display(description="PIN", boolean=True)
     def has_pin(self, cardholder):

@@ -325,19 +325,11 @@ def grant_access_level(job: Job, progress: jobs.Progress) -> dict:
     if level is None:
         raise jobs.JobError("The access level no longer exists, or you may no longer see it.")
     queryset = filtered_cardholders(operator, "change", job.parameters.get("filters", {}))
-    through = Cardholder.access_levels.through
-    holding = set(through.objects.filter(accesslevel_id=level.pk).values_list("cardholder_id", flat=True))
+    holding = set(level.cardholders.values_list("pk", flat=True))
     ids = [pk for pk in queryset.order_by("pk").values_list("pk", flat=True) if pk not in holding]
     progress.set_total(len(ids))
     for first in range(0, len(ids), BATCH):
         batch = ids[first : first + BATCH]
-        with transaction.atomic():
-            through.objects.bulk_create(
-                [through(cardholder_id=pk, accesslevel_id=level.pk) for pk in batch], ignore_conflicts=True
-            )
-            record_rule_changes("cardholder", batch)
-            actions.record_operator_action(
-                operator, "grant_access_level", level, via=VIA, detail={"job": job.pk, "cardholders": batch}
-            )
+        actions.grant_access_level_to_many(level, batch, operator=operator, via=VIA, detail={"job": job.pk})
         progress.advance(len(batch))
     return {"granted": len(ids), "message": f"{level.name} granted to {len(ids)} cardholders."}

@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from accesscontrol.admin import VIA, ReadOnlyAdmin, SpaceAdmin
 from accesscontrol.models import AccessPoint
 from accesscontrol.permissions import restrict
-from devices import commands
+from devices import actions, commands
 from devices.models import DEVICE_KEY_SIZE, Device, DeviceCommand, DeviceDoor, DeviceReader
 
 LIVE_STATUS = ["online", "last_seen_at", "address", "firmware", "battery", "tamper", "door_states"]
@@ -91,19 +91,38 @@ class DeviceAdmin(SpaceAdmin):
     def key_set(self, device):
         return device.has_key
 
+    # devices.actions records commissioning ("add") and changes ("update") itself.
+    audit_additions = False
+    audit_changes = False
+
     def save_model(self, request, obj, form, change):
+        """Nothing yet: save_related, which sees the door and reader rows too, saves all through one action."""
+
+    def save_related(self, request, form, formsets, change):
+        mappings = {}
+        for formset in formsets:
+            relation = formset.fk.remote_field.related_name
+            mappings[relation] = [
+                {"number": row.cleaned_data["number"], "access_point": row.cleaned_data["access_point"]}
+                for row in formset.forms
+                if row.cleaned_data and not row.cleaned_data.get("DELETE")
+            ]
+            # The admin's change message reads what the formset saved; the action saved it instead.
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        device = form.instance
+        by = {"operator": request.user, "via": VIA}
         if change:
-            return super().save_model(request, obj, form, change)
+            actions.update_device(device, **mappings, **by)
+            return
         given = form.cleaned_data.get("key")
-        key = obj.set_key(given)
-        super().save_model(request, obj, form, change)
+        key = actions.commission_device(device, key=given, **mappings, **by, recorded_as="add")
         if given is None:
-            _show_key_once(request, obj, key)
+            _show_key_once(request, device, key)
 
     @admin.action(description="Generate a new key", permissions=["change"])
     def generate_new_key(self, request, queryset):
         for device in self.restrict(queryset, request, "change"):
-            _show_key_once(request, device, commands.rekey(device, operator=request.user, via=VIA), "new key")
+            _show_key_once(request, device, actions.rekey_device(device, operator=request.user, via=VIA), "new key")
 
 
 @admin.register(DeviceCommand)

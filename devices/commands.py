@@ -1,4 +1,4 @@
-"""Operator commands to doors, and device keys: the one place they are issued.
+"""Operator commands to doors: the one place they are issued.
 
 An operator names an operation and a target: an access point, a zone (all its
 access points) or the whole site (``SiteSettings``). :func:`issue` then, in one
@@ -32,7 +32,7 @@ from accesscontrol.models import AccessPoint, AuditEvent, SiteSettings, Zone
 from accesscontrol.permissions import ALL, allowed_partitions, permission_name
 from accesscontrol.rulechanges import record_rule_changes
 from devices.choices import CommandOp
-from devices.models import Device, DeviceCommand, DeviceDoor
+from devices.models import DeviceCommand, DeviceDoor
 
 # The operations an operator issues to doors, and the audit event each leaves.
 AUDIT_KINDS = {
@@ -246,16 +246,3 @@ def visible_commands(queryset: QuerySet, operator, action: str = "view") -> Quer
     """
     partitions = allowed_partitions(operator, permission_name(DeviceCommand, action))
     return queryset if partitions is ALL else queryset.filter(access_point__partition__in=partitions)
-
-
-# --- device keys -------------------------------------------------------------------------------------
-
-
-def rekey(device: Device, *, operator, via: str, key: bytes | None = None) -> bytes:
-    """Give ``device`` a new key (a random one when None) and return it: the only time it is in clear text."""
-    with transaction.atomic():
-        key = device.set_key(key)
-        # updated_at moves so the device bridge reloads the device with its new key.
-        device.save(update_fields=["key_sealed", "updated_at"])
-        record_operator_action(operator, "rekey_device", device, via=via, detail={"device_id": device.device_id})
-    return key

@@ -10,11 +10,11 @@ import copy
 from django.contrib.auth.models import Permission
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from accesscontrol import actions
 from accesscontrol.choices import Decision, KeyStatus
 from accesscontrol.models import (
     AccessLevel,
@@ -143,36 +143,33 @@ class AccessPointSerializer(PartitionedSerializer):
     validate_ext_id = staticmethod(_none_if_blank)
 
 
-def _replace_children(owner, relation: str, model, items: list[dict]) -> None:
-    """Write a nested list as a whole: the children given replace the ones stored."""
-    fk_name = type(owner)._meta.get_field(relation).field.name
-    getattr(owner, relation).all().delete()
-    for item in items:
-        model.objects.create(**{fk_name: owner}, **item)
-    # A prefetched list would otherwise still show the old children.
-    getattr(owner, "_prefetched_objects_cache", {}).pop(relation, None)
+class ActionWritesMixin:
+    """Create and update through an action of accesscontrol.actions, which owns the transaction and the record.
 
+    ``save_action`` is the action (``owner``, its nested list by ``nested_name``,
+    operator, via); the viewset records nothing itself (``audited_by_actions``).
+    """
 
-class NestedWritesMixin:
-    """Create and update with nested lists (``nested`` names them) written as a whole."""
+    nested_name = ""
 
-    nested: dict = {}
+    def save_action(self, owner, children, **kwargs):
+        raise NotImplementedError
 
     def create(self, validated_data):
-        children = {name: validated_data.pop(name, []) for name in self.nested}
-        with transaction.atomic():
-            owner = super().create(validated_data)
-            for name, items in children.items():
-                _replace_children(owner, name, self.nested[name], items)
-        return owner
+        children = validated_data.pop(self.nested_name, None) if self.nested_name else None
+        return self.save_action(self.Meta.model(**validated_data), children, **by_request(self))
 
     def update(self, instance, validated_data):
-        children = {name: validated_data.pop(name) for name in self.nested if name in validated_data}
-        with transaction.atomic():
-            owner = super().update(instance, validated_data)
-            for name, items in children.items():
-                _replace_children(owner, name, self.nested[name], items)
-        return owner
+        children = validated_data.pop(self.nested_name, None) if self.nested_name else None
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        return self.save_action(instance, children, **by_request(self))
+
+
+def by_request(serializer) -> dict:
+    """Who writes, for an action: the request's operator, through the API."""
+    request = serializer.context.get("request")
+    return {"operator": getattr(request, "user", None), "via": "api"}
 
 
 class TimeIntervalSerializer(ModelSerializer):
@@ -195,13 +192,16 @@ class TimeIntervalSerializer(ModelSerializer):
         ]
 
 
-class TimePeriodSerializer(NestedWritesMixin, PartitionedSerializer):
-    nested = {"intervals": TimeInterval}
+class TimePeriodSerializer(ActionWritesMixin, PartitionedSerializer):
+    nested_name = "intervals"
     intervals = TimeIntervalSerializer(many=True, required=False, max_length=MAX_INTERVALS_PER_PERIOD)
 
     class Meta:
         model = TimePeriod
         fields = ["id", "partition", "name", "description", "intervals"]
+
+    def save_action(self, period, intervals, **by):
+        return actions.save_time_period(period, intervals=intervals, **by)
 
 
 class CalendarDaySerializer(ModelSerializer):
@@ -210,13 +210,16 @@ class CalendarDaySerializer(ModelSerializer):
         fields = ["id", "date", "day_type", "name", "recurring"]
 
 
-class CalendarSerializer(NestedWritesMixin, ModelSerializer):
-    nested = {"days": CalendarDay}
+class CalendarSerializer(ActionWritesMixin, ModelSerializer):
+    nested_name = "days"
     days = CalendarDaySerializer(many=True, required=False, max_length=2000)
 
     class Meta:
         model = Calendar
         fields = ["id", "name", "description", "days"]
+
+    def save_action(self, calendar, days, **by):
+        return actions.save_calendar(calendar, days=days, **by)
 
     def validate_days(self, days):
         dates = [day["date"] for day in days]
@@ -231,19 +234,29 @@ class AccessLevelEntrySerializer(ModelSerializer):
         fields = ["id", "access_point", "zone", "time_period"]
 
 
-class AccessLevelSerializer(NestedWritesMixin, PartitionedSerializer):
-    nested = {"entries": AccessLevelEntry}
+class AccessLevelSerializer(ActionWritesMixin, PartitionedSerializer):
+    nested_name = "entries"
     entries = AccessLevelEntrySerializer(many=True, required=False, max_length=10000)
 
     class Meta:
         model = AccessLevel
         fields = ["id", "partition", "name", "description", "entries"]
 
+    def save_action(self, level, entries, **by):
+        return actions.save_access_level(level, entries=entries, **by)
+
 
 class CardholderPermissionSerializer(ModelSerializer):
     class Meta:
         model = CardholderPermission
         fields = ["id", "cardholder", "access_point", "zone", "time_period"]
+
+    def create(self, validated_data):
+        grant = {name: validated_data.get(name) for name in actions.PERMISSION_FIELDS}
+        return actions.add_cardholder_permission(validated_data["cardholder"], **grant, **by_request(self))
+
+    def update(self, instance, validated_data):
+        return actions.change_cardholder_permission(instance, validated_data, **by_request(self))
 
 
 class CardholderSerializer(PartitionedSerializer):

@@ -91,6 +91,9 @@ class RestrictedViewSetMixin:
 
 
 class SpaceModelViewSet(RestrictedViewSetMixin, viewsets.ModelViewSet):
+    # True where the serializer saves through an action of accesscontrol.actions, which records itself.
+    audited_by_actions = False
+
     def create(self, request, *args, **kwargs):
         with transaction.atomic():
             return super().create(request, *args, **kwargs)
@@ -110,12 +113,13 @@ class SpaceModelViewSet(RestrictedViewSetMixin, viewsets.ModelViewSet):
 
     def perform_update(self, serializer):
         # The old partition was checked when the object was found (restrict with "change").
-        before = serializer.to_representation(serializer.instance)
+        before = None if self.audited_by_actions else serializer.to_representation(serializer.instance)
         serializer.save()
         self.ensure_partition_allowed(serializer.instance, "change")
         serializer.instance._prefetched_objects_cache = {}
-        changes = changes_made(serializer, before, serializer.to_representation(serializer.instance))
-        self.audit("update", serializer.instance, {"changes": changes})
+        if not self.audited_by_actions:
+            changes = changes_made(serializer, before, serializer.to_representation(serializer.instance))
+            self.audit("update", serializer.instance, {"changes": changes})
         self.after_save(serializer)
 
     def perform_destroy(self, instance):
@@ -125,7 +129,8 @@ class SpaceModelViewSet(RestrictedViewSetMixin, viewsets.ModelViewSet):
     def save_new(self, serializer):
         """Create the object (and record it); viewsets whose creation is a business operation override this."""
         serializer.save()
-        self.audit("create", serializer.instance, {"fields": sorted(serializer.validated_data)})
+        if not self.audited_by_actions:
+            self.audit("create", serializer.instance, {"fields": sorted(serializer.validated_data)})
 
     def after_save(self, serializer):
         """Work that follows a create or update inside its transaction."""
@@ -243,6 +248,7 @@ def _current_rules():
 
 
 class TimePeriodViewSet(SpaceModelViewSet):
+    audited_by_actions = True
     queryset = TimePeriod.objects.prefetch_related("intervals")
     serializer_class = serializers.TimePeriodSerializer
     filterset_class = filtersets.TimePeriodFilterSet
@@ -251,6 +257,7 @@ class TimePeriodViewSet(SpaceModelViewSet):
 
 
 class CalendarViewSet(SpaceModelViewSet):
+    audited_by_actions = True
     queryset = Calendar.objects.prefetch_related("days")
     serializer_class = serializers.CalendarSerializer
     filterset_class = filtersets.CalendarFilterSet
@@ -262,6 +269,7 @@ class CalendarViewSet(SpaceModelViewSet):
 
 
 class AccessLevelViewSet(SpaceModelViewSet):
+    audited_by_actions = True
     queryset = AccessLevel.objects.prefetch_related(Prefetch("entries", AccessLevelEntry.objects.order_by("id")))
     serializer_class = serializers.AccessLevelSerializer
     filterset_class = filtersets.AccessLevelFilterSet
@@ -287,6 +295,7 @@ class CardholderViewSet(SpaceModelViewSet):
 
 
 class CardholderPermissionViewSet(SpaceModelViewSet):
+    audited_by_actions = True
     queryset = CardholderPermission.objects.order_by("id")
     serializer_class = serializers.CardholderPermissionSerializer
     filterset_class = filtersets.CardholderPermissionFilterSet

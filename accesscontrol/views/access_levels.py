@@ -1,17 +1,17 @@
 """Pages for access levels: their entries (access point or zone, at the times of a time period) and members."""
 
 from django.contrib import messages
-from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.views import View
 
-from accesscontrol import filtersets
+from accesscontrol import actions, filtersets
+from accesscontrol.actions import describe_entry
 from accesscontrol.forms.access_levels import AccessLevelEntryForm, AccessLevelForm
 from accesscontrol.models import AccessLevel, AccessLevelEntry, Cardholder
 from accesscontrol.permissions import restrict
-from accesscontrol.views.base import OperatorPage, audit
+from accesscontrol.views.base import VIA, OperatorPage, client_address
 from accesscontrol.views.editing import CreatePage, DeletePage, DetailPage, EditPage, ListPage, visible_partitions
 from accesscontrol.views.places import count_of
 
@@ -22,11 +22,6 @@ def members_url(level) -> str | None:
         return f"{reverse('cardholders')}?access_level={level.pk}"
     except NoReverseMatch:
         return None
-
-
-def describe_entry(entry: AccessLevelEntry) -> str:
-    target = f"access point {entry.access_point}" if entry.access_point_id else f"zone {entry.zone}"
-    return f"{target}, {entry.time_period or 'at any time'}"
 
 
 class AccessLevelPage:
@@ -93,9 +88,7 @@ class AccessLevelEntries(OperatorPage, View):
             entry = get_object_or_404(
                 level.entries.select_related("access_point", "zone", "time_period"), pk=_int(request.POST.get("remove"))
             )
-            with transaction.atomic():
-                audit(request, "remove_entry", level, {"entry": _entry_detail(entry)})
-                entry.delete()  # model signals note the rule change for the decision engine
+            actions.remove_access_level_entry(entry, operator=request.user, via=VIA, address=client_address(request))
             messages.success(request, f"Entry removed: {describe_entry(entry)}.")
             return redirect("access_level", pk=level.pk)
         form = AccessLevelEntryForm(request.POST, access_level=level, operator=request.user)
@@ -103,9 +96,10 @@ class AccessLevelEntries(OperatorPage, View):
             page = AccessLevelDetail(request=request, kwargs={"pk": pk}, object=level)
             context = page.get_context_data(object=level, entry_form=form)
             return TemplateResponse(request, AccessLevelDetail.template_name, context)
-        with transaction.atomic():
-            entry = form.save()
-            audit(request, "add_entry", level, {"entry": _entry_detail(entry)})
+        grant = {name: form.cleaned_data.get(name) for name in actions.PERMISSION_FIELDS}
+        entry = actions.add_access_level_entry(
+            level, **grant, operator=request.user, via=VIA, address=client_address(request)
+        )
         messages.success(request, f"Entry added: {describe_entry(entry)}.")
         return redirect("access_level", pk=level.pk)
 
@@ -115,16 +109,6 @@ def _int(value) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
-
-
-def _entry_detail(entry: AccessLevelEntry) -> dict:
-    return {
-        "id": entry.pk,
-        "access_point": entry.access_point_id,
-        "zone": entry.zone_id,
-        "time_period": entry.time_period_id,
-        "text": describe_entry(entry),
-    }
 
 
 class AccessLevelCreate(AccessLevelPage, CreatePage):

@@ -305,9 +305,7 @@ class CardholderLevelGrantView(CardholderChangeView):
         if not form.is_valid():
             return show_detail(request, holder, status=400, level_form=form)
         level = form.cleaned_data["access_level"]
-        with transaction.atomic():
-            holder.access_levels.add(level)
-            audit(request, "grant_access_level", holder, {"access_level": level.pk, "name": level.name})
+        actions.grant_access_level(holder, level, operator=request.user, via=VIA, address=client_address(request))
         messages.success(request, f"{level} granted.")
         return None
 
@@ -315,9 +313,7 @@ class CardholderLevelGrantView(CardholderChangeView):
 class CardholderLevelRemoveView(CardholderChangeView):
     def change(self, request, holder, level_pk):
         level = get_object_or_404(holder.access_levels.all(), pk=level_pk)
-        with transaction.atomic():
-            holder.access_levels.remove(level)
-            audit(request, "remove_access_level", holder, {"access_level": level.pk, "name": level.name})
+        actions.revoke_access_level(holder, level, operator=request.user, via=VIA, address=client_address(request))
         messages.success(request, f"{level} removed.")
         return None
 
@@ -334,9 +330,10 @@ class CardholderPermissionAddView(CardholderChangeView):
         )
         if not form.is_valid():
             return show_detail(request, holder, status=400, permission_form=form)
-        with transaction.atomic():
-            permission = form.save()
-            audit(request, "create", permission, {"fields": snapshot(permission, form.fields)})
+        grant = {name: form.cleaned_data.get(name) for name in actions.PERMISSION_FIELDS}
+        permission = actions.add_cardholder_permission(
+            holder, **grant, operator=request.user, via=VIA, address=client_address(request)
+        )
         messages.success(request, f"Permission for {permission.target} added.")
         return None
 
@@ -349,11 +346,9 @@ class CardholderPermissionRemoveView(CardholderChangeView):
         if not may_use_partition(request.user, "accesscontrol.delete_cardholderpermission", holder.partition_id):
             raise PermissionDenied("You may not remove this cardholder's permissions.")
         permission = get_object_or_404(holder.permissions.all(), pk=permission_pk)
-        with transaction.atomic():
-            audit(
-                request, "delete", permission, {"fields": snapshot(permission, ["access_point", "zone", "time_period"])}
-            )
-            permission.delete()
+        actions.remove_cardholder_permission(
+            permission, operator=request.user, via=VIA, address=client_address(request)
+        )
         messages.success(request, "Permission removed.")
         return None
 

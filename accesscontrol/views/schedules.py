@@ -3,13 +3,12 @@
 import itertools
 
 from django.contrib import messages
-from django.db import transaction
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.views import View
 
-from accesscontrol import filtersets
+from accesscontrol import actions, filtersets
 from accesscontrol.forms.schedules import (
     DAY_COLUMNS,
     DAY_NAMES,
@@ -21,13 +20,14 @@ from accesscontrol.forms.schedules import (
 )
 from accesscontrol.models import AccessLevelEntry, Calendar, CalendarDay, TimeInterval, TimePeriod
 from accesscontrol.permissions import restrict
-from accesscontrol.views.base import OperatorPage, audit
+from accesscontrol.views.base import VIA, OperatorPage, client_address
 from accesscontrol.views.editing import CreatePage, DeletePage, DetailPage, EditPage, ListPage, visible_partitions
 from accesscontrol.views.places import count_of
 
 DAY_MINUTES = 24 * 60
 SLOT = 15  # minutes in one cell of the weekly grid
 SHORT = dict((name, short) for name, short, _ in DAY_COLUMNS)
+INTERVAL_FIELDS = ("start", "end", *DAY_NAMES)
 
 
 # --- the weekly grid -------------------------------------------------------------------------
@@ -37,10 +37,7 @@ def _minutes(moment) -> int:
     return moment.hour * 60 + moment.minute
 
 
-def describe(interval: TimeInterval) -> str:
-    """An interval as the system auditor and the page show it: "22:00-06:00 Mon Tue Hol"."""
-    days = " ".join(SHORT[name] for name in DAY_NAMES if getattr(interval, name))
-    return f"{interval.start:%H:%M}-{interval.end:%H:%M} {days}".strip()
+describe = actions.describe_interval
 
 
 def day_segments(intervals) -> dict[str, list[tuple[int, int]]]:
@@ -178,11 +175,15 @@ class TimePeriodIntervals(TimePeriodPage, DetailPage):
             detail = TimePeriodDetail(request=request, kwargs=kwargs, object=period)
             context = detail.get_context_data(object=period, formset=formset)
             return TemplateResponse(request, self.template_name, context, status=200)
-        with transaction.atomic():
-            formset.save()  # model signals note the rule change for the decision engine
-            after = [describe(interval) for interval in period.intervals.order_by("start", "id")]
-            if before != after:
-                audit(request, "update", period, {"changes": {"intervals": {"from": before, "to": after}}})
+        intervals = [
+            {name: form.cleaned_data[name] for name in INTERVAL_FIELDS}
+            for form in formset.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+        actions.save_time_period(
+            period, intervals=intervals, operator=request.user, via=VIA, address=client_address(request)
+        )
+        after = [describe(interval) for interval in period.intervals.order_by("start", "id")]
         messages.success(request, "Intervals saved." if before != after else "Nothing changed.")
         return redirect("time_period", pk=period.pk)
 
@@ -257,17 +258,19 @@ class CalendarDays(OperatorPage, View):
         calendar = get_object_or_404(restrict(Calendar.objects.all(), request.user, "change"), pk=pk)
         if "remove" in request.POST:
             day = get_object_or_404(calendar.days, pk=_int(request.POST.get("remove")))
-            with transaction.atomic():
-                audit(request, "remove_day", calendar, {"day": _day_detail(day)})
-                day.delete()
+            actions.remove_calendar_day(day, operator=request.user, via=VIA, address=client_address(request))
             messages.success(request, f"{day.date:%Y-%m-%d} removed.")
             return redirect("calendar", pk=calendar.pk)
         form = CalendarDayForm(request.POST, calendar=calendar)
         if not form.is_valid():
             return _calendar_page(request, calendar, day_form=form)
-        with transaction.atomic():
-            day = form.save()
-            audit(request, "add_day", calendar, {"day": _day_detail(day)})
+        day = actions.add_calendar_day(
+            calendar,
+            **{name: form.cleaned_data[name] for name in ("date", "day_type", "name", "recurring")},
+            operator=request.user,
+            via=VIA,
+            address=client_address(request),
+        )
         messages.success(request, f"{day.date:%Y-%m-%d} added as {day.get_day_type_display().lower()}.")
         return redirect("calendar", pk=calendar.pk)
 
@@ -282,18 +285,15 @@ class CalendarHolidays(OperatorPage, View):
         form = HolidaysForm(request.POST)
         if not form.is_valid():
             return _calendar_page(request, calendar, holidays_form=form)
-        with transaction.atomic():
-            taken = set(calendar.days.values_list("date", flat=True))
-            added = []
-            for date, name in form.holidays():
-                if date not in taken:
-                    # One by one, not bulk_create: the save signal tells the decision engine.
-                    CalendarDay.objects.create(calendar=calendar, date=date, name=name[:100])
-                    added.append(date.isoformat())
-                    taken.add(date)
-            if added:
-                detail = {"year": form.cleaned_data["year"], "country": form.cleaned_data["country"], "added": added}
-                audit(request, "add_holidays", calendar, detail)
+        added = actions.add_public_holidays(
+            calendar,
+            form.holidays(),
+            year=form.cleaned_data["year"],
+            country=form.cleaned_data["country"],
+            operator=request.user,
+            via=VIA,
+            address=client_address(request),
+        )
         messages.success(request, f"{len(added)} holiday{'s' if len(added) != 1 else ''} added.")
         return redirect("calendar", pk=calendar.pk)
 
@@ -303,10 +303,6 @@ def _int(value) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
-
-
-def _day_detail(day: CalendarDay) -> dict:
-    return {"date": day.date.isoformat(), "day_type": day.day_type, "name": day.name, "recurring": day.recurring}
 
 
 def _calendar_page(request, calendar, **forms):

@@ -10,11 +10,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accesscontrol.api.serializers import ModelSerializer, NestedWritesMixin, VisibleRelatedField
+from accesscontrol.api.serializers import ModelSerializer, VisibleRelatedField, by_request
 from accesscontrol.choices import OpeningMode
 from accesscontrol.models import AccessPoint, Zone
 from accesscontrol.permissions import restrict
 from devices import encoding
+from devices.actions import MAPPINGS, commission_device, update_device
 from devices.commands import DOOR_OPS
 from devices.models import DEVICE_KEY_SIZE, Device, DeviceCommand, DeviceDoor, DeviceReader, EncodeJob
 
@@ -63,8 +64,7 @@ def _numbered(items: list[dict], what: str) -> list[dict]:
     return items
 
 
-class DeviceSerializer(NestedWritesMixin, ModelSerializer):
-    nested = {"doors": DeviceDoor, "readers": DeviceReader}
+class DeviceSerializer(ModelSerializer):
     doors = DeviceDoorSerializer(many=True, required=False, max_length=MAX_DOORS)
     readers = DeviceReaderSerializer(many=True, required=False, max_length=MAX_DOORS)
     has_key = serializers.BooleanField(read_only=True)
@@ -143,11 +143,20 @@ class DeviceSerializer(NestedWritesMixin, ModelSerializer):
 
     def create(self, validated_data):
         key = validated_data.pop("issued_key", None)
-        device = super().create(validated_data)
+        mappings = {relation: validated_data.pop(relation, None) for relation in MAPPINGS}
+        device = Device(**validated_data)
+        fields = sorted([*validated_data, *(name for name, items in mappings.items() if items is not None)])
         # Read back by the ``key`` field: the response to the create is the only place it is shown.
-        device.issued_key = device.set_key(key)
-        device.save(update_fields=["key_sealed"])
+        device.issued_key = commission_device(
+            device, key=key, **mappings, **by_request(self), recorded_as="create", detail={"fields": fields}
+        )
         return device
+
+    def update(self, instance, validated_data):
+        mappings = {relation: validated_data.pop(relation, None) for relation in MAPPINGS}
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        return update_device(instance, **mappings, **by_request(self))
 
     def _refuse_hidden_mappings(self, relation: str) -> None:
         """A list is written as a whole: rewriting it must not drop mappings to access points the writer cannot see."""

@@ -21,7 +21,7 @@ from accesscontrol.api.views import SpaceModelViewSet, SpaceReadOnlyViewSet
 from accesscontrol.filtersets import IdFilter
 from accesscontrol.models import AccessPoint, Key, SiteSettings, Zone
 from accesscontrol.permissions import may_use_partition, permission_name, restrict
-from devices import commands, encoding
+from devices import actions, commands, encoding
 from devices.api import serializers
 from devices.choices import CommandOp, CommandStatus, DeviceKind
 from devices.models import Device, DeviceCommand, DeviceDoor, DeviceReader, EncodeJob
@@ -67,11 +67,7 @@ class DeviceViewSet(SpaceModelViewSet):
     search_fields = ["name", "description"]
     ordering_fields = ["id", "device_id", "name", "kind", "last_seen_at"]
 
-    def save_new(self, serializer):
-        given = "issued_key" in serializer.validated_data
-        fields = sorted(name for name in serializer.validated_data if name != "issued_key")
-        serializer.save()  # the response is the only place the key is ever shown
-        self.audit("create", serializer.instance, {"fields": fields, "key": "given" if given else "generated"})
+    audited_by_actions = True  # devices.actions commission_device and update_device
 
     @extend_schema(request=serializers.DeviceKeySerializer, responses=serializers.DeviceKeySerializer)
     @action(detail=True, methods=["post"], permission_action="change")
@@ -80,7 +76,7 @@ class DeviceViewSet(SpaceModelViewSet):
         device = self.get_object()
         body = serializers.DeviceKeySerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        key = commands.rekey(device, key=body.validated_data.get("key"), operator=request.user, via=VIA)
+        key = actions.rekey_device(device, key=body.validated_data.get("key"), operator=request.user, via=VIA)
         return Response(
             serializers.DeviceKeySerializer({"id": device.pk, "device_id": device.device_id, "key": key}).data
         )

@@ -16,7 +16,7 @@ import types
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, InterfaceError, connection, transaction
 from django.db.models import Prefetch, ProtectedError
 from django.utils import timezone
@@ -354,15 +354,10 @@ def _replace_permissions(holder: Cardholder, user: ET.Element, operator, address
         _require_permission(operator, permission_name(CardholderPermission, action))
     for kind, items in given:
         grants = [_grant(kind, item, operator) for item in items]
-        removed = holder.permissions.filter(**{f"{kind}__isnull": False})
-        count = removed.count()
-        for grant in removed:
-            grant.delete()  # one by one: each delete tells the rules snapshot (accesscontrol/rulechanges.py)
-        for target, period in grants:
-            CardholderPermission.objects.create(cardholder=holder, time_period=period, **{kind: target})
-        granted = [[target.pk, getattr(period, "pk", None)] for target, period in grants]
-        detail = {"kind": kind, "removed": count, "granted": granted}
-        actions.record_operator_action(operator, "set_permissions", holder, via=VIA, detail=detail, address=address)
+        try:
+            actions.set_cardholder_permissions(holder, kind, grants, operator=operator, via=VIA, address=address)
+        except PermissionDenied as error:
+            raise ShipError(PERMISSION_DENIED, str(error)) from None
 
 
 def _grant(kind: str, item: ET.Element, operator) -> tuple:

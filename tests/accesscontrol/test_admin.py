@@ -8,8 +8,8 @@ from django.core.management import call_command
 from django.test import RequestFactory
 from django.urls import reverse
 
-from accesscontrol.models import ApiKey, AuditEvent, Cardholder, SystemAuditEntry, Zone
-from tests.factories import make_cardholder, make_key, make_operator, make_partition, make_zone
+from accesscontrol.models import ApiKey, AuditEvent, Cardholder, RuleChange, SystemAuditEntry, TimePeriod, Zone
+from tests.factories import make_access_level, make_cardholder, make_key, make_operator, make_partition, make_zone
 
 pytestmark = pytest.mark.django_db
 
@@ -311,3 +311,60 @@ def test_an_operator_who_is_not_a_superuser_issues_api_keys_only_for_themselves(
     assert response.status_code == 200
     assert "operator" in response.context["adminform"].form.errors
     assert not ApiKey.objects.exists()
+
+
+def test_a_time_period_added_in_the_admin_is_saved_with_its_intervals_by_the_action(admin_client, admin_user):
+    partition = make_partition()
+    form = {
+        "name": "Nights",
+        "partition": partition.pk,
+        "description": "",
+        "intervals-TOTAL_FORMS": "1",
+        "intervals-INITIAL_FORMS": "0",
+        "intervals-0-start": "22:00",
+        "intervals-0-end": "06:00",
+        "intervals-0-saturday": "on",
+    }
+
+    response = admin_client.post(url(TimePeriod, "add"), form)
+
+    assert response.status_code == 302
+    period = TimePeriod.objects.get(name="Nights")
+    assert [str(interval) for interval in period.intervals.all()] == ["22:00-06:00"]
+    [entry] = SystemAuditEntry.objects.all()
+    assert (entry.action, entry.via, entry.operator_id, entry.object_id) == (
+        "create",
+        "admin",
+        admin_user.pk,
+        str(period.pk),
+    )
+    assert entry.detail == {"fields": ["intervals", "name", "partition"]}
+    assert RuleChange.objects.filter(model="timeperiod", object_id=period.pk).exists()
+
+
+def test_levels_and_permissions_given_in_the_cardholder_admin_go_through_their_actions(admin_client):
+    grace = make_cardholder(first_name="Grace", last_name="Hopper")
+    level, zone = make_access_level(name="Lobby"), make_zone(name="Floor 3")
+    page = admin_client.get(url(Cardholder, "change", grace.pk))
+    prefix = next(
+        name.removesuffix("-TOTAL_FORMS")
+        for name in inline_management_data(page)
+        if name.endswith("-TOTAL_FORMS") and "permission" in name
+    )
+
+    response = cardholder_form(
+        admin_client,
+        grace,
+        access_levels=[level.pk],
+        **{f"{prefix}-TOTAL_FORMS": "1", f"{prefix}-0-zone": zone.pk, f"{prefix}-0-cardholder": grace.pk},
+    )
+
+    assert response.status_code == 302
+    assert list(grace.access_levels.all()) == [level]
+    assert list(grace.permissions.values_list("zone", flat=True)) == [zone.pk]
+    rows = SystemAuditEntry.objects.filter(via="admin").order_by("id")
+    assert [(row.action, row.object_type) for row in rows] == [
+        ("grant_access_level", "accesscontrol.cardholder"),
+        ("create", "accesscontrol.cardholderpermission"),
+        ("change", "accesscontrol.cardholder"),
+    ]

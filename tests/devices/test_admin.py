@@ -147,3 +147,27 @@ def test_a_restricted_operator_sees_only_the_commands_of_their_partitions(client
     response = client.get(url(DeviceCommand, "changelist"))
 
     assert [command.access_point for command in response.context["cl"].result_list] == [here]
+
+
+def test_a_door_moved_in_the_admin_is_saved_and_recorded_once_by_the_action(admin_client):
+    front, side = make_access_point(name="Front"), make_access_point(name="Side")
+    device = make_device()
+    door = DeviceDoor.objects.create(device=device, number=1, access_point=front)
+    form = device_form(name="Unit 1", kind="control_unit", description="", station="")
+    del form["device_id"]
+    form |= {
+        "doors-INITIAL_FORMS": "1",
+        "doors-TOTAL_FORMS": "1",
+        "doors-0-id": str(door.pk),
+        "doors-0-device": str(device.pk),
+        "doors-0-number": "1",
+        "doors-0-access_point": str(side.pk),
+    }
+
+    response = admin_client.post(url(Device, "change", device.pk), form)
+
+    assert response.status_code == 302
+    assert list(DeviceDoor.objects.values_list("number", "access_point")) == [(1, side.pk)]
+    [entry] = SystemAuditEntry.objects.all()
+    assert (entry.action, entry.via) == ("update", "admin")
+    assert entry.detail == {"changes": {"doors": {"from": [f"1: {front.pk}"], "to": [f"1: {side.pk}"]}}}

@@ -10,6 +10,7 @@ from accesscontrol.choices import Decision
 from accesscontrol.engine import decide
 from accesscontrol.models import AccessPoint, AuditEvent, RuleChange, SiteSettings, SystemAuditEntry, Zone
 from accesscontrol.snapshot import SnapshotStore
+from devices import actions as device_actions
 from devices import commands
 from devices.models import Device, DeviceCommand, DeviceDoor
 from tests.factories import (
@@ -275,7 +276,7 @@ def test_rekeying_a_device_seals_a_new_key_and_moves_updated_at(lobby, operator)
     Device.objects.filter(pk=device.pk).update(updated_at=stamp)
     device.refresh_from_db()
 
-    key = commands.rekey(device, operator=operator, via="api")
+    key = device_actions.rekey_device(device, operator=operator, via="api")
 
     device.refresh_from_db()
     assert len(key) == 16 and key != KEY

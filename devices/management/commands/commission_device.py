@@ -6,15 +6,15 @@ given (``--key``): the operator has it already.
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
-from accesscontrol.actions import record_operator_action
 from accesscontrol.models import AccessPoint
-from devices import commands
+from devices import actions
 from devices.choices import DeviceKind
-from devices.models import DEVICE_KEY_SIZE, Device, DeviceDoor, DeviceReader
+from devices.models import DEVICE_KEY_SIZE, Device
 
 VIA = "command"
+# The option that gives a field, where the names differ.
+OPTIONS = {"doors": "door", "readers": "door"}
 
 
 def parse_key(text: str | None) -> bytes | None:
@@ -79,23 +79,14 @@ class Command(BaseCommand):
         if not kind or not name:
             raise CommandError("Commissioning needs --kind and --name.")
         doors = [parse_door(text) for text in door]
-        self.check_doors(doors)
         device = Device(device_id=device_id, name=name, kind=kind, description=description)
+        mappings = [{"number": number, "access_point": point} for number, point in doors]
         try:
-            device.full_clean()
+            generated = actions.commission_device(
+                device, key=key, doors=mappings, readers=mappings, operator=None, via=VIA
+            )
         except ValidationError as error:
             raise CommandError(_describe(error)) from None
-        with transaction.atomic():
-            generated = device.set_key(key)
-            device.save()
-            for number, point in doors:
-                DeviceDoor.objects.create(device=device, number=number, access_point=point)
-                DeviceReader.objects.create(device=device, number=number, access_point=point)
-            detail = {
-                "doors": {str(number): point.pk for number, point in doors},
-                "key": "given" if key else "generated",
-            }
-            record_operator_action(None, "commission_device", device, via=VIA, detail=detail)
         mapped = "".join(f"\n  door {number}: {point}" for number, point in doors)
         self.stdout.write(
             f'Commissioned {device.get_kind_display().lower()} "{device}" (device id {device_id}).{mapped}'
@@ -103,24 +94,13 @@ class Command(BaseCommand):
         if key is None:
             self.stdout.write(f"Device key (not shown again): {generated.hex()}")
 
-    def check_doors(self, doors: list[tuple[int, AccessPoint]]) -> None:
-        numbers = [number for number, _ in doors]
-        if len(numbers) != len(set(numbers)):
-            raise CommandError("Each door number may appear once.")
-        points = [point for _, point in doors]
-        if len(points) != len(set(points)):
-            raise CommandError("An access point is driven by one door only.")
-        taken = DeviceDoor.objects.filter(access_point__in=points).select_related("device", "access_point").first()
-        if taken is not None:
-            raise CommandError(f'"{taken.access_point}" is door {taken.number} of "{taken.device}" already.')
-
     def rekey(self, device_id: int, key: bytes | None, refused: list[str]) -> None:
         if refused:
             raise CommandError(f"--rekey changes only the key; leave out {' and '.join(refused)}.")
         device = Device.objects.filter(device_id=device_id).first()
         if device is None:
             raise CommandError(f"There is no device with id {device_id}.")
-        new_key = commands.rekey(device, key=key, operator=None, via=VIA)
+        new_key = actions.rekey_device(device, key=key, operator=None, via=VIA)
         self.stdout.write(f'Gave "{device}" (device id {device_id}) a new key.')
         if key is None:
             self.stdout.write(f"Device key (not shown again): {new_key.hex()}")
@@ -130,6 +110,7 @@ def _describe(error: ValidationError) -> str:
     """The model's validation errors named by the options that gave the values."""
     if hasattr(error, "error_dict"):
         return " ".join(
-            f"--{name.replace('_', '-')}: {' '.join(messages)}" for name, messages in error.message_dict.items()
+            f"--{OPTIONS.get(name, name).replace('_', '-')}: {' '.join(messages)}"
+            for name, messages in error.message_dict.items()
         )
     return " ".join(error.messages)
