@@ -105,4 +105,6 @@ def enqueue(payloads: list[dict]) -> int:
 def wanted(payloads: list[dict]) -> bool:
     """Whether any subscription takes any of these events (what :func:`enqueue` wrote rows for)."""
     subscribed = subscribers()
+    if not subscribed:
+        return False
     return any(subscriber.wants(payload) for payload in payloads if payload.get("key") for subscriber in subscribed)
