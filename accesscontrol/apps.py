@@ -6,6 +6,7 @@ class AccessControlConfig(AppConfig):
     verbose_name = "Access control"
 
     def ready(self):
-        from accesscontrol import live, rulechanges  # noqa: F401 (signal receivers)
+        from accesscontrol import live, rulechanges
 
         rulechanges.connect()
+        live.register()

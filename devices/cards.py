@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from accesscontrol import actions, blacklist
+from accesscontrol import actions, blacklist, events
 from accesscontrol.choices import AuditKind, KeyStatus
 from accesscontrol.models import (
     AccessLevelEntry,
-    AuditEvent,
     CardholderPermission,
     Key,
     SiteSettings,
@@ -229,7 +228,7 @@ def _update(card: CardData, uid: str, updater_id, now, site: int, card_key: byte
         return UNCHANGED, None
     key.save(update_fields=["valid_until", "status", "revision", "last_revalidated_at"])
     holder = key.cardholder
-    AuditEvent.objects.create(
+    events.record(
         at=now,
         kind=AuditKind.KEY_UPDATED,
         cardholder=holder,

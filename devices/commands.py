@@ -25,7 +25,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from accesscontrol import live
+from accesscontrol import events
 from accesscontrol.actions import record_operator_action
 from accesscontrol.choices import AuditKind, OpeningMode
 from accesscontrol.models import AccessPoint, AuditEvent, SiteSettings, Zone
@@ -215,24 +215,26 @@ def _record(
     )
     commands = {command.access_point_id: command for command in issued.commands}
     now = timezone.now()
-    events = AuditEvent.objects.bulk_create(
-        AuditEvent(
-            at=now,
-            kind=AUDIT_KINDS[issued.op],
-            access_point=point,
-            access_point_name=point.name,
-            device_id=doors[point.pk].device_id if point.pk in doors else None,
-            operator=operator,
-            detail={
-                **scope,
-                **extra,
-                "via": via,
-                "command": commands[point.pk].pk if point.pk in commands else None,
-            },
-        )
-        for point in points
+    events.record_many(
+        [
+            AuditEvent(
+                at=now,
+                kind=AUDIT_KINDS[issued.op],
+                access_point=point,
+                access_point_name=point.name,
+                device_id=doors[point.pk].device_id if point.pk in doors else None,
+                operator=operator,
+                detail={
+                    **scope,
+                    **extra,
+                    "via": via,
+                    "command": commands[point.pk].pk if point.pk in commands else None,
+                },
+            )
+            for point in points
+        ],
+        now,
     )
-    live.announce(events)
 
 
 # --- who sees which commands -------------------------------------------------------------------------

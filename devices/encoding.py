@@ -30,10 +30,10 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accesscontrol import actions
+from accesscontrol import actions, events
 from accesscontrol.choices import AuditKind, KeyKind, KeyStatus
 from accesscontrol.engine import normalize_uid
-from accesscontrol.models import AuditEvent, Key
+from accesscontrol.models import Key
 from accesscontrol.models.cardholders import UID_PATTERN
 from devices import cards, jobwake
 from devices.carddata import CardTooBig
@@ -280,7 +280,7 @@ def _take_uid(key: Key, uid: str, *, replace: bool) -> str:
 
 def _audit_encoded(job: EncodeJob, now: dt.datetime) -> None:
     holder = job.key.cardholder
-    AuditEvent.objects.create(
+    events.record(
         at=now,
         kind=AuditKind.KEY_ENCODED,
         cardholder=holder,

@@ -39,7 +39,7 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from accesscontrol import live
+from accesscontrol import events
 from accesscontrol.choices import AccessPointKind, AuditKind
 from accesscontrol.models import AccessLevelEntry, AccessPoint, AuditEvent, BlacklistEntry, CardholderPermission, Key
 from accesscontrol.snapshot import load_access_points, load_calendars, load_periods, load_site, site_time_zone
@@ -322,7 +322,7 @@ def record_loaded(
         state.reported_at = state.clock_set_at = at
         state.save()
         Device.objects.filter(pk=device.pk).update(battery=battery)
-        AuditEvent.objects.create(
+        events.record(
             at=at,
             kind=AuditKind.LOCK_UPDATED,
             access_point=point,
@@ -371,12 +371,11 @@ def store_audit(device: Device, events: list[UploadedEvent], now: dt.datetime | 
     }
     rows = [_audit_row(device, point, event, keys.get(event.key_id)) for event in events]
     with transaction.atomic():
-        payloads = recorder.store(rows, [], {}, now)
+        new = recorder.store(rows, [], {}, now)
         stored_up_to = max((e.id for e in events), default=0) or _highest_stored(device)
         LockState.objects.get_or_create(device=device)
         LockState.objects.filter(device=device).update(collected_at=now, events_pending=0)
-        transaction.on_commit(lambda: live.publish_sync(payloads))
-    return Stored(received=len(events), new=len(payloads), stored_up_to=stored_up_to)
+    return Stored(received=len(events), new=len(new), stored_up_to=stored_up_to)
 
 
 def _audit_row(device: Device, point: AccessPoint | None, event: UploadedEvent, key: tuple | None) -> AuditEvent:

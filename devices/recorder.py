@@ -7,16 +7,15 @@ the ``ack`` frames for them.
 """
 
 import datetime as dt
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, Max
 
-from accesscontrol import live
-from accesscontrol.models import AccessPoint, AuditEvent, Cardholder
+from accesscontrol.events import record_many
+from accesscontrol.models import AuditEvent, Cardholder
 from core.vault import VaultError
 from devices.choices import CommandStatus
 from devices.encoding import JobUpdate, apply_job_updates
@@ -87,131 +86,24 @@ def store(
     devices: dict[int, dict],
     now: dt.datetime,
     jobs: list[JobUpdate] = (),
-) -> list[dict]:
-    """Store one batch in one transaction; returns the live payloads of the events that were new.
+) -> list[AuditEvent]:
+    """Store one batch in one transaction; returns the events that were new.
 
-    Events whose ``(device, device_event_id)`` is already stored are skipped: a
-    device re-sends what it has not seen acknowledged, and each event is kept
-    once. The new ones get their outbox rows (webhooks, event stream) in the
-    same transaction; the caller publishes the payloads after the commit.
-    Encode job progress (``jobs``) is stored in the same transaction, each
-    update in a savepoint of its own (devices.encoding.apply_job_updates).
+    The events go through ``accesscontrol.events.record_many``: each is kept
+    once however often a device re-sends it, and the new ones reach the sinks
+    (outbox rows in this transaction, the monitor after it). Encode job
+    progress (``jobs``) is stored in the same transaction, each update in a
+    savepoint of its own (devices.encoding.apply_job_updates).
     """
     _name_cardholders(events)
     with transaction.atomic():
-        new = _insert_events(events, now)
-        payloads = [live.event_payload(event, _partition_of(event.access_point_id)) for event in new]
-        live.enqueue(payloads)
+        new = record_many(events, now)
         for update in commands:
             _apply_command_update(update, now)
         for pk, fields in devices.items():
             Device.objects.filter(pk=pk).update(**fields)
         apply_job_updates(jobs)
-    return payloads
-
-
-_EVENT_COLUMNS = (
-    "at",
-    "recorded_at",
-    "kind",
-    "reason",
-    "access_point_id",
-    "access_point_name",
-    "cardholder_id",
-    "cardholder_name",
-    "key_uid",
-    "device_id",
-    "device_event_id",
-    "operator_id",
-    "detail",
-)
-
-
-INSERT_CHUNK = 500
-
-
-def _insert_events(events: list[AuditEvent], now: dt.datetime) -> list[AuditEvent]:
-    """Insert, skipping device events already stored; returns the new ones, with their ids.
-
-    ``bulk_create(ignore_conflicts=True)`` by hand where the database allows: the
-    ORM's per-field work is most of the writer's time at thousands of events per
-    second, and it cannot say which rows were skipped. Rows come back from
-    RETURNING in insertion order (as Django's bulk_create relies on), without
-    the skipped ones; device events are matched by their (device, event id).
-    """
-    if not events:
-        return []
-    if connection.vendor not in ("sqlite", "postgresql"):
-        AuditEvent.objects.bulk_create(events, ignore_conflicts=True)
-        return events
-    ops = connection.ops
-    recorded_at = ops.adapt_datetimefield_value(now)
-    table = ops.quote_name(AuditEvent._meta.db_table)
-    columns = ", ".join(ops.quote_name(c) for c in _EVENT_COLUMNS)
-    row = "(" + ", ".join(["%s"] * len(_EVENT_COLUMNS)) + ")"
-    new = []
-    with connection.cursor() as cursor:
-        for start in range(0, len(events), INSERT_CHUNK):
-            chunk = events[start : start + INSERT_CHUNK]
-            params = []
-            for e in chunk:
-                params += (
-                    ops.adapt_datetimefield_value(e.at),
-                    recorded_at,
-                    e.kind,
-                    e.reason,
-                    e.access_point_id,
-                    e.access_point_name,
-                    e.cardholder_id,
-                    e.cardholder_name,
-                    e.key_uid,
-                    e.device_id,
-                    e.device_event_id,
-                    e.operator_id,
-                    json.dumps(e.detail),
-                )
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(chunk))} "  # noqa: S608 (no input in it)
-                "ON CONFLICT DO NOTHING RETURNING id, device_id, device_event_id",
-                params,
-            )
-            returned = cursor.fetchall()
-            by_device_event = {(device, number): pk for pk, device, number in returned if number is not None}
-            plain = iter([pk for pk, _, number in returned if number is None])
-            for e in chunk:
-                pk = (
-                    next(plain)
-                    if e.device_event_id is None
-                    else by_device_event.pop((e.device_id, e.device_event_id), None)
-                )
-                if pk is not None:
-                    e.pk = pk
-                    new.append(e)
     return new
-
-
-class _Partitions:
-    """Access point id -> partition id, for live payloads; kept a minute like the names."""
-
-    TTL_SECONDS = 60.0
-
-    def __init__(self):
-        self.partitions: dict[int, int | None] = {}
-        self.loaded_at = time.monotonic()
-
-    def __call__(self, point_id: int | None) -> int | None:
-        if point_id is None:
-            return None
-        if time.monotonic() - self.loaded_at > self.TTL_SECONDS:
-            self.partitions.clear()
-            self.loaded_at = time.monotonic()
-        if point_id not in self.partitions:
-            self.partitions.update(AccessPoint.objects.values_list("id", "partition_id"))
-            self.partitions.setdefault(point_id, None)
-        return self.partitions[point_id]
-
-
-_partition_of = _Partitions()
 
 
 class _Names:

@@ -30,8 +30,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accesscontrol import events
 from accesscontrol.choices import AuditKind
-from accesscontrol.models import AuditEvent
 from core.services import close_connection, run_orm
 from core.vault import VaultError
 from devices.choices import DeviceKind, EncodeStatus
@@ -82,7 +82,7 @@ def encoder_of(device_id: int) -> tuple[int, str, bytes] | None:
 
 
 def _presence_event(device: Device, online: bool, address: str) -> None:
-    AuditEvent.objects.create(
+    events.record(
         at=timezone.now(),
         kind=AuditKind.DEVICE_ONLINE if online else AuditKind.DEVICE_OFFLINE,
         device=device,

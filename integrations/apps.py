@@ -5,6 +5,11 @@ class IntegrationsConfig(AppConfig):
     name = "integrations"
 
     def ready(self):
+        # The outbox (webhooks, event stream) is a sink of the domain's event exit.
+        from integrations import outbox
+
+        outbox.register()
+
         # The domain's cardholder page shows the phones holding mobile keys, without importing this app.
         from accesscontrol.extensions import registry
         from integrations.mobilekeys.services import cardholder_mobile_keys

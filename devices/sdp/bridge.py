@@ -681,7 +681,7 @@ class Bridge:
         commands = [item.command for item in batch if item.command is not None]
         jobs = [item.job for item in batch if item.job is not None]
         try:
-            payloads = await self.write(recorder.store, events, commands, devices, timezone.now(), jobs)
+            payloads = await self.write(_store, events, commands, devices, timezone.now(), jobs)
         except BaseException:
             # Nothing of it was stored: put it back, in order, for the next try.
             self._queue.extendleft(reversed(batch))
@@ -846,6 +846,18 @@ class Bridge:
                 self._device_fields.setdefault(state.config.pk, {})["last_seen_at"] = seen
         if self._device_fields:
             self._queue_ready.set()
+
+
+def _store(*args) -> list[dict]:
+    """Store a batch (recorder.store); returns the payloads of its new events, for the publisher to send.
+
+    Runs on the writer thread: the monitor's sink gathers the payloads at the
+    commit instead of publishing them from this thread, one message per
+    commit; the publisher sends them from the event loop, with the door states.
+    """
+    with live.collect() as payloads:
+        recorder.store(*args)
+    return payloads
 
 
 def _enlarge_receive_buffer(sock) -> None:

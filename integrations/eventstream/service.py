@@ -117,7 +117,7 @@ def _load_filters() -> tuple[StreamFilter, ...]:
 
 
 def enqueue(payloads: list[dict]) -> None:
-    """Outbox rows for new events (``accesscontrol.live.event_payload``); call inside their transaction."""
+    """Outbox rows for new events (``accesscontrol.events.event_payload``); call inside their transaction."""
     if not payloads:
         return
     streams = active_streams()

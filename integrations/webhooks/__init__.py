@@ -1,10 +1,11 @@
 """Webhooks: audit events POSTed, signed, to the subscribers' URLs, through a database outbox.
 
-:func:`enqueue` runs inside the transaction that stores events (the device
-bridge calls it for thousands of events a second): it matches the events
-against the active subscriptions (read at most every
-``SUBSCRIPTIONS_TTL_SECONDS``), writes the delivery rows with one bulk insert,
-and once the transaction commits, wakes the deliverer (``wakeup``). The rest
+:func:`enqueue` runs inside the transaction that stores events (through the
+outbox sink of ``accesscontrol.events``, for thousands of events a second from
+the device bridge): it matches the events against the active subscriptions
+(read at most every ``SUBSCRIPTIONS_TTL_SECONDS``) and writes the delivery rows
+with one bulk insert; once the transaction commits, the outbox wakes the
+deliverer (``wakeup``) when :func:`wanted` says a row was for it. The rest
 is in ``delivery`` (runs and the sweep), ``transport`` (HTTP), ``signing``,
 ``targets`` (where a webhook may go) and ``actions`` (what operators do).
 See docs/webhooks.md.
@@ -14,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 SUBSCRIPTIONS_TTL_SECONDS = 2.0
@@ -98,7 +99,12 @@ def enqueue(payloads: list[dict]) -> int:
         # retry of the whole transaction, whose first try rolled back: no row is there yet.
         ignore = connection.features.supports_ignore_conflicts
         WebhookDelivery.objects.bulk_create(rows, batch_size=INSERT_BATCH, ignore_conflicts=ignore)
-        from integrations.webhooks import wakeup
-
-        transaction.on_commit(wakeup.kick)
     return len(rows)
+
+
+def wanted(payloads: list[dict]) -> bool:
+    """Whether any subscription takes any of these events (what :func:`enqueue` wrote rows for)."""
+    subscribed = subscribers()
+    if not subscribed:
+        return False
+    return any(subscriber.wants(payload) for payload in payloads if payload.get("key") for subscriber in subscribed)

@@ -161,7 +161,7 @@ class _Timing:
 
 
 def synthetic_payloads(count: int) -> list[dict]:
-    """Event payloads shaped like ``accesscontrol.live.event_payload``'s."""
+    """Event payloads shaped like ``accesscontrol.events.event_payload``'s."""
     at = timezone.now().isoformat().replace("+00:00", "Z")
     return [
         {

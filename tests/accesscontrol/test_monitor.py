@@ -7,6 +7,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
+from accesscontrol import events
 from accesscontrol.models import ApiKey, AuditEvent
 from space.asgi import application
 from tests.factories import make_access_point, make_operator, make_partition
@@ -29,7 +30,7 @@ def token_for(operator) -> str:
 
 @database_sync_to_async
 def raise_event(point=None, kind="door_opened") -> AuditEvent:
-    return AuditEvent.objects.create(
+    return events.record(
         at=timezone.now(), kind=kind, access_point=point, access_point_name=point.name if point else ""
     )
 

@@ -10,8 +10,8 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
 
-from accesscontrol import consumers
-from accesscontrol.models import ApiKey, AuditEvent
+from accesscontrol import consumers, events
+from accesscontrol.models import ApiKey
 from accesscontrol.twofactor import ENROL_SESSION_KEY
 from space.asgi import application
 from tests.factories import make_operator
@@ -129,7 +129,7 @@ def test_a_batch_for_an_ended_session_is_not_sent_and_the_monitor_closes(monkeyp
     monkeypatch.setattr(consumers.MonitorConsumer, "_watch_session", no_timer)
     key = session_cookie(make_operator(VIEW, all_partitions=True))
     raise_event = database_sync_to_async(
-        lambda: AuditEvent.objects.create(at=timezone.now(), kind="door_opened", access_point_name="Lobby")
+        lambda: events.record(at=timezone.now(), kind="door_opened", access_point_name="Lobby")
     )
 
     async def scenario():

@@ -16,7 +16,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from accesscontrol import live
+from accesscontrol.events import event_payload, record
 from accesscontrol.models import AuditEvent
 from integrations.eventstream import service as eventstream
 from integrations.eventstream.models import EventStream, StreamItem
@@ -47,7 +47,7 @@ def free_port(kind=socket.SOCK_STREAM) -> int:
 
 
 def event(kind="access_granted", partition=None, detail=None) -> dict:
-    """The payload of a new audit event, as accesscontrol.live builds it (not stored: only its outbox row is)."""
+    """The payload of a new audit event, as accesscontrol.events builds it (not stored: only its outbox row is)."""
     audit = AuditEvent(
         at=timezone.now(),
         kind=kind,
@@ -55,7 +55,7 @@ def event(kind="access_granted", partition=None, detail=None) -> dict:
         cardholder_name="Zoë Ødegård",
         detail=detail or {},
     )
-    return live.event_payload(audit, partition)
+    return event_payload(audit, partition)
 
 
 def events(count: int, **fields) -> list[dict]:
@@ -338,12 +338,12 @@ def test_a_stream_receives_only_the_kinds_and_partitions_it_asks_for(receivers, 
     assert in_east.keys() == keys(granted_east)
 
 
-def test_an_audit_event_stored_through_the_orm_reaches_the_stream(receivers, run_service):
+def test_a_recorded_audit_event_reaches_the_stream(receivers, run_service):
     receiver = receivers()
     make_stream(receiver.port)
     run_service()
 
-    stored = AuditEvent.objects.create(at=timezone.now(), kind="remote_open", access_point_name="Main entrance")
+    stored = record(at=timezone.now(), kind="remote_open", access_point_name="Main entrance")
 
     assert wait_until(lambda: receiver.lines)
     [payload] = receiver.payloads()

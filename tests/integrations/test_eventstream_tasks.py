@@ -39,13 +39,13 @@ PRODUCE_EVENTS = """
 import json, time
 from django.db import transaction
 from django.utils import timezone
-from accesscontrol import live
+from accesscontrol import events
 from accesscontrol.models import AuditEvent
 from integrations.eventstream import service as eventstream
 keys = []
 for _ in range({batches}):
     payloads = [
-        live.event_payload(AuditEvent(at=timezone.now(), kind="access_granted", access_point_name="Door"), None)
+        events.event_payload(AuditEvent(at=timezone.now(), kind="access_granted", access_point_name="Door"), None)
         for _ in range(100)
     ]
     with transaction.atomic():

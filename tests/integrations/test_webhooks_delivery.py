@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 from django.db import connection
 from django.utils import timezone
 
+from accesscontrol import events
 from accesscontrol.models import AuditEvent
 from integrations import http as outbound_http
 from integrations import webhooks
@@ -61,8 +62,8 @@ def subscribe(url: str, **fields) -> WebhookSubscription:
 
 
 def record_events(count: int = 1, kind: str = "access_denied", **fields) -> list[AuditEvent]:
-    """Audit events stored as operators' actions are: through the ORM, which enqueues their deliveries."""
-    return [AuditEvent.objects.create(at=timezone.now(), kind=kind, **fields) for _ in range(count)]
+    """Audit events stored as operators' actions are: through events.record, which enqueues their deliveries."""
+    return [events.record(at=timezone.now(), kind=kind, **fields) for _ in range(count)]
 
 
 def settle(policy: delivery.Policy = FAST, timeout: float = 10.0) -> None:

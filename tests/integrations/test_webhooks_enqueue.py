@@ -7,7 +7,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from accesscontrol import live
+from accesscontrol import events
 from accesscontrol.models import AuditEvent
 from integrations import outbox, webhooks
 from integrations.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
@@ -36,7 +36,7 @@ def subscribe(name: str, partitions=(), **fields) -> WebhookSubscription:
 
 
 def event_at(point, kind="access_denied") -> AuditEvent:
-    return AuditEvent.objects.create(at=timezone.now(), kind=kind, access_point=point, access_point_name=point.name)
+    return events.record(at=timezone.now(), kind=kind, access_point=point, access_point_name=point.name)
 
 
 def deliveries(subscription) -> list[str]:
@@ -54,7 +54,7 @@ def test_an_event_gets_a_delivery_for_each_subscription_that_wants_its_kind_and_
     forced_only = subscribe("forced", all_partitions=True, kinds=["door_forced"])
     event_at(east_door)
     event_at(west_door, kind="door_forced")
-    AuditEvent.objects.create(at=timezone.now(), kind="device_offline")  # no access point, no partition
+    events.record(at=timezone.now(), kind="device_offline")  # no access point, no partition
 
     assert deliveries(everything) == ["", "East door", "West door"]
     assert deliveries(east_only) == ["East door"]
@@ -138,13 +138,13 @@ def test_a_new_subscription_is_seen_by_the_next_enqueue_of_this_process():
     assert WebhookDelivery.objects.filter(subscription=subscription).count() == 1
 
 
-def test_the_bridges_path_through_live_enqueue_writes_rows_too():
+def test_the_outbox_sink_writes_rows_under_the_payloads_key():
     subscription = subscribe("all", all_partitions=True)
     point = make_access_point(name="Gate")
     event = AuditEvent(at=timezone.now(), kind="access_granted", access_point=point, device_event_id=7)
 
     with transaction.atomic():
-        live.enqueue([live.event_payload(event, point.partition_id, key="device-1-7")])
+        outbox.enqueue([events.event_payload(event, point.partition_id, key="device-1-7")])
 
     assert list(WebhookDelivery.objects.filter(subscription=subscription).values_list("event_key", flat=True)) == [
         "device-1-7"
