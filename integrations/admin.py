@@ -11,8 +11,8 @@ from accesscontrol.admin import VIA, SpaceAdmin
 from accesscontrol.choices import AuditKind
 from accesscontrol.permissions import ALL, allowed_partitions, permission_name, restrict
 from integrations.models import SECRET_MAX_LENGTH, SECRET_MIN_LENGTH, WebhookDelivery, WebhookSubscription
+from integrations.targets import TargetError, check_url
 from integrations.webhooks import actions
-from integrations.webhooks.targets import TargetError, check_url
 
 HEALTH = ["paused_at", "paused_reason", "failures_in_a_row", "failing_since", "last_error", "last_success_at"]
 

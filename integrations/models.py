@@ -7,6 +7,7 @@ send: Celery tasks and the embedded service only ever work from these rows.
 
 import secrets
 import uuid
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -15,6 +16,7 @@ from django.db import models
 
 from accesscontrol.choices import AuditKind
 from core import vault
+from integrations.targets import TargetError, check_url
 
 SECRET_MIN_LENGTH = 16
 SECRET_MAX_LENGTH = 200
@@ -117,9 +119,6 @@ class WebhookSubscription(models.Model):
         return vault.unseal(self.secret_sealed, self.secret_purpose).decode()
 
     def clean(self):
-        # Imported here: integrations.webhooks imports these models.
-        from integrations.webhooks.targets import TargetError, check_url
-
         errors = {}
         try:
             check_url(self.url, allow_private=self.allow_private_target)
@@ -136,10 +135,13 @@ class WebhookSubscription(models.Model):
             raise ValidationError(errors)
 
 
-def _forget_subscriptions():
-    from integrations import webhooks
+# Who keeps subscriptions in a cache (integrations.webhooks, when imported) registers here to be told of changes.
+subscription_listeners: list[Callable[[], None]] = []
 
-    webhooks.forget_subscriptions()
+
+def _forget_subscriptions():
+    for listener in subscription_listeners:
+        listener()
 
 
 class WebhookDelivery(models.Model):

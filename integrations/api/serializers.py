@@ -20,7 +20,7 @@ from integrations.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from integrations.webhooks.targets import TargetError, check_url, parse
+from integrations.targets import TargetError, check_url, parse
 
 ONLY_ADMINISTRATORS = "Only an administrator may allow private targets."
 

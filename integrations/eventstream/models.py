@@ -4,6 +4,8 @@ They live here, not in ``integrations/models.py``, which imports them so that
 Django registers them with the ``integrations`` app.
 """
 
+from collections.abc import Callable
+
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.utils import timezone
@@ -56,12 +58,15 @@ class EventStream(models.Model):
         return f"{self.protocol}://{host}:{self.port}"
 
 
+# Who keeps streams in a cache (integrations.eventstream.service, when imported) registers here to be told of changes.
+stream_listeners: list[Callable[[], None]] = []
+
+
 def _forget_streams() -> None:
     """This process picks the change up at once (and again after the commit); others within seconds."""
-    from integrations.eventstream import service as eventstream
-
-    eventstream.forget_streams()
-    transaction.on_commit(eventstream.forget_streams)
+    for listener in stream_listeners:
+        listener()
+        transaction.on_commit(listener)
 
 
 class StreamItem(models.Model):

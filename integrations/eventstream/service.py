@@ -35,7 +35,7 @@ from django.utils import timezone
 from core import net
 from core.net import Backoff
 from core.services import close_connection, run_orm
-from integrations.eventstream.models import EventStream, StreamItem, StreamProtocol
+from integrations.eventstream.models import EventStream, StreamItem, StreamProtocol, stream_listeners
 
 logger = logging.getLogger("space.eventstream")
 
@@ -84,6 +84,10 @@ def forget_streams() -> None:
     global _streams, _generation
     _generation += 1
     _streams = None
+
+
+# Saving or deleting a stream tells this module's cache (integrations.eventstream.models).
+stream_listeners.append(forget_streams)
 
 
 def active_streams() -> tuple[StreamFilter, ...]:

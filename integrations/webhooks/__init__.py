@@ -49,6 +49,7 @@ def subscribers() -> tuple[Subscriber, ...]:
         return cached
     from integrations.models import WebhookSubscription
 
+    _listen_to_subscription_changes()  # a cache now exists: be told when it goes stale
     with _lock:
         rows = WebhookSubscription.objects.filter(active=True).prefetch_related("partitions")
         fresh = tuple(
@@ -68,6 +69,14 @@ def forget_subscriptions() -> None:
     """Read the subscriptions again on the next enqueue (this process; others within the TTL)."""
     global _cached
     _cached = (0.0, ())
+
+
+def _listen_to_subscription_changes() -> None:
+    # Saving or deleting a subscription tells this module's cache (integrations.models).
+    from integrations.models import subscription_listeners
+
+    if forget_subscriptions not in subscription_listeners:
+        subscription_listeners.append(forget_subscriptions)
 
 
 def enqueue(payloads: list[dict]) -> int:

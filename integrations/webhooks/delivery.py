@@ -38,8 +38,8 @@ from django.utils import timezone
 
 from core.vault import VaultError
 from integrations.models import DeliveryStatus, WebhookDelivery, WebhookSubscription, idempotency_key
+from integrations.targets import Target, TargetError, TargetRefused, check_url
 from integrations.webhooks import signing, transport
-from integrations.webhooks.targets import Target, TargetError, TargetRefused, check_url
 
 logger = logging.getLogger("space.webhooks")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from integrations import http
 from integrations.http import TLS_CONTEXT, Timeouts
-from integrations.webhooks.targets import Target
+from integrations.targets import Target
 
 __all__ = ["TLS_CONTEXT", "Answer", "Timeouts", "post"]
 

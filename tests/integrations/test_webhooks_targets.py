@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from integrations.models import WebhookSubscription
-from integrations.webhooks.targets import TargetError, TargetRefused, check_url, refusal
+from integrations.targets import TargetError, TargetRefused, check_url, refusal
 
 
 @pytest.mark.parametrize(
