@@ -14,6 +14,7 @@ from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from accesscontrol.choices import Decision, KeyStatus
 from accesscontrol.models import (
@@ -153,6 +154,31 @@ def _replace_children(owner, relation: str, model, items: list[dict]) -> None:
     getattr(owner, "_prefetched_objects_cache", {}).pop(relation, None)
 
 
+class WholeListSerializer(serializers.ListSerializer):
+    """A nested list written as a whole (a time period's intervals, a device's doors).
+
+    A PATCH of the owner is partial, and DRF lets every field below a partial root be left out; but the
+    list given replaces the stored one, so each of its items must be complete. Under a partial root the
+    list is validated on its own, as a root, with the owner's context: a missing field is a field error.
+    """
+
+    def run_validation(self, data=empty):
+        if data is empty or self.parent is None or not getattr(self.root, "partial", False):
+            return super().run_validation(data)
+        whole = type(self)(
+            child=copy.deepcopy(self.child),
+            data=data,
+            context=self.context,
+            allow_empty=self.allow_empty,
+            max_length=self.max_length,
+            min_length=self.min_length,
+            allow_null=self.allow_null,
+        )
+        if not whole.is_valid():
+            raise serializers.ValidationError(whole.errors)
+        return whole.validated_data
+
+
 class NestedWritesMixin:
     """Create and update with nested lists (``nested`` names them) written as a whole."""
 
@@ -177,6 +203,7 @@ class NestedWritesMixin:
 
 class TimeIntervalSerializer(ModelSerializer):
     class Meta:
+        list_serializer_class = WholeListSerializer
         model = TimeInterval
         fields = [
             "id",
@@ -206,6 +233,7 @@ class TimePeriodSerializer(NestedWritesMixin, PartitionedSerializer):
 
 class CalendarDaySerializer(ModelSerializer):
     class Meta:
+        list_serializer_class = WholeListSerializer
         model = CalendarDay
         fields = ["id", "date", "day_type", "name", "recurring"]
 
@@ -227,6 +255,7 @@ class CalendarSerializer(NestedWritesMixin, ModelSerializer):
 
 class AccessLevelEntrySerializer(ModelSerializer):
     class Meta:
+        list_serializer_class = WholeListSerializer
         model = AccessLevelEntry
         fields = ["id", "access_point", "zone", "time_period"]
 

@@ -10,7 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accesscontrol.api.serializers import ModelSerializer, NestedWritesMixin, VisibleRelatedField
+from accesscontrol.api.serializers import ModelSerializer, NestedWritesMixin, VisibleRelatedField, WholeListSerializer
 from accesscontrol.choices import OpeningMode
 from accesscontrol.models import AccessPoint, Zone
 from accesscontrol.permissions import restrict
@@ -44,6 +44,7 @@ class DeviceKeyField(serializers.Field):
 
 class DeviceDoorSerializer(ModelSerializer):
     class Meta:
+        list_serializer_class = WholeListSerializer
         model = DeviceDoor
         fields = ["id", "number", "access_point"]
         # Checked against the other devices by DeviceSerializer; here it would trip over the device's own rows.
@@ -52,6 +53,7 @@ class DeviceDoorSerializer(ModelSerializer):
 
 class DeviceReaderSerializer(ModelSerializer):
     class Meta:
+        list_serializer_class = WholeListSerializer
         model = DeviceReader
         fields = ["id", "number", "access_point"]
 
