@@ -275,7 +275,18 @@ class CardholderPermissionSerializer(ModelSerializer):
         fields = ["id", "cardholder", "access_point", "zone", "time_period"]
 
 
+# "format: email" alone would refuse the empty string that the model takes (and serves) for "none".
+@extend_schema_field({"type": "string", "maxLength": 254, "anyOf": [{"format": "email"}, {"maxLength": 0}]})
+class OptionalEmailField(serializers.EmailField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("max_length", 254)
+        super().__init__(**kwargs)
+
+
 class CardholderSerializer(PartitionedSerializer):
+    email = OptionalEmailField()
     pin = serializers.CharField(
         write_only=True,
         required=False,
@@ -419,6 +430,8 @@ class SystemAuditEntrySerializer(serializers.ModelSerializer):
 
 
 class OperatorSerializer(serializers.ModelSerializer):
+    email = OptionalEmailField(read_only=True)
+
     class Meta:
         model = Operator
         fields = [
