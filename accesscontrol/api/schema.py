@@ -82,6 +82,8 @@ def add_error_responses(result, generator, request, public):
                     if "400" in responses
                     else _answer("FieldErrors", "Bad input: field errors.")
                 )
+            if "requestBody" in operation:
+                responses.setdefault("415", _answer("Error", "A body in a media type the operation does not read."))
             if operation.get("security") != [{}]:
                 responses.setdefault("401", _answer("Error", "No credentials, or bad ones."))
                 responses.setdefault("403", _answer("Error", "The operator may not do this (here)."))
