@@ -9,6 +9,7 @@ from django import forms
 from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 
 from accesscontrol.choices import AccessPointKind, AuditKind, CardholderKind, Decision, KeyKind, KeyStatus
 from accesscontrol.models import (
@@ -41,6 +42,7 @@ class IdField(forms.IntegerField):
         super().__init__(**kwargs)
 
 
+@extend_schema_field({"type": "integer", "minimum": 0, "maximum": 2**63 - 1})
 class IdFilter(filters.NumberFilter):
     field_class = IdField
 

@@ -8,6 +8,8 @@ operations reach their objects and not only their 404. The run is derandomized (
 per operation.
 """
 
+import re
+
 import pytest
 import schemathesis
 from django.contrib.auth.models import Permission
@@ -91,7 +93,7 @@ def seed_site():
             DeviceReader.objects.create(device=device, number=number, access_point=door)
     make_calendar(("2030-12-25", "holiday"), ("2030-05-01", "special1"))
     make_room("101")
-    subscription = WebhookSubscription(name="Hook", url="https://hooks.example.com/space", all_partitions=True)
+    subscription = WebhookSubscription(name="Hook", url="https://192.0.2.10/space", all_partitions=True)
     subscription.set_secret("a secret of sufficient length")
     subscription.save()
     WebhookDelivery.objects.create(
@@ -154,8 +156,17 @@ def aim_at_existing_objects(case) -> None:
             case.path_parameters[name] = ids[value % len(ids)]
 
 
+def without_name_lookups(case) -> None:
+    """A webhook's URL is checked by resolving its host: a generated host name becomes a TEST-NET address, so
+    the fuzz asks no DNS server about made-up names (the URL's form is still the generated one)."""
+    body = case.body
+    if isinstance(body, dict) and isinstance(body.get("url"), str):
+        body["url"] = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*", r"\g<1>192.0.2.10", body["url"])
+
+
 def run(case, headers) -> None:
     aim_at_existing_objects(case)
+    without_name_lookups(case)
     response = case.call(headers=headers)
     case.validate_response(response, checks=CHECKS, headers=headers)
 

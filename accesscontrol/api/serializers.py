@@ -11,7 +11,6 @@ from django.contrib.auth.models import Permission
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
@@ -449,7 +448,9 @@ class OperatorSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-@extend_schema_field(OpenApiTypes.STR)
+@extend_schema_field(
+    {"type": "string", "pattern": r"^[a-z0-9_]+\.[a-z0-9_]+$", "example": "accesscontrol.view_cardholder"}
+)
 class PermissionField(serializers.RelatedField):
     """A Django permission written as ``app_label.codename``, e.g. ``accesscontrol.view_cardholder``."""
 

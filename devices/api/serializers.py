@@ -6,7 +6,6 @@ the device is created or rekeyed, and shown in that one response only.
 """
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -21,7 +20,7 @@ from devices.models import DEVICE_KEY_SIZE, Device, DeviceCommand, DeviceDoor, D
 MAX_DOORS = 256
 
 
-@extend_schema_field(OpenApiTypes.STR)
+@extend_schema_field({"type": "string", "pattern": f"^[0-9a-fA-F]{{{DEVICE_KEY_SIZE * 2}}}$"})
 class DeviceKeyField(serializers.Field):
     """A device key as 32 hex digits; bytes inside."""
 
