@@ -26,6 +26,9 @@ def exception_handler(exc, context):
         exc = exceptions.ValidationError({"non_field_errors": ["This conflicts with existing data."]})
     elif isinstance(exc, AppendOnlyError):
         exc = exceptions.MethodNotAllowed(context["request"].method, detail=str(exc))
+    elif isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, list):
+        # A bare list (e.g. DRF's search filter refusing a NUL): every 400 is an object of field errors.
+        exc = exceptions.ValidationError({"non_field_errors": exc.detail})
     return drf_exception_handler(exc, context)
 
 

@@ -216,3 +216,10 @@ def test_deleting_a_partition_still_in_use_is_a_conflict(admin_client, partition
     assert response.status_code == 409
     assert response.json()["used_by"] == [str(zone)]
     assert Partition.objects.filter(pk=partition.pk).exists()
+
+
+def test_a_nul_in_a_search_is_a_400_with_an_object_of_errors(admin_client):
+    response = admin_client.get("/api/v1/api-keys/", {"search": "a\x00b"})
+
+    assert response.status_code == 400
+    assert response.json() == {"non_field_errors": ["Null characters are not allowed."]}
