@@ -4,11 +4,15 @@ Related objects are filtered by id with plain number filters: a filter never
 says whether an id the operator may not see exists.
 """
 
+import datetime as dt
+
 import django_filters as filters
 from django import forms
 from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
+from django_filters.fields import DateRangeWidget, IsoDateTimeField, RangeField
+from drf_spectacular.utils import extend_schema_field
 
 from accesscontrol.choices import AccessPointKind, AuditKind, CardholderKind, Decision, KeyKind, KeyStatus
 from accesscontrol.models import (
@@ -41,8 +45,40 @@ class IdField(forms.IntegerField):
         super().__init__(**kwargs)
 
 
+@extend_schema_field({"type": "integer", "minimum": 0, "maximum": 2**63 - 1})
 class IdFilter(filters.NumberFilter):
     field_class = IdField
+
+
+class UtcDateTimeField(IsoDateTimeField):
+    """An ISO 8601 date and time, in UTC for the database: PostgreSQL refuses an offset beyond ±15:59, which
+    ISO 8601 allows, and a time near year 1 or 9999 may not move to UTC at all (a form error, not a 500)."""
+
+    default_error_messages = {"overflow": "This date and time is out of range."}
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is None:
+            return None
+        try:
+            return value.astimezone(dt.UTC)
+        except OverflowError:
+            raise forms.ValidationError(self.error_messages["overflow"], code="overflow") from None
+
+
+class UtcDateTimeRangeField(RangeField):
+    widget = DateRangeWidget
+
+    def __init__(self, *args, **kwargs):
+        super().__init__((UtcDateTimeField(), UtcDateTimeField()), *args, **kwargs)
+
+
+class UtcDateTimeFilter(filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
+
+
+class UtcDateTimeFromToRangeFilter(filters.IsoDateTimeFromToRangeFilter):
+    field_class = UtcDateTimeRangeField
 
 
 class PartitionFilterSet(filters.FilterSet):
@@ -110,8 +146,8 @@ class CardholderFilterSet(filters.FilterSet):
     kind = filters.ChoiceFilter(choices=CardholderKind.choices)
     name = filters.CharFilter(method="filter_name", label="Name contains")
     access_level = IdFilter(field_name="access_levels__id", distinct=True)
-    expiration_after = filters.IsoDateTimeFilter(field_name="expiration", lookup_expr="gte")
-    expiration_before = filters.IsoDateTimeFilter(field_name="expiration", lookup_expr="lt")
+    expiration_after = UtcDateTimeFilter(field_name="expiration", lookup_expr="gte")
+    expiration_before = UtcDateTimeFilter(field_name="expiration", lookup_expr="lt")
 
     class Meta:
         model = Cardholder
@@ -231,8 +267,8 @@ class KeyFilterSet(filters.FilterSet):
     uid = filters.CharFilter(method="filter_uid")
     kind = filters.ChoiceFilter(choices=KeyKind.choices)
     status = filters.ChoiceFilter(choices=KeyStatus.choices)
-    issued_after = filters.IsoDateTimeFilter(field_name="issued_at", lookup_expr="gte")
-    issued_before = filters.IsoDateTimeFilter(field_name="issued_at", lookup_expr="lt")
+    issued_after = UtcDateTimeFilter(field_name="issued_at", lookup_expr="gte")
+    issued_before = UtcDateTimeFilter(field_name="issued_at", lookup_expr="lt")
 
     class Meta:
         model = Key
@@ -243,7 +279,7 @@ class KeyFilterSet(filters.FilterSet):
 
 
 class AuditEventFilterSet(filters.FilterSet):
-    at = filters.IsoDateTimeFromToRangeFilter(help_text="at_after and at_before, ISO 8601.")
+    at = UtcDateTimeFromToRangeFilter(help_text="at_after and at_before, ISO 8601.")
     access_point = IdFilter(field_name="access_point_id")
     cardholder = IdFilter(field_name="cardholder_id")
     device = IdFilter(field_name="device_id")
@@ -257,7 +293,7 @@ class AuditEventFilterSet(filters.FilterSet):
 
 
 class SystemAuditFilterSet(filters.FilterSet):
-    at = filters.IsoDateTimeFromToRangeFilter(help_text="at_after and at_before, ISO 8601.")
+    at = UtcDateTimeFromToRangeFilter(help_text="at_after and at_before, ISO 8601.")
     operator = IdFilter(field_name="operator_id")
     action = filters.CharFilter()
     object_type = filters.CharFilter()

@@ -3,6 +3,8 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.db.models import ProtectedError, RestrictedError
+from django.http import JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -24,4 +26,14 @@ def exception_handler(exc, context):
         exc = exceptions.ValidationError({"non_field_errors": ["This conflicts with existing data."]})
     elif isinstance(exc, AppendOnlyError):
         exc = exceptions.MethodNotAllowed(context["request"].method, detail=str(exc))
+    elif isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, list):
+        # A bare list (e.g. DRF's search filter refusing a NUL): every 400 is an object of field errors.
+        exc = exceptions.ValidationError({"non_field_errors": exc.detail})
     return drf_exception_handler(exc, context)
+
+
+def not_found(request, exception):
+    """Django's 404 (a URL no view takes, e.g. an id that is not a number): JSON under /api/, as DRF's own."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)

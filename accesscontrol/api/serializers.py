@@ -10,9 +10,9 @@ import copy
 from django.contrib.auth.models import Permission
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from accesscontrol import actions
 from accesscontrol.choices import Decision, KeyStatus
@@ -143,6 +143,31 @@ class AccessPointSerializer(PartitionedSerializer):
     validate_ext_id = staticmethod(_none_if_blank)
 
 
+class WholeListSerializer(serializers.ListSerializer):
+    """A nested list written as a whole (a time period's intervals, a device's doors).
+
+    A PATCH of the owner is partial, and DRF lets every field below a partial root be left out; but the
+    list given replaces the stored one, so each of its items must be complete. Under a partial root the
+    list is validated on its own, as a root, with the owner's context: a missing field is a field error.
+    """
+
+    def run_validation(self, data=empty):
+        if data is empty or self.parent is None or not getattr(self.root, "partial", False):
+            return super().run_validation(data)
+        whole = type(self)(
+            child=copy.deepcopy(self.child),
+            data=data,
+            context=self.context,
+            allow_empty=self.allow_empty,
+            max_length=self.max_length,
+            min_length=self.min_length,
+            allow_null=self.allow_null,
+        )
+        if not whole.is_valid():
+            raise serializers.ValidationError(whole.errors)
+        return whole.validated_data
+
+
 class ActionWritesMixin:
     """Create and update through an action of accesscontrol.actions, which owns the transaction and the record.
 
@@ -174,6 +199,7 @@ def by_request(serializer) -> dict:
 
 class TimeIntervalSerializer(ModelSerializer):
     class Meta:
+        list_serializer_class = WholeListSerializer
         model = TimeInterval
         fields = [
             "id",
@@ -206,6 +232,7 @@ class TimePeriodSerializer(ActionWritesMixin, PartitionedSerializer):
 
 class CalendarDaySerializer(ModelSerializer):
     class Meta:
+        list_serializer_class = WholeListSerializer
         model = CalendarDay
         fields = ["id", "date", "day_type", "name", "recurring"]
 
@@ -230,6 +257,7 @@ class CalendarSerializer(ActionWritesMixin, ModelSerializer):
 
 class AccessLevelEntrySerializer(ModelSerializer):
     class Meta:
+        list_serializer_class = WholeListSerializer
         model = AccessLevelEntry
         fields = ["id", "access_point", "zone", "time_period"]
 
@@ -259,7 +287,18 @@ class CardholderPermissionSerializer(ModelSerializer):
         return actions.change_cardholder_permission(instance, validated_data, **by_request(self))
 
 
+# "format: email" alone would refuse the empty string that the model takes (and serves) for "none".
+@extend_schema_field({"type": "string", "maxLength": 254, "anyOf": [{"format": "email"}, {"maxLength": 0}]})
+class OptionalEmailField(serializers.EmailField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("max_length", 254)
+        super().__init__(**kwargs)
+
+
 class CardholderSerializer(PartitionedSerializer):
+    email = OptionalEmailField()
     pin = serializers.CharField(
         write_only=True,
         required=False,
@@ -403,6 +442,8 @@ class SystemAuditEntrySerializer(serializers.ModelSerializer):
 
 
 class OperatorSerializer(serializers.ModelSerializer):
+    email = OptionalEmailField(read_only=True)
+
     class Meta:
         model = Operator
         fields = [
@@ -420,7 +461,9 @@ class OperatorSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-@extend_schema_field(OpenApiTypes.STR)
+@extend_schema_field(
+    {"type": "string", "pattern": r"^[a-z0-9_]+\.[a-z0-9_]+$", "example": "accesscontrol.view_cardholder"}
+)
 class PermissionField(serializers.RelatedField):
     """A Django permission written as ``app_label.codename``, e.g. ``accesscontrol.view_cardholder``."""
 

@@ -120,7 +120,8 @@ class LockListView(PPDView):
     pagination_class = generics.GenericAPIView.pagination_class
 
     @extend_schema(
-        parameters=[OpenApiParameter("needs_update", OpenApiTypes.BOOL, description="Only those that do (or not).")]
+        parameters=[OpenApiParameter("needs_update", OpenApiTypes.BOOL, description="Only those that do (or not).")],
+        responses=LockReportSerializer(many=True),  # a page of them, as the other lists
     )
     def get(self, request):
         wanted = request.query_params.get("needs_update")

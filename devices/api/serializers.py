@@ -6,11 +6,10 @@ the device is created or rekeyed, and shown in that one response only.
 """
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accesscontrol.api.serializers import ModelSerializer, VisibleRelatedField, by_request
+from accesscontrol.api.serializers import ModelSerializer, VisibleRelatedField, WholeListSerializer, by_request
 from accesscontrol.choices import OpeningMode
 from accesscontrol.models import AccessPoint, Zone
 from accesscontrol.permissions import restrict
@@ -22,7 +21,7 @@ from devices.models import DEVICE_KEY_SIZE, Device, DeviceCommand, DeviceDoor, D
 MAX_DOORS = 256
 
 
-@extend_schema_field(OpenApiTypes.STR)
+@extend_schema_field({"type": "string", "pattern": f"^[0-9a-fA-F]{{{DEVICE_KEY_SIZE * 2}}}$"})
 class DeviceKeyField(serializers.Field):
     """A device key as 32 hex digits; bytes inside."""
 
@@ -45,6 +44,7 @@ class DeviceKeyField(serializers.Field):
 
 class DeviceDoorSerializer(ModelSerializer):
     class Meta:
+        list_serializer_class = WholeListSerializer
         model = DeviceDoor
         fields = ["id", "number", "access_point"]
         # Checked against the other devices by DeviceSerializer; here it would trip over the device's own rows.
@@ -53,6 +53,7 @@ class DeviceDoorSerializer(ModelSerializer):
 
 class DeviceReaderSerializer(ModelSerializer):
     class Meta:
+        list_serializer_class = WholeListSerializer
         model = DeviceReader
         fields = ["id", "number", "access_point"]
 

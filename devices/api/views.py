@@ -18,7 +18,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accesscontrol.api.views import SpaceModelViewSet, SpaceReadOnlyViewSet
-from accesscontrol.filtersets import IdFilter
+from accesscontrol.filtersets import IdFilter, UtcDateTimeFromToRangeFilter
 from accesscontrol.models import AccessPoint, Key, SiteSettings, Zone
 from accesscontrol.permissions import may_use_partition, permission_name, restrict
 from devices import actions, commands, encoding
@@ -51,7 +51,7 @@ class DeviceCommandFilterSet(filters.FilterSet):
     operator = IdFilter(field_name="operator_id")
     op = filters.MultipleChoiceFilter(choices=CommandOp.choices)
     status = filters.MultipleChoiceFilter(choices=CommandStatus.choices)
-    created = filters.IsoDateTimeFromToRangeFilter(
+    created = UtcDateTimeFromToRangeFilter(
         field_name="created_at", help_text="created_after and created_before, ISO 8601."
     )
 

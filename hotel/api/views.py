@@ -40,7 +40,8 @@ STATUS_OF = {
 }
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    # The server takes any printable characters; the schema promises the ASCII ones, which every HTTP stack carries.
+    {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY_LENGTH, "pattern": "^[\\x20-\\x7e]+$"},
     OpenApiParameter.HEADER,
     description="Any string up to 255 characters: a retry with the same key and body is answered without "
     "running again (for 24 hours).",

@@ -20,6 +20,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accesscontrol.api.views import SpaceModelViewSet, SpaceReadOnlyViewSet
+from accesscontrol.filtersets import UtcDateTimeFromToRangeFilter
 from accesscontrol.permissions import ALL, allowed_partitions, permission_name
 from integrations.api import serializers
 from integrations.eventstream.models import EventStream
@@ -53,7 +54,7 @@ class WebhookDeliveryFilterSet(filters.FilterSet):
     status = filters.MultipleChoiceFilter(choices=DeliveryStatus.choices)
     event_key = filters.CharFilter()
     kind = filters.CharFilter(field_name="payload__kind", help_text="The audit event kind.")
-    created = filters.IsoDateTimeFromToRangeFilter(
+    created = UtcDateTimeFromToRangeFilter(
         field_name="created_at", help_text="created_after and created_before, ISO 8601."
     )
 

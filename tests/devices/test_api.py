@@ -224,6 +224,25 @@ def test_a_door_number_or_an_access_point_twice_is_refused(api):
     assert not Device.objects.exists()
 
 
+def test_a_door_without_its_access_point_in_a_patch_is_a_field_error_not_a_server_error(api):
+    front = make_access_point(name="Front")
+    device = make_device(1001, front)
+
+    response = api.patch(
+        f"/api/v1/devices/{device.pk}/",
+        {"doors": [{"number": 1}], "readers": [{"access_point": front.pk}]},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "doors": {"0": {"access_point": ["This field is required."]}},
+        "readers": {"0": {"number": ["This field is required."]}},
+    }
+    assert list(DeviceDoor.objects.values_list("number", "access_point")) == [(1, front.pk)]
+    assert list(DeviceReader.objects.values_list("number", "access_point")) == [(1, front.pk)]
+
+
 def test_an_access_point_driven_by_another_device_is_refused(api):
     front = make_access_point(name="Front")
     make_device(1, front)

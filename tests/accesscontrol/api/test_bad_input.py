@@ -216,3 +216,29 @@ def test_deleting_a_partition_still_in_use_is_a_conflict(admin_client, partition
     assert response.status_code == 409
     assert response.json()["used_by"] == [str(zone)]
     assert Partition.objects.filter(pk=partition.pk).exists()
+
+
+def test_a_nul_in_a_search_is_a_400_with_an_object_of_errors(admin_client):
+    response = admin_client.get("/api/v1/api-keys/", {"search": "a\x00b"})
+
+    assert response.status_code == 400
+    assert response.json() == {"non_field_errors": ["Null characters are not allowed."]}
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ({"issued_before": "0867-05-10T22:14:11.513-16:43"}, None),
+        ({"issued_after": "0001-01-01T00:00:00+01:00"}, {"issued_after": ["This date and time is out of range."]}),
+    ],
+)
+def test_a_time_filter_with_any_iso_offset_is_answered_not_a_server_error(admin_client, query, error):
+    make_key(make_cardholder())
+
+    response = admin_client.get("/api/v1/keys/", query)
+
+    assert response.status_code == (200 if error is None else 400)
+    if error is None:
+        assert response.json()["count"] == 0
+    else:
+        assert response.json() == error

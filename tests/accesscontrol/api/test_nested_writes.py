@@ -1,5 +1,7 @@
 """Time periods, calendars and access levels carry their parts (intervals, days, entries), written as a whole."""
 
+from datetime import date
+
 import pytest
 
 from accesscontrol.models import AccessLevel, AccessLevelEntry, Calendar, TimeInterval, TimePeriod
@@ -184,3 +186,54 @@ def test_calendars_are_listed_with_their_days(admin_client):
     response = admin_client.get("/api/v1/calendars/")
 
     assert len(response.json()["results"][0]["days"]) == 3
+
+
+def test_a_day_without_its_date_in_a_patch_is_a_field_error_not_a_server_error(admin_client):
+    calendar = make_calendar(("2030-12-25", "holiday"))
+
+    response = admin_client.patch(
+        f"/api/v1/calendars/{calendar.pk}/",
+        {"name": "0", "description": "", "days": [{"day_type": "holiday", "name": "", "recurring": False}]},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {"days": {"0": {"date": ["This field is required."]}}}
+    assert list(Calendar.objects.get().days.values_list("date", flat=True)) == [date(2030, 12, 25)]
+
+
+def test_an_interval_without_its_times_in_a_patch_is_a_field_error(admin_client):
+    period = make_time_period(("08:00", "12:00", "monday"))
+
+    response = admin_client.patch(
+        f"/api/v1/time-periods/{period.pk}/", {"intervals": [{"sunday": True}]}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "intervals": {"0": {"start": ["This field is required."], "end": ["This field is required."]}}
+    }
+    assert period.intervals.count() == 1
+
+
+def test_an_empty_entry_in_a_patch_is_refused_and_the_entries_stay(admin_client):
+    door = make_access_point()
+    level = make_access_level(door)
+
+    response = admin_client.patch(f"/api/v1/access-levels/{level.pk}/", {"entries": [{}]}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"entries": {"0": {"non_field_errors": ["Name either an access point or a zone."]}}}
+    assert list(level.entries.values_list("access_point", flat=True)) == [door.pk]
+
+
+def test_a_complete_list_in_a_patch_still_replaces_the_days(admin_client):
+    calendar = make_calendar(("2030-12-25", "holiday"))
+
+    response = admin_client.patch(
+        f"/api/v1/calendars/{calendar.pk}/", {"days": [{"date": "2031-01-01", "day_type": "holiday"}]}, format="json"
+    )
+
+    assert response.status_code == 200
+    assert [day["date"] for day in response.json()["days"]] == ["2031-01-01"]
+    assert Calendar.objects.get().name == calendar.name
