@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
 from accesscontrol.models import ApiKey, Operator
 from devices.models import Device, DeviceDoor, DeviceReader
 from integrations.models import WebhookDelivery, WebhookSubscription
-from tests.accesscontrol.hotel_support import make_room
+from tests.hotel.support import make_room
 from tests.factories import (
     give_permission,
     make_access_level,
