@@ -12,8 +12,8 @@ from accesscontrol.tasks import purge_blacklist
 from core.periodic import PeriodicService
 from space.celery import PURGE_BLACKLIST_EVERY_SECONDS, app
 from space.services import embedded_services
-from tests.accesscontrol.api.conftest import client_with
 from tests.factories import make_cardholder, make_key
+from tests.support.api import client_with
 
 pytestmark = pytest.mark.django_db
 

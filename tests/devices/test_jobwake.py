@@ -18,7 +18,8 @@ from devices.sdp import bridge
 from hotel import actions as hotel
 from simulation.encoders import SimulatedEncoder
 from tests.accesscontrol.hotel_support import make_hotel
-from tests.devices.encoders_support import ENCODER_ID, KEY, make_encoder, run, until
+from tests.devices.encoders_support import ENCODER_ID, KEY, make_encoder, run
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,7 +6,7 @@ from core import hosting
 from core.lease import Lease, redis_client
 from integrations import connectors
 from integrations.pms.fias_service import FiasService
-from tests.devices.test_tasks import redis_database
+from tests.support.processes import redis_database
 
 
 @pytest.fixture

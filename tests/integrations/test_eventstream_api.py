@@ -6,8 +6,8 @@ from django.utils import timezone
 from accesscontrol.models import SystemAuditEntry
 from integrations.eventstream import service as eventstream
 from integrations.eventstream.models import EventStream, StreamItem
-from tests.accesscontrol.api.conftest import client_for
 from tests.factories import make_operator, make_partition
+from tests.support.api import client_for
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,6 @@ file, and a real TCP receiver in this process.
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,9 @@ from integrations.eventstream import tasks as stream_tasks
 from integrations.eventstream.service import EventStreamService
 from space.celery import app as celery_app
 from space.services import embedded_services
-from tests.devices.test_tasks import BASE_DIR, environment, migrated_var_dir, redis_database, stop, wait_until
 from tests.integrations.test_eventstream_service import Loop, TcpReceiver
+from tests.support.processes import BASE_DIR, Worker, environment, migrated_var_dir, redis_database, stop
+from tests.support.waiting import wait_until
 
 LEASE_KEY = KEY_PREFIX + stream_tasks.EVENT_STREAM_LEASE
 LEASE_SECONDS = 3.0
@@ -78,39 +78,6 @@ def shell(env: dict, code: str, **options) -> subprocess.Popen:
     )
 
 
-class Worker:
-    """``celery -A space worker -Q connectors --pool threads``: the event stream's tasks are found by autodiscovery."""
-
-    def __init__(self, env: dict, log: Path):
-        self.log_path = log
-        self.log_file = log.open("w")
-        self.process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "celery", "-A", "space", "worker", "-Q", "connectors"),
-                *("--pool", "threads", "--concurrency", "4", "--loglevel", "INFO"),
-                *("--without-mingle", "--without-gossip"),
-                *("--hostname", f"{log.stem}-{uuid.uuid4().hex[:8]}@%h"),
-            ],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def wait_ready(self) -> None:
-        assert wait_until(lambda: " ready." in self.log() or self.process.poll() is not None, timeout=60)
-        assert self.process.poll() is None, self.log()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.log_file.close()
-
-
 @pytest.mark.slow
 def test_a_killed_worker_loses_no_event_and_another_takes_over(tmp_path_factory, tmp_path):
     var = migrated_var_dir(tmp_path_factory)
@@ -124,26 +91,28 @@ def test_a_killed_worker_loses_no_event_and_another_takes_over(tmp_path_factory,
         try:
             created = shell(env, CREATE_STREAM.format(port=receiver.port))
             assert created.wait(60) == 0, created.stderr.read()
-            workers.append(Worker(env, tmp_path / "worker1.log"))
+            workers.append(Worker(env, tmp_path / "worker1.log", queue="connectors"))
             workers[0].wait_ready()
             app.send_task(RUN, kwargs={"lease_seconds": LEASE_SECONDS}, queue="connectors")
-            assert wait_until(lambda: f":{workers[0].process.pid}:" in (leases.get(LEASE_KEY) or "")), workers[0].log()
+            wait_until(
+                lambda: f":{workers[0].process.pid}:" in (leases.get(LEASE_KEY) or ""), message=lambda: workers[0].log()
+            )
 
             producer = shell(env, PRODUCE_EVENTS.format(batches=40))
-            assert wait_until(lambda: len(receiver.lines) >= 300), workers[0].log()
+            wait_until(lambda: len(receiver.lines) >= 300, message=lambda: workers[0].log())
             workers[0].process.kill()  # in the middle of the stream: no goodbye, no lease released
             out, err = producer.communicate(timeout=120)
             assert producer.returncode == 0, err[-3000:]
             produced = json.loads(out.strip().splitlines()[-1])
             assert len(receiver.lines) < len(produced)
 
-            workers.append(Worker(env, tmp_path / "worker2.log"))
+            workers.append(Worker(env, tmp_path / "worker2.log", queue="connectors"))
             workers[1].wait_ready()
             # Beat's check starts it again once the dead worker's lease has run out.
             assert wait_until(lambda: leases.get(LEASE_KEY) is None, timeout=LEASE_SECONDS + 10)
             app.send_task(ENSURE, queue="connectors")
 
-            assert wait_until(lambda: set(receiver.keys()) >= set(produced), timeout=60), workers[1].log()
+            wait_until(lambda: set(receiver.keys()) >= set(produced), timeout=60, message=lambda: workers[1].log())
             assert len(set(receiver.keys())) == len(produced)
             assert f":{workers[1].process.pid}:" in leases.get(LEASE_KEY)
             assert stop(workers[1].process) == 0, workers[1].log()

@@ -5,10 +5,9 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from accesscontrol.models import SystemAuditEntry
-from integrations import webhooks
 from integrations.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
-from tests.accesscontrol.api.conftest import client_for
 from tests.factories import make_operator, make_partition
+from tests.support.api import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -19,13 +18,6 @@ MANAGE = (
     "integrations.change_webhooksubscription",
     "integrations.delete_webhooksubscription",
 )
-
-
-@pytest.fixture(autouse=True)
-def fresh_subscribers():
-    webhooks.forget_subscriptions()
-    yield
-    webhooks.forget_subscriptions()
 
 
 @pytest.fixture

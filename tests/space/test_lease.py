@@ -16,6 +16,7 @@ from core import hosting
 from core.hosting import Host
 from core.lease import KEY_PREFIX, Lease, redis_client
 from tests.space.test_services import Hosted, UdpEcho, port_is_free
+from tests.support.waiting import wait_until
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("SPACE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -38,15 +39,6 @@ def name(client):
     name = f"test-{uuid.uuid4().hex}"
     yield name
     client.delete(KEY_PREFIX + name)
-
-
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def test_only_one_holder_takes_a_lease(client, name):

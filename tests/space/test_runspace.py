@@ -12,15 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
+
 pytestmark = pytest.mark.slow
 
 BASE_DIR = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def environment(tmp_path) -> dict:
@@ -29,14 +25,8 @@ def environment(tmp_path) -> dict:
     env["SPACE_VAR_DIR"] = str(tmp_path / "var")
     # The device bridge runs inside runspace: on loopback, on a port nobody else holds.
     env["SPACE_DEVICE_HOST"] = "127.0.0.1"
-    env["SPACE_DEVICE_PORT"] = str(free_udp_port())
+    env["SPACE_DEVICE_PORT"] = str(free_port("udp"))
     return env
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get(url: str) -> tuple[int, bytes]:

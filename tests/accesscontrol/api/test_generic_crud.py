@@ -7,7 +7,6 @@ import pytest
 from rest_framework.test import APIClient
 
 from accesscontrol.models import SystemAuditEntry
-from tests.accesscontrol.api.conftest import client_with
 from tests.accesscontrol.api.endpoints import (
     ENDPOINTS,
     PARTITIONED,
@@ -17,6 +16,7 @@ from tests.accesscontrol.api.endpoints import (
     Endpoint,
     stored,
 )
+from tests.support.api import client_with
 
 pytestmark = pytest.mark.django_db
 

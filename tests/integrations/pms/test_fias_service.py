@@ -24,6 +24,7 @@ from integrations.pms import fias, fias_requests, fias_service
 from integrations.pms.fias import ACK, ENQ, NAK, LinkByte, Record
 from integrations.pms.fias_service import FiasService
 from simulation.fias_pms import SimulatedPms
+from tests.support.waiting import wait_until
 
 CHECK_OUT = dt.time(11, 0)
 DEPARTURE = dt.datetime(2030, 5, 17, 10, 30)
@@ -131,15 +132,6 @@ def key_request(room="101", encoder="DESK1", **fields) -> Record:
     pairs.setdefault("DA", "300510")
     pairs.setdefault("TI", "091500")
     return Record.make("KR", *pairs.items())
-
-
-def wait_until(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 # --- link start, keep-alive, reconnection ------------------------------------------------------------

@@ -16,7 +16,8 @@ from integrations import connectors
 from integrations.ship import xml as ship
 from integrations.ship.service import ShipService
 from tests.integrations.ship.conftest import api_key, integrator
-from tests.integrations.test_eventstream_service import Loop, wait_until
+from tests.integrations.test_eventstream_service import Loop
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
