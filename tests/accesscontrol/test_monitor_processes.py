@@ -12,6 +12,7 @@ from websockets.asyncio.client import connect
 from tests.devices.client import Client
 from tests.support.ports import free_port
 from tests.support.processes import BASE_DIR, environment, migrated_var_dir, redis_database, stop
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -72,15 +73,15 @@ def device_event(device_port: int):
     def send():
         client = Client(device_port, DEVICE_ID, KEY)
         try:
-            deadline = time.monotonic() + 10
-            while True:
+
+            def handshake() -> bool:
                 try:
                     client.handshake()
-                    break
-                except AssertionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.3)
+                except AssertionError:  # the bridge is not listening yet
+                    return False
+                return True
+
+            wait_until(handshake, timeout=10, interval=0.3, message="a handshake with the bridge")
             answer = client.request(
                 {"t": "event", "ev": {"id": 77, "at": "2026-11-23T10:00:00Z", "kind": "door_forced", "door": 1}}
             )

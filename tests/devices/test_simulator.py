@@ -412,7 +412,7 @@ def test_an_unacknowledged_event_goes_again_in_the_next_session_under_a_new_seq(
         await server.handshake()
         seq, message, _ = await server.expect("event")
         server.send(server.seal({"t": "ack", "seq": seq}))
-        await asyncio.sleep(0.05)
+        await until(lambda: device.unacked_events == [])
         await stop(device, server)
         return copies, seq, message, device
 
@@ -465,7 +465,7 @@ def test_it_sends_a_status_every_heartbeat_from_the_welcome():
             seq, status, _ = await server.expect("status", timeout=2)
             statuses.append((time.monotonic() - welcomed, status))
             server.send(server.seal({"t": "ack", "seq": seq}))
-        await asyncio.sleep(0.05)
+        await until(lambda: device.stats.statuses_acked == 2)
         await stop(device, server)
         return statuses, device.stats
 

@@ -49,7 +49,7 @@ for _ in range({batches}):
     with transaction.atomic():
         eventstream.enqueue(payloads)
     keys += [payload["key"] for payload in payloads]
-    time.sleep(0.1)
+    time.sleep(0.1)  # a stream of batches over seconds, for the worker to be killed in the middle of
 print(json.dumps(keys))
 """
 

@@ -39,8 +39,9 @@ subscription.set_secret()
 subscription.save()
 for number in range(int(os.environ["EVENTS"])):
     AuditEvent.objects.create(at=timezone.now(), kind="access_granted", detail={"number": number})
-    time.sleep(0.01)
-time.sleep(0.5)  # the last kicks go out from a background thread
+    time.sleep(0.01)  # a burst over seconds, for the worker to be killed in the middle of
+# The last kicks go out from a background thread; one lost with the process is the sweep's to make up.
+time.sleep(0.5)
 """
 
 

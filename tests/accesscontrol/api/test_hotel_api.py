@@ -253,8 +253,12 @@ def test_anonymous_callers_are_refused(hotel_site):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_retry_while_the_first_call_waits_for_the_card_gets_its_answer(encoder_bridge):
+def test_a_retry_while_the_first_call_waits_for_the_card_gets_its_answer(encoder_bridge, monkeypatch):
     from simulation.encoders import SimulatedEncoder
+
+    claims = []  # the real claim runs; the test only learns that the retry has reached it
+    claim = idempotency.claim
+    monkeypatch.setattr(idempotency, "claim", lambda *args, **options: claims.append(1) or claim(*args, **options))
 
     make_hotel()
     make_encoder(station="DESK1")
@@ -283,7 +287,7 @@ def test_a_retry_while_the_first_call_waits_for_the_card_gets_its_answer(encoder
 
         second = threading.Thread(target=call)
         second.start()
-        await asyncio.sleep(0.5)  # the retry is waiting on the first call's record
+        await until(lambda: len(claims) == 2)  # the retry is waiting on the first call's record
         device.place_card("04A1B2C3D4E5F6")
         await asyncio.to_thread(first.join, 30)
         await asyncio.to_thread(second.join, 30)

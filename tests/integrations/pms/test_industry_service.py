@@ -8,7 +8,6 @@ the real device bridge on a SimulatedEncoder.
 import asyncio
 import datetime as dt
 import os
-import time
 
 import pytest
 from django.test import override_settings
@@ -337,9 +336,8 @@ def test_a_pms_that_drops_mid_frame_leaves_the_connector_serving(hotel_site, con
     async def scenario():
         client = await pms(connector)
         client.send_raw(co_frame()[:5])
-        await asyncio.sleep(0.1)
         await client.close()
-        await asyncio.sleep(0.1)
+        await until(lambda: connector.service.counters.garbage_bytes == 5)  # the half frame was dropped
         client = await pms(connector)
         answer = (await client.exchange(cn(station=PHONE, command="CNM"))).answer
         await client.close()
@@ -372,6 +370,7 @@ def test_an_answer_nakd_is_sent_again(hotel_site, connector):
         first = await client.answer(acknowledge=False)
         client.send_raw(bytes((NAK,)))
         second = await client.answer()
+        # Longer than the ack timeout (0.3 s): a resend of the acknowledged answer would come within it.
         await asyncio.sleep(0.5)
         await client.close()
         return first, second
@@ -410,7 +409,13 @@ def serial_connector(transactional_db):
     running.stop()
 
 
-def test_commands_over_the_serial_line(hotel_site, serial_connector):
+def serial_line_warnings(caplog, path: str) -> int:
+    return sum(
+        1 for record in caplog.records if record.getMessage().startswith(f"Industry Standard: serial line {path}")
+    )
+
+
+def test_commands_over_the_serial_line(hotel_site, serial_connector, caplog):
     running, master = serial_connector
 
     async def scenario():
@@ -429,15 +434,16 @@ def test_commands_over_the_serial_line(hotel_site, serial_connector):
     assert issued.ok and out == Answer("CO", data=("1",))
     assert running.service.counters.lrc_errors == 1
     # The PMS end hung up: the connector keeps running and tries the line again.
-    time.sleep(0.5)
+    path = running.service.serial_line.path
+    wait_until(lambda: serial_line_warnings(caplog, path) >= 2, message="two attempts to open the line again")
     assert running.service.serial_line._task is not None
     assert not running.service.serial_line._task.done()
 
 
-def test_a_serial_line_that_cannot_be_opened_does_not_stop_the_connector(transactional_db):
+def test_a_serial_line_that_cannot_be_opened_does_not_stop_the_connector(transactional_db, caplog):
     running = running_connector(port=0, serial_path="/dev/does-not-exist", reopen_seconds=0.1, ack_timeout=0.3)
     try:
-        time.sleep(0.3)
+        wait_until(lambda: serial_line_warnings(caplog, "/dev/does-not-exist") >= 2, message="two failed opens")
         assert exchange(running, ("ZZ",)) == Answer("ZZ", error=industry.SYNTAX_ERROR)
     finally:
         running.stop()

@@ -110,7 +110,7 @@ def test_a_request_split_into_single_bytes_is_answered(client, token):
     data = ship.frame(ship.build_request("GetInfo", [("ApiKey", token)]))
     for byte in data:
         client.send(bytes([byte]))
-        time.sleep(0.001)
+        time.sleep(0.001)  # one segment per byte, not coalesced by the kernel
 
     assert client.answer().error is None
 
