@@ -31,7 +31,6 @@ from schemathesis.specs.openapi.checks import (
 from accesscontrol.models import ApiKey, Operator
 from devices.models import Device, DeviceDoor, DeviceReader
 from integrations.models import WebhookDelivery, WebhookSubscription
-from tests.hotel.support import make_room
 from tests.factories import (
     give_permission,
     make_access_level,
@@ -44,6 +43,7 @@ from tests.factories import (
     make_time_period,
     make_zone,
 )
+from tests.hotel.support import make_room
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 

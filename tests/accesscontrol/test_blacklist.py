@@ -12,8 +12,9 @@ from accesscontrol.tasks import purge_blacklist
 from core.periodic import PeriodicService
 from space.celery import PURGE_BLACKLIST_EVERY_SECONDS, app
 from space.services import embedded_services
-from tests.accesscontrol.api.conftest import client_with
 from tests.factories import make_cardholder, make_key
+from tests.support.api import client_with
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.django_db
 
@@ -171,10 +172,7 @@ def test_the_periodic_service_purges_at_start_on_its_own_thread_and_stops():
 
     async def run():
         await service.start()
-        for _ in range(200):
-            if service.runs:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: service.runs, timeout=2)
         await service.stop()
 
     asyncio.run(run())

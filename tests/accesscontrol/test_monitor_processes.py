@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -11,14 +10,9 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.devices.client import Client
-from tests.devices.test_tasks import (
-    BASE_DIR,
-    environment,
-    free_udp_port,
-    migrated_var_dir,
-    redis_database,
-    stop,
-)
+from tests.support.ports import free_port
+from tests.support.processes import BASE_DIR, environment, migrated_var_dir, redis_database, stop
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -37,12 +31,6 @@ device.save()
 DeviceDoor.objects.create(device=device, number=1, access_point=door)
 print(json.dumps({"token": token}))
 """.replace("DEVICE_ID", str(DEVICE_ID))
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start(env, *command, ready: str) -> subprocess.Popen:
@@ -85,15 +73,15 @@ def device_event(device_port: int):
     def send():
         client = Client(device_port, DEVICE_ID, KEY)
         try:
-            deadline = time.monotonic() + 10
-            while True:
+
+            def handshake() -> bool:
                 try:
                     client.handshake()
-                    break
-                except AssertionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.3)
+                except AssertionError:  # the bridge is not listening yet
+                    return False
+                return True
+
+            wait_until(handshake, timeout=10, interval=0.3, message="a handshake with the bridge")
             answer = client.request(
                 {"t": "event", "ev": {"id": 77, "at": "2026-11-23T10:00:00Z", "kind": "door_forced", "door": 1}}
             )
@@ -106,7 +94,7 @@ def device_event(device_port: int):
 
 def prepared(tmp_path_factory, **variables):
     var = migrated_var_dir(tmp_path_factory)
-    env = environment(var, SPACE_DEVICE_HOST="127.0.0.1", SPACE_DEVICE_PORT=str(free_udp_port()), **variables)
+    env = environment(var, SPACE_DEVICE_HOST="127.0.0.1", SPACE_DEVICE_PORT=str(free_port("udp")), **variables)
     done = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", SETUP], cwd=BASE_DIR, env=env, capture_output=True, text=True
     )
@@ -116,7 +104,7 @@ def prepared(tmp_path_factory, **variables):
 
 def test_embedded_one_process_serves_the_bridge_and_the_websocket(tmp_path_factory):
     env, token = prepared(tmp_path_factory)
-    http_port = free_tcp_port()
+    http_port = free_port()
     server = start(env, "runspace", "--port", str(http_port), "--no-migrate", ready="listening")
     try:
         item = asyncio.run(watch_for_event(http_port, token, device_event(int(env["SPACE_DEVICE_PORT"]))))
@@ -128,7 +116,7 @@ def test_embedded_one_process_serves_the_bridge_and_the_websocket(tmp_path_facto
 def test_with_redis_an_event_of_the_bridge_process_reaches_a_browser_of_the_web_process(tmp_path_factory):
     with redis_database() as redis_url:
         env, token = prepared(tmp_path_factory, REDIS_URL=redis_url, SPACE_BRIDGE_IN_RUNSPACE="false")
-        http_port = free_tcp_port()
+        http_port = free_port()
         web = start(env, "runspace", "--port", str(http_port), "--no-migrate", ready="listening")
         bridge = start(env, "runbridge", ready="listening")
         try:

@@ -4,12 +4,13 @@ import asyncio
 import threading
 
 from core.periodic import PeriodicService
+from tests.support.waiting import until
 
 
 def run_for(service: PeriodicService, seconds: float) -> None:
     async def run():
         await service.start()
-        await asyncio.sleep(seconds)
+        await asyncio.sleep(seconds)  # how long it runs is what the tests count its calls over
         await service.stop()
 
     asyncio.run(run())
@@ -43,7 +44,7 @@ def test_stop_ends_the_wait_at_once():
 
     async def run():
         await service.start()
-        await asyncio.sleep(0.05)
+        await until(lambda: service.runs == 1)  # the run at start is done: stop ends the wait, not a run
         started = asyncio.get_running_loop().time()
         await service.stop()
         return asyncio.get_running_loop().time() - started

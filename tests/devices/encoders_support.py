@@ -7,7 +7,6 @@ carries by decoding it with the site card key (:func:`decoded`).
 """
 
 import asyncio
-import time
 
 from accesscontrol.models import AccessPoint, Cardholder, CardholderPermission
 from devices import carddata, cards
@@ -66,20 +65,3 @@ def make_encoder(device_id=ENCODER_ID, kind="encoder", **fields) -> Device:
 
 def run(coroutine, timeout: float = 30):
     return asyncio.run(asyncio.wait_for(coroutine, timeout))
-
-
-def eventually(predicate, timeout=8.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError("the condition did not become true in time")
-
-
-async def until(predicate, timeout=8.0):
-    deadline = time.monotonic() + timeout
-    while not await asyncio.to_thread(predicate):
-        assert time.monotonic() < deadline, "the condition did not become true in time"
-        await asyncio.sleep(0.05)

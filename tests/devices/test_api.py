@@ -4,45 +4,26 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from accesscontrol.engine import decide
 from accesscontrol.models import AccessPoint, AuditEvent, SiteSettings, SystemAuditEntry, Zone
 from accesscontrol.snapshot import SnapshotStore
 from devices import commands
 from devices.models import Device, DeviceCommand, DeviceDoor, DeviceReader
-from tests.accesscontrol.api.conftest import client_for, client_with, grant
 from tests.factories import (
     make_access_level,
     make_access_point,
     make_cardholder,
     make_key,
     make_operator,
-    make_partition,
     make_time_period,
     make_zone,
 )
+from tests.support.api import client_for, client_with, grant
 
 pytestmark = pytest.mark.django_db
 
 KEY_HEX = "00112233445566778899aabbccddeeff"
-
-
-@pytest.fixture
-def api():
-    client = APIClient()
-    client.force_login(make_operator(is_superuser=True))
-    return client
-
-
-@pytest.fixture
-def partition():
-    return make_partition()
-
-
-@pytest.fixture
-def other_partition():
-    return make_partition()
 
 
 def make_device(device_id=1001, *doors, **fields) -> Device:
@@ -55,28 +36,28 @@ def make_device(device_id=1001, *doors, **fields) -> Device:
     return device
 
 
-def create(api, **fields):
+def create(api_admin, **fields):
     payload = {"device_id": 1001, "name": "Unit 1", "kind": "control_unit", **fields}
-    return api.post("/api/v1/devices/", payload, format="json")
+    return api_admin.post("/api/v1/devices/", payload, format="json")
 
 
 # --- devices and their keys -------------------------------------------------------------------
 
 
-def test_a_device_is_created_with_the_key_given_and_the_key_is_shown_in_that_response_only(api):
-    response = create(api, key=KEY_HEX)
+def test_a_device_is_created_with_the_key_given_and_the_key_is_shown_in_that_response_only(api_admin):
+    response = create(api_admin, key=KEY_HEX)
 
     assert response.status_code == 201
     body = response.json()
     assert body["key"] == KEY_HEX and body["has_key"] is True
     device = Device.objects.get()
     assert device.key() == bytes.fromhex(KEY_HEX)
-    assert "key" not in api.get(f"/api/v1/devices/{device.pk}/").json()
-    assert "key" not in api.get("/api/v1/devices/").json()["results"][0]
+    assert "key" not in api_admin.get(f"/api/v1/devices/{device.pk}/").json()
+    assert "key" not in api_admin.get("/api/v1/devices/").json()["results"][0]
 
 
-def test_a_device_created_without_a_key_gets_a_generated_one(api):
-    response = create(api)
+def test_a_device_created_without_a_key_gets_a_generated_one(api_admin):
+    response = create(api_admin)
 
     key = response.json()["key"]
     assert response.status_code == 201
@@ -87,11 +68,11 @@ def test_a_device_created_without_a_key_gets_a_generated_one(api):
     assert key not in str(entry.detail)
 
 
-def test_the_raw_key_is_in_no_database_row(api):
+def test_the_raw_key_is_in_no_database_row(api_admin):
     point = make_access_point(name="Main entrance")
-    create(api, key=KEY_HEX, doors=[{"number": 1, "access_point": point.pk}])
+    create(api_admin, key=KEY_HEX, doors=[{"number": 1, "access_point": point.pk}])
     device = Device.objects.get()
-    rekeyed = api.post(f"/api/v1/devices/{device.pk}/rekey/", {}, format="json").json()["key"]
+    rekeyed = api_admin.post(f"/api/v1/devices/{device.pk}/rekey/", {}, format="json").json()["key"]
 
     needles = [bytes.fromhex(k) for k in (KEY_HEX, rekeyed)]
     needles += [text.encode() for k in (KEY_HEX, rekeyed) for text in (k, k.upper())]
@@ -104,25 +85,25 @@ def test_the_raw_key_is_in_no_database_row(api):
                     assert not any(needle in raw for needle in needles), table
 
 
-def test_rekey_gives_a_new_key_shown_once(api):
+def test_rekey_gives_a_new_key_shown_once(api_admin):
     device = make_device()
     old = device.key()
 
-    response = api.post(f"/api/v1/devices/{device.pk}/rekey/", format="json")
+    response = api_admin.post(f"/api/v1/devices/{device.pk}/rekey/", format="json")
 
     assert response.status_code == 200
     body = response.json()
     assert (body["id"], body["device_id"]) == (device.pk, 1001)
     device.refresh_from_db()
     assert device.key() == bytes.fromhex(body["key"]) != old
-    assert "key" not in api.get(f"/api/v1/devices/{device.pk}/").json()
+    assert "key" not in api_admin.get(f"/api/v1/devices/{device.pk}/").json()
     assert SystemAuditEntry.objects.get().action == "rekey_device"
 
 
-def test_rekey_may_set_a_given_key(api):
+def test_rekey_may_set_a_given_key(api_admin):
     device = make_device()
 
-    response = api.post(f"/api/v1/devices/{device.pk}/rekey/", {"key": KEY_HEX}, format="json")
+    response = api_admin.post(f"/api/v1/devices/{device.pk}/rekey/", {"key": KEY_HEX}, format="json")
 
     assert response.json()["key"] == KEY_HEX
     device.refresh_from_db()
@@ -130,12 +111,12 @@ def test_rekey_may_set_a_given_key(api):
 
 
 @pytest.mark.parametrize("key", ["00" * 15, "00" * 17, "zz" * 16, "00 " * 10 + "00", 12345, ["00"] * 16, "", None])
-def test_a_key_that_is_not_32_hex_digits_is_refused(api, key):
+def test_a_key_that_is_not_32_hex_digits_is_refused(api_admin, key):
     device = make_device()
     old = device.key()
 
-    created = create(api, device_id=2002, name="Other", key=key)
-    rekeyed = api.post(f"/api/v1/devices/{device.pk}/rekey/", {"key": key}, format="json")
+    created = create(api_admin, device_id=2002, name="Other", key=key)
+    rekeyed = api_admin.post(f"/api/v1/devices/{device.pk}/rekey/", {"key": key}, format="json")
 
     assert (created.status_code, rekeyed.status_code) == (400, 400)
     assert list(created.json()) == list(rekeyed.json()) == ["key"]
@@ -162,10 +143,10 @@ def test_a_key_that_is_not_32_hex_digits_is_refused(api, key):
         ({"readers": [{"number": "one", "access_point": 1}]}, "readers"),
     ],
 )
-def test_a_device_breaking_a_rule_is_refused(api, fields, error):
+def test_a_device_breaking_a_rule_is_refused(api_admin, fields, error):
     make_access_point()
 
-    response = create(api, **fields)
+    response = create(api_admin, **fields)
 
     assert response.status_code == 400
     assert list(response.json()) == [error]
@@ -173,35 +154,35 @@ def test_a_device_breaking_a_rule_is_refused(api, fields, error):
 
 
 @pytest.mark.parametrize("body", ['{"name": ', "[1, 2]", "42"])
-def test_a_body_that_is_not_an_object_is_refused(api, body):
-    response = api.post("/api/v1/devices/", body, content_type="application/json")
+def test_a_body_that_is_not_an_object_is_refused(api_admin, body):
+    response = api_admin.post("/api/v1/devices/", body, content_type="application/json")
 
     assert response.status_code == 400
     assert not Device.objects.exists()
 
 
-def test_a_duplicate_device_id_or_name_is_named(api):
+def test_a_duplicate_device_id_or_name_is_named(api_admin):
     make_device(1001, name="Unit 1")
 
-    same_id = create(api, name="Another")
-    same_name = create(api, device_id=1002)
+    same_id = create(api_admin, name="Another")
+    same_name = create(api_admin, device_id=1002)
 
     assert (same_id.status_code, same_name.status_code) == (400, 400)
     assert (list(same_id.json()), list(same_name.json())) == (["device_id"], ["name"])
     assert Device.objects.count() == 1
 
 
-def test_doors_and_readers_are_written_nested_and_replaced_as_a_whole(api):
+def test_doors_and_readers_are_written_nested_and_replaced_as_a_whole(api_admin):
     front, side = make_access_point(name="Front"), make_access_point(name="Side")
 
     created = create(
-        api,
+        api_admin,
         doors=[{"number": 1, "access_point": front.pk}, {"number": 2, "access_point": side.pk}],
         readers=[{"number": 1, "access_point": front.pk}],
     )
     device_url = f"/api/v1/devices/{created.json()['id']}/"
-    same = api.patch(device_url, {"doors": created.json()["doors"]}, format="json")
-    replaced = api.patch(device_url, {"doors": [{"number": 3, "access_point": front.pk}]}, format="json")
+    same = api_admin.patch(device_url, {"doors": created.json()["doors"]}, format="json")
+    replaced = api_admin.patch(device_url, {"doors": [{"number": 3, "access_point": front.pk}]}, format="json")
 
     assert created.status_code == 201
     assert [(d["number"], d["access_point"]) for d in created.json()["doors"]] == [(1, front.pk), (2, side.pk)]
@@ -212,23 +193,25 @@ def test_doors_and_readers_are_written_nested_and_replaced_as_a_whole(api):
     assert list(DeviceReader.objects.values_list("number", flat=True)) == [1]
 
 
-def test_a_door_number_or_an_access_point_twice_is_refused(api):
+def test_a_door_number_or_an_access_point_twice_is_refused(api_admin):
     front, side = make_access_point(), make_access_point()
 
-    numbers = create(api, doors=[{"number": 1, "access_point": front.pk}, {"number": 1, "access_point": side.pk}])
-    points = create(api, doors=[{"number": 1, "access_point": front.pk}, {"number": 2, "access_point": front.pk}])
-    readers = create(api, readers=[{"number": 1, "access_point": front.pk}, {"number": 1, "access_point": side.pk}])
+    numbers = create(api_admin, doors=[{"number": 1, "access_point": front.pk}, {"number": 1, "access_point": side.pk}])
+    points = create(api_admin, doors=[{"number": 1, "access_point": front.pk}, {"number": 2, "access_point": front.pk}])
+    readers = create(
+        api_admin, readers=[{"number": 1, "access_point": front.pk}, {"number": 1, "access_point": side.pk}]
+    )
 
     assert [r.status_code for r in (numbers, points, readers)] == [400, 400, 400]
     assert [list(r.json()) for r in (numbers, points, readers)] == [["doors"], ["doors"], ["readers"]]
     assert not Device.objects.exists()
 
 
-def test_a_door_without_its_access_point_in_a_patch_is_a_field_error_not_a_server_error(api):
+def test_a_door_without_its_access_point_in_a_patch_is_a_field_error_not_a_server_error(api_admin):
     front = make_access_point(name="Front")
     device = make_device(1001, front)
 
-    response = api.patch(
+    response = api_admin.patch(
         f"/api/v1/devices/{device.pk}/",
         {"doors": [{"number": 1}], "readers": [{"access_point": front.pk}]},
         format="json",
@@ -243,23 +226,23 @@ def test_a_door_without_its_access_point_in_a_patch_is_a_field_error_not_a_serve
     assert list(DeviceReader.objects.values_list("number", "access_point")) == [(1, front.pk)]
 
 
-def test_an_access_point_driven_by_another_device_is_refused(api):
+def test_an_access_point_driven_by_another_device_is_refused(api_admin):
     front = make_access_point(name="Front")
     make_device(1, front)
 
-    response = create(api, device_id=2, name="Unit 2", doors=[{"number": 1, "access_point": front.pk}])
+    response = create(api_admin, device_id=2, name="Unit 2", doors=[{"number": 1, "access_point": front.pk}])
 
     assert response.status_code == 400
     assert response.json() == {"doors": ["Another device drives Front already."]}
     assert Device.objects.count() == 1
 
 
-def test_the_live_status_and_the_id_of_a_device_do_not_change_through_the_api(api):
+def test_the_live_status_and_the_id_of_a_device_do_not_change_through_the_api(api_admin):
     device = make_device()
 
-    status = api.patch(f"/api/v1/devices/{device.pk}/", {"online": True, "firmware": "evil"}, format="json")
-    moved = api.patch(f"/api/v1/devices/{device.pk}/", {"device_id": 4242}, format="json")
-    key = api.patch(f"/api/v1/devices/{device.pk}/", {"key": KEY_HEX}, format="json")
+    status = api_admin.patch(f"/api/v1/devices/{device.pk}/", {"online": True, "firmware": "evil"}, format="json")
+    moved = api_admin.patch(f"/api/v1/devices/{device.pk}/", {"device_id": 4242}, format="json")
+    key = api_admin.patch(f"/api/v1/devices/{device.pk}/", {"key": KEY_HEX}, format="json")
 
     assert status.status_code == 200
     assert (status.json()["online"], status.json()["firmware"]) == (False, "")
@@ -269,24 +252,24 @@ def test_the_live_status_and_the_id_of_a_device_do_not_change_through_the_api(ap
     assert (device.online, device.firmware, device.device_id) == (False, "", 1001)
 
 
-def test_devices_filter_by_kind_and_by_access_point(api):
+def test_devices_filter_by_kind_and_by_access_point(api_admin):
     front = make_access_point()
     unit = make_device(1, front)
     Device.objects.create(device_id=2, name="Encoder", kind="encoder")
 
-    by_kind = api.get("/api/v1/devices/?kind=encoder").json()["results"]
-    by_point = api.get(f"/api/v1/devices/?access_point={front.pk}").json()["results"]
-    bad = api.get("/api/v1/devices/?access_point=abc")
+    by_kind = api_admin.get("/api/v1/devices/?kind=encoder").json()["results"]
+    by_point = api_admin.get(f"/api/v1/devices/?access_point={front.pk}").json()["results"]
+    bad = api_admin.get("/api/v1/devices/?access_point=abc")
 
     assert [d["name"] for d in by_kind] == ["Encoder"]
     assert [d["id"] for d in by_point] == [unit.pk]
     assert bad.status_code == 400
 
 
-def test_deleting_a_device_is_recorded(api):
+def test_deleting_a_device_is_recorded(api_admin):
     device = make_device()
 
-    response = api.delete(f"/api/v1/devices/{device.pk}/")
+    response = api_admin.delete(f"/api/v1/devices/{device.pk}/")
 
     assert response.status_code == 204
     assert not Device.objects.exists()
@@ -360,7 +343,7 @@ def test_doors_on_access_points_the_operator_cannot_see_are_not_dropped_by_a_rew
 # --- device commands --------------------------------------------------------------------------
 
 
-def test_device_commands_are_listed_and_filtered_by_device_status_and_op(api):
+def test_device_commands_are_listed_and_filtered_by_device_status_and_op(api_admin):
     front, side = make_access_point(), make_access_point()
     one, two = make_device(1, front), make_device(2, side)
     operator = make_operator(is_superuser=True)
@@ -368,10 +351,10 @@ def test_device_commands_are_listed_and_filtered_by_device_status_and_op(api):
     commands.emergency_close(side, operator=operator, via="api")
     DeviceCommand.objects.filter(device=one).update(status="succeeded")
 
-    by_device = api.get(f"/api/v1/device-commands/?device={two.pk}").json()["results"]
-    by_status = api.get("/api/v1/device-commands/?status=succeeded").json()["results"]
-    by_op = api.get("/api/v1/device-commands/?op=emergency_close&op=open").json()["results"]
-    bad = api.get("/api/v1/device-commands/?status=sleeping")
+    by_device = api_admin.get(f"/api/v1/device-commands/?device={two.pk}").json()["results"]
+    by_status = api_admin.get("/api/v1/device-commands/?status=succeeded").json()["results"]
+    by_op = api_admin.get("/api/v1/device-commands/?op=emergency_close&op=open").json()["results"]
+    bad = api_admin.get("/api/v1/device-commands/?status=sleeping")
 
     assert [c["op"] for c in by_device] == ["emergency_close"]
     assert [(c["device"], c["args"]) for c in by_status] == [(one.pk, {"door": 1})]
@@ -379,13 +362,13 @@ def test_device_commands_are_listed_and_filtered_by_device_status_and_op(api):
     assert bad.status_code == 400
 
 
-def test_device_commands_are_read_only(api):
+def test_device_commands_are_read_only(api_admin):
     device = make_device(1, make_access_point())
     command = DeviceCommand.objects.create(device=device, op="open", args={"door": 1})
 
-    created = api.post("/api/v1/device-commands/", {"device": device.pk, "op": "open"}, format="json")
-    changed = api.patch(f"/api/v1/device-commands/{command.pk}/", {"status": "succeeded"}, format="json")
-    deleted = api.delete(f"/api/v1/device-commands/{command.pk}/")
+    created = api_admin.post("/api/v1/device-commands/", {"device": device.pk, "op": "open"}, format="json")
+    changed = api_admin.patch(f"/api/v1/device-commands/{command.pk}/", {"status": "succeeded"}, format="json")
+    deleted = api_admin.delete(f"/api/v1/device-commands/{command.pk}/")
 
     assert [r.status_code for r in (created, changed, deleted)] == [405, 405, 405]
     assert DeviceCommand.objects.get().status == "queued"
@@ -413,11 +396,11 @@ def issue(client, **payload):
     return client.post("/api/v1/commands/", payload, format="json")
 
 
-def test_a_remote_open_answers_with_the_commands_queued(api):
+def test_a_remote_open_answers_with_the_commands_queued(api_admin):
     front = make_access_point()
     device = make_device(1, front)
 
-    response = issue(api, op="open", access_point=front.pk)
+    response = issue(api_admin, op="open", access_point=front.pk)
 
     assert response.status_code == 201
     command = DeviceCommand.objects.get()
@@ -438,40 +421,40 @@ def test_a_remote_open_answers_with_the_commands_queued(api):
     assert SystemAuditEntry.objects.get().via == "api"
 
 
-def test_an_emergency_close_of_a_zone_locks_it_down_even_where_no_device_is(api):
+def test_an_emergency_close_of_a_zone_locks_it_down_even_where_no_device_is(api_admin):
     zone = make_zone()
     front, gate = make_access_point(zones=[zone]), make_access_point(zones=[zone])
     make_device(1, front)
 
-    response = issue(api, op="emergency_close", zone=zone.pk)
+    response = issue(api_admin, op="emergency_close", zone=zone.pk)
 
     assert response.status_code == 201
     assert (response.json()["queued"], response.json()["without_device"]) == (1, [gate.pk])
     assert Zone.objects.get().lockdown
 
 
-def test_a_site_lockdown_through_the_api_refuses_keys_at_once(api):
+def test_a_site_lockdown_through_the_api_refuses_keys_at_once(api_admin):
     front = make_access_point()
     make_key(make_cardholder(make_access_level(front)), uid="0A0B0C0D")
     store = SnapshotStore()
     store.refresh()
     check = f"/api/v1/access-points/{front.pk}/check/?uid=0A0B0C0D"
-    before = api.get(check).json()["reason"]
+    before = api_admin.get(check).json()["reason"]
 
-    response = issue(api, op="emergency_close", site=True)
+    response = issue(api_admin, op="emergency_close", site=True)
 
     assert response.status_code == 201
     assert SiteSettings.load().lockdown
     assert before == "granted"
-    assert api.get(check).json()["reason"] == "lockdown"
+    assert api_admin.get(check).json()["reason"] == "lockdown"
     assert decide(store.refresh(), "0A0B0C0D", front.pk, timezone.now()).reason == "lockdown"
 
 
-def test_setting_a_mode_stores_it(api):
+def test_setting_a_mode_stores_it(api_admin):
     front = make_access_point()
     make_device(1, front)
 
-    response = issue(api, op="set_mode", access_point=front.pk, mode="toggle")
+    response = issue(api_admin, op="set_mode", access_point=front.pk, mode="toggle")
 
     assert response.status_code == 201
     assert response.json()["mode"] == "toggle"
@@ -499,13 +482,13 @@ def test_setting_a_mode_stores_it(api):
         ({"op": "open", "site": "perhaps"}, "site"),
     ],
 )
-def test_a_bad_command_is_a_400_naming_what_is_wrong_and_changes_nothing(api, payload, error):
+def test_a_bad_command_is_a_400_naming_what_is_wrong_and_changes_nothing(api_admin, payload, error):
     point, zone = make_access_point(), make_zone()
     make_device(1, point)
     names = {"POINT": point.pk, "ZONE": zone.pk}
     payload = {name: names.get(value, value) if isinstance(value, str) else value for name, value in payload.items()}
 
-    response = issue(api, **payload)
+    response = issue(api_admin, **payload)
 
     assert response.status_code == 400, response.json()
     assert list(response.json()) == [error]
@@ -516,15 +499,15 @@ def test_a_bad_command_is_a_400_naming_what_is_wrong_and_changes_nothing(api, pa
 
 
 @pytest.mark.parametrize("body", ['{"op": ', "[1]", "7"])
-def test_a_command_body_that_is_not_an_object_is_refused(api, body):
-    response = api.post("/api/v1/commands/", body, content_type="application/json")
+def test_a_command_body_that_is_not_an_object_is_refused(api_admin, body):
+    response = api_admin.post("/api/v1/commands/", body, content_type="application/json")
 
     assert response.status_code == 400
     assert not DeviceCommand.objects.exists()
 
 
-def test_commands_are_only_posted(api):
-    assert api.get("/api/v1/commands/").status_code == 405
+def test_commands_are_only_posted(api_admin):
+    assert api_admin.get("/api/v1/commands/").status_code == 405
 
 
 def test_issuing_commands_needs_the_permission_to_add_device_commands(partition):
@@ -619,10 +602,10 @@ def test_a_site_lockdown_needs_the_right_to_change_the_site_settings():
     assert not SiteSettings.load().lockdown
 
 
-def test_timed_mode_needs_a_time_period(api):
+def test_timed_mode_needs_a_time_period(api_admin):
     point = make_access_point(timed_period=make_time_period())
 
-    response = issue(api, op="set_mode", access_point=point.pk, mode="timed")
+    response = issue(api_admin, op="set_mode", access_point=point.pk, mode="timed")
 
     assert response.status_code == 201
     assert AccessPoint.objects.get().opening_mode == "timed"

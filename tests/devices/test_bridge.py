@@ -11,18 +11,9 @@ from devices.models import Device, DeviceCommand
 from devices.sdp import codec as sdp1
 from tests.devices.client import NoAnswer
 from tests.devices.conftest import UID
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def eventually(predicate, timeout=5.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError("the condition did not become true in time")
 
 
 def access(client, uid=UID, reader=1, req=1, **extra):
@@ -41,7 +32,7 @@ class TestHandshake:
 
     def test_a_device_that_completes_the_handshake_is_online_and_audited(self, site, client_for):
         client_for(site["device"]).handshake()
-        eventually(lambda: Device.objects.get(pk=site["device"].pk).online)
+        wait_until(lambda: Device.objects.get(pk=site["device"].pk).online)
         assert AuditEvent.objects.filter(kind="device_online", device=site["device"]).count() == 1
         assert Device.objects.get(pk=site["device"].pk).address.startswith("127.0.0.1:")
 
@@ -118,7 +109,7 @@ class TestAccess:
     def test_decisions_are_in_the_audit_trail(self, device, site):
         access(device)
         access(device, uid="DEADBEEF", req=2)
-        eventually(lambda: AuditEvent.objects.filter(kind__startswith="access_").count() == 2)
+        wait_until(lambda: AuditEvent.objects.filter(kind__startswith="access_").count() == 2)
         granted, refused = AuditEvent.objects.filter(kind__startswith="access_").order_by("id")
         assert (granted.kind, granted.cardholder_id, granted.cardholder_name) == (
             "access_granted",
@@ -133,13 +124,13 @@ class TestAccess:
         key = Key.objects.get(uid=UID)
         key.status = "cancelled"
         key.save()
-        eventually(lambda: access(device, req=int(time.monotonic() * 1000))["grant"] is False, timeout=5)
+        wait_until(lambda: access(device, req=int(time.monotonic() * 1000))["grant"] is False, timeout=5)
 
     def test_lockdown_of_the_door_refuses_at_once(self, device, site):
         door = site["door"]
         door.lockdown = True
         door.save()
-        eventually(lambda: access(device, req=int(time.monotonic() * 1000))["reason"] == "lockdown")
+        wait_until(lambda: access(device, req=int(time.monotonic() * 1000))["reason"] == "lockdown")
 
 
 class TestEvents:
@@ -200,10 +191,10 @@ class TestEvents:
 class TestCommands:
     def test_a_command_is_sent_acknowledged_and_its_result_recorded(self, device, site):
         command = DeviceCommand.objects.create(device=site["device"], op="open", args={"door": 1})
-        seq, message, _ = eventually(lambda: device.inbox or _read_command(device))[0]
+        seq, message, _ = wait_until(lambda: device.inbox or _read_command(device))[0]
         assert message == {"t": "cmd", "cmd": command.pk, "op": "open", "args": {"door": 1}}
         device.request({"t": "ack", "seq": seq}, answer=False)
-        eventually(lambda: DeviceCommand.objects.get(pk=command.pk).status == "acknowledged")
+        wait_until(lambda: DeviceCommand.objects.get(pk=command.pk).status == "acknowledged")
         # Retransmitted as a device does: the ack follows the commit, which a loaded machine may delay.
         assert device.request_retrying({"t": "result", "cmd": command.pk, "ok": True})["t"] == "ack"
         stored = DeviceCommand.objects.get(pk=command.pk)
@@ -211,7 +202,7 @@ class TestCommands:
 
     def test_a_failed_result_keeps_the_error(self, device, site):
         command = DeviceCommand.objects.create(device=site["device"], op="set_mode", args={"door": 1, "mode": "x"})
-        eventually(lambda: device.inbox or _read_command(device))
+        wait_until(lambda: device.inbox or _read_command(device))
         answer = device.request_retrying({"t": "result", "cmd": command.pk, "ok": False, "error": "unknown mode"})
         assert answer["t"] == "ack"
         stored = DeviceCommand.objects.get(pk=command.pk)
@@ -219,7 +210,7 @@ class TestCommands:
 
     def test_an_unacknowledged_command_is_retransmitted_byte_for_byte(self, device, site):
         DeviceCommand.objects.create(device=site["device"], op="open", args={"door": 1})
-        _, _, first = eventually(lambda: device.inbox or _read_command(device))[0]
+        _, _, first = wait_until(lambda: device.inbox or _read_command(device))[0]
         assert device.receive(1.0) == first
 
 
@@ -260,7 +251,7 @@ class TestSilence:
 
 
 def test_a_silent_device_goes_offline_after_three_heartbeats(make_device, client_for, transactional_db):
-    from tests.devices.conftest import RunningBridge
+    from tests.support.bridge import RunningBridge
 
     device = make_device()
     running = RunningBridge(heartbeat_s=1)
@@ -269,7 +260,7 @@ def test_a_silent_device_goes_offline_after_three_heartbeats(make_device, client
 
         client = Client(running.port, device.device_id, bytes(range(16)))
         assert client.handshake()["heartbeat_s"] == 1
-        eventually(lambda: AuditEvent.objects.filter(kind="device_offline").exists(), timeout=8)
+        wait_until(lambda: AuditEvent.objects.filter(kind="device_offline").exists(), timeout=8)
         assert not Device.objects.get(pk=device.pk).online
         client.close()
     finally:

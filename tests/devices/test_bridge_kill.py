@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from tests.devices.test_tasks import BASE_DIR, environment, free_udp_port, migrated_var_dir, stop
+from tests.support.ports import free_port
+from tests.support.processes import BASE_DIR, environment, migrated_var_dir, stop
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +40,7 @@ def start_bridge(env, port) -> subprocess.Popen:
 
 def test_a_killed_bridge_loses_and_duplicates_no_event(tmp_path_factory):
     var = migrated_var_dir(tmp_path_factory)
-    port = free_udp_port()
+    port = free_port("udp")
     env = environment(var, SPACE_DEVICE_HOST="127.0.0.1", SPACE_DEVICE_PORT=str(port))
     manage(env, "bench_bridge", "--role", "prepare", "--devices", str(DEVICES))
 

@@ -25,6 +25,7 @@ from simulation.ppd import JsonClient, SimulatedPPD, factory_config
 from tests.devices.encoders_support import ENCODER_ID, KEY, UPDATER_ID, make_encoder, run
 from tests.devices.test_locks import make_lock
 from tests.factories import make_access_level, make_access_point, make_cardholder, make_key, make_operator
+from tests.support.waiting import until
 
 ALICE_UID = "04A11CE0000001"
 BOB_UID = "04B0B000000002"
@@ -68,11 +69,12 @@ def encode_over_the_api(site, key: Key, uid: str) -> bytes:
         await device.connect(5)
         card = device.place_card(uid)
         job = await asyncio.to_thread(api.post, f"/api/v1/keys/{key.pk}/encode/", {"encoder": site["encoder"].pk})
-        for _ in range(200):
-            state = await asyncio.to_thread(api.get, f"/api/v1/encode-jobs/{job['id']}/")
-            if state["status"] in ("done", "failed"):
-                break
-            await asyncio.sleep(0.05)
+
+        def finished():
+            state = api.get(f"/api/v1/encode-jobs/{job['id']}/")
+            return state if state["status"] in ("done", "failed") else None
+
+        state = await until(finished, timeout=10)
         await device.stop()
         return state, card.data
 

@@ -11,18 +11,13 @@ import pytest
 from accesscontrol.models import SystemAuditEntry
 from devices import encoding
 from devices.models import EncodeJob
-from tests.accesscontrol.api.conftest import client_for, client_with, grant
 from tests.devices.encoders_support import decoded, make_encoder, with_too_many_rights
 from tests.factories import make_cardholder, make_key, make_operator, make_partition
+from tests.support.api import client_for, client_with, grant
 
 pytestmark = pytest.mark.django_db
 
 ISSUE = ("accesscontrol.view_key", "accesscontrol.add_key", "accesscontrol.view_cardholder")
-
-
-@pytest.fixture
-def partition():
-    return make_partition()
 
 
 @pytest.fixture

@@ -21,11 +21,6 @@ ISSUE = ("accesscontrol.view_cardholder", "accesscontrol.view_key", "accesscontr
 
 
 @pytest.fixture
-def partition():
-    return make_partition()
-
-
-@pytest.fixture
 def holder(partition):
     return make_cardholder(partition=partition, first_name="Ada", last_name="Lovelace")
 

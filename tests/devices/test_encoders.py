@@ -20,14 +20,13 @@ from tests.devices.encoders_support import (
     KEY,
     MANY_POINTS,
     decoded,
-    eventually,
     make_encoder,
     parts_of,
     run,
-    until,
     with_many_rights,
 )
 from tests.factories import make_cardholder, make_key
+from tests.support.waiting import until, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -152,7 +151,7 @@ def test_a_card_of_another_type_fails_the_job_with_wrong_card_type(encoder_bridg
 
 def test_a_job_for_an_offline_encoder_fails_with_encoder_offline(encoder_bridge, encoder, key):
     job = encoding.create_encode_job(key, encoder, None)
-    eventually(lambda: finished(job.pk))
+    wait_until(lambda: finished(job.pk))
     assert (job_of(job.pk).status, job_of(job.pk).error) == ("failed", "encoder_offline")
 
 
@@ -237,7 +236,7 @@ def test_unacknowledged_parts_come_again_byte_for_byte_and_the_job_ends_on_encod
     for seq, _, _ in frames:
         wired.request({"t": "ack", "seq": seq}, answer=False)
     assert wired.request({"t": "progress", "job": job.pk, "stage": "writing"}) == {"t": "ack", "seq": wired.seq}
-    eventually(lambda: job_of(job.pk).status == "writing")
+    wait_until(lambda: job_of(job.pk).status == "writing")
     encoded = wired.seal({"t": "encoded", "job": job.pk, "ok": True, "uid": UID})
     wired.send(encoded)
     acks[3] = wired.receive()
@@ -254,7 +253,7 @@ def test_a_silent_encoder_times_the_job_out(encoder_bridge, encoder, wired, key,
     job = encoding.create_encode_job(key, encoder, None)
     for seq, _, _ in read_parts(wired, parts_of(bytes(job.data))):
         wired.request({"t": "ack", "seq": seq}, answer=False)
-    eventually(lambda: finished(job.pk), timeout=6)
+    wait_until(lambda: finished(job.pk), timeout=6)
     assert (job_of(job.pk).status, job_of(job.pk).error) == ("failed", "timeout")
     assert encoder_bridge.counters["encode_timeouts"] == 1
 

@@ -17,8 +17,9 @@ from devices.models import Device
 from devices.sdp import bridge
 from hotel import actions as hotel
 from simulation.encoders import SimulatedEncoder
-from tests.devices.encoders_support import ENCODER_ID, KEY, make_encoder, run, until
+from tests.devices.encoders_support import ENCODER_ID, KEY, make_encoder, run
 from tests.hotel.support import make_hotel
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

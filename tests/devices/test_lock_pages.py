@@ -21,11 +21,6 @@ VIEW = ("devices.view_device", "accesscontrol.view_accesspoint")
 BLACKLIST = ("accesscontrol.view_blacklistentry", "accesscontrol.view_cardholder")
 
 
-@pytest.fixture
-def partition():
-    return make_partition()
-
-
 def make_lock(device_id: int, point=None, **fields) -> Device:
     lock = Device.objects.create(
         device_id=device_id, name=fields.pop("name", f"Lock {device_id}"), kind="offline_lock", **fields

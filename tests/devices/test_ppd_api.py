@@ -9,9 +9,9 @@ from rest_framework.test import APIClient
 from accesscontrol.models import ApiKey, AuditEvent, SystemAuditEntry
 from devices import locks
 from devices.models import LockState
-from tests.accesscontrol.api.conftest import client_with
 from tests.devices.test_locks import make_lock
 from tests.factories import make_access_point, make_cardholder, make_key, make_operator
+from tests.support.api import client_with
 
 pytestmark = pytest.mark.django_db
 

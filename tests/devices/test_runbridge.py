@@ -10,17 +10,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.devices.test_tasks import (
-    BASE_DIR,
-    BRIDGE_KEY,
-    environment,
-    free_udp_port,
-    migrated_var_dir,
-    redis_database,
-    stop,
-    udp_port_in_use,
-    wait_until,
-)
+from tests.devices.test_tasks import BRIDGE_KEY
+from tests.support.ports import free_port, udp_port_in_use
+from tests.support.processes import BASE_DIR, environment, migrated_var_dir, redis_database, stop
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -42,8 +35,11 @@ class RunBridge:
 
     def wait_listening(self, port: int) -> None:
         line = f"Device bridge listening on udp://127.0.0.1:{port}"
-        if not wait_until(lambda: line in self.output() or self.process.poll() is not None, timeout=60):
-            pytest.fail(f"runbridge did not say it listens:\n{self.output()}")
+        wait_until(
+            lambda: line in self.output() or self.process.poll() is not None,
+            timeout=60,
+            message=lambda: f"runbridge saying it listens:\n{self.output()}",
+        )
         if self.process.poll() is not None:
             pytest.fail(f"runbridge exited early:\n{self.output()}")
 
@@ -75,7 +71,7 @@ def runbridge(tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_it_listens_until_a_signal_stops_it_cleanly(runbridge, var_dir, signum):
-    port = free_udp_port()
+    port = free_port("udp")
 
     bridge = runbridge(environment(var_dir), "--host", "127.0.0.1", "--port", str(port))
     bridge.wait_listening(port)
@@ -89,7 +85,7 @@ def test_it_listens_until_a_signal_stops_it_cleanly(runbridge, var_dir, signum):
 
 
 def test_it_takes_host_and_port_from_the_settings(runbridge, var_dir):
-    port = free_udp_port()
+    port = free_port("udp")
 
     bridge = runbridge(environment(var_dir, SPACE_DEVICE_HOST="127.0.0.1", SPACE_DEVICE_PORT=str(port)))
     bridge.wait_listening(port)
@@ -98,7 +94,7 @@ def test_it_takes_host_and_port_from_the_settings(runbridge, var_dir):
 
 
 def test_it_fails_loudly_when_the_port_is_taken(runbridge, var_dir):
-    port = free_udp_port()
+    port = free_port("udp")
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", port))
@@ -115,7 +111,7 @@ def test_with_redis_it_holds_the_bridge_lease_so_no_second_bridge_starts(runbrid
         contextlib.closing(redis.Redis.from_url(redis_url, decode_responses=True)) as db,
     ):
         env = environment(var_dir, REDIS_URL=redis_url, SPACE_DEVICE_HOST="127.0.0.1")
-        port = free_udp_port()
+        port = free_port("udp")
         first = runbridge(env, "--port", str(port))
         first.wait_listening(port)
         holder = db.get(BRIDGE_KEY)

@@ -18,6 +18,7 @@ from devices.sdp import codec as sdp1
 from devices.sdp.bridge import Bridge
 from simulation.sdp_devices import NoDecision, SimulatedDevice, run_load
 from tests.factories import make_access_level, make_access_point, make_cardholder, make_key
+from tests.support.waiting import until, wait_until
 
 VECTORS_PATH = Path(__file__).resolve().parents[1] / "data" / "sdp1" / "vectors.json"
 V = json.loads(VECTORS_PATH.read_text())
@@ -411,7 +412,7 @@ def test_an_unacknowledged_event_goes_again_in_the_next_session_under_a_new_seq(
         await server.handshake()
         seq, message, _ = await server.expect("event")
         server.send(server.seal({"t": "ack", "seq": seq}))
-        await asyncio.sleep(0.05)
+        await until(lambda: device.unacked_events == [])
         await stop(device, server)
         return copies, seq, message, device
 
@@ -464,7 +465,7 @@ def test_it_sends_a_status_every_heartbeat_from_the_welcome():
             seq, status, _ = await server.expect("status", timeout=2)
             statuses.append((time.monotonic() - welcomed, status))
             server.send(server.seal({"t": "ack", "seq": seq}))
-        await asyncio.sleep(0.05)
+        await until(lambda: device.stats.statuses_acked == 2)
         await stop(device, server)
         return statuses, device.stats
 
@@ -503,23 +504,6 @@ KNOWN = "04A1B2C3D4E5F6"
 UNKNOWN = "DEADBEEF0001"
 
 
-def eventually(predicate, timeout=5.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError("the condition did not become true in time")
-
-
-async def until(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "the condition did not become true in time"
-        await asyncio.sleep(0.02)
-
-
 def commission(make_device, device_id, door, key=K) -> Device:
     device = make_device(device_id=device_id, key=key)
     DeviceDoor.objects.create(device=device, number=1, access_point=door)
@@ -552,7 +536,7 @@ def test_against_the_bridge_a_known_card_is_granted_and_an_unknown_one_refused(s
         {"t": "decision", "req": 2, "grant": False, "reason": "unknown_key", "open_ms": 0},
     ]
     assert (stats.handshakes, stats.retransmissions, sum(stats.drops.values())) == (1, 0, 0)
-    eventually(lambda: AuditEvent.objects.filter(kind__startswith="access_").count() == 2)
+    wait_until(lambda: AuditEvent.objects.filter(kind__startswith="access_").count() == 2)
     granted, refused = AuditEvent.objects.filter(kind__startswith="access_").order_by("id")
     assert (granted.kind, granted.cardholder_id, granted.access_point_id) == (
         "access_granted",

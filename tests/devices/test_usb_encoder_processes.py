@@ -14,13 +14,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from simulation.usb_encoder import SimulatedUsbEncoder
 from tests.browser.conftest import BASE_DIR, LiveSpace, migrated_database  # noqa: F401 (a fixture)
+from tests.support.waiting import wait_until
 
 ENCODER_ID = 7001
 UNBRIDGED_ID = 7002
@@ -70,11 +70,11 @@ class Site:
         return dict(zip(("status", "progress", "error", "card_uid"), row, strict=True))
 
     def wait_for_job(self, job_id: int, *statuses: str, timeout: float = 10) -> dict:
-        deadline = time.monotonic() + timeout
-        while (job := self.job(job_id))["status"] not in statuses:
-            assert time.monotonic() < deadline, f"job {job_id} is still {job}, not {statuses}"
-            time.sleep(0.05)
-        return job
+        return wait_until(
+            lambda: (job := self.job(job_id))["status"] in statuses and job,
+            timeout=timeout,
+            message=lambda: f"job {job_id} ({self.job(job_id)}) becoming {statuses}",
+        )
 
     def online(self, device_id: int) -> bool:
         return bool(self.query("SELECT online FROM devices_device WHERE device_id = ?", device_id)[0][0])
@@ -126,10 +126,12 @@ class Bridge:
         return self.log_path.read_text()
 
     def wait_connected(self, timeout: float = 10) -> "Bridge":
-        deadline = time.monotonic() + timeout
-        while "Connected to" not in self.log():
-            assert self.process.poll() is None and time.monotonic() < deadline, self.log()
-            time.sleep(0.05)
+        wait_until(
+            lambda: "Connected to" in self.log() or self.process.poll() is not None,
+            timeout=timeout,
+            message=lambda: f"the bridge connecting:\n{self.log()}",
+        )
+        assert self.process.poll() is None, self.log()
         return self
 
     def stop(self) -> None:

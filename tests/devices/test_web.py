@@ -18,11 +18,6 @@ VIEW = ("devices.view_device", "accesscontrol.view_accesspoint")
 CHANGE = (*VIEW, "devices.change_device")
 
 
-@pytest.fixture
-def partition():
-    return make_partition()
-
-
 def make_device(device_id: int, **fields) -> Device:
     fields.setdefault("name", f"Controller {device_id}")
     fields.setdefault("kind", "control_unit")

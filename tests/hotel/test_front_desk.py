@@ -22,9 +22,10 @@ from devices import locks
 from devices.models import Device, DeviceDoor, EncodeJob
 from hotel import actions as hotel
 from simulation.encoders import SimulatedEncoder
-from tests.devices.conftest import RunningBridge
-from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, make_encoder, run, until
+from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, make_encoder, run
 from tests.factories import make_access_point, make_operator, make_partition, make_zone
+from tests.support.bridge import RunningBridge
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.django_db
 

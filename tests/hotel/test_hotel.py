@@ -22,11 +22,6 @@ pytestmark = pytest.mark.django_db
 VIA = "test"
 
 
-@pytest.fixture
-def site():
-    return make_hotel()
-
-
 def check_in(room="101", departure=None, **options):
     options.setdefault("encoder", None)
     return hotel.check_in(room=room, departure=departure or days(2), via=VIA, **options)
@@ -55,7 +50,7 @@ def code_of(call) -> str:
 # --- check-in -----------------------------------------------------------------------------------------
 
 
-def test_check_in_makes_a_guest_with_the_room_and_default_areas_and_a_key_until_departure(site):
+def test_check_in_makes_a_guest_with_the_room_and_default_areas_and_a_key_until_departure(hotel_site):
     departure = days(3)
     issued_key = check_in(
         "201", departure, guest_name="Ada Lovelace", reservation="R1", operator=None, arrival=timezone.now()
@@ -74,25 +69,25 @@ def test_check_in_makes_a_guest_with_the_room_and_default_areas_and_a_key_until_
     assert SystemAuditEntry.objects.filter(action="check_in", via=VIA, object_id=str(stay.pk)).count() == 1
 
 
-def test_a_check_in_naming_areas_gets_those_instead_of_the_defaults(site):
+def test_a_check_in_naming_areas_gets_those_instead_of_the_defaults(hotel_site):
     issued_key = check_in("101", common_areas=("PARKING",))
     assert points_of(issued_key.stay_id) == {"Room 101", "Parking gate"}
 
 
-def test_a_suite_gives_its_connected_rooms_and_they_become_occupied(site):
+def test_a_suite_gives_its_connected_rooms_and_they_become_occupied(hotel_site):
     issued_key = check_in("301", common_areas=())
     assert issued_key.rooms == ("301", "302")
     assert points_of(issued_key.stay_id) == {"Room 301", "Room 302"}
     assert code_of(lambda: check_in("302", reservation="other")) == hotel.ROOM_OCCUPIED
 
 
-def test_extra_rooms_join_the_stay(site):
+def test_extra_rooms_join_the_stay(hotel_site):
     issued_key = check_in("101", extra_rooms=("102",), common_areas=())
     assert issued_key.rooms == ("101", "102")
     assert points_of(issued_key.stay_id) == {"Room 101", "Room 102"}
 
 
-def test_a_new_key_cancels_the_earlier_keys_of_the_stay_and_blacklists_written_ones(site):
+def test_a_new_key_cancels_the_earlier_keys_of_the_stay_and_blacklists_written_ones(hotel_site):
     first = check_in("101", reservation="R1")
     Key.objects.filter(pk=first.key_id).update(uid="04A1B2C3D4E5F6")  # as if written on a card
     second = check_in("101", reservation="R1")
@@ -103,7 +98,7 @@ def test_a_new_key_cancels_the_earlier_keys_of_the_stay_and_blacklists_written_o
     assert BlacklistEntry.objects.filter(key_id=first.key_id).count() == 1
 
 
-def test_a_new_key_of_another_reservation_checks_the_earlier_guest_out(site):
+def test_a_new_key_of_another_reservation_checks_the_earlier_guest_out(hotel_site):
     first = check_in("101", reservation="R1")
     second = check_in("101", reservation="R2")
 
@@ -112,7 +107,7 @@ def test_a_new_key_of_another_reservation_checks_the_earlier_guest_out(site):
     assert issued(first.stay_id) == []
 
 
-def test_a_copy_adds_a_key_and_keeps_the_others(site):
+def test_a_copy_adds_a_key_and_keeps_the_others(hotel_site):
     first = check_in("101")
     copy = check_in("101", kind=hotel.COPY, departure=Stay.objects.get(pk=first.stay_id).departure)
 
@@ -120,19 +115,19 @@ def test_a_copy_adds_a_key_and_keeps_the_others(site):
     assert [key.pk for key in issued(first.stay_id)] == [first.key_id, copy.key_id]
 
 
-def test_a_copy_or_one_shot_without_a_guest_is_guest_not_found(site):
+def test_a_copy_or_one_shot_without_a_guest_is_guest_not_found(hotel_site):
     assert code_of(lambda: check_in("101", kind=hotel.COPY)) == hotel.GUEST_NOT_FOUND
     assert code_of(lambda: check_in("101", kind=hotel.ONE_SHOT)) == hotel.GUEST_NOT_FOUND
 
 
-def test_a_copy_with_another_departure_moves_every_key(site):
+def test_a_copy_with_another_departure_moves_every_key(hotel_site):
     first = check_in("101", days(2))
     later = days(4)
     check_in("101", later, kind=hotel.COPY)
     assert {key.valid_until for key in issued(first.stay_id)} == {later}
 
 
-def test_a_one_shot_key_is_valid_for_a_short_window_only(site):
+def test_a_one_shot_key_is_valid_for_a_short_window_only(hotel_site):
     first = check_in("101", days(2))
     before = timezone.now()
     one_shot = check_in("101", days(2), kind=hotel.ONE_SHOT)
@@ -142,7 +137,7 @@ def test_a_one_shot_key_is_valid_for_a_short_window_only(site):
     assert Key.objects.get(pk=first.key_id).status == KeyStatus.ISSUED
 
 
-def test_a_phone_number_issues_a_mobile_key(site):
+def test_a_phone_number_issues_a_mobile_key(hotel_site):
     issued_key = check_in("101", phone_number="+34600111222")
     key = Key.objects.get(pk=issued_key.key_id)
     assert key.kind == KeyKind.MOBILE
@@ -162,18 +157,18 @@ def test_a_phone_number_issues_a_mobile_key(site):
         ({"encoder": "NOPE"}, hotel.UNKNOWN_ENCODER),
     ],
 )
-def test_bad_check_ins_raise_their_code_and_change_nothing(site, options, code):
+def test_bad_check_ins_raise_their_code_and_change_nothing(hotel_site, options, code):
     assert code_of(lambda: check_in(**options)) == code
     assert Stay.objects.count() == 0
     assert Key.objects.count() == 0
 
 
-def test_too_many_rooms_is_a_bad_request(site, monkeypatch):
+def test_too_many_rooms_is_a_bad_request(hotel_site, monkeypatch):
     monkeypatch.setattr(hotel, "MAX_ROOMS", 2)
     assert code_of(lambda: check_in("101", extra_rooms=("102", "201"))) == hotel.BAD_REQUEST
 
 
-def test_an_extra_room_of_another_stay_is_occupied(site):
+def test_an_extra_room_of_another_stay_is_occupied(hotel_site):
     check_in("102")
     assert code_of(lambda: check_in("101", extra_rooms=("102",))) == hotel.ROOM_OCCUPIED
     assert Stay.objects.count() == 1
@@ -182,7 +177,7 @@ def test_an_extra_room_of_another_stay_is_occupied(site):
 # --- check-out ----------------------------------------------------------------------------------------
 
 
-def test_check_out_cancels_every_key_blacklists_them_and_closes_the_stay(site):
+def test_check_out_cancels_every_key_blacklists_them_and_closes_the_stay(hotel_site):
     first = check_in("101", reservation="R1")
     copy = check_in("101", kind=hotel.COPY)
     Key.objects.filter(pk=first.key_id).update(uid="04A1B2C3D4E5F6")
@@ -199,14 +194,14 @@ def test_check_out_cancels_every_key_blacklists_them_and_closes_the_stay(site):
     assert check_in("101").stay_id != stay.pk
 
 
-def test_check_out_of_an_empty_room_or_another_reservation_is_guest_not_found(site):
+def test_check_out_of_an_empty_room_or_another_reservation_is_guest_not_found(hotel_site):
     assert code_of(lambda: hotel.check_out(room="101", via=VIA)) == hotel.GUEST_NOT_FOUND
     check_in("101", reservation="R1")
     assert code_of(lambda: hotel.check_out(room="101", reservation="R9", via=VIA)) == hotel.GUEST_NOT_FOUND
     assert code_of(lambda: hotel.check_out(room="999", via=VIA)) == hotel.UNKNOWN_ROOM
 
 
-def test_check_out_through_an_extra_room_ends_the_whole_stay(site):
+def test_check_out_through_an_extra_room_ends_the_whole_stay(hotel_site):
     issued_key = check_in("101", extra_rooms=("102",))
     assert hotel.check_out(room="102", via=VIA) == 1
     assert Stay.objects.get(pk=issued_key.stay_id).status == StayStatus.OUT
@@ -215,7 +210,7 @@ def test_check_out_through_an_extra_room_ends_the_whole_stay(site):
 # --- modify -------------------------------------------------------------------------------------------
 
 
-def test_a_move_takes_the_rights_along_and_rewrites_the_keys(site):
+def test_a_move_takes_the_rights_along_and_rewrites_the_keys(hotel_site):
     issued_key = check_in("101", common_areas=("GYM",))
     revision = Key.objects.get(pk=issued_key.key_id).revision
 
@@ -229,14 +224,14 @@ def test_a_move_takes_the_rights_along_and_rewrites_the_keys(site):
     assert entry.detail["changes"]["room"] == {"from": "101", "to": "201"}
 
 
-def test_a_move_into_an_occupied_room_is_refused_and_changes_nothing(site):
+def test_a_move_into_an_occupied_room_is_refused_and_changes_nothing(hotel_site):
     first = check_in("101")
     check_in("201")
     assert code_of(lambda: hotel.modify(room="101", new_room="201", via=VIA)) == hotel.ROOM_OCCUPIED
     assert Stay.objects.get(pk=first.stay_id).room.number == "101"
 
 
-def test_a_departure_change_moves_the_keys_validity_and_their_revision(site):
+def test_a_departure_change_moves_the_keys_validity_and_their_revision(hotel_site):
     issued_key = check_in("101", days(1))
     later = days(5)
     hotel.modify(room="101", departure=later, guest_name="Grace Hopper", via=VIA)
@@ -259,7 +254,7 @@ def test_a_departure_change_moves_the_keys_validity_and_their_revision(site):
         ({"departure": timezone.now() - dt.timedelta(minutes=1)}, hotel.BAD_REQUEST),
     ],
 )
-def test_bad_modifications_raise_their_code(site, options, code):
+def test_bad_modifications_raise_their_code(hotel_site, options, code):
     check_in("101", reservation="R1")
     options.setdefault("room", "101")
     assert code_of(lambda: hotel.modify(via=VIA, **options)) == code
@@ -268,7 +263,7 @@ def test_bad_modifications_raise_their_code(site, options, code):
 # --- staff keys ---------------------------------------------------------------------------------------
 
 
-def test_housekeeping_gets_the_rooms_of_its_floors_during_its_shift(site):
+def test_housekeeping_gets_the_rooms_of_its_floors_during_its_shift(hotel_site):
 
     maid = make_cardholder(last_name="Housekeeper")
     key = make_key(maid)
@@ -293,7 +288,7 @@ def test_housekeeping_gets_the_rooms_of_its_floors_during_its_shift(site):
     assert SystemAuditEntry.objects.filter(action="staff_access").count() == 2
 
 
-def test_staff_access_refuses_an_unknown_shift_or_a_floor_without_rooms(site):
+def test_staff_access_refuses_an_unknown_shift_or_a_floor_without_rooms(hotel_site):
 
     maid = make_cardholder()
     assert code_of(lambda: hotel.staff_access(maid, floors=[1], shift="lunch", via=VIA)) == hotel.BAD_REQUEST
@@ -301,19 +296,19 @@ def test_staff_access_refuses_an_unknown_shift_or_a_floor_without_rooms(site):
     assert not CardholderPermission.objects.filter(cardholder=maid).exists()
 
 
-def test_describe_card_of_data_from_another_site_is_not_valid(site):
+def test_describe_card_of_data_from_another_site_is_not_valid(hotel_site):
     read = hotel.describe_card("04AA", b"\x01" * 64, timezone.now())
     assert (read.valid, read.rooms, read.extra["reason"] != "") == (False, (), True)
 
 
-def test_in_house_maps_every_room_of_a_stay_to_it(site):
+def test_in_house_maps_every_room_of_a_stay_to_it(hotel_site):
     first = check_in("101", extra_rooms=("102",))
     check_in("201")
     hotel.check_out(room="201", via=VIA)
 
     by_room = hotel.in_house()
 
-    rooms = site["rooms"]
+    rooms = hotel_site["rooms"]
     assert {room_id: stay.pk for room_id, stay in by_room.items()} == {
         rooms["101"].pk: first.stay_id,
         rooms["102"].pk: first.stay_id,

@@ -13,20 +13,15 @@ from accesscontrol.choices import KeyStatus
 from accesscontrol.models import IdempotencyRecord, Key, Stay
 from devices.choices import EncodeStatus
 from devices.models import EncodeJob
-from tests.accesscontrol.api.conftest import client_with
-from tests.devices.conftest import encoder_bridge  # noqa: F401 (fixture)
-from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, make_encoder, run, until
+from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, make_encoder, run
 from tests.factories import make_operator, make_partition
 from tests.hotel.support import days, make_hotel
+from tests.support.api import client_with
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/hotel/"
-
-
-@pytest.fixture
-def site():
-    return make_hotel()
 
 
 def stamp(moment) -> str:
@@ -45,7 +40,7 @@ def post(client, operation: str, data: dict, key: str | None = None):
 # --- the operations ---------------------------------------------------------------------------------------
 
 
-def test_check_in_issues_a_key_and_answers_what_was_issued(admin_client, site):
+def test_check_in_issues_a_key_and_answers_what_was_issued(admin_client, hotel_site):
     response = post(admin_client, "check-in", body("301", guest_name="Ada", reservation="R1"))
 
     assert response.status_code == 201, response.data
@@ -57,7 +52,7 @@ def test_check_in_issues_a_key_and_answers_what_was_issued(admin_client, site):
     assert (response.data["job"], response.data["card_data"]) == (None, "")
 
 
-def test_copy_adds_a_key_and_one_shot_a_short_one(admin_client, site):
+def test_copy_adds_a_key_and_one_shot_a_short_one(admin_client, hotel_site):
     post(admin_client, "check-in", body())
     copy = post(admin_client, "copy", body())
     one_shot = post(admin_client, "copy", body(one_shot=True))
@@ -67,7 +62,7 @@ def test_copy_adds_a_key_and_one_shot_a_short_one(admin_client, site):
     assert Key.objects.get(pk=one_shot.data["key"]).valid_until < days(1)
 
 
-def test_modify_and_check_out(admin_client, site):
+def test_modify_and_check_out(admin_client, hotel_site):
     stay = post(admin_client, "check-in", body()).data["stay"]
 
     moved = post(admin_client, "modify", {"room": "101", "new_room": "201", "departure": stamp(days(4))})
@@ -78,7 +73,7 @@ def test_modify_and_check_out(admin_client, site):
     assert Stay.objects.get().status == "out"
 
 
-def test_rooms_show_occupancy_and_stays_list_the_guests(admin_client, site):
+def test_rooms_show_occupancy_and_stays_list_the_guests(admin_client, hotel_site):
     post(admin_client, "check-in", body("101", guest_name="Ada", extra_rooms=["102"]))
 
     rooms = {room["number"]: room for room in admin_client.get(f"{URL}rooms/").data["results"]}
@@ -106,20 +101,20 @@ def test_rooms_show_occupancy_and_stays_list_the_guests(admin_client, site):
         ("read-key", {"encoder": "NOPE"}, 400, "unknown_encoder"),
     ],
 )
-def test_hotel_errors_answer_their_code(admin_client, site, operation, data, status, code):
+def test_hotel_errors_answer_their_code(admin_client, hotel_site, operation, data, status, code):
     response = post(admin_client, operation, data)
     assert (response.status_code, response.data["code"]) == (status, code)
     assert response.data["detail"]
 
 
-def test_a_move_into_an_occupied_room_is_a_conflict(admin_client, site):
+def test_a_move_into_an_occupied_room_is_a_conflict(admin_client, hotel_site):
     post(admin_client, "check-in", body("101"))
     post(admin_client, "check-in", body("201"))
     response = post(admin_client, "modify", {"room": "101", "new_room": "201"})
     assert (response.status_code, response.data["code"]) == (409, "room_occupied")
 
 
-def test_an_offline_encoder_is_503(admin_client, site):
+def test_an_offline_encoder_is_503(admin_client, hotel_site):
     make_encoder(station="DESK1")
     response = post(admin_client, "check-in", body(encoder="DESK1"))
     assert (response.status_code, response.data["code"]) == (503, "encoder_offline")
@@ -138,7 +133,7 @@ def test_an_offline_encoder_is_503(admin_client, site):
         ("read-key", {}, "encoder"),
     ],
 )
-def test_bad_input_is_a_400_with_field_errors(admin_client, site, operation, data, field):
+def test_bad_input_is_a_400_with_field_errors(admin_client, hotel_site, operation, data, field):
     response = post(admin_client, operation, data)
     assert response.status_code == 400
     assert field in response.data
@@ -148,7 +143,7 @@ def test_bad_input_is_a_400_with_field_errors(admin_client, site, operation, dat
 # --- idempotency --------------------------------------------------------------------------------------------
 
 
-def test_a_retry_with_the_same_key_and_body_gets_the_first_answer_without_issuing_again(admin_client, site):
+def test_a_retry_with_the_same_key_and_body_gets_the_first_answer_without_issuing_again(admin_client, hotel_site):
     data = body(reservation="R1")
     first = post(admin_client, "check-in", data, key="abc-1")
     retry = post(admin_client, "check-in", dict(reversed(data.items())), key="abc-1")  # same body, keys reordered
@@ -159,7 +154,7 @@ def test_a_retry_with_the_same_key_and_body_gets_the_first_answer_without_issuin
     assert Key.objects.count() == 1
 
 
-def test_the_same_key_with_another_body_is_refused(admin_client, site):
+def test_the_same_key_with_another_body_is_refused(admin_client, hotel_site):
     post(admin_client, "check-in", body(reservation="R1"), key="abc-2")
     other = post(admin_client, "check-in", body(reservation="R2"), key="abc-2")
 
@@ -167,14 +162,14 @@ def test_the_same_key_with_another_body_is_refused(admin_client, site):
     assert Key.objects.count() == 1
 
 
-def test_without_a_key_each_call_runs(admin_client, site):
+def test_without_a_key_each_call_runs(admin_client, hotel_site):
     post(admin_client, "check-in", body())
     post(admin_client, "copy", body())
     post(admin_client, "copy", body())
     assert Key.objects.count() == 3
 
 
-def test_a_failed_call_keeps_no_answer_so_its_retry_runs(admin_client, site):
+def test_a_failed_call_keeps_no_answer_so_its_retry_runs(admin_client, hotel_site):
     data = body()
     failed = post(admin_client, "copy", data, key="abc-3")
     post(admin_client, "check-in", body())
@@ -184,7 +179,7 @@ def test_a_failed_call_keeps_no_answer_so_its_retry_runs(admin_client, site):
     assert Key.objects.count() == 2
 
 
-def test_keys_are_per_operator(site):
+def test_keys_are_per_operator(hotel_site):
     first, second = (
         client_with("accesscontrol.add_key", all_partitions=True),
         client_with("accesscontrol.add_key", all_partitions=True),
@@ -195,7 +190,7 @@ def test_keys_are_per_operator(site):
     assert Key.objects.count() == 2
 
 
-def test_an_answer_older_than_a_day_is_forgotten(admin_client, site):
+def test_an_answer_older_than_a_day_is_forgotten(admin_client, hotel_site):
     data = body()
     post(admin_client, "check-in", data, key="old")
     IdempotencyRecord.objects.update(created_at=days(-2))
@@ -209,7 +204,7 @@ def test_an_answer_older_than_a_day_is_forgotten(admin_client, site):
     assert idempotency.purge_expired() == 1
 
 
-def test_a_bad_idempotency_key_is_a_400(admin_client, site):
+def test_a_bad_idempotency_key_is_a_400(admin_client, hotel_site):
     response = post(admin_client, "check-in", body(), key="x" * 256)
     assert (response.status_code, "Idempotency-Key" in response.data) == (400, True)
 
@@ -217,17 +212,17 @@ def test_a_bad_idempotency_key_is_a_400(admin_client, site):
 # --- permissions --------------------------------------------------------------------------------------------
 
 
-def test_without_the_key_permission_nothing_is_issued(site):
+def test_without_the_key_permission_nothing_is_issued(hotel_site):
     client = client_with("accesscontrol.view_key", all_partitions=True)
     assert post(client, "check-in", body()).status_code == 403
     assert post(client, "check-out", {"room": "101"}).status_code == 403
     assert not Stay.objects.exists()
 
 
-def test_the_permission_must_be_held_in_the_rooms_partition(site):
+def test_the_permission_must_be_held_in_the_rooms_partition(hotel_site):
     partition = make_partition()
-    site["rooms"]["201"].access_point.partition = partition
-    site["rooms"]["201"].access_point.save()
+    hotel_site["rooms"]["201"].access_point.partition = partition
+    hotel_site["rooms"]["201"].access_point.save()
     client = client_with("accesscontrol.add_key", "accesscontrol.view_key", partitions=[partition])
 
     assert post(client, "check-in", body("101")).status_code == 403
@@ -237,7 +232,7 @@ def test_the_permission_must_be_held_in_the_rooms_partition(site):
     assert Stay.objects.get().room.number == "201"
 
 
-def test_checking_out_needs_change_key(site):
+def test_checking_out_needs_change_key(hotel_site):
     post(client_with("accesscontrol.add_key", all_partitions=True), "check-in", body())
     adder = client_with("accesscontrol.add_key", all_partitions=True)
     changer = client_with("accesscontrol.change_key", all_partitions=True)
@@ -247,7 +242,7 @@ def test_checking_out_needs_change_key(site):
     assert post(changer, "check-out", {"room": "101"}).status_code == 200
 
 
-def test_anonymous_callers_are_refused(site):
+def test_anonymous_callers_are_refused(hotel_site):
     client = APIClient()
     assert post(client, "check-in", body()).status_code in (401, 403)
     assert client.get(f"{URL}rooms/").status_code in (401, 403)
@@ -258,8 +253,12 @@ def test_anonymous_callers_are_refused(site):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_retry_while_the_first_call_waits_for_the_card_gets_its_answer(encoder_bridge):  # noqa: F811
+def test_a_retry_while_the_first_call_waits_for_the_card_gets_its_answer(encoder_bridge, monkeypatch):
     from simulation.encoders import SimulatedEncoder
+
+    claims = []  # the real claim runs; the test only learns that the retry has reached it
+    claim = idempotency.claim
+    monkeypatch.setattr(idempotency, "claim", lambda *args, **options: claims.append(1) or claim(*args, **options))
 
     make_hotel()
     make_encoder(station="DESK1")
@@ -288,7 +287,7 @@ def test_a_retry_while_the_first_call_waits_for_the_card_gets_its_answer(encoder
 
         second = threading.Thread(target=call)
         second.start()
-        await asyncio.sleep(0.5)  # the retry is waiting on the first call's record
+        await until(lambda: len(claims) == 2)  # the retry is waiting on the first call's record
         device.place_card("04A1B2C3D4E5F6")
         await asyncio.to_thread(first.join, 30)
         await asyncio.to_thread(second.join, 30)
@@ -309,7 +308,7 @@ def _online() -> bool:
     return Device.objects.filter(device_id=ENCODER_ID, online=True).exists()
 
 
-def test_reading_keys_and_the_lists_need_view_key(site):
+def test_reading_keys_and_the_lists_need_view_key(hotel_site):
     viewer = client_with("accesscontrol.view_key", all_partitions=True)
     stranger = client_with("accesscontrol.view_cardholder", all_partitions=True)
 

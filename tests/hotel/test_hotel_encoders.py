@@ -13,10 +13,10 @@ from devices.choices import EncodeStatus
 from devices.models import Device, EncodeJob
 from hotel import actions as hotel
 from simulation.encoders import SimulatedEncoder
-from tests.devices.conftest import encoder_bridge, quick_jobs  # noqa: F401 (fixtures)
-from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, make_encoder, run, until
+from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, make_encoder, run
 from tests.factories import make_cardholder, make_key
 from tests.hotel.support import days, make_hotel
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,21 +26,21 @@ VIA = "test"
 
 
 @pytest.fixture
-def site(encoder_bridge):  # noqa: F811
+def site(encoder_bridge):
     hotel_site = make_hotel()
     hotel_site["encoder"] = make_encoder(station=STATION, name="Front desk encoder")
     encoder_bridge.reload()
     return hotel_site
 
 
-async def connected(encoder_bridge, **options) -> SimulatedEncoder:  # noqa: F811
+async def connected(encoder_bridge, **options) -> SimulatedEncoder:
     device = SimulatedEncoder(ENCODER_ID, KEY, ("127.0.0.1", encoder_bridge.port), retry_first_s=0.1, **options)
     await device.connect(5)
     await until(lambda: Device.objects.get(device_id=ENCODER_ID).online)
     return device
 
 
-def on_encoder(encoder_bridge, call, *, card=CARD, card_type=None, data=b"", **options):  # noqa: F811
+def on_encoder(encoder_bridge, call, *, card=CARD, card_type=None, data=b"", **options):
     """Run ``call`` (a hotel operation) with the simulated encoder online and ``card`` (holding ``data``) on it
     (none: None). Returns (the call's result or its HotelError, the encoder)."""
 
@@ -67,7 +67,7 @@ def check_in(room="101", **options):
     return lambda: hotel.check_in(room=room, encoder=STATION, via=VIA, wait_seconds=10, **options)
 
 
-def test_check_in_writes_the_key_on_the_encoder_named_by_its_station(encoder_bridge, site):  # noqa: F811
+def test_check_in_writes_the_key_on_the_encoder_named_by_its_station(encoder_bridge, site):
     issued, device = on_encoder(encoder_bridge, check_in("101", guest_name="Ada", reservation="R1"))
 
     assert isinstance(issued, hotel.KeyIssued)
@@ -81,7 +81,7 @@ def test_check_in_writes_the_key_on_the_encoder_named_by_its_station(encoder_bri
     assert EncodeJob.objects.get(pk=issued.job_id).status == EncodeStatus.DONE
 
 
-def test_a_new_key_on_the_same_card_replaces_the_earlier_one_and_blacklists_it(encoder_bridge, site):  # noqa: F811
+def test_a_new_key_on_the_same_card_replaces_the_earlier_one_and_blacklists_it(encoder_bridge, site):
     first, _ = on_encoder(encoder_bridge, check_in("101", reservation="R1"))
     second, _ = on_encoder(encoder_bridge, check_in("101", reservation="R1"))
 
@@ -90,7 +90,7 @@ def test_a_new_key_on_the_same_card_replaces_the_earlier_one_and_blacklists_it(e
     assert BlacklistEntry.objects.filter(key_id=first.key_id).exists()
 
 
-def test_no_card_is_no_card_and_the_key_is_cancelled(encoder_bridge, site, quick_jobs):  # noqa: F811
+def test_no_card_is_no_card_and_the_key_is_cancelled(encoder_bridge, site, quick_jobs):
     error, device = on_encoder(encoder_bridge, check_in("101"), card=None)
 
     assert (error.code, device.written) == (hotel.NO_CARD, [])
@@ -98,12 +98,12 @@ def test_no_card_is_no_card_and_the_key_is_cancelled(encoder_bridge, site, quick
     assert not BlacklistEntry.objects.exists()  # never written on a card
 
 
-def test_a_card_of_another_type_is_wrong_card_type(encoder_bridge, site):  # noqa: F811
+def test_a_card_of_another_type_is_wrong_card_type(encoder_bridge, site):
     error, _ = on_encoder(encoder_bridge, check_in("101"), card_type="mifare_classic_1k")
     assert error.code == hotel.WRONG_CARD
 
 
-def test_an_encoder_too_slow_for_the_caller_is_a_timeout(encoder_bridge, site):  # noqa: F811
+def test_an_encoder_too_slow_for_the_caller_is_a_timeout(encoder_bridge, site):
     call = lambda: hotel.check_in(room="101", departure=days(1), encoder=STATION, via=VIA, wait_seconds=0.5)  # noqa: E731
     error, _ = on_encoder(encoder_bridge, call, card=None)
 
@@ -141,7 +141,7 @@ def test_a_usb_encoder_or_another_device_is_an_unknown_encoder(site):
 # --- reading a key ---------------------------------------------------------------------------------------
 
 
-def test_read_key_says_what_the_guest_card_opens(encoder_bridge, site):  # noqa: F811
+def test_read_key_says_what_the_guest_card_opens(encoder_bridge, site):
     issued, _ = on_encoder(encoder_bridge, check_in("301", guest_name="Ada", reservation="R7"))
 
     read, _ = on_encoder(encoder_bridge, read_key, data=issued.card_data)
@@ -150,7 +150,7 @@ def test_read_key_says_what_the_guest_card_opens(encoder_bridge, site):  # noqa:
     assert read.extra["key_id"] == issued.key_id
 
 
-def test_read_key_of_a_checked_out_guest_is_not_valid(encoder_bridge, site):  # noqa: F811
+def test_read_key_of_a_checked_out_guest_is_not_valid(encoder_bridge, site):
     issued, _ = on_encoder(encoder_bridge, check_in("101"))
     hotel.check_out(room="101", via=VIA)
 
@@ -158,7 +158,7 @@ def test_read_key_of_a_checked_out_guest_is_not_valid(encoder_bridge, site):  # 
     assert (read.valid, read.extra["reason"], read.rooms) == (False, "cancelled", ("101",))
 
 
-def test_read_key_of_a_blank_card_or_none(encoder_bridge, site, quick_jobs):  # noqa: F811
+def test_read_key_of_a_blank_card_or_none(encoder_bridge, site, quick_jobs):
     blank, _ = on_encoder(encoder_bridge, read_key)
     assert (blank.uid, blank.valid, blank.extra) == (CARD, False, {"reason": "blank"})
 
@@ -166,13 +166,13 @@ def test_read_key_of_a_blank_card_or_none(encoder_bridge, site, quick_jobs):  # 
     assert error.code == hotel.NO_CARD
 
 
-def test_read_key_of_garbage_is_not_valid(encoder_bridge, site):  # noqa: F811
+def test_read_key_of_garbage_is_not_valid(encoder_bridge, site):
     read, _ = on_encoder(encoder_bridge, read_key, data=b"\x00garbage" * 10)
     assert (read.valid, read.rooms) == (False, ())
     assert read.extra["reason"]
 
 
-def test_a_card_another_key_holds_is_encode_failed(encoder_bridge, site):  # noqa: F811
+def test_a_card_another_key_holds_is_encode_failed(encoder_bridge, site):
     make_key(make_cardholder(), uid=CARD)
 
     error, device = on_encoder(encoder_bridge, check_in("101"))

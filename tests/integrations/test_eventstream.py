@@ -21,13 +21,6 @@ from tests.integrations.test_eventstream_service import event, events, keys, mak
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fresh_streams():
-    eventstream.forget_streams()
-    yield
-    eventstream.forget_streams()
-
-
 def rows(stream) -> list[str]:
     return list(StreamItem.objects.filter(stream=stream).order_by("pk").values_list("key", flat=True))
 

@@ -6,8 +6,8 @@ from django.utils import timezone
 from accesscontrol.models import SystemAuditEntry
 from integrations.eventstream import service as eventstream
 from integrations.eventstream.models import EventStream, StreamItem
-from tests.accesscontrol.api.conftest import client_for
 from tests.factories import make_operator, make_partition
+from tests.support.api import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -19,15 +19,10 @@ MANAGE = (
 )
 
 
-@pytest.fixture
-def admin():
-    return client_for(make_operator(is_superuser=True))
-
-
-def test_creating_a_stream_filters_it_and_it_takes_events_at_once(admin):
+def test_creating_a_stream_filters_it_and_it_takes_events_at_once(api_admin):
     east = make_partition("East")
 
-    created = admin.post(
+    created = api_admin.post(
         "/api/v1/event-streams/",
         {"name": "SIEM", "protocol": "udp", "host": "127.0.0.1", "port": 5140, "kinds": ["tamper", "door_forced"]},
         format="json",
@@ -36,7 +31,7 @@ def test_creating_a_stream_filters_it_and_it_takes_events_at_once(admin):
     stream.partitions.set([east])
     eventstream.forget_streams()
     eventstream.enqueue([{"key": "a", "kind": "tamper", "partition": east.pk}, {"key": "b", "kind": "tamper"}])
-    shown = admin.get(f"/api/v1/event-streams/{stream.pk}/").json()
+    shown = api_admin.get(f"/api/v1/event-streams/{stream.pk}/").json()
 
     assert created.status_code == 201, created.json()
     assert created.json()["address"] == "udp://127.0.0.1:5140"
@@ -46,8 +41,8 @@ def test_creating_a_stream_filters_it_and_it_takes_events_at_once(admin):
     assert SystemAuditEntry.objects.filter(action="create", object_repr="SIEM").exists()
 
 
-def test_bad_input_is_a_400_with_field_errors(admin):
-    response = admin.post(
+def test_bad_input_is_a_400_with_field_errors(api_admin):
+    response = api_admin.post(
         "/api/v1/event-streams/",
         {"name": "", "protocol": "sctp", "host": "http://x/", "port": 70000, "kinds": ["nonsense"]},
         format="json",
@@ -58,10 +53,10 @@ def test_bad_input_is_a_400_with_field_errors(admin):
     assert not EventStream.objects.exists()
 
 
-def test_the_status_is_read_only_and_a_change_is_recorded(admin):
+def test_the_status_is_read_only_and_a_change_is_recorded(api_admin):
     stream = EventStream.objects.create(name="Syslog", host="127.0.0.1", port=5140, last_error="refused")
 
-    changed = admin.patch(
+    changed = api_admin.patch(
         f"/api/v1/event-streams/{stream.pk}/", {"port": 5141, "last_error": "", "active": False}, format="json"
     )
     stream.refresh_from_db()
@@ -72,11 +67,11 @@ def test_the_status_is_read_only_and_a_change_is_recorded(admin):
     assert entry.detail["changes"]["port"] == {"from": 5140, "to": 5141}
 
 
-def test_deleting_a_stream_deletes_what_it_had_waiting(admin):
+def test_deleting_a_stream_deletes_what_it_had_waiting(api_admin):
     stream = EventStream.objects.create(name="Old", host="127.0.0.1", port=5140)
     StreamItem.objects.create(stream=stream, key="k", payload={"key": "k"}, created_at=timezone.now())
 
-    deleted = admin.delete(f"/api/v1/event-streams/{stream.pk}/")
+    deleted = api_admin.delete(f"/api/v1/event-streams/{stream.pk}/")
 
     assert deleted.status_code == 204
     assert not StreamItem.objects.exists()

@@ -23,27 +23,13 @@ from integrations.eventstream.models import EventStream, StreamItem
 from integrations.eventstream.service import EventStreamService
 from tests.factories import make_partition, unique
 from tests.integrations.running import LoopThread
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # Short delays, so that reconnections and configuration changes happen within a test.
 FAST = {"reload_seconds": 0.1, "poll_seconds": 0.05, "backoff_first": 0.05, "backoff_max": 0.4, "drain_timeout": 2.0}
-
-
-def wait_until(condition, timeout: float = 30.0, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    return condition()
-
-
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def event(kind="access_granted", partition=None, detail=None) -> dict:
@@ -177,14 +163,6 @@ class UdpReceiver:
 
     def close(self) -> None:
         self.sock.close()
-
-
-@pytest.fixture(autouse=True)
-def fresh_streams():
-    # enqueue() caches the active streams for seconds: not from one test's database to the next.
-    eventstream.forget_streams()
-    yield
-    eventstream.forget_streams()
 
 
 @pytest.fixture
@@ -426,7 +404,7 @@ def test_udp_sends_one_datagram_per_event(run_service):
 
 
 def test_udp_to_a_closed_port_counts_as_broken_and_sends_again_once_it_is_open(run_service):
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port("udp")
     stream = make_stream(port, protocol="udp")
     sent = events(20)
     store(sent)

@@ -7,7 +7,6 @@ account, not the root DN (to which no limit applies). Tests that change the dire
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from integrations.ldap.directory import auth_ldap_settings  # noqa: E402
 from integrations.ldap.models import DirectoryAccount  # noqa: E402
 from integrations.ldap.sync import sync_directory  # noqa: E402
 from space.celery import directory_sync_entry  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 SUFFIX = "dc=space,dc=test"
@@ -174,12 +174,6 @@ def names(operator) -> list[str]:
     return sorted(operator.operator_groups.values_list("name", flat=True))
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # --- login --------------------------------------------------------------------------------------
 
 
@@ -256,7 +250,7 @@ def test_a_local_operator_is_not_taken_over_by_a_directory_entry_of_the_same_nam
 
 def test_a_directory_that_is_down_refuses_the_login_with_an_error_in_the_log(directory, groups, caplog):
     local = Operator.objects.create_user(username="local", password="local password 1!")
-    with ldap_enabled(config_for(directory, url=f"ldap://127.0.0.1:{closed_port()}")):
+    with ldap_enabled(config_for(directory, url=f"ldap://127.0.0.1:{free_port()}")):
         with caplog.at_level(logging.ERROR, logger="integrations.ldap.backend"):
             assert authenticate(username=uid(1), password=password(1)) is None
         # Local operators still log in against the database.
@@ -437,7 +431,7 @@ def test_sync_ldap_prints_one_summary_line_and_the_celery_task_runs_the_same(dir
 
 
 def test_sync_ldap_fails_cleanly_when_the_directory_is_down_or_ldap_is_off(directory, groups):
-    with ldap_enabled(config_for(directory, url=f"ldap://127.0.0.1:{closed_port()}")):
+    with ldap_enabled(config_for(directory, url=f"ldap://127.0.0.1:{free_port()}")):
         with pytest.raises(CommandError, match="LDAP sync failed, nothing changed"):
             call_command("sync_ldap")
         assert tasks.sync_ldap().startswith("LDAP sync failed")

@@ -26,11 +26,6 @@ CODE = re.compile(r'<code class="secret" id="invitation-code">([A-Z0-9-]+)</code
 
 
 @pytest.fixture
-def partition():
-    return make_partition()
-
-
-@pytest.fixture
 def guest(partition):
     room = make_access_point(name="Room 12", partition=partition)
     return make_cardholder(make_access_level(room), partition=partition, first_name="Ada", last_name="Guest")

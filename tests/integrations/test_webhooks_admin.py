@@ -9,20 +9,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accesscontrol.models import SystemAuditEntry
-from integrations import webhooks
 from integrations.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 from tests.factories import make_operator, make_partition
 
 pytestmark = pytest.mark.django_db
 
 URL = "https://192.0.2.10/hooks/space"
-
-
-@pytest.fixture(autouse=True)
-def fresh_subscribers():
-    webhooks.forget_subscriptions()
-    yield
-    webhooks.forget_subscriptions()
 
 
 def url(model, view, *args):

@@ -5,10 +5,9 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from accesscontrol.models import SystemAuditEntry
-from integrations import webhooks
 from integrations.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
-from tests.accesscontrol.api.conftest import client_for
 from tests.factories import make_operator, make_partition
+from tests.support.api import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -19,18 +18,6 @@ MANAGE = (
     "integrations.change_webhooksubscription",
     "integrations.delete_webhooksubscription",
 )
-
-
-@pytest.fixture(autouse=True)
-def fresh_subscribers():
-    webhooks.forget_subscriptions()
-    yield
-    webhooks.forget_subscriptions()
-
-
-@pytest.fixture
-def admin():
-    return client_for(make_operator(is_superuser=True))
 
 
 def make_subscription(partitions=(), **fields) -> WebhookSubscription:
@@ -62,8 +49,8 @@ def make_deliveries(subscription, *statuses) -> list[WebhookDelivery]:
 # --- subscriptions ------------------------------------------------------------------------------------
 
 
-def test_creating_a_subscription_generates_a_secret_shown_in_that_response_only(admin):
-    created = admin.post(
+def test_creating_a_subscription_generates_a_secret_shown_in_that_response_only(api_admin):
+    created = api_admin.post(
         "/api/v1/webhooks/", {"name": "SIEM", "url": URL, "kinds": ["door_forced"], "all_partitions": True}
     )
 
@@ -80,8 +67,8 @@ def test_creating_a_subscription_generates_a_secret_shown_in_that_response_only(
         False,
         15,
     )
-    shown = admin.get(f"/api/v1/webhooks/{subscription.pk}/")
-    listed = admin.get("/api/v1/webhooks/")
+    shown = api_admin.get(f"/api/v1/webhooks/{subscription.pk}/")
+    listed = api_admin.get("/api/v1/webhooks/")
     assert "secret" not in shown.json()
     assert secret not in shown.content.decode() + listed.content.decode()
     entry = SystemAuditEntry.objects.get(action="create", object_type="integrations.webhooksubscription")
@@ -89,14 +76,14 @@ def test_creating_a_subscription_generates_a_secret_shown_in_that_response_only(
     assert secret not in str(entry.detail)
 
 
-def test_a_given_secret_is_kept_and_can_be_rotated_later(admin):
-    created = admin.post(
+def test_a_given_secret_is_kept_and_can_be_rotated_later(api_admin):
+    created = api_admin.post(
         "/api/v1/webhooks/", {"name": "PMS", "url": URL, "all_partitions": True, "secret": "s" * 32}, format="json"
     )
     subscription = WebhookSubscription.objects.get(pk=created.json()["id"])
 
-    rotated = admin.post(f"/api/v1/webhooks/{subscription.pk}/rotate-secret/", {}, format="json")
-    chosen = admin.post(f"/api/v1/webhooks/{subscription.pk}/rotate-secret/", {"secret": "t" * 20}, format="json")
+    rotated = api_admin.post(f"/api/v1/webhooks/{subscription.pk}/rotate-secret/", {}, format="json")
+    chosen = api_admin.post(f"/api/v1/webhooks/{subscription.pk}/rotate-secret/", {"secret": "t" * 20}, format="json")
 
     assert created.json()["secret"] == "s" * 32
     assert rotated.status_code == 200 and rotated.json()["secret"].startswith("whsec_")
@@ -106,8 +93,8 @@ def test_a_given_secret_is_kept_and_can_be_rotated_later(admin):
     assert SystemAuditEntry.objects.filter(action="rotate_secret").count() == 2
 
 
-def test_bad_input_is_a_400_with_field_errors(admin):
-    answer = admin.post(
+def test_bad_input_is_a_400_with_field_errors(api_admin):
+    answer = api_admin.post(
         "/api/v1/webhooks/",
         {"name": "", "url": "ftp://example.net/", "kinds": ["nonsense"], "secret": "short", "max_tries": 0},
         format="json",
@@ -119,24 +106,24 @@ def test_bad_input_is_a_400_with_field_errors(admin):
     assert WebhookSubscription.objects.count() == 0
 
 
-def test_a_subscription_must_name_partitions_or_take_them_all(admin):
-    answer = admin.post("/api/v1/webhooks/", {"name": "nothing", "url": URL}, format="json")
+def test_a_subscription_must_name_partitions_or_take_them_all(api_admin):
+    answer = api_admin.post("/api/v1/webhooks/", {"name": "nothing", "url": URL}, format="json")
 
     assert answer.status_code == 400
     assert answer.json() == {"partitions": ["Name the partitions whose events to send, or set all_partitions."]}
 
 
-def test_a_loopback_or_metadata_url_is_refused_with_the_reason(admin):
+def test_a_loopback_or_metadata_url_is_refused_with_the_reason(api_admin):
     for url in ("http://127.0.0.1:8000/admin/", "http://169.254.169.254/latest/meta-data/"):
-        answer = admin.post("/api/v1/webhooks/", {"name": "x", "url": url, "all_partitions": True}, format="json")
+        answer = api_admin.post("/api/v1/webhooks/", {"name": "x", "url": url, "all_partitions": True}, format="json")
 
         assert answer.status_code == 400
         assert "only if an administrator allows private targets" in answer.json()["url"][0]
     assert WebhookSubscription.objects.count() == 0
 
 
-def test_an_administrator_may_allow_a_private_target(admin):
-    answer = admin.post(
+def test_an_administrator_may_allow_a_private_target(api_admin):
+    answer = api_admin.post(
         "/api/v1/webhooks/",
         {"name": "local", "url": "http://127.0.0.1:9000/hooks", "all_partitions": True, "allow_private_target": True},
         format="json",
@@ -176,11 +163,13 @@ def test_an_operator_may_not_repoint_an_allowed_subscription_at_another_private_
     assert (subscription.url, subscription.name) == ("http://127.0.0.1:9000/hooks", "renamed")
 
 
-def test_updates_and_deletes_are_recorded_and_the_secret_stays_put(admin):
+def test_updates_and_deletes_are_recorded_and_the_secret_stays_put(api_admin):
     subscription = make_subscription()
 
-    patched = admin.patch(f"/api/v1/webhooks/{subscription.pk}/", {"kinds": ["tamper"], "active": False}, format="json")
-    deleted = admin.delete(f"/api/v1/webhooks/{subscription.pk}/")
+    patched = api_admin.patch(
+        f"/api/v1/webhooks/{subscription.pk}/", {"kinds": ["tamper"], "active": False}, format="json"
+    )
+    deleted = api_admin.delete(f"/api/v1/webhooks/{subscription.pk}/")
 
     assert patched.status_code == 200 and patched.json()["kinds"] == ["tamper"]
     assert "secret" not in patched.json()
@@ -267,18 +256,18 @@ def test_each_endpoint_needs_its_permission(method, path, permission):
 # --- the delivery log ------------------------------------------------------------------------------------
 
 
-def test_the_delivery_log_lists_a_subscriptions_deliveries_with_filters(admin):
+def test_the_delivery_log_lists_a_subscriptions_deliveries_with_filters(api_admin):
     subscription = make_subscription()
     other = make_subscription()
     make_deliveries(subscription, DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.PENDING)
     make_deliveries(other, DeliveryStatus.FAILED)
     url = f"/api/v1/webhooks/{subscription.pk}/deliveries/"
 
-    everything = admin.get(url).json()
-    failed = admin.get(url, {"status": "failed"}).json()
-    waiting = admin.get(url, {"status": ["failed", "pending"], "kind": "door_forced"}).json()
-    one = admin.get(f"{url}{failed['results'][0]['id']}/").json()
-    summary = admin.get(f"/api/v1/webhooks/{subscription.pk}/").json()
+    everything = api_admin.get(url).json()
+    failed = api_admin.get(url, {"status": "failed"}).json()
+    waiting = api_admin.get(url, {"status": ["failed", "pending"], "kind": "door_forced"}).json()
+    one = api_admin.get(f"{url}{failed['results'][0]['id']}/").json()
+    summary = api_admin.get(f"/api/v1/webhooks/{subscription.pk}/").json()
 
     assert everything["count"] == 3
     assert [row["event_key"] for row in failed["results"]] == ["event-1"]
@@ -289,10 +278,10 @@ def test_the_delivery_log_lists_a_subscriptions_deliveries_with_filters(admin):
     assert (summary["deliveries_pending"], summary["deliveries_failed"]) == (1, 1)
 
 
-def test_a_bad_filter_is_a_400(admin):
+def test_a_bad_filter_is_a_400(api_admin):
     subscription = make_subscription()
 
-    answer = admin.get(f"/api/v1/webhooks/{subscription.pk}/deliveries/", {"status": "lost"})
+    answer = api_admin.get(f"/api/v1/webhooks/{subscription.pk}/deliveries/", {"status": "lost"})
 
     assert answer.status_code == 400
     assert "status" in answer.json()
@@ -312,20 +301,20 @@ def test_the_log_of_a_subscription_out_of_reach_is_not_found():
     assert WebhookDelivery.objects.get(pk=row.pk).status == DeliveryStatus.FAILED
 
 
-def test_a_delivery_is_found_only_under_its_own_subscription(admin):
+def test_a_delivery_is_found_only_under_its_own_subscription(api_admin):
     subscription, other = make_subscription(), make_subscription()
     (row,) = make_deliveries(subscription, DeliveryStatus.FAILED)
 
-    assert admin.get(f"/api/v1/webhooks/{other.pk}/deliveries/{row.pk}/").status_code == 404
-    assert admin.post(f"/api/v1/webhooks/{other.pk}/deliveries/{row.pk}/redeliver/").status_code == 404
+    assert api_admin.get(f"/api/v1/webhooks/{other.pk}/deliveries/{row.pk}/").status_code == 404
+    assert api_admin.post(f"/api/v1/webhooks/{other.pk}/deliveries/{row.pk}/redeliver/").status_code == 404
 
 
-def test_redeliver_makes_a_failed_delivery_due_again_with_fresh_tries(admin):
+def test_redeliver_makes_a_failed_delivery_due_again_with_fresh_tries(api_admin):
     subscription = make_subscription()
     (row,) = make_deliveries(subscription, DeliveryStatus.FAILED)
     WebhookDelivery.objects.filter(pk=row.pk).update(tries=15)
 
-    answer = admin.post(f"/api/v1/webhooks/{subscription.pk}/deliveries/{row.pk}/redeliver/")
+    answer = api_admin.post(f"/api/v1/webhooks/{subscription.pk}/deliveries/{row.pk}/redeliver/")
 
     assert answer.status_code == 200
     assert (answer.json()["status"], answer.json()["tries"]) == ("pending", 0)
@@ -334,14 +323,14 @@ def test_redeliver_makes_a_failed_delivery_due_again_with_fresh_tries(admin):
     assert SystemAuditEntry.objects.filter(action="redeliver", object_id=str(row.pk)).exists()
 
 
-def test_redeliver_is_refused_while_paused_or_in_flight(admin):
+def test_redeliver_is_refused_while_paused_or_in_flight(api_admin):
     subscription = make_subscription()
     failed, in_flight = make_deliveries(subscription, DeliveryStatus.FAILED, DeliveryStatus.DELIVERING)
     url = f"/api/v1/webhooks/{subscription.pk}/deliveries/{{}}/redeliver/"
 
-    busy = admin.post(url.format(in_flight.pk))
+    busy = api_admin.post(url.format(in_flight.pk))
     WebhookSubscription.objects.filter(pk=subscription.pk).update(paused_at=timezone.now(), paused_reason="x")
-    paused = admin.post(url.format(failed.pk))
+    paused = api_admin.post(url.format(failed.pk))
 
     assert busy.status_code == 400 and busy.json() == {"non_field_errors": ["It is being delivered right now."]}
     assert paused.status_code == 400
@@ -349,15 +338,15 @@ def test_redeliver_is_refused_while_paused_or_in_flight(admin):
     assert WebhookDelivery.objects.get(pk=failed.pk).status == DeliveryStatus.FAILED
 
 
-def test_resume_ends_the_pause_and_can_send_the_failed_deliveries_again(admin):
+def test_resume_ends_the_pause_and_can_send_the_failed_deliveries_again(api_admin):
     subscription = make_subscription()
     make_deliveries(subscription, DeliveryStatus.FAILED, DeliveryStatus.PENDING, DeliveryStatus.DELIVERED)
     WebhookSubscription.objects.filter(pk=subscription.pk).update(
         paused_at=timezone.now(), paused_reason="Every try has failed…", failures_in_a_row=12
     )
 
-    shown = admin.get(f"/api/v1/webhooks/{subscription.pk}/").json()
-    resumed = admin.post(f"/api/v1/webhooks/{subscription.pk}/resume/", {"redeliver_failed": True}, format="json")
+    shown = api_admin.get(f"/api/v1/webhooks/{subscription.pk}/").json()
+    resumed = api_admin.post(f"/api/v1/webhooks/{subscription.pk}/resume/", {"redeliver_failed": True}, format="json")
 
     assert (shown["paused"], shown["paused_reason"]) == (True, "Every try has failed…")
     assert resumed.status_code == 200

@@ -24,7 +24,6 @@ from django.utils import timezone
 from accesscontrol import events
 from accesscontrol.models import AuditEvent
 from integrations import http as outbound_http
-from integrations import webhooks
 from integrations.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 from integrations.webhooks import actions, delivery, transport
 from simulation.benchmarks.webhooks import CLOSE, Answer, Receiver
@@ -42,13 +41,6 @@ FAST = delivery.Policy(
 )
 # FAST with a backoff no run outlasts: with FAST's, a loaded machine may find the retry due before the run ends.
 ONE_TRY = dataclasses.replace(FAST, backoff_base=10.0, backoff_cap=10.0)
-
-
-@pytest.fixture(autouse=True)
-def fresh_subscribers():
-    webhooks.forget_subscriptions()
-    yield
-    webhooks.forget_subscriptions()
 
 
 def subscribe(url: str, **fields) -> WebhookSubscription:

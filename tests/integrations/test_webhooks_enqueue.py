@@ -18,13 +18,6 @@ from tests.factories import make_access_point, make_partition
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fresh_subscribers():
-    webhooks.forget_subscriptions()
-    yield
-    webhooks.forget_subscriptions()
-
-
 def subscribe(name: str, partitions=(), **fields) -> WebhookSubscription:
     fields.setdefault("url", "http://127.0.0.1:9/hooks")
     fields.setdefault("allow_private_target", True)
@@ -155,12 +148,11 @@ def test_after_the_commit_the_deliverer_of_this_process_is_woken(django_capture_
     subscribe("all", all_partitions=True)
     woken = []
     wakeup.add_waker(lambda: woken.append(True))
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            event_at(make_access_point())
-        assert woken == [True]
-    finally:
-        wakeup._wakers.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        event_at(make_access_point())
+
+    assert woken == [True]
 
 
 def test_a_rolled_back_transaction_leaves_no_delivery():

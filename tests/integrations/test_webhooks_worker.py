@@ -13,14 +13,14 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 from celery import Celery
 
 from simulation.benchmarks.webhooks import Answer, Receiver
-from tests.devices.test_tasks import BASE_DIR, environment, migrated_var_dir, redis_database, stop, wait_until
+from tests.support.processes import BASE_DIR, Worker, environment, migrated_var_dir, redis_database, stop
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -39,43 +39,10 @@ subscription.set_secret()
 subscription.save()
 for number in range(int(os.environ["EVENTS"])):
     events.record(at=timezone.now(), kind="access_granted", detail={"number": number})
-    time.sleep(0.01)
-time.sleep(0.5)  # the last kicks go out from a background thread
+    time.sleep(0.01)  # a burst over seconds, for the worker to be killed in the middle of
+# The last kicks go out from a background thread; one lost with the process is the sweep's to make up.
+time.sleep(0.5)
 """
-
-
-class Worker:
-    """``celery -A space worker`` on the default queue, in a process of its own, logging to a file."""
-
-    def __init__(self, env: dict, log: Path):
-        self.log_path = log
-        self.log_file = log.open("w")
-        self.process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "celery", "-A", "space", "worker", "-Q", "default", "--pool", "threads"),
-                *("--concurrency", "4", "--loglevel", "INFO", "--without-mingle", "--without-gossip"),
-                *("--hostname", f"{log.stem}-{uuid.uuid4().hex[:8]}@%h"),
-            ],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def wait_ready(self) -> None:
-        if not wait_until(lambda: " ready." in self.log() or self.process.poll() is not None, timeout=60):
-            pytest.fail(f"the worker did not get ready:\n{self.log()}")
-        if self.process.poll() is not None:
-            pytest.fail(f"the worker exited:\n{self.log()}")
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.log_file.close()
 
 
 def database_rows(var: Path, query: str) -> list:
@@ -115,7 +82,7 @@ def test_a_worker_killed_mid_burst_loses_nothing_and_the_receiver_handles_each_e
                 )
                 return receiver.wait_for(lambda r: len(r.accepted) == EVENTS, timeout=1.0)
 
-            assert wait_until(everything_arrived, timeout=60), workers[1].log()
+            wait_until(everything_arrived, timeout=60, message=lambda: workers[1].log())
             statuses = wait_until(
                 lambda: (
                     dict(

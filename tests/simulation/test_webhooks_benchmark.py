@@ -2,7 +2,6 @@
 
 import pytest
 
-from integrations import webhooks
 from integrations.models import WebhookDelivery, WebhookSubscription
 from simulation.benchmarks.webhooks import measure_webhooks
 
@@ -10,8 +9,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 
 def test_the_benchmark_delivers_every_event_exactly_once_despite_failed_answers():
-    webhooks.forget_subscriptions()
-
     figures = measure_webhooks(events=300, failure_share=0.1)
 
     assert figures["webhook_events"] == 300

@@ -5,22 +5,18 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
+
 pytestmark = pytest.mark.slow
 
 BASE_DIR = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def environment(tmp_path) -> dict:
@@ -29,14 +25,8 @@ def environment(tmp_path) -> dict:
     env["SPACE_VAR_DIR"] = str(tmp_path / "var")
     # The device bridge runs inside runspace: on loopback, on a port nobody else holds.
     env["SPACE_DEVICE_HOST"] = "127.0.0.1"
-    env["SPACE_DEVICE_PORT"] = str(free_udp_port())
+    env["SPACE_DEVICE_PORT"] = str(free_port("udp"))
     return env
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -57,17 +47,22 @@ def start(tmp_path, *args) -> tuple[subprocess.Popen, int]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def listening() -> bool:
         if process.poll() is not None:
             pytest.fail(f"runspace exited early:\n{process.stdout.read()}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process, port
         except OSError:
-            time.sleep(0.2)
-    process.kill()
-    pytest.fail(f"runspace did not listen on {port}:\n{process.communicate()[0]}")
+            return False
+        return True
+
+    try:
+        wait_until(listening, timeout=60, interval=0.2, message=f"runspace listening on {port}")
+    except AssertionError:
+        process.kill()
+        pytest.fail(f"runspace did not listen on {port}:\n{process.communicate()[0]}")
+    return process, port
 
 
 def stop(process: subprocess.Popen, signum: int) -> str:

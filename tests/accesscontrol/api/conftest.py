@@ -1,43 +1,13 @@
+"""The REST tests' clients live in tests/support/api.py, their fixtures in tests/support/fixtures.py."""
+
 import pytest
-from django.contrib.auth.models import Permission
-from rest_framework.test import APIClient
 
-from accesscontrol.models import OperatorGroup
-from tests.factories import make_operator, make_partition, unique
+from tests.support.api import client_for, client_with, grant
 
-
-@pytest.fixture
-def partition():
-    return make_partition()
+__all__ = ["client_for", "client_with", "grant"]  # still importable from here, as older tests do
 
 
 @pytest.fixture
-def other_partition():
-    return make_partition()
-
-
-@pytest.fixture
-def admin_client():
-    client = APIClient()
-    client.force_login(make_operator(is_superuser=True))
-    return client
-
-
-def client_for(operator) -> APIClient:
-    client = APIClient()
-    client.force_login(operator)
-    return client
-
-
-def client_with(*permissions, partitions=(), all_partitions=False) -> APIClient:
-    """A logged-in client whose operator holds ``permissions`` ("app.codename") in ``partitions``."""
-    return client_for(make_operator(*permissions, partitions=partitions, all_partitions=all_partitions))
-
-
-def grant(operator, permission: str, partitions=()) -> None:
-    """Give ``operator`` one more ``permission`` ("app.codename"), in ``partitions`` only, through a new group."""
-    app_label, codename = permission.split(".")
-    group = OperatorGroup.objects.create(name=unique("Group"))
-    group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
-    group.partitions.set(partitions)
-    group.members.add(operator)
+def admin_client(api_admin):
+    """Here, pytest-django's admin_client is the REST client of a superuser."""
+    return api_admin

@@ -2,9 +2,13 @@
 
 A case says how to make an object of its kind in a partition, what to POST
 and what to PATCH, and which other objects the operator must see to write it.
+Models of every app are here (accesscontrol, devices, integrations); the
+endpoints that act rather than store (commands, encoding, PPD, hotel, phones)
+are in ``actions.py``.
 """
 
 import datetime as dt
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,6 +33,9 @@ from accesscontrol.models import (
     TimePeriod,
     Zone,
 )
+from devices.models import Device, DeviceCommand
+from integrations.eventstream.models import EventStream
+from integrations.models import WebhookSubscription
 from tests.factories import (
     give_permission,
     make_access_level,
@@ -53,6 +60,8 @@ class Endpoint:
     update: Callable[[Partition], dict] | None = None
     partitioned: bool = True
     needs: tuple[str, ...] = ()  # view permissions the writer needs for the objects a payload names
+    # Only operators whose permission covers every partition reach it (event streams carry events of any).
+    everywhere: bool = False
     create_action: str = "create"
     extra: dict = field(default_factory=dict)
 
@@ -63,11 +72,40 @@ class Endpoint:
         return f"/api/v1/{self.path}/" if obj is None else f"/api/v1/{self.path}/{obj.pk}/"
 
     def permission(self, action: str) -> str:
-        return f"accesscontrol.{action}_{self.model._meta.model_name}"
+        return f"{self.model._meta.app_label}.{action}_{self.model._meta.model_name}"
+
+    def needed(self) -> list[str]:
+        return [name if "." in name else f"accesscontrol.{name}" for name in self.needs]
 
 
 def _uid() -> str:
     return unique("").strip().zfill(8)
+
+
+_device_ids = itertools.count(70001)
+WEBHOOK_URL = "https://192.0.2.10/hooks/space"
+
+
+def make_device(**fields) -> Device:
+    device_id = next(_device_ids)
+    device = Device(device_id=device_id, name=f"Unit {device_id}", kind="control_unit", **fields)
+    device.set_key()
+    device.save()
+    return device
+
+
+def make_command(partition) -> DeviceCommand:
+    """A command to open a door of ``partition`` (a command belongs to its access point's partition)."""
+    point = make_access_point(partition=partition)
+    return DeviceCommand.objects.create(device=make_device(), op="open", args={"door": 1}, access_point=point)
+
+
+def make_subscription(partition) -> WebhookSubscription:
+    subscription = WebhookSubscription(name=unique("Hook"), url=WEBHOOK_URL, all_partitions=False)
+    subscription.set_secret("a secret of sufficient length")
+    subscription.save()
+    subscription.partitions.set([partition])
+    return subscription
 
 
 ENDPOINTS = [
@@ -196,6 +234,32 @@ ENDPOINTS = [
         update=lambda p: {"name": "Renamed"},
         partitioned=False,
         create_action="issue_api_key",
+    ),
+    # --- devices ---------------------------------------------------------------------------------------
+    Endpoint(
+        "devices",
+        Device,
+        make=lambda p: make_device(),
+        create=lambda p: {"device_id": next(_device_ids), "name": unique("Unit"), "kind": "control_unit"},
+        update=lambda p: {"description": "Lobby"},
+        partitioned=False,  # a device serves doors of any partition
+    ),
+    Endpoint("device-commands", DeviceCommand, make=make_command),
+    # --- integrations ----------------------------------------------------------------------------------
+    Endpoint(
+        "webhooks",
+        WebhookSubscription,
+        make=make_subscription,
+        create=lambda p: {"name": unique("Hook"), "url": WEBHOOK_URL, "partitions": [p.pk], "all_partitions": False},
+        update=lambda p: {"max_tries": 4},
+    ),
+    Endpoint(
+        "event-streams",
+        EventStream,
+        make=lambda p: EventStream.objects.create(name=unique("SIEM"), host="127.0.0.1", port=5140),
+        create=lambda p: {"name": unique("SIEM"), "protocol": "tcp", "host": "192.0.2.20", "port": 6514},
+        update=lambda p: {"port": 1514},
+        everywhere=True,
     ),
 ]
 

@@ -8,8 +8,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accesscontrol.models import ApiKey, SystemAuditEntry
-from tests.accesscontrol.api.conftest import client_for
 from tests.factories import make_operator
+from tests.support.api import client_for
 
 pytestmark = pytest.mark.django_db
 

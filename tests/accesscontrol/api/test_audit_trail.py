@@ -4,8 +4,8 @@ import pytest
 from django.utils import timezone
 
 from accesscontrol.models import AuditEvent, Cardholder, SystemAuditEntry
-from tests.accesscontrol.api.conftest import client_for, client_with
 from tests.factories import make_access_point, make_cardholder, make_operator
+from tests.support.api import client_for, client_with
 
 pytestmark = pytest.mark.django_db
 

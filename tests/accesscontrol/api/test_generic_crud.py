@@ -7,7 +7,6 @@ import pytest
 from rest_framework.test import APIClient
 
 from accesscontrol.models import SystemAuditEntry
-from tests.accesscontrol.api.conftest import client_with
 from tests.accesscontrol.api.endpoints import (
     ENDPOINTS,
     PARTITIONED,
@@ -17,6 +16,7 @@ from tests.accesscontrol.api.endpoints import (
     Endpoint,
     stored,
 )
+from tests.support.api import client_with
 
 pytestmark = pytest.mark.django_db
 
@@ -27,9 +27,17 @@ each_partitioned = pytest.mark.parametrize("endpoint", PARTITIONED, ids=str)
 each_partitioned_writable = pytest.mark.parametrize("endpoint", PARTITIONED_WRITABLE, ids=str)
 
 
+def operator_with(endpoint: Endpoint, *permissions, partition):
+    """A client holding ``permissions`` in ``partition``, or in every partition where the endpoint asks for it."""
+    if endpoint.everywhere:
+        return client_with(*permissions, all_partitions=True)
+    return client_with(*permissions, partitions=[partition])
+
+
 def writer(endpoint: Endpoint, action: str, partition):
-    needs = [f"accesscontrol.{name}" for name in endpoint.needs]
-    return client_with(endpoint.permission(action), endpoint.permission("view"), *needs, partitions=[partition])
+    return operator_with(
+        endpoint, endpoint.permission(action), endpoint.permission("view"), *endpoint.needed(), partition=partition
+    )
 
 
 def audited(endpoint: Endpoint, action: str, object_id) -> list[SystemAuditEntry]:
@@ -46,7 +54,7 @@ def audited(endpoint: Endpoint, action: str, object_id) -> list[SystemAuditEntry
 @each_endpoint
 def test_it_lists_what_the_operator_may_view(endpoint, partition):
     obj = endpoint.make(partition)
-    client = client_with(endpoint.permission("view"), partitions=[partition])
+    client = operator_with(endpoint, endpoint.permission("view"), partition=partition)
 
     response = client.get(endpoint.url())
 
@@ -57,7 +65,7 @@ def test_it_lists_what_the_operator_may_view(endpoint, partition):
 @each_endpoint
 def test_it_shows_one_object(endpoint, partition):
     obj = endpoint.make(partition)
-    client = client_with(endpoint.permission("view"), partitions=[partition])
+    client = operator_with(endpoint, endpoint.permission("view"), partition=partition)
 
     response = client.get(endpoint.url(obj))
 
@@ -117,7 +125,7 @@ def test_it_deletes_an_object_and_records_it(endpoint, partition):
 @each_endpoint
 def test_without_permission_it_refuses_to_list(endpoint, partition):
     endpoint.make(partition)
-    client = client_with(partitions=[partition])
+    client = operator_with(endpoint, partition=partition)
 
     assert client.get(endpoint.url()).status_code == 403
 
@@ -125,14 +133,14 @@ def test_without_permission_it_refuses_to_list(endpoint, partition):
 @each_endpoint
 def test_without_permission_it_refuses_to_show(endpoint, partition):
     obj = endpoint.make(partition)
-    client = client_with(partitions=[partition])
+    client = operator_with(endpoint, partition=partition)
 
     assert client.get(endpoint.url(obj)).status_code == 403
 
 
 @each_writable
 def test_without_permission_it_refuses_to_create_and_creates_nothing(endpoint, partition):
-    client = client_with(endpoint.permission("view"), partitions=[partition])
+    client = operator_with(endpoint, endpoint.permission("view"), partition=partition)
     payload = endpoint.create(partition)
     count = endpoint.model.objects.count()
 
@@ -146,7 +154,7 @@ def test_without_permission_it_refuses_to_create_and_creates_nothing(endpoint, p
 @each_writable
 def test_without_permission_it_refuses_to_update_and_changes_nothing(endpoint, partition):
     obj = endpoint.make(partition)
-    client = client_with(endpoint.permission("view"), partitions=[partition])
+    client = operator_with(endpoint, endpoint.permission("view"), partition=partition)
     payload = endpoint.update(partition)
     before = {name: stored(obj, name) for name in payload}
 
@@ -160,7 +168,7 @@ def test_without_permission_it_refuses_to_update_and_changes_nothing(endpoint, p
 @each_writable
 def test_without_permission_it_refuses_to_delete_and_keeps_the_object(endpoint, partition):
     obj = endpoint.make(partition)
-    client = client_with(endpoint.permission("view"), endpoint.permission("change"), partitions=[partition])
+    client = operator_with(endpoint, endpoint.permission("view"), endpoint.permission("change"), partition=partition)
 
     response = client.delete(endpoint.url(obj))
 
@@ -186,8 +194,7 @@ def test_it_refuses_anonymous_callers(endpoint, partition):
 
 def everything_in(endpoint: Endpoint, partition):
     actions = ("view", "add", "change", "delete")
-    needs = [f"accesscontrol.{name}" for name in endpoint.needs]
-    return client_with(*(endpoint.permission(action) for action in actions), *needs, partitions=[partition])
+    return client_with(*(endpoint.permission(action) for action in actions), *endpoint.needed(), partitions=[partition])
 
 
 @each_partitioned
@@ -240,7 +247,7 @@ def test_nothing_can_be_created_in_another_partition(endpoint, partition, other_
     payload = endpoint.create(partition)
     client = client_with(
         *(endpoint.permission(action) for action in ("view", "add")),
-        *[f"accesscontrol.{name}" for name in endpoint.needs],
+        *endpoint.needed(),
         partitions=[other_partition],
         all_partitions=False,
     )

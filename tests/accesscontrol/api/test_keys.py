@@ -3,8 +3,8 @@
 import pytest
 
 from accesscontrol.models import Key, SystemAuditEntry
-from tests.accesscontrol.api.conftest import client_with
 from tests.factories import make_cardholder, make_key
+from tests.support.api import client_with
 
 pytestmark = pytest.mark.django_db
 

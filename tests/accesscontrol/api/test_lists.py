@@ -7,8 +7,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accesscontrol.models import AuditEvent
-from tests.accesscontrol.api.conftest import client_with
 from tests.factories import make_access_level, make_access_point, make_cardholder, make_key, make_zone
+from tests.support.api import client_with
 
 pytestmark = pytest.mark.django_db
 

@@ -6,8 +6,8 @@ import pytest
 
 from accesscontrol.models import AccessLevel, AccessLevelEntry, Calendar, TimeInterval, TimePeriod
 from accesscontrol.models.schedules import MAX_INTERVALS_PER_PERIOD
-from tests.accesscontrol.api.conftest import client_with
 from tests.factories import make_access_level, make_access_point, make_calendar, make_time_period, make_zone
+from tests.support.api import client_with
 
 pytestmark = pytest.mark.django_db
 

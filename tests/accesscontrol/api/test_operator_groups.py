@@ -3,8 +3,8 @@
 import pytest
 
 from accesscontrol.models import OperatorGroup
-from tests.accesscontrol.api.conftest import client_for
 from tests.factories import make_operator
+from tests.support.api import client_for
 
 pytestmark = pytest.mark.django_db
 

@@ -3,8 +3,8 @@
 import pytest
 
 from accesscontrol.models import Cardholder, CardholderPermission, SystemAuditEntry, Zone
-from tests.accesscontrol.api.conftest import client_for, client_with, grant
 from tests.factories import make_access_level, make_access_point, make_cardholder, make_operator, make_zone
+from tests.support.api import client_for, client_with, grant
 
 pytestmark = pytest.mark.django_db
 

@@ -3,8 +3,8 @@
 import pytest
 
 from accesscontrol.models import SiteSettings, SystemAuditEntry
-from tests.accesscontrol.api.conftest import client_with
 from tests.factories import make_calendar
+from tests.support.api import client_with
 
 pytestmark = pytest.mark.django_db
 

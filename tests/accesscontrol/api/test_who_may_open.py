@@ -4,23 +4,16 @@ import datetime as dt
 
 import pytest
 
-from accesscontrol import snapshot
 from accesscontrol.engine import decide, who_may_open
 from accesscontrol.snapshot import build_snapshot
-from tests.accesscontrol.api.conftest import client_with
 from tests.factories import make_access_level, make_access_point, make_cardholder, make_key, make_time_period
+from tests.support.api import client_with
 
 pytestmark = pytest.mark.django_db
 
 MONDAY_10 = "2030-01-07T10:00:00Z"
 SATURDAY_10 = "2030-01-05T10:00:00Z"
 VIEW = ("accesscontrol.view_accesspoint", "accesscontrol.view_cardholder")
-
-
-@pytest.fixture(autouse=True)
-def fresh_rules(monkeypatch):
-    # Each test has its own database; a store kept from an earlier test would answer from that one.
-    monkeypatch.setattr(snapshot, "_store", None)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ import datetime as dt
 
 import pytest
 
-from accesscontrol import snapshot
 from accesscontrol.choices import Decision
 from accesscontrol.engine import decide
 from accesscontrol.models import AccessLevel
@@ -32,16 +31,6 @@ LEVELS = (
     "accesscontrol.view_timeperiod",
 )
 MONDAY_10 = dt.datetime(2030, 1, 7, 10, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture(autouse=True)
-def fresh_rules(monkeypatch):
-    monkeypatch.setattr(snapshot, "_store", None)
-
-
-@pytest.fixture
-def partition():
-    return make_partition()
 
 
 def test_a_level_is_created_and_a_duplicate_name_is_a_field_error(partition):

@@ -45,11 +45,6 @@ def csv_rows(response) -> list[list[str]]:
 
 
 @pytest.fixture
-def partition():
-    return make_partition()
-
-
-@pytest.fixture
 def viewer(client, partition):
     operator = make_operator(VIEW, partitions=[partition])
     client.force_login(operator)

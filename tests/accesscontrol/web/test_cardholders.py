@@ -481,7 +481,7 @@ def test_keys_of_another_partitions_cardholder_cannot_be_issued():
     mine, other = make_partition(), make_partition()
     holder = make_cardholder(partition=other)
     operator = make_operator(VIEW, "accesscontrol.add_key", partitions=[mine])
-    from tests.accesscontrol.api.conftest import grant
+    from tests.support.api import grant
 
     grant(operator, VIEW, [other])
 

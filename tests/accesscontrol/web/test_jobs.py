@@ -12,6 +12,7 @@ from django.urls import reverse
 from accesscontrol import jobs, tasks
 from accesscontrol.models import Cardholder, Job, JobStatus, RuleChange, SystemAuditEntry
 from tests.factories import make_access_level, make_cardholder, make_operator, make_partition
+from tests.support.waiting import wait_until
 
 VIEW = "accesscontrol.view_cardholder"
 ADD = "accesscontrol.add_cardholder"
@@ -394,9 +395,7 @@ def test_in_the_embedded_profile_a_job_runs_in_a_thread_of_the_web_process():
 
     client_for(operator).post(reverse("cardholder_export"), {})
 
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not only_job().finished:
-        time.sleep(0.05)
+    wait_until(lambda: only_job().finished, timeout=20, message="the export job finishing")
     job = only_job()
     assert (job.status, job.result["count"]) == (JobStatus.SUCCEEDED, 1)
 

@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from accesscontrol.choices import KeyStatus
 from accesscontrol.models import Key, SystemAuditEntry
-from tests.accesscontrol.api.conftest import client_for as api_client_for
 from tests.factories import make_cardholder, make_key, make_operator, make_partition
+from tests.support.api import client_for as api_client_for
 
 pytestmark = pytest.mark.django_db
 

@@ -38,11 +38,6 @@ def store_events(point, count, **fields):
     )
 
 
-@pytest.fixture
-def partition():
-    return make_partition()
-
-
 def test_an_operator_without_the_permission_to_view_events_gets_403(client):
     client.force_login(make_operator("accesscontrol.view_cardholder", all_partitions=True))
 

@@ -36,11 +36,6 @@ def operator_form(**fields) -> dict:
 
 
 @pytest.fixture
-def partition():
-    return make_partition()
-
-
-@pytest.fixture
 def admin(client):
     operator = make_operator(
         *MANAGE_OPERATORS,

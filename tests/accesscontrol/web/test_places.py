@@ -4,22 +4,20 @@ import datetime as dt
 
 import pytest
 
-from accesscontrol import snapshot
 from accesscontrol.choices import AuditKind, Decision
 from accesscontrol.engine import decide
 from accesscontrol.models import AccessPoint, AuditEvent, Location, Zone
 from accesscontrol.snapshot import SnapshotStore
 from devices.models import Device, DeviceDoor
-from tests.accesscontrol.api.conftest import client_with as api_client_with
 from tests.accesscontrol.web.places_helpers import client_with, page_text, queries_for, web_rows
 from tests.factories import (
     make_access_level,
     make_access_point,
     make_cardholder,
     make_key,
-    make_partition,
     make_zone,
 )
+from tests.support.api import client_with as api_client_with
 
 pytestmark = pytest.mark.django_db
 
@@ -31,21 +29,6 @@ POINTS = (
 )
 ZONES = ("accesscontrol.view_zone", "accesscontrol.change_zone")
 MONDAY_10 = dt.datetime(2030, 1, 7, 10, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture(autouse=True)
-def fresh_rules(monkeypatch):
-    monkeypatch.setattr(snapshot, "_store", None)
-
-
-@pytest.fixture
-def partition():
-    return make_partition()
-
-
-@pytest.fixture
-def other_partition():
-    return make_partition()
 
 
 def new_point_form(partition, **fields) -> dict:

@@ -4,7 +4,6 @@ import datetime as dt
 
 import pytest
 
-from accesscontrol import snapshot
 from accesscontrol.choices import Decision
 from accesscontrol.engine import decide
 from accesscontrol.models import Calendar, CalendarDay, TimeInterval, TimePeriod
@@ -27,16 +26,6 @@ PERIODS = ("accesscontrol.view_timeperiod", "accesscontrol.change_timeperiod")
 CALENDARS = ("accesscontrol.view_calendar", "accesscontrol.change_calendar")
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "holiday", "special1", "special2")
 MONDAY_19 = dt.datetime(2030, 1, 7, 19, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture(autouse=True)
-def fresh_rules(monkeypatch):
-    monkeypatch.setattr(snapshot, "_store", None)
-
-
-@pytest.fixture
-def partition():
-    return make_partition()
 
 
 def rows_form(period: TimePeriod, *rows, extra: int = 0) -> dict:

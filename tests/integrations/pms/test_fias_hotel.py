@@ -19,8 +19,9 @@ from integrations.pms.fias import Record
 from integrations.pms.fias_service import FiasService
 from simulation.encoders import SimulatedEncoder
 from simulation.fias_pms import SimulatedPms
-from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, make_encoder, run, until
+from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, make_encoder, run
 from tests.hotel.support import make_hotel
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

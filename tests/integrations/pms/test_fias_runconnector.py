@@ -10,7 +10,7 @@ import pytest
 
 from integrations.pms.fias import Record
 from simulation.fias_pms import SimulatedPms
-from tests.devices.test_tasks import BASE_DIR, environment, migrated_var_dir, stop
+from tests.support.processes import BASE_DIR, environment, migrated_var_dir, stop
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,6 @@ the real device bridge on a SimulatedEncoder.
 import asyncio
 import datetime as dt
 import os
-import time
 
 import pytest
 from django.test import override_settings
@@ -24,10 +23,9 @@ from integrations.pms.industry_service import HOTEL_ERRORS, IndustryStandardServ
 from simulation.encoders import SimulatedEncoder
 from simulation.industry_pms import SimulatedPms
 from space.services import SERVICES
-from tests.devices.conftest import encoder_bridge, quick_jobs  # noqa: F401 (the real bridge and its fixtures)
-from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, eventually, make_encoder, run, until
-from tests.hotel.support import make_hotel
+from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, make_encoder, run
 from tests.integrations.running import LoopThread, RunningService
+from tests.support.waiting import until, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,11 +43,6 @@ def connector(transactional_db):
     running = running_connector(port=0, ack_timeout=0.3)
     yield running
     running.stop()
-
-
-@pytest.fixture
-def site(transactional_db):
-    return make_hotel()
 
 
 def tz():
@@ -95,14 +88,14 @@ def answer_to(connector, frame: bytes, before: bytes = b"") -> Answer:
 
 
 @pytest.fixture
-def encoder(encoder_bridge, quick_jobs):  # noqa: F811
+def encoder(encoder_bridge, quick_jobs):
     """Encoder E1, online through the real bridge; the test places a card on ``encoder.device``."""
     make_encoder(ENCODER_ID, station="E1")
     encoder_bridge.reload()
     device = SimulatedEncoder(ENCODER_ID, KEY, ("127.0.0.1", encoder_bridge.port), retry_first_s=0.1)
     thread = LoopThread()
     thread.call(device.connect(5))
-    eventually(lambda: Device.objects.get(device_id=ENCODER_ID).online)  # the bridge saw it
+    wait_until(lambda: Device.objects.get(device_id=ENCODER_ID).online)  # the bridge saw it
     yield device
     thread.call(device.stop())
     thread.close()
@@ -111,7 +104,7 @@ def encoder(encoder_bridge, quick_jobs):  # noqa: F811
 # --- commands -----------------------------------------------------------------------------------------------
 
 
-def test_cn_writes_a_guest_key_on_the_encoder_and_answers_its_serial_number(site, connector, encoder):
+def test_cn_writes_a_guest_key_on_the_encoder_and_answers_its_serial_number(hotel_site, connector, encoder):
     encoder.place_card(CARD_UID)
     request = cn(rooms=("101", "201"), granted=("GYM", "PARKING"), print_lines=("Ada L", ""))
     answer = exchange(connector, request)
@@ -127,20 +120,20 @@ def test_cn_writes_a_guest_key_on_the_encoder_and_answers_its_serial_number(site
     assert (connector.service.counters.frames_in, connector.service.counters.frames_out) == (1, 1)
 
 
-def test_denied_authorisations_are_taken_from_the_granted_or_the_default_ones(site, connector):
+def test_denied_authorisations_are_taken_from_the_granted_or_the_default_ones(hotel_site, connector):
     exchange(connector, cn(station=PHONE, command="CNM", granted=("GYM", "PARKING"), denied=("PARKING",)))
     assert {area.name for area in Stay.objects.get(room__number="101").areas.all()} == {"GYM"}
     exchange(connector, cn(station="+34600999999", command="CNM", rooms=("201",), denied=("GYM",)))
     assert {area.name for area in Stay.objects.get(room__number="201").areas.all()} == {"LIFTS"}
 
 
-def test_cn_without_the_serial_flag_answers_ok_alone(site, connector, encoder):
+def test_cn_without_the_serial_flag_answers_ok_alone(hotel_site, connector, encoder):
     encoder.place_card(CARD_UID)
     request = CardRequest(command="CN", station="E1", rooms=("101",), end=departure())
     assert exchange(connector, request) == Answer("CN")
 
 
-def test_cc_adds_a_copy_key_and_keeps_the_first(site, connector, encoder):
+def test_cc_adds_a_copy_key_and_keeps_the_first(hotel_site, connector, encoder):
     encoder.place_card(CARD_UID)
     assert exchange(connector, cn()).ok
     encoder.place_card("04DDDDDDDDDDDD")
@@ -151,7 +144,7 @@ def test_cc_adds_a_copy_key_and_keeps_the_first(site, connector, encoder):
     }
 
 
-def test_cnm_and_ccm_issue_mobile_keys_to_the_phone(site, connector):
+def test_cnm_and_ccm_issue_mobile_keys_to_the_phone(hotel_site, connector):
     first = exchange(connector, cn(station=PHONE, command="CNM"))
     copy = exchange(connector, cn(station=PHONE, command="CCM"))
     assert (first.command, first.ok, copy.command, copy.ok) == ("CNM", True, "CCM", True)
@@ -162,7 +155,7 @@ def test_cnm_and_ccm_issue_mobile_keys_to_the_phone(site, connector):
     assert {key.kind for key in keys} == {"mobile"}
 
 
-def test_co_checks_out_and_answers_how_many_keys_were_cancelled(site, connector):
+def test_co_checks_out_and_answers_how_many_keys_were_cancelled(hotel_site, connector):
     exchange(connector, cn(station=PHONE, command="CNM"))
     exchange(connector, cn(station=PHONE, command="CCM"))
     assert exchange(connector, CheckOutRequest("101")) == Answer("CO", data=("2",))
@@ -170,7 +163,7 @@ def test_co_checks_out_and_answers_how_many_keys_were_cancelled(site, connector)
     assert not Key.objects.filter(status=KeyStatus.ISSUED).exists()
 
 
-def test_mc_moves_the_guest_and_changes_the_end_of_stay(site, connector):
+def test_mc_moves_the_guest_and_changes_the_end_of_stay(hotel_site, connector):
     exchange(connector, cn(station=PHONE, command="CNM"))
     later = departure(5)
     assert exchange(connector, ModifyRequest("101", new_room="201", end=later)) == Answer("MC")
@@ -178,7 +171,7 @@ def test_mc_moves_the_guest_and_changes_the_end_of_stay(site, connector):
     assert (stay.room.number, stay.departure) == ("201", later)
 
 
-def test_lt_reads_the_card_on_the_encoder_valid_until_check_out(site, connector, encoder):
+def test_lt_reads_the_card_on_the_encoder_valid_until_check_out(hotel_site, connector, encoder):
     encoder.place_card(CARD_UID)
     request = cn(rooms=("101", "201"), print_lines=("Ada L", ""))
     assert exchange(connector, request).ok
@@ -191,7 +184,7 @@ def test_lt_reads_the_card_on_the_encoder_valid_until_check_out(site, connector,
     assert (read.serial, read.valid) == (CARD_UID, False)
 
 
-def test_lt_without_a_card_is_ep(site, connector, encoder):
+def test_lt_without_a_card_is_ep(hotel_site, connector, encoder):
     assert exchange(connector, industry.ReadRequest("E1")) == Answer("LT", error=industry.CARD_ERROR)
 
 
@@ -215,7 +208,7 @@ def test_every_hotel_error_code_has_an_error_answer():
         (("ZZ", "1"), industry.SYNTAX_ERROR),  # unknown command
     ],
 )
-def test_bad_requests_get_their_error_answer(site, connector, request_, code):
+def test_bad_requests_get_their_error_answer(hotel_site, connector, request_, code):
     answer = exchange(connector, request_)
     command = request_[0] if isinstance(request_, tuple) else request_.command
     assert answer == Answer(command, error=code)
@@ -223,23 +216,23 @@ def test_bad_requests_get_their_error_answer(site, connector, request_, code):
     assert not Key.objects.exists()
 
 
-def test_a_move_into_an_occupied_room_is_os(site, connector):
+def test_a_move_into_an_occupied_room_is_os(hotel_site, connector):
     exchange(connector, cn(station=PHONE, command="CNM"))
     exchange(connector, cn(station="+34600999999", command="CNM", rooms=("201",)))
     assert exchange(connector, ModifyRequest("101", new_room="201")) == Answer("MC", error=industry.OCCUPIED)
 
 
-def test_no_card_on_the_encoder_is_ep_and_leaves_no_active_key(site, connector, encoder):
+def test_no_card_on_the_encoder_is_ep_and_leaves_no_active_key(hotel_site, connector, encoder):
     assert exchange(connector, cn()) == Answer("CN", error=industry.CARD_ERROR)
     assert not Key.objects.filter(status=KeyStatus.ISSUED).exists()
 
 
-def test_an_encoder_that_is_not_connected_is_nc(site, connector):
+def test_an_encoder_that_is_not_connected_is_nc(hotel_site, connector):
     make_encoder(ENCODER_ID, station="E2")
     assert exchange(connector, cn(station="E2")) == Answer("CN", error=industry.NO_COMMUNICATION)
 
 
-def test_a_fault_in_space_is_eg_and_the_connector_goes_on(site, connector, monkeypatch):
+def test_a_fault_in_space_is_eg_and_the_connector_goes_on(hotel_site, connector, monkeypatch):
     def broken(**kwargs):
         raise RuntimeError("disk on fire")
 
@@ -261,7 +254,7 @@ def with_wrong_lrc(frame: bytes) -> bytes:
     return frame[:-1] + bytes((next(value for value in (0x0E, 0x0F) if value != frame[-1]),))
 
 
-def test_a_connection_over_the_limit_is_closed_and_counted(site, connector, monkeypatch):
+def test_a_connection_over_the_limit_is_closed_and_counted(hotel_site, connector, monkeypatch):
     monkeypatch.setattr(industry_service, "MAX_CONNECTIONS", 1)
 
     async def scenario():
@@ -278,7 +271,7 @@ def test_a_connection_over_the_limit_is_closed_and_counted(site, connector, monk
     assert (connector.service.counters.connections, connector.service.counters.connections_refused) == (1, 1)
 
 
-def test_the_simulated_pms_measures_each_exchange(site, connector):
+def test_the_simulated_pms_measures_each_exchange(hotel_site, connector):
     async def scenario():
         client = await pms(connector)
         try:
@@ -291,7 +284,7 @@ def test_the_simulated_pms_measures_each_exchange(site, connector):
     assert 0 < measured.seconds < 5
 
 
-def test_enq_is_answered_ack_when_ready(site, connector):
+def test_enq_is_answered_ack_when_ready(hotel_site, connector):
     async def scenario():
         client = await pms(connector)
         try:
@@ -302,7 +295,7 @@ def test_enq_is_answered_ack_when_ready(site, connector):
     assert run(scenario()) == ACK
 
 
-def test_a_wrong_lrc_is_nakd_the_resent_frame_is_answered(site, connector):
+def test_a_wrong_lrc_is_nakd_the_resent_frame_is_answered(hotel_site, connector):
     async def scenario():
         client = await pms(connector)
         frame = co_frame()
@@ -319,33 +312,32 @@ def test_a_wrong_lrc_is_nakd_the_resent_frame_is_answered(site, connector):
     assert (connector.service.counters.lrc_errors, connector.service.counters.frames_in) == (1, 1)
 
 
-def test_an_lrc_of_0x0d_is_not_checked(site, connector):
+def test_an_lrc_of_0x0d_is_not_checked(hotel_site, connector):
     frame = co_frame()
     assert frame[-1] != 0x0D
     assert answer_to(connector, frame[:-1] + b"\x0d") == Answer("CO", error=industry.NO_GUEST)
     assert connector.service.counters.lrc_errors == 0
 
 
-def test_garbage_and_oversized_frames_are_counted_and_dropped(site, connector):
+def test_garbage_and_oversized_frames_are_counted_and_dropped(hotel_site, connector):
     noise = b"\x00\xffnoise" + industry.encode_frame(("CO", "x" * 2000))
     assert answer_to(connector, co_frame(), before=noise) == Answer("CO", error=industry.NO_GUEST)
     counters = connector.service.counters
     assert (counters.garbage_bytes, counters.oversized, counters.frames_in) == (7, 1, 1)
 
 
-def test_a_malformed_frame_with_a_good_lrc_is_acked_and_answered_es(site, connector):
+def test_a_malformed_frame_with_a_good_lrc_is_acked_and_answered_es(hotel_site, connector):
     body = b"CO101\x03"
     assert answer_to(connector, b"\x02" + body + bytes((industry.lrc(body),))) == Answer("", error="ES")
     assert connector.service.counters.malformed == 1
 
 
-def test_a_pms_that_drops_mid_frame_leaves_the_connector_serving(site, connector):
+def test_a_pms_that_drops_mid_frame_leaves_the_connector_serving(hotel_site, connector):
     async def scenario():
         client = await pms(connector)
         client.send_raw(co_frame()[:5])
-        await asyncio.sleep(0.1)
         await client.close()
-        await asyncio.sleep(0.1)
+        await until(lambda: connector.service.counters.garbage_bytes == 5)  # the half frame was dropped
         client = await pms(connector)
         answer = (await client.exchange(cn(station=PHONE, command="CNM"))).answer
         await client.close()
@@ -356,7 +348,7 @@ def test_a_pms_that_drops_mid_frame_leaves_the_connector_serving(site, connector
     assert connector.service.counters.connections == 2
 
 
-def test_an_answer_the_pms_never_acks_is_sent_four_times_then_given_up(site, connector):
+def test_an_answer_the_pms_never_acks_is_sent_four_times_then_given_up(hotel_site, connector):
     async def scenario():
         client = await pms(connector)
         await client.send(co_frame())
@@ -371,13 +363,14 @@ def test_an_answer_the_pms_never_acks_is_sent_four_times_then_given_up(site, con
     assert (connector.service.counters.frames_out, connector.service.counters.answers_undelivered) == (4, 1)
 
 
-def test_an_answer_nakd_is_sent_again(site, connector):
+def test_an_answer_nakd_is_sent_again(hotel_site, connector):
     async def scenario():
         client = await pms(connector)
         await client.send(co_frame())
         first = await client.answer(acknowledge=False)
         client.send_raw(bytes((NAK,)))
         second = await client.answer()
+        # Longer than the ack timeout (0.3 s): a resend of the acknowledged answer would come within it.
         await asyncio.sleep(0.5)
         await client.close()
         return first, second
@@ -387,7 +380,7 @@ def test_an_answer_nakd_is_sent_again(site, connector):
     assert (connector.service.counters.frames_out, connector.service.counters.answers_undelivered) == (2, 0)
 
 
-def test_a_slow_encoder_holds_up_only_the_pms_that_asked(site, connector, encoder):
+def test_a_slow_encoder_holds_up_only_the_pms_that_asked(hotel_site, connector, encoder):
     async def scenario():
         slow, quick = await pms(connector), await pms(connector)
         await slow.send(industry.encode_frame(industry.request_fields(cn(), tz())))  # no card: the encoder waits
@@ -416,7 +409,13 @@ def serial_connector(transactional_db):
     running.stop()
 
 
-def test_commands_over_the_serial_line(site, serial_connector):
+def serial_line_warnings(caplog, path: str) -> int:
+    return sum(
+        1 for record in caplog.records if record.getMessage().startswith(f"Industry Standard: serial line {path}")
+    )
+
+
+def test_commands_over_the_serial_line(hotel_site, serial_connector, caplog):
     running, master = serial_connector
 
     async def scenario():
@@ -435,15 +434,16 @@ def test_commands_over_the_serial_line(site, serial_connector):
     assert issued.ok and out == Answer("CO", data=("1",))
     assert running.service.counters.lrc_errors == 1
     # The PMS end hung up: the connector keeps running and tries the line again.
-    time.sleep(0.5)
+    path = running.service.serial_line.path
+    wait_until(lambda: serial_line_warnings(caplog, path) >= 2, message="two attempts to open the line again")
     assert running.service.serial_line._task is not None
     assert not running.service.serial_line._task.done()
 
 
-def test_a_serial_line_that_cannot_be_opened_does_not_stop_the_connector(transactional_db):
+def test_a_serial_line_that_cannot_be_opened_does_not_stop_the_connector(transactional_db, caplog):
     running = running_connector(port=0, serial_path="/dev/does-not-exist", reopen_seconds=0.1, ack_timeout=0.3)
     try:
-        time.sleep(0.3)
+        wait_until(lambda: serial_line_warnings(caplog, "/dev/does-not-exist") >= 2, message="two failed opens")
         assert exchange(running, ("ZZ",)) == Answer("ZZ", error=industry.SYNTAX_ERROR)
     finally:
         running.stop()

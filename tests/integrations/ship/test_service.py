@@ -16,7 +16,8 @@ from integrations.ship import xml as ship
 from integrations.ship.service import ShipService
 from space.services import SERVICES
 from tests.integrations.ship.conftest import api_key, integrator
-from tests.integrations.test_eventstream_service import Loop, wait_until
+from tests.integrations.test_eventstream_service import Loop
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -109,7 +110,7 @@ def test_a_request_split_into_single_bytes_is_answered(client, token):
     data = ship.frame(ship.build_request("GetInfo", [("ApiKey", token)]))
     for byte in data:
         client.send(bytes([byte]))
-        time.sleep(0.001)
+        time.sleep(0.001)  # one segment per byte, not coalesced by the kernel
 
     assert client.answer().error is None
 

@@ -1,0 +1,1 @@
+"""What the tests share: waiting on a condition, free ports, real Celery workers, process caches, fixtures."""
