@@ -5,16 +5,7 @@ UDP port, and runs real ``celery worker`` processes (threads pool, connectors
 queue) against them, as the production profile does.
 """
 
-import ast
-import contextlib
-import os
-import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -25,106 +16,16 @@ from core.lease import KEY_PREFIX, Lease, redis_client
 from space import tasks
 from space.celery import app as celery_app
 from space.services import SERVICES
+from tests.support.ports import free_port, udp_port_in_use
+from tests.support.processes import Worker, environment, migrated_var_dir, redis_database, stop
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
-BASE_DIR = Path(__file__).resolve().parents[2]
-REDIS_SERVER = os.environ.get("SPACE_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
 BRIDGE = "device-bridge"
 BRIDGE_LEASE = SERVICES[BRIDGE].lease
 BRIDGE_KEY = KEY_PREFIX + BRIDGE_LEASE
 LEASE_SECONDS = 3.0  # short, so a dead worker's lease runs out within the test
-
-
-# --- helpers, also used by test_runbridge ---------------------------------------------
-
-
-def wait_until(condition, timeout: float = 30.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    return condition()
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def udp_port_in_use(port: int) -> bool:
-    """True while something (a running bridge) is bound to 127.0.0.1:``port``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-        return False
-
-
-@contextlib.contextmanager
-def redis_database():
-    """The URL of a Redis database no one else uses (claimed while empty), emptied afterwards.
-
-    The bridge's lease and the connectors queue have fixed names, so tests
-    that may run in parallel (pytest -n) each need a database of their own.
-    """
-    claim = f"space-test:claim:{uuid.uuid4().hex}"
-    for db in range(15, 0, -1):
-        client = redis.Redis.from_url(f"{REDIS_SERVER}/{db}")
-        try:
-            if client.dbsize() == 0 and client.set("space-test:claim", claim, nx=True, ex=600):
-                if client.dbsize() == 1:
-                    break
-                client.delete("space-test:claim")
-        except redis.ConnectionError as error:
-            pytest.fail(f"These tests need Redis at {REDIS_SERVER} (scripts/services.sh starts it): {error}")
-        client.close()
-    else:
-        pytest.fail(f"No empty Redis database left on {REDIS_SERVER}")
-    try:
-        yield f"{REDIS_SERVER}/{db}"
-    finally:
-        client.flushdb()
-        client.close()
-
-
-def migrated_var_dir(tmp_path_factory) -> Path:
-    """A var/ with a migrated SQLite database, a secret key and a master key, as ``runspace`` leaves it."""
-    var = tmp_path_factory.mktemp("space") / "var"
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
-        cwd=BASE_DIR,
-        env=environment(var),
-        check=True,
-        timeout=120,
-    )
-    return var
-
-
-def environment(var: Path, **variables) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPACE_", "DATABASE_URL", "REDIS_URL", "DJANGO_"))}
-    env.update(
-        SPACE_VAR_DIR=str(var),
-        DATABASE_URL=f"sqlite:///{var / 'space.sqlite3'}",
-        SPACE_LOG_LEVEL="INFO",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(variables)
-    return env
-
-
-def stop(process: subprocess.Popen, signum: int = signal.SIGTERM, timeout: float = 30) -> int:
-    process.send_signal(signum)
-    try:
-        return process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        pytest.fail(f"process {process.pid} did not stop on signal {signum}")
 
 
 @pytest.fixture(scope="module")
@@ -135,71 +36,11 @@ def var_dir(tmp_path_factory) -> Path:
 # --- a connectors worker -------------------------------------------------------------------
 
 
-class Worker:
-    """``celery -A space worker -Q connectors --pool threads`` in a process of its own, logging to a file."""
-
-    def __init__(self, env: dict, log: Path):
-        self.log_path = log
-        self.log_file = log.open("w")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "space",
-                "worker",
-                "-Q",
-                "connectors",
-                "--pool",
-                "threads",
-                "--concurrency",
-                "4",
-                "--loglevel",
-                "INFO",
-                "--without-mingle",
-                "--without-gossip",
-                "--hostname",
-                f"{log.stem}-{uuid.uuid4().hex[:8]}@%h",
-            ],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-        )
-        self.pid = self.process.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def wait_ready(self) -> None:
-        if not wait_until(lambda: " ready." in self.log() or self.process.poll() is not None, timeout=60):
-            pytest.fail(f"the worker did not get ready:\n{self.log()}")
-        if self.process.poll() is not None:
-            pytest.fail(f"the worker exited:\n{self.log()}")
-
-    def result(self, task_id: str):
-        """What the task returned, from the worker's log; None while it has not."""
-        found = re.search(rf"\[{task_id}\] succeeded in [^:]*: (.*)$", self.log(), re.MULTILINE)
-        return found and ast.literal_eval(found.group(1))
-
-    def wait_result(self, task_id: str, timeout: float = 30):
-        result = wait_until(lambda: self.result(task_id), timeout=timeout)
-        assert result, f"task {task_id} did not finish:\n{self.log()}"
-        return result
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.log_file.close()
-
-
 class Deployment:
     """What a worker of the production profile needs (Redis, a database, a UDP port), and its workers."""
 
     def __init__(self, redis_url: str, var: Path, logs: Path):
-        self.port = free_udp_port()
+        self.port = free_port("udp")
         self.env = environment(
             var,
             REDIS_URL=redis_url,
@@ -213,7 +54,7 @@ class Deployment:
         self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
 
     def start_worker(self) -> Worker:
-        worker = Worker(self.env, self.logs / f"worker{len(self.workers) + 1}.log")
+        worker = Worker(self.env, self.logs / f"worker{len(self.workers) + 1}.log", queue="connectors")
         self.workers.append(worker)
         return worker
 

@@ -7,7 +7,7 @@ from core.lease import Lease, redis_client
 from integrations.pms.fias_service import FiasService
 from space import tasks
 from space.services import SERVICES, embedded_services
-from tests.devices.test_tasks import redis_database
+from tests.support.processes import redis_database
 
 
 @pytest.fixture

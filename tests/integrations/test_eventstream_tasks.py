@@ -8,7 +8,6 @@ file, and a real TCP receiver in this process.
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,9 @@ from integrations.eventstream.service import EventStreamService
 from space import tasks
 from space.celery import app as celery_app
 from space.services import SERVICES, embedded_services
-from tests.devices.test_tasks import BASE_DIR, environment, migrated_var_dir, redis_database, stop, wait_until
 from tests.integrations.test_eventstream_service import Loop, TcpReceiver
+from tests.support.processes import BASE_DIR, Worker, environment, migrated_var_dir, redis_database, stop
+from tests.support.waiting import wait_until
 
 EVENT_STREAM = "event-stream"
 EVENT_STREAM_LEASE = SERVICES[EVENT_STREAM].lease
@@ -82,40 +82,6 @@ def shell(env: dict, code: str, **options) -> subprocess.Popen:
     )
 
 
-class Worker:
-    """``celery -A space worker -Q connectors --pool threads``: space.tasks is found by autodiscovery."""
-
-    def __init__(self, env: dict, log: Path):
-        self.log_path = log
-        self.log_file = log.open("w")
-        self.process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "celery", "-A", "space", "worker", "-Q", "connectors"),
-                *("--pool", "threads", "--concurrency", "4", "--loglevel", "INFO"),
-                *("--without-mingle", "--without-gossip"),
-                *("--hostname", f"{log.stem}-{uuid.uuid4().hex[:8]}@%h"),
-            ],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def wait_ready(self) -> None:
-        assert wait_until(lambda: " ready." in self.log() or self.process.poll() is not None, timeout=60)
-        assert self.process.poll() is None, self.log()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.log_file.close()
-
-
-@pytest.mark.slow
 def test_a_killed_worker_loses_no_event_and_another_takes_over(tmp_path_factory, tmp_path):
     var = migrated_var_dir(tmp_path_factory)
     loop = Loop()
@@ -128,7 +94,7 @@ def test_a_killed_worker_loses_no_event_and_another_takes_over(tmp_path_factory,
         try:
             created = shell(env, CREATE_STREAM.format(port=receiver.port))
             assert created.wait(60) == 0, created.stderr.read()
-            workers.append(Worker(env, tmp_path / "worker1.log"))
+            workers.append(Worker(env, tmp_path / "worker1.log", queue="connectors"))
             workers[0].wait_ready()
             app.send_task(RUN, args=(EVENT_STREAM,), kwargs={"lease_seconds": LEASE_SECONDS}, queue="connectors")
             assert wait_until(lambda: f":{workers[0].process.pid}:" in (leases.get(LEASE_KEY) or "")), workers[0].log()
@@ -141,7 +107,7 @@ def test_a_killed_worker_loses_no_event_and_another_takes_over(tmp_path_factory,
             produced = json.loads(out.strip().splitlines()[-1])
             assert len(receiver.lines) < len(produced)
 
-            workers.append(Worker(env, tmp_path / "worker2.log"))
+            workers.append(Worker(env, tmp_path / "worker2.log", queue="connectors"))
             workers[1].wait_ready()
             # Beat's check starts it again once the dead worker's lease has run out.
             assert wait_until(lambda: leases.get(LEASE_KEY) is None, timeout=LEASE_SECONDS + 10)

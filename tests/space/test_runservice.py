@@ -11,7 +11,8 @@ import pytest
 import redis
 
 from core.lease import KEY_PREFIX
-from tests.devices.test_tasks import BASE_DIR, environment, migrated_var_dir, redis_database, stop, wait_until
+from tests.support.processes import BASE_DIR, environment, migrated_var_dir, redis_database, stop
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ running hosts...). Add a new per-process cache here when you write one.
 
 
 def reset_process_caches() -> None:
-    from accesscontrol import security, snapshot
+    from accesscontrol import events, security, snapshot
     from core import hosting, vault
     from devices import carddata, cards, jobwake, recorder
     from integrations import webhooks
@@ -19,7 +19,7 @@ def reset_process_caches() -> None:
     vault._aead.cache_clear()  # the AEAD of a master key
     carddata.derive_key.cache_clear()
     carddata._rights_aead.cache_clear()
-    recorder._partition_of.partitions.clear()  # access point -> partition, for audit rows
+    events._cached_partition.partitions.clear()  # access point -> partition, for payloads of batches
     recorder._name_cardholders.__self__.names.clear()  # cardholder names, for audit rows
     webhooks.forget_subscriptions()
     eventstream.forget_streams()

@@ -2,6 +2,7 @@
 its own, a Redis database no other test uses, ``celery worker`` processes, and stopping them by signal.
 """
 
+import ast
 import contextlib
 import os
 import re
@@ -115,12 +116,12 @@ class Worker:
         if self.process.poll() is not None:
             pytest.fail(f"the worker exited:\n{self.log()}")
 
-    def result(self, task_id: str) -> str | None:
-        """What the task returned, from the worker's log; None while it has not."""
-        found = re.search(rf"\[{task_id}\] succeeded in [^:]*: '([^']*)'", self.log())
-        return found and found.group(1)
+    def result(self, task_id: str):
+        """What the task returned (a string, a dict...), from the worker's log; None while it has not."""
+        found = re.search(rf"\[{task_id}\] succeeded in [^:]*: (.*)$", self.log(), re.MULTILINE)
+        return found and ast.literal_eval(found.group(1))
 
-    def wait_result(self, task_id: str, timeout: float = 30) -> str:
+    def wait_result(self, task_id: str, timeout: float = 30):
         return wait_until(
             lambda: self.result(task_id), timeout=timeout, message=lambda: f"task {task_id} finishing:\n{self.log()}"
         )
