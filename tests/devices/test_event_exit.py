@@ -10,9 +10,10 @@ from devices import commands, encoding, locks, usb_encoders
 from devices.choices import EncodeStatus
 from devices.models import Device, DeviceDoor
 from tests.devices.encoders_support import make_encoder
-from tests.devices.test_bridge import access, event, eventually
+from tests.devices.test_bridge import access, event
 from tests.event_sinks import Sinks
 from tests.factories import make_access_point, make_cardholder, make_key, make_operator
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,7 +48,7 @@ def test_the_bridges_events_and_online_decisions_reach_every_sink_once(site, bri
     assert device.request(event(1))["t"] == "ack"
     assert access(device)["grant"] is True
     # A decision is answered at once and stored with the writer's next batch.
-    eventually(lambda: len(ids_of(device=site["device"])) == 3)
+    wait_until(lambda: len(ids_of(device=site["device"])) == 3)
 
     stored = ids_of(device=site["device"])
     assert list(AuditEvent.objects.filter(pk__in=stored).order_by("pk").values_list("kind", flat=True)) == [
