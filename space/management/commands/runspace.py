@@ -8,6 +8,7 @@ and SIGINT stop the reactor, which stops the services and then the server.
 
 import asyncio
 import logging
+import signal
 
 # Daphne installs Twisted's asyncio reactor when imported, so daphne.server
 # must be imported before twisted.internet.reactor (import order does it).
@@ -77,6 +78,12 @@ class Command(BaseCommand):
         reactor.callWhenRunning(self.start_services)
         reactor.addSystemEventTrigger("before", "shutdown", self.stop_services)
 
+        # daphne binds the port before the reactor installs its signal handlers: a SIGINT or SIGTERM in that
+        # gap (an operator's Ctrl-C, a supervisor stopping a slow start) would be lost. Until then, these
+        # stop the reactor as soon as it runs; Twisted then keeps the SIGINT one and sets its own for SIGTERM.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self.stop_when_running)
+
         server = WebServer(
             application=self.application(),
             endpoints=build_endpoint_description_strings(host=host, port=port),
@@ -124,6 +131,10 @@ class Command(BaseCommand):
             reactor.stop()
 
         run_coroutine(start_all(self.services)).addCallbacks(started, failed)
+
+    @staticmethod
+    def stop_when_running(signum, frame):
+        reactor.callFromThread(reactor.stop)
 
     def stop_services(self):
         # Returning the Deferred makes the reactor wait for the services before it stops.
