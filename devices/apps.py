@@ -8,9 +8,9 @@ class DevicesConfig(AppConfig):
         # The domain's pages learn of encoders and devices here, without importing this app.
         from accesscontrol.extensions import registry
         from devices.forms import EncodingKeyIssueForm
-        from devices.views import keys
+        from devices.views import extensions
 
         registry.key_issuing.form_class = EncodingKeyIssueForm
-        registry.key_issuing.issue = keys.issue_from_form
-        registry.add_cardholder_page(keys.cardholder_encode_jobs)
-        registry.add_dashboard_stats(keys.device_stats)
+        registry.key_issuing.issue = extensions.issue_from_form
+        registry.add_cardholder_page(extensions.cardholder_encode_jobs)
+        registry.add_dashboard_stats(extensions.device_stats)

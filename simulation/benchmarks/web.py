@@ -42,8 +42,6 @@ from simulation import sitegen
 GOAL_P95_MS = 150
 OPERATOR = "bench-web"
 PARTITIONS = (("North building", 0.35), ("South building", 0.3), ("Hotel wing", 0.15), ("Laboratories", 0.1))
-FIRST_NAMES, LAST_NAMES, DENIALS = sitegen.FIRST_NAMES, sitegen.LAST_NAMES, sitegen.DENIALS
-_fold = sitegen.fold
 
 
 def spec(cardholders: int, events: int, seed: int) -> sitegen.SiteSpec:

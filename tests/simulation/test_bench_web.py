@@ -11,6 +11,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from accesscontrol.models import AuditEvent, Cardholder, Key, Operator, Partition
+from simulation import sitegen
 from simulation.benchmarks import web as benchmark
 from tests.factories import make_cardholder
 
@@ -48,9 +49,9 @@ def test_the_generator_writes_the_counts_it_reports(site):
 
 def test_cardholders_have_names_from_the_lists_an_address_and_about_one_issued_key(site):
     holders = list(Cardholder.objects.annotate(issued=Count("keys", filter=Q_ISSUED)).order_by("id"))
-    assert all(holder.last_name in benchmark.LAST_NAMES for holder in holders)
-    assert all(holder.first_name in benchmark.FIRST_NAMES for holder in holders)
-    fold = benchmark._fold
+    assert all(holder.last_name in sitegen.LAST_NAMES for holder in holders)
+    assert all(holder.first_name in sitegen.FIRST_NAMES for holder in holders)
+    fold = sitegen.fold
     assert [holder.email for holder in holders] == [
         f"{fold(holder.first_name)}.{fold(holder.last_name)}{n}@example.com" for n, holder in enumerate(holders, 1)
     ]
@@ -87,7 +88,7 @@ def test_access_events_name_their_cardholder_and_key_and_other_events_none(site)
     assert all(event.reason == "granted" and event.cardholder is not None for event in granted)
     assert all(event.cardholder_name == str(event.cardholder) for event in granted)
     assert all(event.key_uid == keys.get(event.cardholder_id, "") for event in granted)
-    assert {event.reason for event in denied} <= {reason for reason, _ in benchmark.DENIALS}
+    assert {event.reason for event in denied} <= {reason for reason, _ in sitegen.DENIALS}
     assert all((event.cardholder_id, event.reason) == (None, "") for event in others)
     assert all(event.access_point_name == event.access_point.name for event in events)
 
