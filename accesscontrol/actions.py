@@ -32,6 +32,7 @@ from accesscontrol.models import (
     Zone,
 )
 from accesscontrol.permissions import may_use_partition, permission_name, restrict
+from accesscontrol.pins import PIN_TAKEN
 from accesscontrol.rulechanges import record_rule_changes
 
 
@@ -266,10 +267,15 @@ def _iso(value: dt.datetime | None) -> str | None:
 def set_cardholder_pin(
     cardholder: Cardholder, pin: str | None, *, operator, via: str, address: str | None = None
 ) -> Cardholder:
-    """Set (or, with None or "", remove) a cardholder's PIN. The PIN itself is never recorded."""
+    """Set (or, with None or "", remove) a cardholder's PIN. The PIN itself is never recorded.
+
+    A PIN held by another cardholder is refused (ValidationError on ``pin``): a PIN alone opens PIN-only doors,
+    so it must name one person."""
+    if pin and cardholder.pin_taken(pin):
+        raise ValidationError({"pin": PIN_TAKEN})
     with transaction.atomic():
         cardholder.set_pin(pin or None)
-        cardholder.save(update_fields=["pin_hash", "updated_at"])
+        cardholder.save(update_fields=["pin_hash", "pin_index", "updated_at"])
         record_operator_action(
             operator,
             "set_pin" if pin else "clear_pin",

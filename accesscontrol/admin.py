@@ -62,7 +62,7 @@ from accesscontrol.models import (
     Zone,
 )
 from accesscontrol.permissions import ALL, allowed_partitions, permission_name, restrict
-from accesscontrol.pins import is_valid_pin
+from accesscontrol.pins import PIN_TAKEN, is_valid_pin
 
 VIA = "admin"
 
@@ -437,6 +437,8 @@ class CardholderForm(forms.ModelForm):
         pin = self.cleaned_data["new_pin"]
         if pin and not is_valid_pin(pin):
             raise forms.ValidationError("A PIN is 4 to 8 digits.")
+        if pin and self.instance.pin_taken(pin):
+            raise forms.ValidationError(PIN_TAKEN)
         return pin
 
     def clean(self):

@@ -76,6 +76,16 @@ class AuditKind(models.TextChoices):
     KEY_UPDATED = "key_updated", "Key updated"
     KEY_ENCODED = "key_encoded", "Key written on an encoder"
     LOCK_UPDATED = "lock_updated", "Lock updated by a PPD"
+    EXIT_REQUEST = "exit_request", "Exit button pressed"
+    DOOR_RELEASED = "door_released", "Door released"
+    DOOR_LOCKED = "door_locked", "Door locked"
+    ALARM_ACKNOWLEDGED = "alarm_acknowledged", "Alarm acknowledged"
+    KEYPAD_LOCKED = "keypad_locked", "Keypad locked after wrong PINs"
+    POWER_FAILURE = "power_failure", "Power failure"
+    POWER_RESTORED = "power_restored", "Power restored"
+    TAMPER_CLEARED = "tamper_cleared", "Tamper cleared"
+    READER_KEY_SET = "reader_key_set", "Reader given its own secure channel key"
+    SECURE_CHANNEL_FAILED = "secure_channel_failed", "Secure channel could not be set up"
 
 
 class Decision(models.TextChoices):
@@ -95,6 +105,10 @@ class Decision(models.TextChoices):
     LOCKDOWN = "lockdown", "Lockdown in force"
     PRIVACY = "privacy", "Privacy (do not disturb) in force"
     ANTI_PASSBACK = "anti_passback", "Anti-passback: already inside"
+    UNKNOWN_PIN = "unknown_pin", "Unknown PIN"
+    PIN_NOT_ACCEPTED = "pin_not_accepted", "A PIN alone does not open this door"
+    PIN_LOCKED_OUT = "pin_locked_out", "Keypad locked after wrong PINs"
+    CARD_READ_ERROR = "card_read_error", "Card read error"
     # Data-on-card (offline locks, updaters): the card itself is refused.
     TAMPERED = "tampered", "Card data changed or forged"
     TRUNCATED = "truncated", "Card data truncated or unreadable"

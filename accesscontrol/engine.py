@@ -21,6 +21,11 @@ Precedence, first failing check wins:
 9. PIN last, so a keypad is only asked for when everything else would let the
    cardholder in: ``pin_required`` / ``wrong_pin``.
 
+A PIN typed alone (:func:`decide_pin`) stands for the key lookup: the access
+point must take PINs alone (``pin_not_accepted``), the PIN must be a
+cardholder's (``unknown_pin``, found by its index, accesscontrol/pins.py), and
+then checks 3 to 8 apply to that cardholder as to a card's.
+
 Times: validity windows are absolute instants (POSIX timestamps, compared as
 floats); schedules are wall-clock times in the site's time zone. On the
 spring-forward day the skipped wall-clock hour simply never happens; on the
@@ -35,7 +40,7 @@ from zoneinfo import ZoneInfo
 
 from accesscontrol.choices import Decision as Reason
 from accesscontrol.choices import Direction
-from accesscontrol.pins import pin_matches
+from accesscontrol.pins import pin_index, pin_matches
 
 FOREVER = math.inf
 NEVER = -math.inf
@@ -73,6 +78,8 @@ WRONG_PIN = Reason.WRONG_PIN.value
 LOCKDOWN = Reason.LOCKDOWN.value
 PRIVACY = Reason.PRIVACY.value
 ANTI_PASSBACK = Reason.ANTI_PASSBACK.value
+UNKNOWN_PIN = Reason.UNKNOWN_PIN.value
+PIN_NOT_ACCEPTED = Reason.PIN_NOT_ACCEPTED.value
 _ENTRY = Direction.ENTRY.value
 _EXIT = Direction.EXIT.value
 
@@ -104,6 +111,7 @@ class CardholderRule:
     use_anti_passback: bool = False
     extended_open_time: bool = False
     pin_hash: str = ""
+    pin_index: str = ""
     level_ids: tuple[int, ...] = ()
     # Individual permissions: access point id / zone id -> periods.
     points: dict[int, tuple[int, ...]] = field(default_factory=dict)
@@ -129,6 +137,7 @@ class AccessPointRule:
     direction: str = Direction.BOTH.value
     pin_required: bool = False
     lockdown: bool = False
+    pin_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,15 +189,29 @@ class Snapshot:
     levels: dict[int, AccessLevelRule] = field(default_factory=dict)
     periods: dict[int, TimePeriodRule] = field(default_factory=dict)
     calendars: dict[int, CalendarRule] = field(default_factory=dict)
+    # The key of PIN indexes (core.vault.derive("pin-index")); without it no PIN alone is known.
+    pin_key: bytes = field(default=b"", repr=False)
     # Derived from zones, and a per-snapshot memo of day types; dataclasses.replace() recomputes both.
     lockdown_zones: frozenset[int] = field(init=False)
     passback_zones: frozenset[int] = field(init=False)
     day_types: dict[tuple[int | None, int], int] = field(init=False, repr=False, compare=False)
+    # PIN index -> cardholder id, made on the first PIN typed alone (most snapshots never need it).
+    pins: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "lockdown_zones", frozenset(z.id for z in self.zones.values() if z.lockdown))
         object.__setattr__(self, "passback_zones", frozenset(z.id for z in self.zones.values() if z.anti_passback))
         object.__setattr__(self, "day_types", {})
+        object.__setattr__(self, "pins", {})
+
+    def holder_by_pin(self, pin: str) -> "CardholderRule | None":
+        if not self.pin_key:
+            return None
+        if not self.pins:
+            found = {holder.pin_index: holder.id for holder in self.cardholders.values() if holder.pin_index}
+            self.pins.update(found or {"": 0})
+        holder_id = self.pins.get(pin_index(self.pin_key, pin))
+        return self.cardholders.get(holder_id) if holder_id else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,8 +235,11 @@ def decide(
     pin: str | None = None,
     inside_zones: frozenset[int] = _EMPTY,
     privacy: bool = False,
+    direction: str | None = None,
 ) -> Decision:
-    """Whether the key ``uid`` opens ``access_point_id`` at ``at`` (aware), and why (see the module docstring)."""
+    """Whether the key ``uid`` opens ``access_point_id`` at ``at`` (aware), and why (see the module docstring).
+
+    ``direction``: the reader's own way through (``entry``/``exit``), when it is not its access point's."""
     key = snapshot.keys_by_uid.get(uid)
     if key is None:
         # Readers mostly send the canonical form already; normalise only on a miss.
@@ -224,7 +250,32 @@ def decide(
             if until is not None and at.timestamp() < until:
                 return Decision(False, BLACKLISTED, None, uid, 0)
             return Decision(False, UNKNOWN_KEY, None, uid, 0)
-    return _evaluate(snapshot, key, access_point_id, at, pin, inside_zones, privacy, True)
+    return _evaluate(snapshot, key, access_point_id, at, pin, inside_zones, privacy, True, direction)
+
+
+def decide_pin(
+    snapshot: Snapshot,
+    pin: str,
+    access_point_id: int,
+    at: dt.datetime,
+    *,
+    inside_zones: frozenset[int] = _EMPTY,
+    privacy: bool = False,
+    direction: str | None = None,
+) -> Decision:
+    """Whether a PIN typed alone at a keypad opens ``access_point_id`` at ``at``, and why."""
+    point = snapshot.access_points.get(access_point_id)
+    if point is None:
+        return _refuse(UNKNOWN_ACCESS_POINT, None, "")
+    if not point.pin_only:
+        return _refuse(PIN_NOT_ACCEPTED, None, "")
+    holder = snapshot.holder_by_pin(pin)
+    if holder is None:
+        return _refuse(UNKNOWN_PIN, None, "")
+    # The PIN identified the cardholder: no second PIN is asked for.
+    return _evaluate_holder(
+        snapshot, holder, "", point, at, None, inside_zones, privacy, True, direction, pin_checked=True
+    )
 
 
 def who_may_open(snapshot: Snapshot, access_point_id: int, at: dt.datetime) -> list[int]:
@@ -254,22 +305,27 @@ def who_may_open(snapshot: Snapshot, access_point_id: int, at: dt.datetime) -> l
             ):
                 refused.add(holder_id)
                 continue
-        if _evaluate(snapshot, key, access_point_id, at, None, _EMPTY, False, False).granted:
+        if _evaluate(snapshot, key, access_point_id, at, None, _EMPTY, False, False, None).granted:
             granted.add(holder_id)
     return sorted(granted)
 
 
 def passback_after(
-    snapshot: Snapshot, decision: Decision, access_point_id: int, inside_zones: frozenset[int]
+    snapshot: Snapshot,
+    decision: Decision,
+    access_point_id: int,
+    inside_zones: frozenset[int],
+    direction: str | None = None,
 ) -> frozenset[int]:
     """The anti-passback zones the cardholder is inside after ``decision`` at the access point."""
     point = snapshot.access_points.get(access_point_id)
     if not decision.granted or point is None:
         return inside_zones
     zones = point.zone_ids & snapshot.passback_zones
-    if point.direction == _ENTRY:
+    direction = direction or point.direction
+    if direction == _ENTRY:
         return inside_zones | zones
-    if point.direction == _EXIT:
+    if direction == _EXIT:
         return inside_zones - zones
     return inside_zones
 
@@ -287,6 +343,7 @@ def _evaluate(
     inside_zones: frozenset[int],
     privacy: bool,
     at_the_door: bool,
+    direction: str | None,
 ) -> Decision:
     """Everything after the key lookup; ``at_the_door`` False skips the checks that depend on the moment's person."""
     now = at.timestamp()
@@ -298,13 +355,32 @@ def _evaluate(
     holder = snapshot.cardholders.get(key.cardholder_id)
     if holder is None:
         return _refuse(UNKNOWN_KEY, None, uid)
+    point = snapshot.access_points.get(access_point_id)
+    return _evaluate_holder(snapshot, holder, uid, point, at, pin, inside_zones, privacy, at_the_door, direction)
+
+
+def _evaluate_holder(
+    snapshot: Snapshot,
+    holder: CardholderRule,
+    uid: str,
+    point: AccessPointRule | None,
+    at: dt.datetime,
+    pin: str | None,
+    inside_zones: frozenset[int],
+    privacy: bool,
+    at_the_door: bool,
+    direction: str | None,
+    *,
+    pin_checked: bool = False,
+) -> Decision:
+    """Checks 3 to 9, for a cardholder found by a key (``uid``) or by a PIN alone (``pin_checked``)."""
+    now = at.timestamp()
     if holder.banned:
         return _refuse(BANNED, holder.id, uid)
     if now < holder.valid_from:
         return _refuse(NOT_YET_VALID, holder.id, uid)
     if now >= holder.valid_until:
         return _refuse(EXPIRED, holder.id, uid)
-    point = snapshot.access_points.get(access_point_id)
     if point is None:
         return _refuse(UNKNOWN_ACCESS_POINT, holder.id, uid)
     if not holder.override_lockdown and (
@@ -317,12 +393,12 @@ def _evaluate(
     if reason is not GRANTED:
         return _refuse(reason, holder.id, uid)
     if at_the_door:
-        if holder.use_anti_passback and inside_zones and point.direction == _ENTRY:
+        if holder.use_anti_passback and inside_zones and (direction or point.direction) == _ENTRY:
             passback_zones = snapshot.passback_zones
             for zone_id in point.zone_ids:
                 if zone_id in inside_zones and zone_id in passback_zones:
                     return _refuse(ANTI_PASSBACK, holder.id, uid)
-        if point.pin_required:
+        if point.pin_required and not pin_checked:
             if pin is None:
                 return _refuse(PIN_REQUIRED, holder.id, uid)
             if not pin_matches(holder.pin_hash, pin):

@@ -52,6 +52,7 @@ from accesscontrol.models import (
     Zone,
 )
 from accesscontrol.rulechanges import EVERYTHING
+from core import vault
 
 Ids = Iterable[int] | None
 _ts = engine.timestamp
@@ -139,13 +140,21 @@ def load_access_points(ids: Ids = None) -> dict[int, AccessPointRule]:
     ):
         zones[point_id].add(zone_id)
     rows = _only(AccessPoint.objects, "id", ids).values_list(
-        "id", "open_time", "extended_open_time", "calendar_id", "direction", "pin_required", "lockdown"
+        "id", "open_time", "extended_open_time", "calendar_id", "direction", "pin_required", "lockdown", "pin_only"
     )
     return {
         point_id: AccessPointRule(
-            point_id, open_time, extended, frozenset(zones.get(point_id, ())), calendar_id, direction, pin, lockdown
+            point_id,
+            open_time,
+            extended,
+            frozenset(zones.get(point_id, ())),
+            calendar_id,
+            direction,
+            pin,
+            lockdown,
+            pin_only,
         )
-        for point_id, open_time, extended, calendar_id, direction, pin, lockdown in rows
+        for point_id, open_time, extended, calendar_id, direction, pin, lockdown, pin_only in rows
     }
 
 
@@ -184,10 +193,11 @@ def load_cardholders(ids: Ids = None) -> dict[int, CardholderRule]:
         "use_anti_passback",
         "extended_open_time",
         "pin_hash",
+        "pin_index",
     )
     no_grants = ({}, {})
     rules = {}
-    for holder_id, activation, expiration, *flags, pin_hash in rows:
+    for holder_id, activation, expiration, *flags, pin_hash, index in rows:
         points, zones = compile_grants(grants[holder_id]) if holder_id in grants else no_grants
         rules[holder_id] = CardholderRule(
             holder_id,
@@ -195,6 +205,7 @@ def load_cardholders(ids: Ids = None) -> dict[int, CardholderRule]:
             _ts(expiration, FOREVER),
             *flags,
             pin_hash,
+            index or "",
             tuple(sorted(levels.get(holder_id, ()))),
             points,
             zones,
@@ -255,6 +266,7 @@ def _build() -> tuple[Snapshot, dict[int, str]]:
         levels=load_levels(),
         periods=load_periods(),
         calendars=load_calendars(),
+        pin_key=vault.derive("pin-index"),
     )
     return snapshot, keys.uid_by_key_id
 

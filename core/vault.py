@@ -45,3 +45,14 @@ def unseal(sealed: bytes, purpose: str) -> bytes:
         return _aead(settings.SPACE_MASTER_KEY).decrypt(nonce, sealed[len(VERSION) + NONCE_SIZE :], purpose.encode())
     except InvalidTag:
         raise VaultError(f"the secret for {purpose} does not open with this master key") from None
+
+
+def derive(purpose: str, length: int = 32) -> bytes:
+    """A key of its own for ``purpose`` (e.g. ``"pin-index"``), derived from the master key; never stored."""
+    return _derived(settings.SPACE_MASTER_KEY, purpose, length)
+
+
+@functools.cache
+def _derived(master_key: str, purpose: str, length: int) -> bytes:
+    info = f"Space derived key v1: {purpose}".encode()
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(master_key.encode())

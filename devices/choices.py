@@ -12,6 +12,13 @@ class DeviceKind(models.TextChoices):
     UPDATER = "updater", "Updater (wall reader)"
     PPD = "ppd", "Portable programming device"
     FACE_TERMINAL = "face_terminal", "Face terminal"
+    OSDP_READER = "osdp_reader", "OSDP reader"
+    OSDP_IO = "osdp_io", "OSDP I/O module"
+
+    @classmethod
+    def osdp(cls) -> tuple[str, ...]:
+        """Kinds on OSDP buses (devices/osdp/): they speak no SDP/1, and their key is their secure channel key."""
+        return (cls.OSDP_READER, cls.OSDP_IO)
 
 
 class CommandOp(models.TextChoices):
@@ -53,3 +60,36 @@ class EncodeStatus(models.TextChoices):
 class EncodePurpose(models.TextChoices):
     WRITE = "write", "Write a key"
     READ = "read", "Read the card presented"
+
+
+class CardFormat(models.TextChoices):
+    """How an OSDP reader's card bits are read (devices/osdp/cardformats.py, docs/card-formats.md)."""
+
+    AUTO = "auto", "Any Wiegand format, by its length"
+    H10301 = "h10301", "26-bit H10301"
+    H10306 = "h10306", "34-bit H10306"
+    C1K35 = "c1k35", "35-bit Corporate 1000"
+    C1K48 = "c1k48", "48-bit Corporate 1000"
+    H10302 = "h10302", "37-bit H10302"
+    H10304 = "h10304", "37-bit H10304"
+    RAW = "raw", "Card serial number (raw)"
+
+
+class ReaderDirection(models.TextChoices):
+    """Which way a reader lets people through; empty: as its access point says."""
+
+    SAME = "", "As the access point"
+    ENTRY = "entry", "Entry"
+    EXIT = "exit", "Exit"
+
+
+class AlarmKind(models.TextChoices):
+    FORCED = "forced", "Door forced open"
+    HELD_OPEN = "held_open", "Door held open"
+    TAMPER = "tamper", "Tamper"
+    OFFLINE = "offline", "Reader offline"
+    POWER = "power", "Power failure"
+    SECURE_CHANNEL = "secure_channel", "No secure channel"
+
+
+BAUD_RATES = [(rate, f"{rate:,} baud") for rate in (9600, 19200, 38400, 57600, 115200, 230400)]

@@ -9,7 +9,17 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from core import vault
-from devices.choices import CommandOp, CommandStatus, DeviceKind, EncodePurpose, EncodeStatus
+from devices.choices import (
+    BAUD_RATES,
+    AlarmKind,
+    CardFormat,
+    CommandOp,
+    CommandStatus,
+    DeviceKind,
+    EncodePurpose,
+    EncodeStatus,
+    ReaderDirection,
+)
 
 DEVICE_KEY_SIZE = 16
 
@@ -82,6 +92,24 @@ class DeviceDoor(models.Model):
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="doors")
     number = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(2**31 - 1)])
     access_point = models.ForeignKey("accesscontrol.AccessPoint", on_delete=models.CASCADE, related_name="device_doors")
+    # The door's wiring, for devices whose doors Space runs (OSDP readers and I/O modules); SDP/1 devices run
+    # their own doors and ignore it.
+    relay = models.PositiveSmallIntegerField(
+        default=0, validators=[MaxValueValidator(255)], help_text="The lock relay's output number (0: the first)."
+    )
+    contact = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(255)], help_text="The door contact's input; empty: none."
+    )
+    rex = models.PositiveSmallIntegerField(
+        "exit button",
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(255)],
+        help_text="The exit button's (request to exit) input; empty: none.",
+    )
+    contact_open_when_active = models.BooleanField(
+        default=True, help_text="The contact input is active while the door is open (clear it for the opposite)."
+    )
 
     class Meta:
         ordering = ["device", "number"]
@@ -102,6 +130,7 @@ class DeviceReader(models.Model):
     access_point = models.ForeignKey(
         "accesscontrol.AccessPoint", on_delete=models.CASCADE, related_name="device_readers"
     )
+    direction = models.CharField(max_length=8, choices=ReaderDirection.choices, default="", blank=True)
 
     class Meta:
         ordering = ["device", "number"]
@@ -178,6 +207,93 @@ class EncodeJob(models.Model):
 
     def __str__(self):
         return f"encode #{self.pk} {self.key} on {self.encoder}"
+
+
+class OsdpBus(models.Model):
+    """An RS-485 line of OSDP readers and I/O modules, reached through a serial port or a serial-over-IP converter."""
+
+    name = models.CharField(max_length=100, unique=True)
+    port = models.CharField(
+        max_length=200,
+        help_text="A serial port or pyserial URL: /dev/ttyUSB0, socket://10.0.0.5:4001 (serial over IP), "
+        "rfc2217://10.0.0.5:4001.",
+    )
+    baud = models.PositiveIntegerField(choices=BAUD_RATES, default=115200)
+    enabled = models.BooleanField(default=True)
+    description = models.TextField(blank=True)
+    # Live status, written by the bus's service.
+    online = models.BooleanField(default=False, editable=False, help_text="The line is open.")
+    last_error = models.CharField(max_length=200, blank=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "OSDP bus"
+
+    def __str__(self):
+        return self.name
+
+
+class OsdpReader(models.Model):
+    """Where an OSDP device (reader or I/O module) is on its bus, and what it reported of itself.
+
+    Its secure channel key (SCBK) is the device's key (``Device.key()``), made by
+    Space and sealed under the master key. A new reader is in install mode and
+    answers the default key; on first contact Space gives it its own (KEYSET) and
+    from then on refuses it in clear, unless ``allow_clear``.
+    """
+
+    device = models.OneToOneField(Device, on_delete=models.CASCADE, primary_key=True, related_name="osdp")
+    bus = models.ForeignKey(OsdpBus, on_delete=models.PROTECT, related_name="readers")
+    address = models.PositiveSmallIntegerField(validators=[MaxValueValidator(126)], help_text="0 to 126.")
+    card_format = models.CharField(max_length=8, choices=CardFormat.choices, default=CardFormat.AUTO)
+    allow_clear = models.BooleanField(
+        "allow without secure channel",
+        default=False,
+        help_text="Use the reader in clear when it cannot set up a secure channel. Card numbers and PINs then "
+        "cross the line readable: only for readers that cannot do better.",
+    )
+    # Reported by the reader, written by the bus's service.
+    key_set_at = models.DateTimeField(null=True, blank=True, editable=False, help_text="It took its own key.")
+    secure = models.BooleanField(default=False, editable=False, help_text="Its secure channel is up.")
+    vendor_code = models.CharField(max_length=8, blank=True, editable=False)
+    model = models.CharField(max_length=16, blank=True, editable=False)
+    serial_number = models.CharField(max_length=16, blank=True, editable=False)
+    firmware = models.CharField(max_length=32, blank=True, editable=False)
+    capabilities = models.JSONField(default=dict, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["bus", "address"]
+        verbose_name = "OSDP reader"
+        constraints = [models.UniqueConstraint(fields=["bus", "address"], name="osdp_address_once_per_bus")]
+
+    def __str__(self):
+        return f"{self.bus} #{self.address}"
+
+
+class Alarm(models.Model):
+    """A door or device alarm (forced, held open, tamper...) that stays on the monitor until acknowledged."""
+
+    kind = models.CharField(max_length=16, choices=AlarmKind.choices)
+    access_point = models.ForeignKey(
+        "accesscontrol.AccessPoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="alarms"
+    )
+    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.SET_NULL, related_name="alarms")
+    raised_at = models.DateTimeField()
+    cleared_at = models.DateTimeField(null=True, blank=True, help_text="The condition ended (the door closed).")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-raised_at", "-id"]
+        indexes = [models.Index(fields=["acknowledged_at", "raised_at"], name="alarm_open")]
+        permissions = [("acknowledge_alarm", "Can acknowledge alarms")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} at {self.access_point or self.device}"
 
 
 class LockState(models.Model):

@@ -17,20 +17,12 @@ from django.db.models import Count, Max
 from accesscontrol.events import record_many
 from accesscontrol.models import AuditEvent, Cardholder
 from core.vault import VaultError
-from devices.choices import CommandStatus
+from devices.choices import CommandStatus, DeviceKind
 from devices.encoding import JobUpdate, apply_job_updates
 from devices.models import Device, DeviceCommand, DeviceDoor, DeviceReader
+from devices.runtime.decisions import Place
 
 logger = logging.getLogger("space.bridge")
-
-
-@dataclass(slots=True)
-class Place:
-    """An access point as the bridge needs it: id and name (copied into audit rows)."""
-
-    id: int
-    name: str
-    partition_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -52,9 +44,12 @@ def registry_fingerprint() -> tuple:
 
 
 def load_registry() -> dict[int, DeviceConfig]:
-    """The enabled devices that have a key, by device_id; a key that does not open is logged and skipped."""
+    """The enabled SDP/1 devices that have a key, by device_id; a key that does not open is logged and skipped.
+
+    OSDP readers and I/O modules are not among them: their key is a secure channel key on a bus, not an SDP/1 key.
+    """
     registry = {}
-    for device in Device.objects.filter(enabled=True).exclude(key_sealed=b""):
+    for device in Device.objects.filter(enabled=True).exclude(key_sealed=b"").exclude(kind__in=DeviceKind.osdp()):
         try:
             key = device.key()
         except VaultError as error:

@@ -40,7 +40,7 @@ from accesscontrol.models import (
 )
 from accesscontrol.models.schedules import MAX_INTERVALS_PER_PERIOD
 from accesscontrol.permissions import ALL, allowed_partitions, restrict
-from accesscontrol.pins import is_valid_pin
+from accesscontrol.pins import PIN_TAKEN, is_valid_pin
 
 
 def drf_errors(error: DjangoValidationError) -> dict | list:
@@ -345,6 +345,8 @@ class CardholderSerializer(PartitionedSerializer):
     def validate_pin(self, pin):
         if pin and not is_valid_pin(pin):
             raise serializers.ValidationError("A PIN is 4 to 8 digits.")
+        if pin and Cardholder(pk=getattr(self.instance, "pk", None)).pin_taken(pin):
+            raise serializers.ValidationError(PIN_TAKEN)
         return pin
 
     # The PIN is not a column: the view sets it through actions.set_cardholder_pin.

@@ -17,7 +17,7 @@ from accesscontrol.models import (
 )
 from accesscontrol.models.cardholders import UID_PATTERN
 from accesscontrol.permissions import ALL, allowed_partitions, restrict
-from accesscontrol.pins import is_valid_pin
+from accesscontrol.pins import PIN_TAKEN, is_valid_pin
 
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
 
@@ -145,6 +145,12 @@ class CardholderPermissionForm(forms.ModelForm):
 
 
 class PinForm(forms.Form):
+    """A new PIN for ``cardholder``: 4 to 8 digits, held by no other cardholder."""
+
+    def __init__(self, *args, cardholder=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cardholder = cardholder
+
     pin = forms.CharField(
         label="New PIN",
         max_length=8,
@@ -156,6 +162,8 @@ class PinForm(forms.Form):
         pin = self.cleaned_data["pin"]
         if not is_valid_pin(pin):
             raise forms.ValidationError("A PIN is 4 to 8 digits.")
+        if self.cardholder is not None and self.cardholder.pin_taken(pin):
+            raise forms.ValidationError(PIN_TAKEN)
         return pin
 
 

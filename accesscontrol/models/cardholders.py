@@ -5,7 +5,8 @@ from django.db import models
 
 from accesscontrol.choices import CardholderKind, KeyKind, KeyStatus
 from accesscontrol.models.partitions import PartitionedModel
-from accesscontrol.pins import hash_pin, pin_matches
+from accesscontrol.pins import hash_pin, pin_index, pin_matches
+from core import vault
 
 UID_PATTERN = re.compile(r"^[0-9A-F]{2,64}$")
 
@@ -23,6 +24,8 @@ class Cardholder(PartitionedModel):
     activation = models.DateTimeField(null=True, blank=True, help_text="Access starts here; empty = at once.")
     expiration = models.DateTimeField(null=True, blank=True, help_text="Access ends here; empty = never.")
     pin_hash = models.CharField("PIN", max_length=96, blank=True, editable=False)
+    # Finds the cardholder from a PIN typed alone at a keypad (accesscontrol/pins.py); unique, so no PIN is shared.
+    pin_index = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
     office = models.BooleanField(default=False, help_text="May put doors in office mode.")
     override_privacy = models.BooleanField(default=False, help_text="Opens rooms whose privacy latch is on.")
     override_lockdown = models.BooleanField(default=False, help_text="Opens doors during lockdown.")
@@ -51,7 +54,14 @@ class Cardholder(PartitionedModel):
         return bool(self.pin_hash)
 
     def set_pin(self, pin: str | None) -> None:
+        """Set (None: remove) the PIN: its salted hash, and its index for PIN-only keypads."""
         self.pin_hash = hash_pin(pin) if pin else ""
+        self.pin_index = pin_index(vault.derive("pin-index"), pin) if pin else None
+
+    def pin_taken(self, pin: str) -> bool:
+        """Whether another cardholder has this PIN (PINs are unique: a PIN alone opens PIN-only doors)."""
+        index = pin_index(vault.derive("pin-index"), pin)
+        return Cardholder.objects.filter(pin_index=index).exclude(pk=self.pk).exists()
 
     def check_pin(self, pin: str) -> bool:
         return pin_matches(self.pin_hash, pin)

@@ -66,7 +66,15 @@ class AccessPoint(PartitionedModel):
         help_text="Holidays and special days; the site's default calendar when empty.",
     )
     direction = models.CharField(max_length=8, choices=Direction.choices, default=Direction.BOTH)
-    pin_required = models.BooleanField("PIN required", default=False)
+    pin_required = models.BooleanField("PIN required", default=False, help_text="A card needs its PIN too.")
+    pin_only = models.BooleanField(
+        "PIN alone", default=False, help_text="A cardholder's PIN typed at the keypad opens it without a card."
+    )
+    held_open_time = models.PositiveSmallIntegerField(
+        "held-open time (s)",
+        default=30,
+        help_text="An open door raises a held-open alarm after this long (0: never).",
+    )
     lockdown = models.BooleanField(default=False, help_text="Emergency close: only lockdown overriders may pass.")
 
     class Meta:

@@ -290,7 +290,7 @@ class CardholderPinView(CardholderChangeView):
             actions.set_cardholder_pin(holder, None, operator=request.user, via=VIA, address=client_address(request))
             messages.success(request, "PIN removed.")
             return None
-        form = PinForm(request.POST)
+        form = PinForm(request.POST, cardholder=holder)
         if not form.is_valid():
             return show_detail(request, holder, status=400, pin_form=form)
         pin = form.cleaned_data["pin"]

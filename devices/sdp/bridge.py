@@ -35,7 +35,7 @@ from django.utils import timezone
 from accesscontrol import live
 from accesscontrol.choices import AuditKind
 from accesscontrol.choices import Decision as Reason
-from accesscontrol.engine import decide, normalize_uid, passback_after
+from accesscontrol.engine import normalize_uid
 from accesscontrol.models import AuditEvent
 from accesscontrol.snapshot import get_store
 from core.services import close_connection, run_orm
@@ -43,6 +43,7 @@ from devices import encoding, jobwake, recorder
 from devices.choices import CommandStatus, EncodeStatus
 from devices.encoding import JobUpdate
 from devices.recorder import CommandUpdate, DeviceConfig
+from devices.runtime.decisions import Decider, access_event
 from devices.sdp import codec as sdp1
 from devices.sdp.encoderlink import EncoderLink, Link
 
@@ -198,7 +199,7 @@ class Bridge:
         self._jobs_queued = asyncio.Event()  # set (devices.jobwake) when this process queued an encode job
         self._device_fields: dict[int, dict] = {}
         self._in_flight: dict[int, tuple[DeviceState, Session, int]] = {}
-        self._inside: dict[int, frozenset[int]] = {}
+        self.decider = Decider(self.store)
         self._log_times: dict[tuple, float] = {}
         self._fingerprint = None
         self._live: list[dict] = []
@@ -447,33 +448,28 @@ class Bridge:
             pin is None or isinstance(pin, str)
         ):
             return False
-        uid = self._credential_uid(cred)
-        if uid is None:
-            return False
         place = state.config.readers.get(reader)
-        snapshot = self.store.snapshot
         now = timezone.now()
-        point_id = place.id if place else -1
-        key = snapshot.keys_by_uid.get(uid) or snapshot.keys_by_uid.get(normalize_uid(uid))
-        inside = self._inside.get(key.cardholder_id, frozenset()) if key else frozenset()
-        decision = decide(snapshot, uid, point_id, now, pin=pin, inside_zones=inside)
-        if decision.granted and decision.cardholder_id is not None and snapshot.passback_zones:
-            self._inside[decision.cardholder_id] = passback_after(snapshot, decision, point_id, inside)
+        kind = cred.get("kind")
+        if kind == "pin":
+            # A PIN typed alone: the device runtime's decider finds its cardholder (a PIN-only access point).
+            typed = cred.get("pin")
+            if not isinstance(typed, str):
+                return False
+            decision = self.decider.pin(place, typed, now)
+        else:
+            uid = self._credential_uid(cred)
+            if uid is None:
+                return False
+            decision = self.decider.card(place, uid, now, pin=pin)
         open_ms = decision.open_time * 1000 if decision.granted else 0
         reply = {"t": "decision", "req": req, "grant": decision.granted, "reason": decision.reason, "open_ms": open_ms}
         self.answer(state, session, seq, reply)
         self.counters["decisions"] += 1
-        audit = AuditEvent(
-            at=now,
-            kind=AuditKind.ACCESS_GRANTED if decision.granted else AuditKind.ACCESS_DENIED,
-            reason=decision.reason,
-            access_point_id=place.id if place else None,
-            access_point_name=place.name if place else "",
-            cardholder_id=decision.cardholder_id,
-            key_uid=decision.key_uid[:64],
-            device_id=state.config.pk,
-            detail={"req": req, "reader": reader, "online": True},
-        )
+        detail = {"req": req, "reader": reader, "online": True}
+        if kind == "pin":
+            detail["credential"] = "pin"
+        audit = access_event(decision, place, state.config.pk, now, detail)
         self._enqueue(Pending(state, session, seq, event=audit, ack=False))
         return True
 
@@ -487,10 +483,6 @@ class Bridge:
             token = cred.get("token")
             # A mobile key is a Key whose uid is its token (issued by the mobile-key service).
             return token[:64] if isinstance(token, str) and token else None
-        if kind == "pin":
-            pin = cred.get("pin")
-            # PIN-only credentials are not keys Space issues: refused as unknown.
-            return "PIN" if isinstance(pin, str) else None
         return None
 
     def _on_event(self, state: DeviceState, session: Session, seq: int, message: dict) -> bool:

@@ -1,6 +1,9 @@
+import hashlib
+
 import pytest
 
 from accesscontrol.models import AppendOnlyError, AuditEvent, Key, Partition
+from accesscontrol.pins import hash_pin
 from tests.factories import make_cardholder, make_key
 
 pytestmark = pytest.mark.django_db
@@ -13,12 +16,26 @@ def test_a_new_cardholder_lands_in_the_general_partition():
 
 def test_it_stores_a_pin_as_a_salted_hash():
     cardholder = make_cardholder(pin="4321")
-    other = make_cardholder(pin="4321")
     salt, digest = cardholder.pin_hash.split("$")
     assert len(salt) == 16 and len(digest) == 64
-    assert other.pin_hash != cardholder.pin_hash
+    assert hash_pin("4321") != cardholder.pin_hash
     assert cardholder.check_pin("4321")
     assert not cardholder.check_pin("1234")
+    # The index that finds the cardholder by PIN alone is keyed: no plain digest of the PIN.
+    assert cardholder.pin_index and cardholder.pin_index != hashlib.sha256(b"4321").hexdigest()
+
+
+def test_two_cardholders_cannot_share_a_pin():
+    from django.db import IntegrityError, transaction
+
+    first = make_cardholder(pin="4321")
+    second = make_cardholder()
+    assert second.pin_taken("4321") and not first.pin_taken("4321")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        make_cardholder(pin="4321")
+    first.set_pin(None)
+    first.save()
+    assert not second.pin_taken("4321")
 
 
 def test_two_issued_keys_cannot_share_a_uid():
