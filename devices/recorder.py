@@ -19,7 +19,7 @@ from accesscontrol.models import AuditEvent, Cardholder
 from core.vault import VaultError
 from devices.choices import CommandStatus, DeviceKind
 from devices.encoding import JobUpdate, apply_job_updates
-from devices.models import Device, DeviceCommand, DeviceDoor, DeviceReader
+from devices.models import Alarm, Device, DeviceCommand, DeviceDoor, DeviceReader, OsdpReader
 from devices.runtime.decisions import Place
 
 logger = logging.getLogger("space.bridge")
@@ -75,12 +75,25 @@ class CommandUpdate:
     error: str = ""
 
 
+@dataclass(slots=True)
+class AlarmChange:
+    """An alarm raised (or its condition cleared) at an access point or a device."""
+
+    kind: str
+    raised: bool
+    access_point_id: int | None
+    device_pk: int
+    at: dt.datetime
+
+
 def store(
     events: list[AuditEvent],
     commands: list[CommandUpdate],
     devices: dict[int, dict],
     now: dt.datetime,
     jobs: list[JobUpdate] = (),
+    alarms: list[AlarmChange] = (),
+    readers: dict[int, dict] | None = None,
 ) -> list[AuditEvent]:
     """Store one batch in one transaction; returns the events that were new.
 
@@ -98,7 +111,24 @@ def store(
         for pk, fields in devices.items():
             Device.objects.filter(pk=pk).update(**fields)
         apply_job_updates(jobs)
+        for change in alarms:
+            _apply_alarm(change)
+        for pk, fields in (readers or {}).items():
+            OsdpReader.objects.filter(pk=pk).update(**fields)
     return new
+
+
+def _apply_alarm(change: AlarmChange) -> None:
+    same = Alarm.objects.filter(
+        kind=change.kind, access_point_id=change.access_point_id, device_id=change.device_pk, cleared_at=None
+    )
+    if not change.raised:
+        same.update(cleared_at=change.at)
+    elif not same.filter(acknowledged_at=None).exists():
+        # One open alarm per condition: a door forced twice before anyone looked is one alarm to acknowledge.
+        Alarm.objects.create(
+            kind=change.kind, access_point_id=change.access_point_id, device_id=change.device_pk, raised_at=change.at
+        )
 
 
 class _Names:

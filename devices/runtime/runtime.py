@@ -150,6 +150,7 @@ class Runtime:
         self.doors: dict[int, DoorHandle] = {}  # by access point id
         self.doors_by_device: dict[int, list[DoorHandle]] = {}
         self.online: dict[int, bool] = {}
+        self.local: dict[int, tuple[bool, bool]] = {}  # device pk -> (tamper, power failed), as last reported
 
     # --- configuration --------------------------------------------------------------------------
 
@@ -174,7 +175,9 @@ class Runtime:
                 known.door.has_contact = config.contact is not None
                 handles[config.place.id] = known
             else:
-                handles[config.place.id] = DoorHandle(config, Door(config.times, has_contact=config.contact is not None))
+                handles[config.place.id] = DoorHandle(
+                    config, Door(config.times, has_contact=config.contact is not None)
+                )
         self.doors = handles
         self.doors_by_device = {}
         for handle in handles.values():
@@ -292,11 +295,8 @@ class Runtime:
 
     def local_status(self, device_pk: int, *, tamper: bool, power_failed: bool) -> None:
         """Tamper and power reports: each change an event, tamper and power failure alarms."""
-        key = ("local", device_pk)
-        before = getattr(self, "_local", {}).get(key, (False, False))
-        if not hasattr(self, "_local"):
-            self._local = {}
-        self._local[key] = (tamper, power_failed)
+        before = self.local.get(device_pk, (False, False))
+        self.local[device_pk] = (tamper, power_failed)
         if tamper != before[0]:
             self._record(AuditKind.TAMPER if tamper else AuditKind.TAMPER_CLEARED, None, device_pk, {})
             self.sink.alarm(AlarmKind.TAMPER, tamper, None, device_pk, timezone.now())
@@ -373,7 +373,9 @@ class Runtime:
                 if not self.driver.relay(config.device_pk, config.relay, effect.on, effect.seconds):
                     self.counters["relay_unreachable"] += 1
             elif isinstance(effect, Record):
-                self._record(effect.kind, config.place, config.device_pk, {"door": config.number, **(effect.detail or {})})
+                self._record(
+                    effect.kind, config.place, config.device_pk, {"door": config.number, **(effect.detail or {})}
+                )
             elif isinstance(effect, AlarmRaised):
                 self.sink.alarm(effect.kind, True, config.place, config.device_pk, timezone.now())
             elif isinstance(effect, AlarmCleared):

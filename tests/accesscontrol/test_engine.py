@@ -7,8 +7,8 @@ import pytest
 
 from accesscontrol import engine
 from accesscontrol.choices import Decision as Reason
-from accesscontrol.engine import FOREVER, ZoneRule, decide, passback_after, who_may_open
-from accesscontrol.pins import hash_pin
+from accesscontrol.engine import FOREVER, ZoneRule, decide, decide_pin, passback_after, who_may_open
+from accesscontrol.pins import hash_pin, pin_index
 from tests.accesscontrol.rules import (
     calendar,
     cardholder,
@@ -366,3 +366,84 @@ def test_a_grant_without_a_period_opens_at_any_time_even_next_to_a_scheduled_one
 def test_a_period_named_but_missing_opens_nothing():
     rules = site(periods={})
     assert decide(rules, "F6", MAIN, MONDAY_10).reason == "outside_schedule"
+
+
+# --- a PIN typed alone ----------------------------------------------------------------------------------
+
+PIN_KEY = b"k" * 32
+PIN_PAD, PIN_GATE = 106, 107
+
+
+def pin_site(**changes) -> engine.Snapshot:
+    """The site, plus a PIN-only keypad (in the lobby) and a PIN-only entry gate to the parking."""
+    rules = site()
+    holders = dict(rules.cardholders)
+    for holder_id, pin in ((ALICE, "1234"), (BOB, "2222"), (DAN, "4444"), (GRACE, "7777"), (ERIN, "5555")):
+        holders[holder_id] = dataclasses.replace(holders[holder_id], pin_index=pin_index(PIN_KEY, pin))
+    points = {
+        **rules.access_points,
+        PIN_PAD: point(PIN_PAD, LOBBY, pin_only=True, pin_required=True),
+        PIN_GATE: point(PIN_GATE, PARKING, direction="entry", pin_only=True),
+    }
+    levels = {**rules.levels, 1: level(1, *EVERYWHERE, ("point", PIN_PAD, None))}
+    changes = {"pin_key": PIN_KEY, **changes}
+    return dataclasses.replace(rules, cardholders=holders, access_points=points, levels=levels, **changes)
+
+
+PIN_CASES = [
+    ("a cardholder's PIN at a PIN-only keypad", "1234", PIN_PAD, MONDAY_10, {}, Reason.GRANTED),
+    ("a PIN no cardholder has", "9999", PIN_PAD, MONDAY_10, {}, Reason.UNKNOWN_PIN),
+    ("a PIN at a door that takes cards only", "1234", MAIN, MONDAY_10, {}, Reason.PIN_NOT_ACCEPTED),
+    ("a PIN at an unknown access point", "1234", 999, MONDAY_10, {}, Reason.UNKNOWN_ACCESS_POINT),
+    ("a banned cardholder's PIN", "2222", PIN_PAD, MONDAY_10, {}, Reason.BANNED),
+    ("a PIN of a cardholder without the grant", "7777", PIN_PAD, MONDAY_10, {}, Reason.NO_PERMISSION),
+    (
+        "anti-passback holds for a PIN too",
+        "4444",
+        PIN_GATE,
+        MONDAY_10,
+        {"inside_zones": frozenset({PARKING})},
+        Reason.ANTI_PASSBACK,
+    ),
+    ("a PIN during a lockdown", "1234", PIN_PAD, MONDAY_10, {"lockdown": True}, Reason.LOCKDOWN),
+    ("a lockdown overrider's PIN", "5555", PIN_PAD, MONDAY_10, {"lockdown": True}, Reason.GRANTED),
+]
+
+
+@pytest.mark.parametrize(
+    ("pin", "point_id", "at", "changes", "reason"),
+    [case[1:] for case in PIN_CASES],
+    ids=[case[0] for case in PIN_CASES],
+)
+def test_a_pin_alone_gives_the_reason(pin, point_id, at, changes, reason):
+    inside = changes.pop("inside_zones", frozenset())
+    rules = pin_site(**changes)
+    decision = decide_pin(rules, pin, point_id, at, inside_zones=inside)
+    assert decision.reason == reason
+    assert decision.granted is (reason == Reason.GRANTED)
+    assert decision.key_uid == ""
+
+
+def test_a_pin_alone_names_its_cardholder_and_needs_the_index_key():
+    decision = decide_pin(pin_site(), "1234", PIN_PAD, MONDAY_10)
+    assert decision.cardholder_id == ALICE and decision.open_time == 4
+    # Without the key the indexes cannot be matched: no PIN is known.
+    assert decide_pin(pin_site(pin_key=b""), "1234", PIN_PAD, MONDAY_10).reason == Reason.UNKNOWN_PIN
+    assert decide_pin(pin_site(pin_key=b"x" * 32), "1234", PIN_PAD, MONDAY_10).reason == Reason.UNKNOWN_PIN
+
+
+def test_a_card_at_a_pin_only_keypad_with_card_and_pin_still_needs_its_pin():
+    assert decide(pin_site(), "A1", PIN_PAD, MONDAY_10).reason == Reason.PIN_REQUIRED
+    assert decide(pin_site(), "A1", PIN_PAD, MONDAY_10, pin="1234").granted
+
+
+def test_a_readers_own_direction_rules_anti_passback():
+    rules = site()
+    inside = frozenset({PARKING})
+    # GATE_OUT is an exit; a reader there set to "entry" refuses one who is inside.
+    assert decide(rules, "D4", GATE_OUT, MONDAY_10, inside_zones=inside).granted
+    assert decide(rules, "D4", GATE_OUT, MONDAY_10, inside_zones=inside, direction="entry").reason == (
+        Reason.ANTI_PASSBACK
+    )
+    granted = decide(rules, "D4", GATE_OUT, MONDAY_10)
+    assert passback_after(rules, granted, GATE_OUT, frozenset(), direction="entry") == inside
