@@ -84,7 +84,10 @@ def door_site():
     return point, pad, alice, stranger
 
 
-def runtime_for(point, pad=None, *, wiring=None, keypad=KeypadSettings(timeout=10, max_wrong=3, lockout=60)):
+KEYPAD = KeypadSettings(timeout=10, max_wrong=3, lockout=60)
+
+
+def runtime_for(point, pad=None, *, wiring=None, keypad=KEYPAD):
     hands, store, clock = Hands(), Store(), Clock()
     shown = []
     runtime = Runtime(Decider(SnapshotStore()), hands, store, publish=shown.append, keypad=keypad, clock=clock)
@@ -165,6 +168,7 @@ def test_a_pin_alone_opens_a_pin_only_door(door_site):
     runtime, hands, store, _, _ = runtime_for(point, pad)
     (decision,) = runtime.keys(READER, 2, "1234#")
     assert decision.granted and decision.cardholder_id == alice.pk
+    assert hands.signals == [(READER, 2, GRANTED, "green", 4)]
     assert store.events[0].detail["credential"] == "pin" and store.events[0].key_uid == ""
 
 
