@@ -188,7 +188,7 @@ class Bridge:
         self.counters: collections.Counter = collections.Counter()
         self.devices: dict[int, DeviceState] = {}
         self.by_pk: dict[int, DeviceState] = {}
-        self.store = get_store()
+        self.decider = Decider(get_store())
         self.transport: asyncio.DatagramTransport | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task] = []
@@ -199,7 +199,6 @@ class Bridge:
         self._jobs_queued = asyncio.Event()  # set (devices.jobwake) when this process queued an encode job
         self._device_fields: dict[int, dict] = {}
         self._in_flight: dict[int, tuple[DeviceState, Session, int]] = {}
-        self.decider = Decider(self.store)
         self._log_times: dict[tuple, float] = {}
         self._fingerprint = None
         self._live: list[dict] = []
@@ -210,6 +209,15 @@ class Bridge:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="bridge-write")
         grace = {} if encoder_grace_s is None else {"offline_grace_s": encoder_grace_s}
         self.encoders = EncoderLink(self, **grace)
+
+    @property
+    def store(self):
+        """The rules snapshot the bridge decides from (its decider's)."""
+        return self.decider.store
+
+    @store.setter
+    def store(self, store) -> None:
+        self.decider.store = store
 
     # --- service --------------------------------------------------------------
 

@@ -98,6 +98,37 @@ class TestAccess:
     def test_an_unmapped_reader_is_refused(self, device):
         assert access(device, reader=9)["reason"] == "unknown_access_point"
 
+    def test_a_pin_alone_opens_a_pin_only_door_and_is_audited_without_a_key(self, site, device, bridge):
+        holder, door = site["holder"], site["door"]
+        holder.set_pin("2468")
+        holder.save()
+        door.pin_only = True
+        door.save()
+        bridge.reload()
+
+        def typed(pin, req):
+            return device.request({"t": "access", "req": req, "reader": 1, "cred": {"kind": "pin", "pin": pin}})
+
+        assert typed("2468", 1) == {"t": "decision", "req": 1, "grant": True, "reason": "granted", "open_ms": 6000}
+        assert typed("1357", 2)["reason"] == "unknown_pin"
+        event = wait_until(lambda: AuditEvent.objects.filter(kind="access_granted", detail__req=1).first())
+        assert (event.cardholder_id, event.key_uid, event.detail["credential"]) == (holder.pk, "", "pin")
+        door.pin_only = False
+        door.save()
+        bridge.reload()
+        assert typed("2468", 3)["reason"] == "pin_not_accepted"
+
+    def test_card_and_pin_asks_for_the_pin_then_takes_it(self, site, device, bridge):
+        holder, door = site["holder"], site["door"]
+        holder.set_pin("2468")
+        holder.save()
+        door.pin_required = True
+        door.save()
+        bridge.reload()
+        assert access(device, req=1)["reason"] == "pin_required"
+        assert access(device, req=2, pin="1111")["reason"] == "wrong_pin"
+        assert access(device, req=3, pin="2468")["grant"] is True
+
     def test_a_retransmitted_access_gets_the_same_decision_datagram(self, device, bridge):
         datagram = device.seal({"t": "access", "req": 1, "reader": 1, "cred": {"kind": "card", "uid": UID}})
         device.send(datagram)
