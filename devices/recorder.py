@@ -20,7 +20,7 @@ from core.vault import VaultError
 from devices.choices import CommandStatus, DeviceKind
 from devices.encoding import JobUpdate, apply_job_updates
 from devices.models import Alarm, Device, DeviceCommand, DeviceDoor, DeviceReader, OsdpReader
-from devices.runtime.decisions import Place
+from devices.places import Place
 
 logger = logging.getLogger("space.bridge")
 

@@ -113,6 +113,14 @@ SERVICES: dict[str, Entry] = {
             description="The SDP/1 server of the online devices (docs/sdp1-in-space.md)",
         ),
         Entry(
+            "osdp",
+            "OSDP buses",
+            "devices.osdp.service.Buses",
+            setting_on("SPACE_OSDP_IN_RUNSPACE"),
+            description="Every enabled OSDP bus, started and stopped as buses come and go (docs/osdp.md); "
+            "outside runspace each bus is a service of its own, osdp-bus-<id>",
+        ),
+        Entry(
             "usb-encoder-sweep",
             "USB encoder sweep",
             "devices.usb_encoders.EncoderSweep",
@@ -177,6 +185,38 @@ SERVICES: dict[str, Entry] = {
         ),
     )
 }
+
+
+BUS_PREFIX = "osdp-bus-"
+
+
+def bus_entry(bus_id: int, name: str) -> Entry:
+    """The entry of one OSDP bus: hosted under a lease of its own, unless runspace runs every bus ("osdp")."""
+
+    def make() -> Service:
+        return importlib.import_module("devices.osdp.service").BusService(bus_id)
+
+    return Entry(
+        f"{BUS_PREFIX}{bus_id}",
+        f"OSDP bus {name}",
+        make,
+        setting_on("SPACE_OSDP_IN_RUNSPACE"),
+        lease=f"{BUS_PREFIX}{bus_id}",
+        description=f"The readers and doors on the OSDP bus {name} (docs/osdp.md)",
+    )
+
+
+def bus_entries() -> list[Entry]:
+    """One entry per enabled OSDP bus, read from the database (the table's part that the site configures)."""
+    enabled_buses = importlib.import_module("devices.osdp.config").enabled_buses
+    return [bus_entry(bus_id, name) for bus_id, name in enabled_buses()]
+
+
+def lookup(name: str) -> Entry | None:
+    """The table's entry called ``name``, an OSDP bus's included; None when there is none."""
+    if name.startswith(BUS_PREFIX):
+        return next((entry for entry in bus_entries() if entry.name == name), None)
+    return SERVICES.get(name)
 
 
 def hosted() -> list[Entry]:

@@ -337,6 +337,13 @@ SPACE_ENCODE_CARD_WAIT_SECONDS = envint("SPACE_ENCODE_CARD_WAIT_SECONDS", 30)
 SPACE_USB_ENCODER_GRACE_SECONDS = envint("SPACE_USB_ENCODER_GRACE_SECONDS", 10)
 # Where the bridge runs: inside runspace (embedded) or as a Celery task on the connectors queue (production).
 SPACE_BRIDGE_IN_RUNSPACE = envbool("SPACE_BRIDGE_IN_RUNSPACE", not PRODUCTION)
+# OSDP buses (devices/osdp/): inside runspace (every enabled bus) or each bus a service of its own.
+SPACE_OSDP_IN_RUNSPACE = envbool("SPACE_OSDP_IN_RUNSPACE", not PRODUCTION)
+# Keypads at doors Space runs (devices/runtime/keypad.py): how long a card waits for its PIN, how many wrong
+# PINs in a row lock the keypad, and for how long.
+SPACE_PIN_TIMEOUT_SECONDS = envint("SPACE_PIN_TIMEOUT_SECONDS", 10)
+SPACE_PIN_MAX_WRONG = envint("SPACE_PIN_MAX_WRONG", 3)
+SPACE_PIN_LOCKOUT_SECONDS = envint("SPACE_PIN_LOCKOUT_SECONDS", 60)
 # The same for the event stream's sender (integrations.eventstream.service; space/services.py).
 SPACE_EVENT_STREAM_IN_RUNSPACE = envbool("SPACE_EVENT_STREAM_IN_RUNSPACE", not PRODUCTION)
 # The PMS and SHIP connectors (space/services.py): in runspace, or as Celery long-lived tasks.

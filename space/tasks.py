@@ -13,7 +13,7 @@ from celery import shared_task
 
 from core import hosting
 from core.lease import DEFAULT_TTL_SECONDS
-from space.services import SERVICES, hosted
+from space.services import bus_entries, hosted, lookup
 
 RUNS_IN_RUNSPACE = "runs in runspace"
 NOT_CONFIGURED = "not configured"
@@ -39,7 +39,7 @@ def run_service(name: str, lease_seconds: float = DEFAULT_TTL_SECONDS) -> str:
     ``lease_seconds`` is how soon another worker may take over from a dead one.
     A name not in the table, or of a service that runs inside runspace only, is configured nowhere.
     """
-    entry = SERVICES.get(name)
+    entry = lookup(name)
     if entry is not None and entry.in_runspace():
         return RUNS_IN_RUNSPACE
     if entry is None or not entry.hosted or not entry.configured:
@@ -55,7 +55,7 @@ def ensure_services() -> dict[str, str]:
     runs in runspace, is running, or was sent.
     """
     outcome = {}
-    for entry in hosted():
+    for entry in hosted() + bus_entries():
         if not entry.configured:
             continue
         if entry.in_runspace():

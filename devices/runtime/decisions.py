@@ -8,21 +8,12 @@ through ``accesscontrol.events.record_many`` in the runtime's writer).
 """
 
 import time
-from dataclasses import dataclass
 
 from accesscontrol.choices import AuditKind
 from accesscontrol.engine import Decision, decide, decide_pin, normalize_uid, passback_after
 from accesscontrol.models import AuditEvent
 from accesscontrol.snapshot import SnapshotStore
-
-
-@dataclass(frozen=True, slots=True)
-class Place:
-    """An access point as a device names it: id, name and partition (for events and the monitor)."""
-
-    id: int
-    name: str
-    partition_id: int | None = None
+from devices.places import Place
 
 
 class Decider:

@@ -34,7 +34,8 @@ from accesscontrol.choices import Decision as Reason
 from accesscontrol.engine import Decision
 from accesscontrol.models import AuditEvent
 from devices.choices import AlarmKind, CommandOp
-from devices.runtime.decisions import Decider, EventIds, Place, access_event
+from devices.places import Place
+from devices.runtime.decisions import Decider, EventIds, access_event
 from devices.runtime.doors import AlarmCleared, AlarmRaised, Door, DoorTimes, Record, Relay, StateChanged
 from devices.runtime.keypad import CardTimedOut, Keypad, PinEntered
 

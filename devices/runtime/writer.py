@@ -21,8 +21,8 @@ from accesscontrol import live
 from accesscontrol.models import AuditEvent
 from core.services import close_connection, run_orm
 from devices import recorder
+from devices.places import Place
 from devices.recorder import AlarmChange, CommandUpdate
-from devices.runtime.decisions import Place
 
 logger = logging.getLogger("space.runtime")
 

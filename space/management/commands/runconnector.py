@@ -11,6 +11,7 @@ from space.services import connectors
 class Command(runservice.Command):
     help = "Run one PMS or SHIP connector alone, until SIGTERM or SIGINT (runservice NAME)."
     kind = "connector"
+    buses = False
 
     def names(self) -> list[str]:
         return [entry.name for entry in connectors()]

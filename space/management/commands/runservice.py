@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from core import hosting
-from space.services import SERVICES, Entry, hosted
+from space.services import BUS_PREFIX, SERVICES, Entry, hosted, lookup
 
 
 class Command(BaseCommand):
@@ -25,11 +25,15 @@ class Command(BaseCommand):
     # What this command runs: any hosted service (runconnector narrows it to the connectors).
     kind = "service"
 
+    # An OSDP bus is a service too (osdp-bus-<id>), named from the database.
+    buses = True
+
     def names(self) -> list[str]:
         return [entry.name for entry in hosted()]
 
     def add_arguments(self, parser):
-        parser.add_argument("name", help=f"The {self.kind}: {', '.join(self.names())}.")
+        also = f", or {BUS_PREFIX}<id> for an OSDP bus" if self.buses else ""
+        parser.add_argument("name", help=f"The {self.kind}: {', '.join(self.names())}{also}.")
         self.add_address_arguments(parser)
 
     def add_address_arguments(self, parser):
@@ -42,6 +46,11 @@ class Command(BaseCommand):
 
     def entry(self, options) -> Entry:
         name = options["name"]
+        if self.buses and name.startswith(BUS_PREFIX):
+            entry = lookup(name)
+            if entry is None:
+                raise CommandError(f"No enabled OSDP bus {name[len(BUS_PREFIX) :]!r}.")
+            return entry
         if name not in self.names():
             raise CommandError(f"No {self.kind} {name!r}; there are: {', '.join(self.names())}.")
         return SERVICES[name]

@@ -7,7 +7,8 @@ from accesscontrol.choices import AuditKind
 from accesscontrol.choices import Decision as Reason
 from accesscontrol.snapshot import SnapshotStore
 from devices.choices import AlarmKind, CommandOp
-from devices.runtime.decisions import Decider, Place
+from devices.places import Place
+from devices.runtime.decisions import Decider
 from devices.runtime.doors import DoorTimes
 from devices.runtime.runtime import (
     ASK_PIN,
