@@ -107,6 +107,8 @@ class CardRead:
     format: str  # "wiegand", "raw" (format unspecified) or "ascii"
     bits: int
     data: bytes
+    # When libosdp handed it over (time.monotonic()): where Space's own share of a card-to-relay time starts.
+    at: float = field(default_factory=time.monotonic, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

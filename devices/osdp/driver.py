@@ -19,6 +19,7 @@ a device with several readers is not yet mapped).
 
 import asyncio
 import logging
+import time
 from collections import Counter
 
 from django.utils import timezone
@@ -45,6 +46,9 @@ class OsdpDriver:
         self.runtime: Runtime | None = None  # set by the service once both exist
         self.bus: osdp_bus.Bus | None = None
         self.counters: Counter = Counter()
+        # Set to a list to collect, per card read, the seconds from libosdp's hand-over to the last command
+        # submitted (relay, LED, buzzer): Space's own share of a card-to-relay time (manage.py bench_doors).
+        self.trace: list[float] | None = None
         self._timers: dict[tuple[int, int], asyncio.TimerHandle] = {}
         self.configure(config)
 
@@ -148,3 +152,5 @@ class OsdpDriver:
         if card.facility is not None:
             detail["facility"] = card.facility
         runtime.card(device.device_pk, READER_NO, card.uid, detail=detail)
+        if self.trace is not None:
+            self.trace.append(time.monotonic() - event.at)

@@ -163,6 +163,7 @@ def test_a_redelivered_run_service_returns_at_once_while_the_bridge_runs_elsewhe
     assert production.get(BRIDGE_KEY) == elsewhere.token
 
 
+@pytest.mark.django_db
 def test_beats_check_leaves_a_running_bridge_alone(production):
     elsewhere = Lease(BRIDGE_LEASE, client=production)
     assert elsewhere.acquire()
@@ -170,6 +171,7 @@ def test_beats_check_leaves_a_running_bridge_alone(production):
     assert tasks.ensure_services()[BRIDGE] == "running"
 
 
+@pytest.mark.django_db
 def test_in_the_embedded_profile_both_tasks_leave_the_bridge_to_runspace(settings):
     settings.SPACE_BRIDGE_IN_RUNSPACE = True
     settings.REDIS_URL = None

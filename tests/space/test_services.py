@@ -7,11 +7,12 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from core.periodic import PeriodicService
+from devices.osdp.service import Buses
 from devices.sdp.bridge import Bridge
 from devices.usb_encoders import EncoderSweep
 from integrations.eventstream.service import EventStreamService
 from integrations.webhooks.service import WebhookService
-from space.services import SERVICES, connectors, embedded_services, hosted
+from space.services import SERVICES, bus_entries, connectors, embedded_services, hosted, lookup
 
 
 @pytest.fixture
@@ -42,6 +43,7 @@ def test_every_entry_makes_a_service_that_starts_and_stops(everything_configured
 
     assert started == [
         "device-bridge",
+        "osdp",
         "usb-encoder-sweep",
         "webhooks",
         "blacklist-purge",
@@ -63,7 +65,7 @@ def test_the_leases_keep_their_names_and_the_other_services_run_inside_runspace_
         "industry": "connector-industry",
         "ship": "connector-ship",
     }
-    assert runspace_only == ["usb-encoder-sweep", "webhooks", "blacklist-purge"]
+    assert runspace_only == ["osdp", "usb-encoder-sweep", "webhooks", "blacklist-purge"]
     assert [entry.name for entry in connectors()] == ["fias", "industry", "ship"]
 
 
@@ -84,6 +86,7 @@ def test_a_connector_is_on_when_its_setting_is_set_and_the_others_always_are(set
 
 def test_the_embedded_profile_runs_the_bridge_webhooks_and_event_stream_inside_runspace(settings):
     settings.SPACE_BRIDGE_IN_RUNSPACE = True
+    settings.SPACE_OSDP_IN_RUNSPACE = True
     settings.SPACE_EVENT_STREAM_IN_RUNSPACE = True
     settings.CELERY_BROKER_URL = "memory://"
 
@@ -91,6 +94,7 @@ def test_the_embedded_profile_runs_the_bridge_webhooks_and_event_stream_inside_r
 
     assert [type(service) for service in services] == [
         Bridge,
+        Buses,
         EncoderSweep,
         WebhookService,
         PeriodicService,
@@ -100,6 +104,7 @@ def test_the_embedded_profile_runs_the_bridge_webhooks_and_event_stream_inside_r
 
 def test_the_production_profile_leaves_them_to_the_celery_workers_and_keeps_the_usb_encoder_sweep(settings):
     settings.SPACE_BRIDGE_IN_RUNSPACE = False
+    settings.SPACE_OSDP_IN_RUNSPACE = False
     settings.SPACE_EVENT_STREAM_IN_RUNSPACE = False
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
 
@@ -150,3 +155,23 @@ def test_runconnector_is_runservice_for_the_connectors_only(settings):
 
     assert str(not_a_connector.value) == "No connector 'device-bridge'; there are: fias, industry, ship."
     assert str(not_configured.value) == "The SHIP connector is not configured: set SPACE_SHIP_PORT."
+
+
+@pytest.mark.django_db
+def test_each_enabled_osdp_bus_is_an_entry_of_its_own_under_its_own_lease(settings):
+    from devices.models import OsdpBus
+    from devices.osdp.service import BusService
+
+    settings.SPACE_OSDP_IN_RUNSPACE = False
+    first = OsdpBus.objects.create(name="Line A", port="/dev/ttyUSB0")
+    OsdpBus.objects.create(name="Line B", port="socket://10.0.0.5:4001", enabled=False)
+
+    (entry,) = bus_entries()
+    assert (entry.name, entry.lease, entry.title) == (f"osdp-bus-{first.pk}", f"osdp-bus-{first.pk}", "OSDP bus Line A")
+    assert entry.hosted and not entry.in_runspace()
+    assert isinstance(entry.make(), BusService) and entry.make().bus_id == first.pk
+    assert lookup(entry.name).lease == entry.lease
+    assert lookup("osdp-bus-999999") is None and lookup("device-bridge") is SERVICES["device-bridge"]
+    # Inside runspace the "osdp" service runs every bus: the bus entries then say so.
+    settings.SPACE_OSDP_IN_RUNSPACE = True
+    assert entry.in_runspace()
