@@ -547,10 +547,6 @@ class TcpLine(Line):
         self.url = f"socket://127.0.0.1:{self.port}"
         self._start(f"osdp-tcp-line {self.port}")
 
-    @property
-    def connected_clients(self) -> int:
-        return 0 if self._client is None else 1
-
     def disconnect(self) -> None:
         self._call(self._go_down)
 

@@ -20,6 +20,7 @@ import asyncio
 import collections
 import logging
 import math
+import os
 import select
 import threading
 import time
@@ -213,6 +214,12 @@ class LineChannel(osdp.Channel):
     thread sees that after the refresh and reopens the line. Bytes from the port
     are moved into a buffer by ``pump`` (so the port never stays readable with
     nobody reading it) and libosdp takes them from there.
+
+    pyserial opens and configures the port. Where the port has a descriptor (a
+    serial device, a pseudo-terminal, a ``socket://`` connection) the bytes move
+    with ``poll`` and ``os.read``/``os.write``: pyserial's own reads wait with
+    ``select``, which fails on a descriptor past 1023, as a busy server may hand
+    out. Without one (``rfc2217://``, ``loop://``) they go through pyserial.
     """
 
     def __init__(self, counters: collections.Counter):
@@ -222,6 +229,7 @@ class LineChannel(osdp.Channel):
         self.port: serial.SerialBase | None = None
         self.lost = False
         self._fd: int | None = None
+        self._poll: select.poll | None = None
         self._rx = bytearray()
         self._counters = counters
 
@@ -230,11 +238,14 @@ class LineChannel(osdp.Channel):
         self._rx.clear()
         try:
             self._fd = port.fileno()
-        except (AttributeError, OSError, ValueError):  # rfc2217 has no descriptor to wait on
-            self._fd = None
+        except (AttributeError, OSError, ValueError):  # rfc2217 and loop have no descriptor to wait on
+            self._fd, self._poll = None, None
+        else:
+            self._poll = select.poll()
+            self._poll.register(self._fd, select.POLLIN)
 
     def detach(self) -> None:
-        port, self.port, self._fd = self.port, None, None
+        port, self.port, self._fd, self._poll = self.port, None, None, None
         self._rx.clear()
         if port is not None:
             try:
@@ -251,34 +262,51 @@ class LineChannel(osdp.Channel):
         if self.port is None or self.lost:
             return 0
         try:
-            written = self.port.write(buf)
+            if self._fd is None:
+                written = self.port.write(buf)
+                return len(buf) if written is None else written
+            return self._write_fd(buf)
         except Exception as exc:  # whatever the port raises, the line is lost
             self._lose("write", exc)
             return 0
-        return len(buf) if written is None else written
+
+    def _write_fd(self, buf: bytes) -> int:
+        view, deadline = memoryview(buf), time.monotonic() + WRITE_TIMEOUT_SECONDS
+        writable = select.poll()
+        writable.register(self._fd, select.POLLOUT)
+        while view:
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BlockingIOError:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("the line takes no more bytes") from None
+                writable.poll(remaining * 1000)
+        return len(buf)
 
     def flush(self) -> None:
         """libosdp flushes before each command: bytes left from an earlier answer must not pass for this one's."""
         self._rx.clear()
-        if self.port is not None and not self.lost:
-            try:
+        if self.port is None or self.lost:
+            return
+        try:
+            if self._fd is None:
                 self.port.reset_input_buffer()
-            except Exception as exc:
-                self._lose("flush", exc)
+                return
+            while self._poll.poll(0):
+                if not os.read(self._fd, RX_CHUNK_BYTES):
+                    raise EOFError("the line closed")
+        except BlockingIOError:
+            return
+        except Exception as exc:
+            self._lose("flush", exc)
 
     def pump(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for bytes from the line and keep them for libosdp."""
-        port = self.port
-        if port is None or self.lost:
+        if self.port is None or self.lost:
             return
         try:
-            if self._fd is not None:
-                ready, _, _ = select.select([self._fd], [], [], timeout)
-                if not ready:
-                    return
-            else:
-                time.sleep(timeout)
-            data = port.read(RX_CHUNK_BYTES)
+            data = self._receive(timeout)
         except Exception as exc:
             self._lose("read", exc)
             return
@@ -288,9 +316,23 @@ class LineChannel(osdp.Channel):
             del self._rx[:excess]
             self._counters["rx_overflow_bytes"] += excess
 
+    def _receive(self, timeout: float) -> bytes:
+        if self._fd is None:
+            time.sleep(timeout)
+            return self.port.read(self.port.in_waiting)
+        if not self._poll.poll(timeout * 1000):
+            return b""
+        try:
+            data = os.read(self._fd, RX_CHUNK_BYTES)
+        except BlockingIOError:
+            return b""
+        if not data:
+            raise EOFError("the line closed")  # a converter closed the connection; a pseudo-terminal lost its other end
+        return data
+
     def _lose(self, what: str, exc: Exception) -> None:
         if not self.lost:
-            log.warning("OSDP line %s: %s failed: %s", getattr(self.port, "portstr", "?"), what, exc)
+            log.warning("OSDP line %s: %s failed: %r", getattr(self.port, "portstr", "?"), what, exc)
         self.lost = True
 
 

@@ -251,10 +251,17 @@ def test_a_tcp_converter_going_down_takes_every_reader_offline_until_it_is_back(
     assert running.bus.counters["line_lost"] == 1
 
 
-def test_a_serial_port_that_vanishes_is_counted_and_nothing_raises(pty_line, run_bus):
-    _, running = online_reader(pty_line, run_bus)
+def test_a_serial_port_that_vanishes_is_counted_and_nothing_raises(pty_line, run_bus, tmp_path):
+    # Through a link of the test's own: pseudo-terminal numbers are reused at once, and a bus opening the same
+    # /dev/pts/N again could land on another test's line.
+    port = tmp_path / "ttyOSDP0"
+    port.symlink_to(pty_line.path)
+    pty_line.add_reader(1, KEY)
+    running = run_bus(str(port), [ReaderSpec(1, KEY)])
+    running.wait_link(1)
 
-    pty_line.stop()  # the adapter unplugged: the pseudo-terminal is gone for good
+    port.unlink()
+    pty_line.stop()  # the adapter unplugged: the port is gone for good
 
     running.wait_link(1, online=False, secure=False)
     wait_until(lambda: running.bus.counters["line_open_failed"] >= 1)
