@@ -50,6 +50,7 @@ class OsdpDriver:
         # submitted (relay, LED, buzzer): Space's own share of a card-to-relay time (manage.py bench_doors).
         self.trace: list[float] | None = None
         self._timers: dict[tuple[int, int], asyncio.TimerHandle] = {}
+        self._insecure: set[int] = set()  # devices whose secure channel failed, until it comes up
         self.configure(config)
 
     def configure(self, config: BusConfig) -> None:
@@ -121,6 +122,9 @@ class OsdpDriver:
         elif isinstance(event, osdp_bus.Link):
             runtime.device_online(pk, event.online, detail={"address": event.address, "secure": event.secure})
             self.writer.reader(pk, secure=event.secure and event.online)
+            if event.online and event.secure and pk in self._insecure:
+                self._insecure.discard(pk)
+                self.writer.alarm(AlarmKind.SECURE_CHANNEL, False, None, pk, timezone.now())
             if event.online:
                 self.writer.device(pk, last_seen_at=timezone.now(), address=f"{self.config.name} #{event.address}")
         elif isinstance(event, osdp_bus.Identity):
@@ -138,8 +142,11 @@ class OsdpDriver:
             runtime.record(AuditKind.READER_KEY_SET, pk, {"address": event.address})
         elif isinstance(event, osdp_bus.SecureFailed):
             self.counters["secure_channel_failed"] += 1
-            runtime.record(AuditKind.SECURE_CHANNEL_FAILED, pk, {"address": event.address})
-            self.writer.alarm(AlarmKind.SECURE_CHANNEL, True, None, pk, timezone.now())
+            if pk not in self._insecure:
+                # The bus tries again and again (up to every 30 s): one event and one alarm until it works.
+                self._insecure.add(pk)
+                runtime.record(AuditKind.SECURE_CHANNEL_FAILED, pk, {"address": event.address})
+                self.writer.alarm(AlarmKind.SECURE_CHANNEL, True, None, pk, timezone.now())
 
     def _card(self, runtime: Runtime, device: OsdpDevice, event: osdp_bus.CardRead) -> None:
         try:
