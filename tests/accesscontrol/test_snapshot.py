@@ -91,6 +91,7 @@ def test_the_full_build_reads_every_rule(world):
         valid_until=dt.datetime(2030, 1, 1, tzinfo=UTC).timestamp(),
         use_anti_passback=True,
         pin_hash=world.holder.pin_hash,
+        pin_index=world.holder.pin_index,
         level_ids=(world.level.pk,),
         zones={world.zone.pk: ANY_TIME},
     )
