@@ -132,7 +132,11 @@ class CommissionOsdpReaderForm(OsdpReaderForm):
         help_text="Door 1: the lock on this device's relay (not on an I/O module).",
     )
     relay = forms.IntegerField(
-        min_value=0, max_value=255, initial=0, help_text="The lock relay's output (0: the first)."
+        min_value=0,
+        max_value=255,
+        initial=0,
+        required=False,
+        help_text="The lock relay's output (0 or empty: the first).",
     )
     contact = forms.IntegerField(
         min_value=0, max_value=255, required=False, help_text="The door contact's input; empty: none."

@@ -204,7 +204,8 @@ def test_the_device_page_of_a_reader_shows_its_bus_secure_channel_key_identity_a
     assert '<span class="badge badge-danger">Off</span>' in text
     assert '<span class="badge badge-warn">Not yet</span>' in text
     assert "R90" in text and "8.1.2" in text and "SN-9" in text
-    assert "Relay 1 · contact 0" in text and "exit button none" in text
+    wiring = text[text.index('id="door-1-wiring"') :]
+    assert '<td class="num">1</td>' in wiring and "0 <br><small" in wiring and "active: open" in wiring
     assert '<span class="badge door-state badge-warn">released</span>' in text
     assert f'href="/devices/{device.pk}/doors/1/wiring/"' in text
     assert f'href="/devices/{device.pk}/osdp/"' in text
