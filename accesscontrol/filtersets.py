@@ -112,10 +112,23 @@ class AccessPointFilterSet(PartitionedFilterSet):
     kind = filters.ChoiceFilter(choices=AccessPointKind.choices)
     location = IdFilter(field_name="location_id")
     zone = IdFilter(field_name="zones__id", distinct=True)
+    held_open_time = IdFilter(label="Held-open time (s); 0: never an alarm")
 
     class Meta:
         model = AccessPoint
-        fields = ["partition", "name", "kind", "connection", "opening_mode", "location", "zone", "lockdown"]
+        fields = [
+            "partition",
+            "name",
+            "kind",
+            "connection",
+            "opening_mode",
+            "location",
+            "zone",
+            "lockdown",
+            "pin_required",
+            "pin_only",
+            "held_open_time",
+        ]
 
 
 class TimePeriodFilterSet(PartitionedFilterSet):

@@ -23,6 +23,7 @@ MENU = [
             ("Locations", "locations", "accesscontrol.view_location"),
             ("Devices", "devices", "devices.view_device"),
             ("Offline locks", "offline_locks", "devices.view_device"),
+            ("OSDP buses", "osdp_buses", "devices.view_osdpbus"),
         ],
     ),
     (

@@ -1,15 +1,25 @@
-"""Devices in the admin: commissioning (with the key shown once), door and reader mappings, commands sent."""
+"""Devices in the admin: commissioning (with the key shown once), door and reader mappings with their wiring,
+commands sent; OSDP buses, OSDP readers (on their device's page) and alarms.
+
+Every save goes through devices.actions, which records it in the system auditor.
+An OSDP device is commissioned like any device, with its bus and address in the
+"OSDP reader" part of the page; Space picks its device id and secure channel key
+and never shows the key.
+"""
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 
 from accesscontrol.admin import VIA, ReadOnlyAdmin, SpaceAdmin
 from accesscontrol.models import AccessPoint
 from accesscontrol.permissions import restrict
-from devices import actions, commands
-from devices.models import DEVICE_KEY_SIZE, Device, DeviceCommand, DeviceDoor, DeviceReader
+from devices import actions, alarms, commands
+from devices.choices import DeviceKind
+from devices.models import DEVICE_KEY_SIZE, Alarm, Device, DeviceCommand, DeviceDoor, DeviceReader, OsdpBus, OsdpReader
 
 LIVE_STATUS = ["online", "last_seen_at", "address", "firmware", "battery", "tamper", "door_states"]
+OSDP_REPORTED = ["key_set_at", "secure", "vendor_code", "model", "serial_number", "firmware", "capabilities"]
 
 
 def _show_key_once(request, device: Device, key: bytes, what: str = "key") -> None:
@@ -32,12 +42,74 @@ class AccessPointInlineMixin:
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
-class DeviceDoorInline(AccessPointInlineMixin, admin.TabularInline):
+class DeviceDoorForm(forms.ModelForm):
+    class Meta:
+        model = DeviceDoor
+        fields = ["number", "access_point", *actions.WIRING["doors"]]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only doors Space runs (OSDP) use their wiring: left empty, the relay is the first.
+        if "relay" in self.fields:
+            self.fields["relay"].required = False
+
+    def clean_relay(self):
+        relay = self.cleaned_data.get("relay")
+        return 0 if relay is None else relay
+
+
+class WiringInlineMixin:
+    """The wiring (a door's relay and inputs, a reader's direction) is for devices Space runs: OSDP ones.
+    A new device's page shows it, since its kind is not known yet; an SDP/1 device's page does not."""
+
+    relation = ""
+
+    def get_fields(self, request, obj=None):
+        fields = ["number", "access_point"]
+        if obj is None or obj.kind in DeviceKind.osdp():
+            fields += actions.WIRING[self.relation]
+        return fields
+
+
+class DeviceDoorInline(WiringInlineMixin, AccessPointInlineMixin, admin.TabularInline):
     model = DeviceDoor
+    form = DeviceDoorForm
+    relation = "doors"
 
 
-class DeviceReaderInline(AccessPointInlineMixin, admin.TabularInline):
+class DeviceReaderInline(WiringInlineMixin, AccessPointInlineMixin, admin.TabularInline):
     model = DeviceReader
+    relation = "readers"
+
+
+class OsdpReaderFormSet(forms.BaseInlineFormSet):
+    """An OSDP device has exactly its one place on a bus; any other device has none."""
+
+    def clean(self):
+        super().clean()
+        filled = [form for form in self.forms if form.has_changed() and not self._should_delete_form(form)]
+        if not self.instance._state.adding:
+            filled = filled or [form for form in self.forms if form.instance.pk and not self._should_delete_form(form)]
+        osdp = self.instance.kind in DeviceKind.osdp()
+        if osdp and not filled:
+            raise ValidationError("An OSDP device needs its bus and address.")
+        if not osdp and filled:
+            raise ValidationError("Only OSDP readers and I/O modules are on an OSDP bus: leave this empty.")
+
+
+class OsdpReaderInline(admin.StackedInline):
+    """Where an OSDP device is on its bus, and what it reported of itself (read-only: its bus service writes it)."""
+
+    model = OsdpReader
+    formset = OsdpReaderFormSet
+    fk_name = "device"
+    extra = 1
+    max_num = 1
+    can_delete = False
+    autocomplete_fields = ["bus"]
+    fields = ["bus", "address", "card_format", "allow_clear", *OSDP_REPORTED]
+    readonly_fields = OSDP_REPORTED
+    verbose_name_plural = "OSDP reader (OSDP devices only)"
 
 
 class DeviceForm(forms.ModelForm):
@@ -45,12 +117,19 @@ class DeviceForm(forms.ModelForm):
         required=False,
         strip=True,
         max_length=DEVICE_KEY_SIZE * 2,
-        help_text=f"{DEVICE_KEY_SIZE * 2} hex digits. Leave empty to generate one, shown once after saving.",
+        help_text=f"{DEVICE_KEY_SIZE * 2} hex digits. Leave empty to generate one, shown once after saving. "
+        "OSDP devices: leave empty (Space gives the reader its secure channel key over the bus, never shown).",
     )
 
     class Meta:
         model = Device
         fields = ["device_id", "name", "kind", "description", "station", "enabled"]
+        help_texts = {"device_id": "The id the device sends in every frame; empty for OSDP devices: Space picks one."}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "device_id" in self.fields:
+            self.fields["device_id"].required = False
 
     def clean_key(self) -> bytes | None:
         key = self.cleaned_data["key"]
@@ -64,11 +143,27 @@ class DeviceForm(forms.ModelForm):
             raise forms.ValidationError(f"A device key is {DEVICE_KEY_SIZE * 2} hex digits.")
         return raw
 
+    def clean(self):
+        data = super().clean()
+        if not self.instance._state.adding:
+            # Before _post_clean, the instance still has the stored kind.
+            if "kind" in data and (data["kind"] in DeviceKind.osdp()) != (self.instance.kind in DeviceKind.osdp()):
+                self.add_error("kind", "A device stays on OSDP or off it; commission a new device instead.")
+            return data
+        if data.get("kind") in DeviceKind.osdp():
+            if data.get("key"):
+                self.add_error("key", "An OSDP device's secure channel key is made by Space; leave this empty.")
+            # Provisional, for the model's checks: commissioning picks the free id it saves.
+            data["device_id"] = actions.next_device_id()
+        elif data.get("device_id") is None and "device_id" not in self.errors:
+            self.add_error("device_id", "Give the device's id (OSDP devices alone get one from Space).")
+        return data
+
 
 @admin.register(Device)
 class DeviceAdmin(SpaceAdmin):
     form = DeviceForm
-    inlines = [DeviceDoorInline, DeviceReaderInline]
+    inlines = [OsdpReaderInline, DeviceDoorInline, DeviceReaderInline]
     list_display = ["name", "device_id", "kind", "enabled", "online", "last_seen_at", "key_set"]
     list_filter = ["kind", "enabled", "online", "tamper"]
     search_fields = ["name", "description", "=device_id", "=station"]
@@ -87,6 +182,12 @@ class DeviceAdmin(SpaceAdmin):
         # The key is sealed for the device id: a device with another id is another device.
         return [*self.readonly_fields, "device_id"] if obj else self.readonly_fields
 
+    def get_inline_instances(self, request, obj=None):
+        inlines = super().get_inline_instances(request, obj)
+        if obj is not None and obj.kind not in DeviceKind.osdp():
+            return [inline for inline in inlines if not isinstance(inline, OsdpReaderInline)]
+        return inlines
+
     @admin.display(description="key", boolean=True)
     def key_set(self, device):
         return device.has_key
@@ -99,29 +200,61 @@ class DeviceAdmin(SpaceAdmin):
         """Nothing yet: save_related, which sees the door and reader rows too, saves all through one action."""
 
     def save_related(self, request, form, formsets, change):
-        mappings = {}
+        mappings, place = {}, None
         for formset in formsets:
             relation = formset.fk.remote_field.related_name
-            mappings[relation] = [
-                {"number": row.cleaned_data["number"], "access_point": row.cleaned_data["access_point"]}
-                for row in formset.forms
-                if row.cleaned_data and not row.cleaned_data.get("DELETE")
-            ]
+            rows = [row for row in formset.forms if row.cleaned_data and not row.cleaned_data.get("DELETE")]
+            if relation == "osdp":
+                place = rows[0].cleaned_data if rows else None
+            else:
+                # Wiring the page did not show stays as it was (a new row's: the defaults).
+                names = ["number", "access_point", *actions.WIRING[relation]]
+                mappings[relation] = [
+                    {
+                        name: row.cleaned_data[name] if name in row.cleaned_data else getattr(row.instance, name)
+                        for name in names
+                    }
+                    for row in rows
+                ]
             # The admin's change message reads what the formset saved; the action saved it instead.
             formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         device = form.instance
         by = {"operator": request.user, "via": VIA}
-        if change:
+        if device.kind in DeviceKind.osdp():
+            self.save_osdp(request, device, place or {}, mappings, change, by)
+        elif change:
             actions.update_device(device, **mappings, **by)
+        else:
+            given = form.cleaned_data.get("key")
+            key = actions.commission_device(device, key=given, **mappings, **by, recorded_as="add")
+            if given is None:
+                _show_key_once(request, device, key)
+
+    def save_osdp(self, request, device: Device, place: dict, mappings: dict, change: bool, by: dict) -> None:
+        names = ["bus", "address", "card_format", "allow_clear"]
+        if change:
+            reader = device.osdp
+            reader.device = device
+            for name in names:
+                if name in place:
+                    setattr(reader, name, place[name])
+            actions.update_osdp_reader(reader, **mappings, **by)
             return
-        given = form.cleaned_data.get("key")
-        key = actions.commission_device(device, key=given, **mappings, **by, recorded_as="add")
-        if given is None:
-            _show_key_once(request, device, key)
+        reader = OsdpReader(**{name: place[name] for name in names if name in place})
+        actions.commission_osdp_reader(device, reader, **mappings, **by, recorded_as="add")
+        messages.info(
+            request,
+            f"{device} has device id {device.device_id} and its own secure channel key, which Space gives it "
+            "over the bus on first contact while the reader is in install mode.",
+        )
 
     @admin.action(description="Generate a new key", permissions=["change"])
     def generate_new_key(self, request, queryset):
-        for device in self.restrict(queryset, request, "change"):
+        for device in self.restrict(queryset, request, "change").select_related("osdp"):
+            if device.kind in DeviceKind.osdp():
+                actions.rekey_osdp_reader(device.osdp, operator=request.user, via=VIA)
+                messages.warning(request, f"{device} has a new secure channel key (not shown). {actions.REKEY_HELP}")
+                continue
             _show_key_once(request, device, actions.rekey_device(device, operator=request.user, via=VIA), "new key")
 
 
@@ -137,3 +270,97 @@ class DeviceCommandAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request):
         return commands.visible_commands(super().get_queryset(request), request.user)
+
+
+# --- OSDP buses -----------------------------------------------------------------------------------------
+
+
+class OsdpBusForm(forms.ModelForm):
+    class Meta:
+        model = OsdpBus
+        fields = ["name", "port", "baud", "enabled", "description"]
+        help_texts = {"port": actions.PORT_HELP}
+
+    def clean_port(self):
+        try:
+            return actions.check_port(self.cleaned_data.get("port", ""))
+        except ValidationError as error:
+            raise forms.ValidationError(error.message_dict["port"]) from None
+
+
+class OsdpReaderOnBusInline(admin.TabularInline):
+    """The bus's devices, to look at; each is changed on its device's page."""
+
+    model = OsdpReader
+    fk_name = "bus"
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    fields = ["device", "address", "card_format", "secure", "key_set_at", "vendor_code", "model", "serial_number"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(OsdpBus)
+class OsdpBusAdmin(SpaceAdmin):
+    form = OsdpBusForm
+    inlines = [OsdpReaderOnBusInline]
+    list_display = ["name", "port", "baud", "enabled", "online", "last_error"]
+    list_filter = ["enabled", "online"]
+    search_fields = ["name", "port", "description"]
+    readonly_fields = ["online", "last_error", "updated_at"]
+
+    # devices.actions records the bus's creation and changes itself.
+    audit_additions = False
+    audit_changes = False
+
+    def get_inline_instances(self, request, obj=None):
+        # A new bus has no readers yet.
+        return super().get_inline_instances(request, obj) if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        by = {"operator": request.user, "via": VIA}
+        if change:
+            actions.update_osdp_bus(obj, **by)
+            return
+        fields = {name: form.cleaned_data[name] for name in actions.BUS_FIELDS}
+        saved = actions.create_osdp_bus(**fields, **by, recorded_as="add")
+        obj.pk, obj._state.adding, obj._state.db = saved.pk, False, saved._state.db
+
+
+# --- alarms ---------------------------------------------------------------------------------------------
+
+
+@admin.register(Alarm)
+class AlarmAdmin(ReadOnlyAdmin):
+    """Alarms are raised and cleared by the device runtime; operators acknowledge them (the action here)."""
+
+    list_display = ["raised_at", "kind", "access_point", "device", "cleared_at", "acknowledged_at", "acknowledged_by"]
+    list_filter = ["kind", ("acknowledged_at", admin.EmptyFieldListFilter), ("cleared_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["access_point", "device", "acknowledged_by"]
+    search_fields = ["access_point__name", "device__name", "note"]
+    date_hierarchy = "raised_at"
+    actions = ["acknowledge"]
+
+    def get_queryset(self, request):
+        return alarms.visible_alarms(super().get_queryset(request), request.user)
+
+    def has_acknowledge_permission(self, request):
+        return request.user.has_perm(alarms.ACKNOWLEDGE)
+
+    @admin.action(description="Acknowledge", permissions=["acknowledge"])
+    def acknowledge(self, request, queryset):
+        done, refused = 0, []
+        for alarm in alarms.visible_alarms(queryset, request.user, "acknowledge"):
+            try:
+                actions.acknowledge_alarm(alarm, operator=request.user, via=VIA)
+            except ValidationError as error:
+                refused.append(f"{alarm}: {' '.join(error.messages)}")
+                continue
+            done += 1
+        if done:
+            messages.success(request, f"{done} alarm{'s' if done != 1 else ''} acknowledged.")
+        for text in refused:
+            messages.warning(request, text)

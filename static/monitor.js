@@ -18,7 +18,14 @@
   const kindLabels = new Map(JSON.parse(document.getElementById("monitor-kinds").textContent));
   const reasonSource = document.getElementById("monitor-reasons");
   const reasonLabels = new Map(reasonSource ? JSON.parse(reasonSource.textContent) : []);
+  const alarmsPanel = document.getElementById("monitor-alarms");
+  // Door states the SDP/1 bridge and the device runtime publish, and how each looks.
   const doorAlerts = new Set(["forced", "left_open"]);
+  const doorBusy = new Set(["open", "released"]);
+  const doorQuiet = new Set(["closed", "locked"]);
+  // Events that come with an alarm raised, cleared or acknowledged: the alarm panel is asked for again.
+  const alarmKinds = new Set(["door_forced", "door_left_open", "tamper", "tamper_cleared", "device_offline",
+    "power_failure", "power_restored", "secure_channel_failed", "alarm_acknowledged"]);
   let paused = false;
   let held = [];
   let socket = null;
@@ -73,6 +80,7 @@
       showDoor(item);
     } else if (item.type === "audit_event") {
       if (item.kind === "device_online" || item.kind === "device_offline") showDevice(item);
+      if (alarmKinds.has(item.kind)) refreshAlarms();
       if (paused) {
         held.push(item);
         if (held.length > maxRows) held.shift();  // only the newest would be shown anyway
@@ -81,6 +89,10 @@
         addEvent(item, true);
       }
     }
+  }
+
+  function refreshAlarms() {
+    if (alarmsPanel && window.htmx) window.htmx.trigger(alarmsPanel, "refresh");
   }
 
   function cell(text, className) {
@@ -134,7 +146,9 @@
     const badge = row.querySelector(".door-state");
     badge.textContent = (item.state || "unknown").replace(/_/g, " ");
     badge.className = "badge door-state " + (doorAlerts.has(item.state) ? "badge-danger" :
-      item.state === "open" ? "badge-warn" : item.state === "closed" ? "badge-ok" : "");
+      doorBusy.has(item.state) ? "badge-warn" : doorQuiet.has(item.state) ? "badge-ok" : "");
+    // A door that turns forced or left open has raised an alarm: show the alarm panel again at once.
+    if (doorAlerts.has(item.state)) refreshAlarms();
   }
 
   function showDevice(item) {

@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from accesscontrol.models import ApiKey, Operator
-from devices.models import Device, DeviceDoor, DeviceReader
+from devices.models import Alarm, Device, DeviceDoor, DeviceReader, OsdpBus, OsdpReader
 from integrations.models import WebhookDelivery, WebhookSubscription
 from tests.factories import (
     give_permission,
@@ -76,6 +76,7 @@ def wsgi_in_test_transaction():
 def seed_site():
     """A small site in two partitions: the partition operator sees the first only."""
     mine, theirs = make_partition("Mine"), make_partition("Theirs")
+    bus = OsdpBus.objects.create(name="Lobby line", port="socket://192.0.2.40:4001")
     for partition in (mine, theirs):
         hours = make_time_period(("08:00", "18:00", "monday", "tuesday"), partition=partition)
         zone = make_zone(partition=partition)
@@ -91,6 +92,15 @@ def seed_site():
         for number, door in enumerate(doors, start=1):
             DeviceDoor.objects.create(device=device, number=number, access_point=door)
             DeviceReader.objects.create(device=device, number=number, access_point=door)
+        reader = Device(device_id=2000 + partition.pk, name=f"Reader {partition.name}", kind="osdp_reader")
+        reader.set_key()
+        reader.save()
+        OsdpReader.objects.create(device=reader, bus=bus, address=partition.pk % 127)
+        keypad = make_access_point(partition=partition, pin_only=True)
+        DeviceDoor.objects.create(device=reader, number=1, access_point=keypad, relay=0, contact=1, rex=2)
+        DeviceReader.objects.create(device=reader, number=1, access_point=keypad, direction="entry")
+        Alarm.objects.create(kind="forced", access_point=keypad, device=reader, raised_at=timezone.now())
+        Alarm.objects.create(kind="tamper", device=reader, raised_at=timezone.now(), acknowledged_at=timezone.now())
     make_calendar(("2030-12-25", "holiday"), ("2030-05-01", "special1"))
     make_room("101")
     subscription = WebhookSubscription(name="Hook", url="https://192.0.2.10/space", all_partitions=True)

@@ -137,6 +137,8 @@ class AccessPointSerializer(PartitionedSerializer):
             "calendar",
             "direction",
             "pin_required",
+            "pin_only",
+            "held_open_time",
             "lockdown",
         ]
 

@@ -50,12 +50,20 @@ class AccessPointForm(OperatorModelForm):
             "calendar",
             "direction",
             "pin_required",
+            "pin_only",
+            "held_open_time",
         ]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2}),
             "zones": forms.CheckboxSelectMultiple,
         }
-        help_texts = {"zones": "Zones of other partitions the access point is in stay as they are."}
+        help_texts = {
+            "zones": "Zones of other partitions the access point is in stay as they are.",
+            "pin_only": "A cardholder's PIN typed at the keypad opens it without a card (PINs are unique on the site). "
+            "Doors run by Space (OSDP readers) and SDP/1 keypads.",
+            "held_open_time": "An open door raises a held-open alarm after this many seconds (0: never). "
+            "Doors run by Space (OSDP readers).",
+        }
 
     def clean_ext_id(self):
         return self.cleaned_data.get("ext_id") or None

@@ -2,7 +2,9 @@
 
 A device's doors and readers are written nested, as a whole list, like a time
 period's intervals. Its key is never readable: it is given (or generated) when
-the device is created or rekeyed, and shown in that one response only.
+the device is created or rekeyed, and shown in that one response only. An OSDP
+reader's key (its secure channel key) is not even that: Space makes it and gives
+it to the reader over the bus.
 """
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -13,10 +15,21 @@ from accesscontrol.api.serializers import ModelSerializer, VisibleRelatedField, 
 from accesscontrol.choices import OpeningMode
 from accesscontrol.models import AccessPoint, Zone
 from accesscontrol.permissions import restrict
-from devices import encoding
+from devices import actions, encoding
 from devices.actions import MAPPINGS, commission_device, update_device
+from devices.choices import CardFormat, DeviceKind
 from devices.commands import DOOR_OPS
-from devices.models import DEVICE_KEY_SIZE, Device, DeviceCommand, DeviceDoor, DeviceReader, EncodeJob
+from devices.models import (
+    DEVICE_KEY_SIZE,
+    Alarm,
+    Device,
+    DeviceCommand,
+    DeviceDoor,
+    DeviceReader,
+    EncodeJob,
+    OsdpBus,
+    OsdpReader,
+)
 
 MAX_DOORS = 256
 
@@ -46,7 +59,8 @@ class DeviceDoorSerializer(ModelSerializer):
     class Meta:
         list_serializer_class = WholeListSerializer
         model = DeviceDoor
-        fields = ["id", "number", "access_point"]
+        # The wiring (relay, contact, rex) is for doors Space runs (OSDP); SDP/1 devices run their own and ignore it.
+        fields = ["id", "number", "access_point", "relay", "contact", "rex", "contact_open_when_active"]
         # Checked against the other devices by DeviceSerializer; here it would trip over the device's own rows.
         extra_kwargs = {"access_point": {"validators": []}}
 
@@ -55,7 +69,7 @@ class DeviceReaderSerializer(ModelSerializer):
     class Meta:
         list_serializer_class = WholeListSerializer
         model = DeviceReader
-        fields = ["id", "number", "access_point"]
+        fields = ["id", "number", "access_point", "direction"]
 
 
 def _numbered(items: list[dict], what: str) -> list[dict]:
@@ -160,16 +174,19 @@ class DeviceSerializer(ModelSerializer):
         return update_device(instance, **mappings, **by_request(self))
 
     def _refuse_hidden_mappings(self, relation: str) -> None:
-        """A list is written as a whole: rewriting it must not drop mappings to access points the writer cannot see."""
-        if self.instance is None:
-            return
-        request = self.context.get("request")
-        visible = restrict(AccessPoint.objects.all(), getattr(request, "user", None), "view")
-        if getattr(self.instance, relation).exclude(access_point__in=visible).exists():
-            raise serializers.ValidationError(
-                f"This device's {relation} include access points you cannot see; "
-                "only an operator who sees them all may rewrite them."
-            )
+        refuse_hidden_mappings(self.instance, relation, self.context.get("request"))
+
+
+def refuse_hidden_mappings(device: Device | None, relation: str, request) -> None:
+    """A list is written as a whole: rewriting it must not drop mappings to access points the writer cannot see."""
+    if device is None:
+        return
+    visible = restrict(AccessPoint.objects.all(), getattr(request, "user", None), "view")
+    if getattr(device, relation).exclude(access_point__in=visible).exists():
+        raise serializers.ValidationError(
+            f"This device's {relation} include access points you cannot see; "
+            "only an operator who sees them all may rewrite them."
+        )
 
 
 class DeviceKeySerializer(serializers.Serializer):
@@ -300,3 +317,182 @@ class EncodeJobSerializer(ModelSerializer):
 
     def get_error_message(self, job) -> str:
         return encoding.error_message(job.error) if job.error else ""
+
+
+# --- OSDP buses and readers -----------------------------------------------------------------------
+
+
+class OsdpBusSerializer(ModelSerializer):
+    readers = serializers.PrimaryKeyRelatedField(
+        many=True, read_only=True, help_text="Its OSDP readers and I/O modules (their ids, as in /osdp-readers/)."
+    )
+
+    class Meta:
+        model = OsdpBus
+        fields = [
+            "id",
+            "name",
+            "port",
+            "baud",
+            "enabled",
+            "description",
+            "online",
+            "last_error",
+            "updated_at",
+            "readers",
+        ]
+        # The live status is the bus service's to write.
+        read_only_fields = ["online", "last_error", "updated_at"]
+        extra_kwargs = {"port": {"help_text": actions.PORT_HELP}}
+
+    def validate_port(self, port):
+        try:
+            return actions.check_port(port)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.message_dict["port"]) from None
+
+    def create(self, validated_data):
+        return actions.create_osdp_bus(**validated_data, **by_request(self))
+
+    def update(self, instance, validated_data):
+        return actions.update_osdp_bus(instance, **validated_data, **by_request(self))
+
+
+OSDP_KINDS = [(kind.value, kind.label) for kind in map(DeviceKind, DeviceKind.osdp())]
+REPORTED = ["key_set_at", "secure", "vendor_code", "model", "serial_number", "firmware", "capabilities"]
+
+
+class OsdpReaderSerializer(ModelSerializer):
+    """An OSDP reader or I/O module: its device (name, kind...), where it is on its bus, its doors and readers,
+    and what it reported of itself. Its secure channel key is never in it."""
+
+    id = serializers.IntegerField(source="pk", read_only=True, help_text="The device's id, as in /devices/.")
+    device_id = serializers.IntegerField(
+        source="device.device_id", read_only=True, help_text="Given by Space on commissioning (OSDP sends none)."
+    )
+    name = serializers.CharField(source="device.name", max_length=100)
+    kind = serializers.ChoiceField(source="device.kind", choices=OSDP_KINDS, default=DeviceKind.OSDP_READER)
+    description = serializers.CharField(source="device.description", allow_blank=True, default="")
+    enabled = serializers.BooleanField(
+        source="device.enabled", default=True, help_text="A disabled device is not polled."
+    )
+    card_format = serializers.ChoiceField(choices=CardFormat.choices, default=CardFormat.AUTO)
+    doors = DeviceDoorSerializer(
+        source="device.doors",
+        many=True,
+        required=False,
+        max_length=MAX_DOORS,
+        help_text="The doors it drives, with their wiring: for a reader, door 1 on its own relay and inputs.",
+    )
+    readers = DeviceReaderSerializer(
+        source="device.readers",
+        many=True,
+        required=False,
+        max_length=MAX_DOORS,
+        help_text="The access point a card or PIN at its reader asks to open: for a reader, reader 1.",
+    )
+    has_key = serializers.BooleanField(source="device.has_key", read_only=True)
+    online = serializers.BooleanField(source="device.online", read_only=True)
+    last_seen_at = serializers.DateTimeField(source="device.last_seen_at", read_only=True, allow_null=True)
+    tamper = serializers.BooleanField(source="device.tamper", read_only=True)
+    door_states = serializers.JSONField(source="device.door_states", read_only=True)
+
+    class Meta:
+        model = OsdpReader
+        fields = [
+            "id",
+            "device_id",
+            "name",
+            "kind",
+            "description",
+            "enabled",
+            "bus",
+            "address",
+            "card_format",
+            "allow_clear",
+            "doors",
+            "readers",
+            "has_key",
+            "online",
+            "last_seen_at",
+            "tamper",
+            "door_states",
+            *REPORTED,
+        ]
+        read_only_fields = REPORTED
+        # The address once per bus: checked by the action, whose error names the reader that has it.
+        validators = []
+
+    def validate(self, attrs):
+        # The device's and the reader's rules are checked together by the action (one 400 with every error);
+        # the shared model check would take the nested device fields for the reader's own.
+        return attrs
+
+    def validate_doors(self, doors):
+        refuse_hidden_mappings(getattr(self.instance, "device", None), "doors", self.context.get("request"))
+        return doors
+
+    def validate_readers(self, readers):
+        refuse_hidden_mappings(getattr(self.instance, "device", None), "readers", self.context.get("request"))
+        return readers
+
+    def create(self, validated_data):
+        device = validated_data.pop("device")
+        mappings = {relation: device.pop(relation, None) for relation in MAPPINGS}
+        created = actions.commission_osdp_reader(
+            Device(**device),
+            OsdpReader(**validated_data),
+            **mappings,
+            **by_request(self),
+            recorded_as="create",
+        )
+        return created.osdp
+
+    def update(self, instance, validated_data):
+        device = validated_data.pop("device", {})
+        mappings = {relation: device.pop(relation, None) for relation in MAPPINGS}
+        for name, value in device.items():
+            setattr(instance.device, name, value)
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        return actions.update_osdp_reader(instance, **mappings, **by_request(self))
+
+
+# --- alarms ----------------------------------------------------------------------------------------
+
+
+class AlarmSerializer(serializers.ModelSerializer):
+    access_point_name = serializers.CharField(source="access_point.name", read_only=True, default="")
+    device_name = serializers.CharField(source="device.name", read_only=True, default="")
+    acknowledged_by_name = serializers.SerializerMethodField(help_text="Who acknowledged it (username).")
+
+    class Meta:
+        model = Alarm
+        fields = [
+            "id",
+            "kind",
+            "access_point",
+            "access_point_name",
+            "device",
+            "device_name",
+            "raised_at",
+            "cleared_at",
+            "acknowledged_at",
+            "acknowledged_by",
+            "acknowledged_by_name",
+            "note",
+        ]
+        read_only_fields = fields
+
+    def get_acknowledged_by_name(self, alarm) -> str:
+        return alarm.acknowledged_by.get_username() if alarm.acknowledged_by else ""
+
+
+class AcknowledgeAlarmSerializer(serializers.Serializer):
+    note = serializers.CharField(
+        required=False, allow_blank=True, max_length=200, default="", help_text="What was done about it."
+    )
+
+
+class ConflictSerializer(serializers.Serializer):
+    detail = serializers.CharField()

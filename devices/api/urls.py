@@ -7,6 +7,9 @@ from devices.api import ppd, views
 router = SimpleRouter()
 router.register("devices", views.DeviceViewSet)
 router.register("device-commands", views.DeviceCommandViewSet)
+router.register("osdp-buses", views.OsdpBusViewSet)
+router.register("osdp-readers", views.OsdpReaderViewSet)
+router.register("alarms", views.AlarmViewSet)
 
 urlpatterns = [
     path("commands/", views.IssueCommandView.as_view(), name="issue-command"),

@@ -1,18 +1,19 @@
-"""API v1 views for devices and for the commands operators send to doors.
+"""API v1 views for devices, OSDP buses and readers, alarms, and the commands operators send to doors.
 
 The viewsets sit on the shared base of ``accesscontrol.api.views``: querysets go
 through ``restrict``, writes are transactions recorded in the system auditor.
-Devices are site-wide, like calendars: their doors and readers name access
-points, which must be ones the operator can see. A device command belongs to
-its access point's partition.
+Devices (OSDP ones too) and OSDP buses are site-wide, like calendars: their
+doors and readers name access points, which must be ones the operator can see.
+A device command and an alarm belong to their access point's partition.
 """
 
 import django_filters as filters
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import Q
+from django.http import Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -21,12 +22,21 @@ from accesscontrol.api.views import SpaceModelViewSet, SpaceReadOnlyViewSet
 from accesscontrol.filtersets import IdFilter, UtcDateTimeFromToRangeFilter
 from accesscontrol.models import AccessPoint, Key, SiteSettings, Zone
 from accesscontrol.permissions import may_use_partition, permission_name, restrict
-from devices import actions, commands, encoding
+from devices import actions, alarms, commands, encoding
 from devices.api import serializers
 from devices.choices import CommandOp, CommandStatus, DeviceKind
-from devices.models import Device, DeviceCommand, DeviceDoor, DeviceReader, EncodeJob
+from devices.filtersets import AlarmFilterSet, OsdpBusFilterSet, OsdpReaderFilterSet
+from devices.models import Alarm, Device, DeviceCommand, DeviceDoor, DeviceReader, EncodeJob, OsdpBus, OsdpReader
 
 VIA = "api"
+MAX_ID = 2**63 - 1
+
+
+def _as_int(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
 
 
 class DeviceFilterSet(filters.FilterSet):
@@ -196,3 +206,102 @@ class EncodeJobView(generics.RetrieveAPIView):
 
     def get_queryset(self):
         return _visible_jobs(self.request.user)
+
+
+# --- OSDP buses and readers -------------------------------------------------------------------------------
+
+
+class OsdpBusViewSet(SpaceModelViewSet):
+    """RS-485 lines of OSDP readers, each reached through a serial port or a serial-over-IP converter.
+
+    A bus that still has readers cannot be deleted (409): move or decommission them first.
+    """
+
+    queryset = OsdpBus.objects.prefetch_related("readers")
+    serializer_class = serializers.OsdpBusSerializer
+    filterset_class = OsdpBusFilterSet
+    search_fields = ["name", "description", "port"]
+    ordering_fields = ["id", "name"]
+
+    audited_by_actions = True  # devices.actions create_osdp_bus and update_osdp_bus
+
+
+class OsdpReaderViewSet(SpaceModelViewSet):
+    """OSDP readers and I/O modules: creating one commissions it (a device with the next free device id and a
+    secure channel key Space gives the reader on first contact, never shown); deleting one removes its device."""
+
+    queryset = OsdpReader.objects.select_related("device", "bus").prefetch_related("device__doors", "device__readers")
+    serializer_class = serializers.OsdpReaderSerializer
+    filterset_class = OsdpReaderFilterSet
+    search_fields = ["device__name", "device__description", "serial_number"]
+    ordering_fields = ["bus", "address"]
+
+    audited_by_actions = True  # devices.actions commission_osdp_reader and update_osdp_reader
+    # Its id is its device's, named "id" in its URLs as every object's is.
+    lookup_field = "device_id"
+    lookup_url_kwarg = "id"
+
+    def get_object(self):
+        # The one-to-one key hands an id to the database as it is: one out of range is a 404 here, not an overflow.
+        if not 0 < _as_int(self.kwargs.get(self.lookup_url_kwarg)) <= MAX_ID:
+            raise Http404("No such OSDP reader.")
+        return super().get_object()
+
+    def _is_visible(self, pk) -> bool:
+        return super()._is_visible(self.kwargs.get(self.lookup_url_kwarg))
+
+    def perform_destroy(self, instance):
+        actions.decommission_osdp_reader(instance, operator=self.request.user, via=VIA)
+
+    @extend_schema(request=None, responses=serializers.OsdpReaderSerializer)
+    @action(detail=True, methods=["post"], permission_action="change")
+    def rekey(self, request, **kwargs):
+        """Seal a new secure channel key for the reader; it is not shown. The reader still holds the old one: put
+        it back in install mode (see its manual) so Space can give it the new one."""
+        reader = self.get_object()
+        actions.rekey_osdp_reader(reader, operator=request.user, via=VIA)
+        return Response(self.get_serializer(reader).data)
+
+
+# --- alarms ---------------------------------------------------------------------------------------------
+
+
+class AlarmViewSet(SpaceReadOnlyViewSet):
+    """Door and device alarms the runtime raised (forced, held open, tamper...). ``?open=true`` lists those not
+    acknowledged yet, as the live monitor shows them. Operators acknowledge them; nobody writes them."""
+
+    queryset = Alarm.objects.select_related("access_point", "device", "acknowledged_by")
+    serializer_class = serializers.AlarmSerializer
+    filterset_class = AlarmFilterSet
+    ordering_fields = ["id", "raised_at", "acknowledged_at"]
+
+    def get_queryset(self):
+        return alarms.visible_alarms(self.queryset.all(), self.request.user, self.restrict_action())
+
+    def _is_visible(self, pk) -> bool:
+        try:
+            return alarms.visible_alarms(Alarm.objects.filter(pk=pk), self.request.user).exists()
+        except (TypeError, ValueError, DjangoValidationError):
+            return False
+
+    @extend_schema(
+        request=serializers.AcknowledgeAlarmSerializer,
+        responses={
+            200: serializers.AlarmSerializer,
+            409: OpenApiResponse(serializers.ConflictSerializer, description="Acknowledged already: by whom, when."),
+        },
+    )
+    @action(detail=True, methods=["post"], permission_action="acknowledge")
+    def acknowledge(self, request, pk=None):
+        """The operator has seen the alarm (needs devices.acknowledge_alarm in its partition): it leaves the
+        monitor's open alarms and an ``alarm_acknowledged`` audit event is recorded. Acknowledging it again: 409."""
+        alarm = self.get_object()
+        body = serializers.AcknowledgeAlarmSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            actions.acknowledge_alarm(alarm, operator=request.user, via=VIA, note=body.validated_data["note"])
+        except DjangoValidationError as error:
+            if getattr(error, "code", None) != actions.ALREADY_ACKNOWLEDGED:
+                raise
+            return Response({"detail": error.messages[0]}, status=status.HTTP_409_CONFLICT)
+        return Response(serializers.AlarmSerializer(alarm).data)

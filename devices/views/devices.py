@@ -5,9 +5,11 @@ and the commands and events shown are limited to what the operator may see.
 The offline locks page (and an offline lock's detail page) shows what each
 lock runs against what it should, and why it needs a PPD visit
 (devices.locks.lock_reports: a fixed number of queries for any number of locks).
-Commissioning and rekeying stay in the admin, the API and ``manage.py
-commission_device``: a device key is shown once, which a web page is not
-the place for.
+An OSDP device's page shows where it is on its bus, its secure channel and what
+it reported of itself, and its doors' wiring (devices/views/osdp.py edits them).
+Commissioning and rekeying SDP/1 devices stay in the admin, the API and
+``manage.py commission_device``: a device key is shown once, which a web page is
+not the place for. OSDP readers are commissioned here too: their key is never shown.
 """
 
 from django import forms
@@ -24,9 +26,10 @@ from accesscontrol.permissions import restrict
 from accesscontrol.views.base import OperatorPage, paginate
 from accesscontrol.views.editing import DetailPage, EditPage, ListPage
 from devices import commands, locks
+from devices.actions import REKEY_HELP, describe_wiring
 from devices.api.views import DeviceFilterSet
 from devices.choices import DeviceKind
-from devices.models import Device, DeviceCommand, DeviceDoor, DeviceReader, EncodeJob
+from devices.models import Device, DeviceCommand, DeviceDoor, DeviceReader, EncodeJob, OsdpReader
 
 RECENT = 20
 
@@ -79,6 +82,7 @@ class DeviceDetail(DevicePage, DetailPage):
         doors = list(_with_points(DeviceDoor, user).filter(device=device))
         for door in doors:
             door.state = (device.door_states or {}).get(str(door.number), "")
+            door.state_label = door.state.replace("_", " ")
         context["doors"] = doors
         context["readers"] = _with_points(DeviceReader, user).filter(device=device)
         context["may_see_commands"] = user.has_perm("devices.view_devicecommand")
@@ -89,6 +93,11 @@ class DeviceDetail(DevicePage, DetailPage):
         context["events"] = events.order_by("-at", "-id")[:RECENT]
         if device.kind == DeviceKind.OFFLINE_LOCK:
             context["lock"] = lock_rows(user, [device])[0]
+        if device.kind in DeviceKind.osdp():
+            context["osdp"] = OsdpReader.objects.select_related("bus").filter(device=device).first()
+            context["rekey_help"] = REKEY_HELP
+        context["wired"] = device.kind in DeviceKind.osdp() or any(describe_wiring(door) for door in doors)
+        context["may_change_osdp"] = restrict(OsdpReader.objects.filter(device=device), user, "change").exists()
         return context
 
 

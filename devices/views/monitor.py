@@ -1,8 +1,11 @@
-"""The live monitor: the newest events at once, then live over /ws/monitor/; remote open and lockdown.
+"""The live monitor: the newest events at once, then live over /ws/monitor/; remote open and lockdown; open alarms.
 
 The page is rendered with the last events of the operator's partitions, the
 doors' states and the devices' presence, so it is useful before its script has
-connected. Commands go through ``devices.commands.issue`` (which queues the
+connected. Its alarm panel lists the alarms nobody has acknowledged yet (htmx
+asks for it again every few seconds); its Acknowledge buttons go through
+``devices.actions.acknowledge_alarm``, for operators holding
+``devices.acknowledge_alarm`` in the alarm's partition. Commands go through ``devices.commands.issue`` (which queues the
 device commands and records the action in the system auditor), under the rules
 the API's ``POST /api/v1/commands/`` applies: the operator needs
 ``devices.add_devicecommand`` and must be allowed to change every access point a
@@ -12,7 +15,7 @@ command reaches, and, for a lockdown or its end, the zone or the site itself.
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
-from django.shortcuts import redirect
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.generic import TemplateView, View
 
 from accesscontrol.choices import AuditKind, Decision
@@ -20,15 +23,17 @@ from accesscontrol.models import AccessPoint, AuditEvent, SiteSettings, Zone
 from accesscontrol.permissions import ALL, allowed_partitions, permission_name, restrict
 from accesscontrol.views.base import VIA, OperatorPage, client_address
 from accesscontrol.views.records import ALERT_KINDS, AUDIT_COLUMNS
-from devices import commands
+from devices import actions, alarms, commands
 from devices.choices import CommandOp
-from devices.models import Device, DeviceCommand, DeviceDoor
+from devices.forms import AcknowledgeAlarmForm
+from devices.models import Alarm, Device, DeviceCommand, DeviceDoor
 
 VIEW_EVENTS = "accesscontrol.view_auditevent"
 # The permission the API's commands endpoint asks for.
 ISSUE_COMMANDS = "devices.add_devicecommand"
 FIRST_EVENTS = 50
 RECENT_COMMANDS = 10
+OPEN_ALARMS_SHOWN = 50
 # What the page's buttons ask for, and the command each is.
 ACTIONS = {
     "open": CommandOp.OPEN,
@@ -42,6 +47,23 @@ def monitored(queryset, operator):
     """The access points or zones of the partitions whose events ``operator`` watches: what the monitor shows."""
     partitions = allowed_partitions(operator, VIEW_EVENTS)
     return queryset if partitions is ALL else queryset.filter(partition__in=partitions)
+
+
+def alarm_panel(operator) -> dict:
+    """The open alarms the operator sees (newest first, at most OPEN_ALARMS_SHOWN) and which they may acknowledge."""
+    if not operator.has_perm(alarms.VIEW):
+        return {"may_see_alarms": False, "alarms": [], "alarm_count": 0, "may_acknowledge": set()}
+    visible = alarms.open_alarms(alarms.visible_alarms(Alarm.objects.all(), operator))
+    shown = list(visible.select_related("access_point", "device")[:OPEN_ALARMS_SHOWN])
+    acknowledgeable = alarms.visible_alarms(
+        Alarm.objects.filter(pk__in=[alarm.pk for alarm in shown]), operator, "acknowledge"
+    )
+    return {
+        "may_see_alarms": True,
+        "alarms": shown,
+        "alarm_count": visible.count() if len(shown) == OPEN_ALARMS_SHOWN else len(shown),
+        "may_acknowledge": set(acknowledgeable.values_list("pk", flat=True)),
+    }
 
 
 def recent_commands(operator):
@@ -90,6 +112,7 @@ class MonitorView(OperatorPage, TemplateView):
             alert_kinds=sorted(ALERT_KINDS),
             kinds=AuditKind.choices,
             reasons=Decision.choices,
+            **alarm_panel(operator),
         )
         return context
 
@@ -174,3 +197,46 @@ def describe(action: str, target, issued: commands.Issued) -> str:
     if issued.still_in_lockdown:
         parts.append(f"{len(issued.still_in_lockdown)} access point(s) stay locked by another lockdown")
     return "; ".join(parts) + "."
+
+
+class MonitorAlarmsView(OperatorPage, TemplateView):
+    """The monitor's panel of open alarms: htmx polls it, and an acknowledgement answers with it."""
+
+    permission_required = alarms.VIEW
+    template_name = "accesscontrol/monitor/alarms.html"
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), **alarm_panel(self.request.user)}
+
+
+class AcknowledgeAlarmView(OperatorPage, View):
+    """POST: the operator has seen an alarm. From htmx, the answer is the refreshed alarm panel; else the monitor."""
+
+    permission_required = alarms.ACKNOWLEDGE
+    http_method_names = ["post"]
+
+    def post(self, request, pk):
+        alarm = get_object_or_404(alarms.visible_alarms(Alarm.objects.all(), request.user, "acknowledge"), pk=pk)
+        form = AcknowledgeAlarmForm(request.POST)
+        error = ""
+        if not form.is_valid():
+            error = " ".join(message for messages_ in form.errors.values() for message in messages_)
+        else:
+            try:
+                actions.acknowledge_alarm(
+                    alarm,
+                    operator=request.user,
+                    via=VIA,
+                    note=form.cleaned_data["note"],
+                    address=client_address(request),
+                )
+            except ValidationError as refused:
+                error = " ".join(refused.messages)
+        if request.headers.get("HX-Request"):
+            context = {**alarm_panel(request.user), "alarm_error": error}
+            return render(request, "accesscontrol/monitor/alarms.html", context)
+        if error:
+            messages.error(request, error)
+        else:
+            messages.success(request, f"{alarm} acknowledged.")
+        return redirect("monitor")

@@ -285,3 +285,22 @@ def valid_key(level: str) -> dict:
     """The UID of an issued key of someone holding access level ``level``."""
     key = Key.objects.filter(status="issued", cardholder__access_levels__name=level).order_by("pk").first()
     return {"uid": key.uid, "cardholder": str(key.cardholder)}
+
+
+def alarm(kind: str, access_point: str) -> dict:
+    """An open alarm (not acknowledged) at the access point named ``access_point``, as the device runtime raises one."""
+    from django.utils import timezone
+
+    from devices.models import Alarm
+
+    raised = Alarm.objects.create(
+        kind=kind, access_point=AccessPoint.objects.get(name=access_point), raised_at=timezone.now()
+    )
+    return {"id": raised.pk}
+
+
+def osdp_bus(name: str, port: str = "socket://127.0.0.1:4001") -> dict:
+    """An OSDP bus (its service is not running: the line shows closed)."""
+    from devices.models import OsdpBus
+
+    return {"id": OsdpBus.objects.create(name=name, port=port).pk}

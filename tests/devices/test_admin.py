@@ -26,6 +26,8 @@ def messages_of(response) -> str:
 
 def device_form(doors=(), readers=(), **fields) -> dict:
     data = {"device_id": "1001", "name": "Unit 1", "kind": "control_unit", "enabled": "on", **fields}
+    # The OSDP reader part of the page (OSDP devices only), left empty.
+    data |= {"osdp-TOTAL_FORMS": "0", "osdp-INITIAL_FORMS": "0"}
     for prefix, rows in (("doors", doors), ("readers", readers)):
         data |= {f"{prefix}-TOTAL_FORMS": str(len(rows)), f"{prefix}-INITIAL_FORMS": "0"}
         for index, (number, point) in enumerate(rows):

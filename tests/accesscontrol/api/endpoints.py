@@ -33,7 +33,7 @@ from accesscontrol.models import (
     TimePeriod,
     Zone,
 )
-from devices.models import Device, DeviceCommand
+from devices.models import Alarm, Device, DeviceCommand, OsdpBus, OsdpReader
 from integrations.eventstream.models import EventStream
 from integrations.models import WebhookSubscription
 from tests.factories import (
@@ -64,6 +64,8 @@ class Endpoint:
     everywhere: bool = False
     create_action: str = "create"
     extra: dict = field(default_factory=dict)
+    # Payload fields that are not columns of the model itself (an OSDP reader's name is its device's).
+    unchecked: tuple[str, ...] = ()
 
     def __str__(self):
         return self.path
@@ -88,10 +90,31 @@ WEBHOOK_URL = "https://192.0.2.10/hooks/space"
 
 def make_device(**fields) -> Device:
     device_id = next(_device_ids)
-    device = Device(device_id=device_id, name=f"Unit {device_id}", kind="control_unit", **fields)
+    fields.setdefault("kind", "control_unit")
+    device = Device(device_id=device_id, name=f"Unit {device_id}", **fields)
     device.set_key()
     device.save()
     return device
+
+
+_osdp_addresses = itertools.count(1)
+
+
+def make_osdp_bus() -> OsdpBus:
+    return OsdpBus.objects.create(name=unique("Bus"), port="/dev/ttyUSB0")
+
+
+def make_osdp_reader() -> OsdpReader:
+    """An OSDP reader stored as commissioning leaves it, without an auditor row (the tests count theirs)."""
+    device = make_device(kind="osdp_reader")
+    return OsdpReader.objects.create(device=device, bus=make_osdp_bus(), address=next(_osdp_addresses) % 127)
+
+
+def make_alarm(partition) -> Alarm:
+    """A door alarm (an alarm belongs to its access point's partition)."""
+    return Alarm.objects.create(
+        kind="forced", access_point=make_access_point(partition=partition), raised_at=timezone.now()
+    )
 
 
 def make_command(partition) -> DeviceCommand:
@@ -245,6 +268,25 @@ ENDPOINTS = [
         partitioned=False,  # a device serves doors of any partition
     ),
     Endpoint("device-commands", DeviceCommand, make=make_command),
+    Endpoint(
+        "osdp-buses",
+        OsdpBus,
+        make=lambda p: make_osdp_bus(),
+        create=lambda p: {"name": unique("Bus"), "port": "socket://192.0.2.30:4001", "baud": 38400},
+        update=lambda p: {"baud": 9600},
+        partitioned=False,  # a bus serves doors of any partition
+    ),
+    Endpoint(
+        "osdp-readers",
+        OsdpReader,
+        make=lambda p: make_osdp_reader(),
+        create=lambda p: {"name": unique("Reader"), "bus": make_osdp_bus().pk, "address": 5, "allow_clear": True},
+        update=lambda p: {"card_format": "h10301"},
+        partitioned=False,  # a device serves doors of any partition
+        needs=("devices.view_osdpbus",),
+        unchecked=("name",),
+    ),
+    Endpoint("alarms", Alarm, make=make_alarm),
     # --- integrations ----------------------------------------------------------------------------------
     Endpoint(
         "webhooks",

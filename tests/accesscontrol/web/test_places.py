@@ -43,6 +43,7 @@ def new_point_form(partition, **fields) -> dict:
         "open_time": 4,
         "extended_open_time": 10,
         "direction": "both",
+        "held_open_time": 30,
     }
     form.update(fields)
     return form
@@ -58,8 +59,11 @@ def edit_form(point: AccessPoint, **fields) -> dict:
         open_time=point.open_time,
         extended_open_time=point.extended_open_time,
         direction=point.direction,
+        held_open_time=point.held_open_time,
         zones=[zone.pk for zone in point.zones.all()],
     )
+    if point.pin_only:
+        form["pin_only"] = "on"
     form.update(fields)
     return form
 
