@@ -168,10 +168,9 @@ def _mapping_lists(device: Device) -> dict:
         ]
         for relation in MAPPINGS
     }
-    lists["wiring"] = [
-        *(describe_wiring(door) for door in device.doors.order_by("number") if describe_wiring(door)),
-        *(f"reader {item.number}: {item.direction}" for item in device.readers.order_by("number") if item.direction),
-    ]
+    doors = [describe_wiring(door) for door in device.doors.order_by("number")]
+    directed = device.readers.exclude(direction="").order_by("number")
+    lists["wiring"] = [text for text in doors if text] + [f"reader {r.number}: {r.direction}" for r in directed]
     return lists
 
 
@@ -204,7 +203,8 @@ def check_wiring(device: Device, doors: list[dict] | None, readers: list[dict] |
             except ValidationError as error:
                 messages += [f"{model._meta.verbose_name} {item.get('number')}: {text}" for text in error.messages]
             if relation == "doors" and item.get("contact") is not None and item.get("contact") == item.get("rex"):
-                messages.append(f"door {item.get('number')}: the contact and the exit button are on different inputs.")
+                number = item.get("number")
+                messages.append(f"door {number}: the contact and the exit button must be on different inputs.")
         if messages:
             errors[relation] = messages
     if errors:
