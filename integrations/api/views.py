@@ -120,6 +120,8 @@ class WebhookSubscriptionViewSet(SpaceModelViewSet):
         return Response(serializers.SecretSerializer({"id": subscription.pk, "secret": secret}).data)
 
 
+MAX_ID = 2**63 - 1
+
 SUBSCRIPTION_PARAMETER = OpenApiParameter(
     "subscription_pk", OpenApiTypes.INT, OpenApiParameter.PATH, description="The subscription's id."
 )
@@ -148,19 +150,26 @@ class WebhookDeliveryViewSet(SpaceReadOnlyViewSet):
     def subscription(self) -> WebhookSubscription:
         visible = actions.visible_subscriptions(WebhookSubscription.objects.all(), self.request.user, "view")
         try:
-            return visible.get(pk=self.kwargs["subscription_pk"])
+            return visible.get(pk=self.subscription_pk())
         except (WebhookSubscription.DoesNotExist, ValueError, TypeError):
             raise Http404 from None
+
+    def subscription_pk(self) -> int:
+        """The subscription's id from the path; one no row can have (past a 64-bit integer) is a 404, not a 500."""
+        value = str(self.kwargs.get("subscription_pk", ""))
+        if not value.isdigit() or int(value) > MAX_ID:
+            raise Http404
+        return int(value)
 
     def get_queryset(self):
         subscriptions = actions.visible_subscriptions(
             WebhookSubscription.objects.all(), self.request.user, self.restrict_action()
         )
-        return self.queryset.filter(subscription_id=self.kwargs.get("subscription_pk"), subscription__in=subscriptions)
+        return self.queryset.filter(subscription_id=self.subscription_pk(), subscription__in=subscriptions)
 
     def _is_visible(self, pk) -> bool:
         self.subscription()
-        return WebhookDelivery.objects.filter(pk=pk, subscription_id=self.kwargs.get("subscription_pk")).exists()
+        return WebhookDelivery.objects.filter(pk=pk, subscription_id=self.subscription_pk()).exists()
 
     def list(self, request, *args, **kwargs):
         self.subscription()  # 404 for a subscription the operator cannot see

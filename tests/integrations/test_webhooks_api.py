@@ -365,3 +365,15 @@ def test_the_schema_documents_the_webhook_endpoints(tmp_path):
     schema = (tmp_path / "schema.yml").read_text()
     assert "/api/v1/webhooks/{id}/resume/" in schema
     assert "/api/v1/webhooks/{subscription_pk}/deliveries/{id}/redeliver/" in schema
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/webhooks/24324165402124635025203789824/deliveries/",
+        "/api/v1/webhooks/24324165402124635025203789824/deliveries/11895/",
+        "/api/v1/webhooks/9223372036854775808/deliveries/1/",
+    ],
+)
+def test_a_subscription_id_past_any_row_is_a_404_not_a_500(api_admin, path):
+    assert api_admin.get(path).status_code == 404
