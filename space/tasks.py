@@ -10,6 +10,7 @@ runs inside ``runspace`` in this profile is left alone by both.
 """
 
 from celery import shared_task
+from django.conf import settings
 
 from core import hosting
 from core.lease import DEFAULT_TTL_SECONDS
@@ -55,7 +56,9 @@ def ensure_services() -> dict[str, str]:
     runs in runspace, is running, or was sent.
     """
     outcome = {}
-    for entry in hosted() + bus_entries():
+    # Each OSDP bus is a service of its own only when runspace does not run them all (the "osdp" entry).
+    buses = [] if settings.SPACE_OSDP_IN_RUNSPACE else bus_entries()
+    for entry in hosted() + buses:
         if not entry.configured:
             continue
         if entry.in_runspace():

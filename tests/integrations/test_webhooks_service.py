@@ -75,6 +75,7 @@ def test_a_stopped_service_is_no_longer_woken(service):
 def test_the_embedded_profile_runs_the_webhook_service_and_production_leaves_it_to_celery(settings):
     settings.SPACE_BRIDGE_IN_RUNSPACE = False
     settings.SPACE_EVENT_STREAM_IN_RUNSPACE = False
+    settings.SPACE_OSDP_IN_RUNSPACE = False
 
     settings.CELERY_BROKER_URL = "memory://"
     embedded = [service.name for service in embedded_services()]
