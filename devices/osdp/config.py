@@ -88,7 +88,6 @@ def load_bus(bus_id: int) -> BusConfig | None:
             rex=door.rex,
             contact_open_when_active=door.contact_open_when_active,
             times=DoorTimes(door.access_point.open_time, door.access_point.held_open_time),
-            extended_open_time=door.access_point.extended_open_time,
             mode=door.access_point.opening_mode,
         )
         for door in DeviceDoor.objects.filter(device__in=pks).select_related("access_point")

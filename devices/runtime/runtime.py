@@ -104,7 +104,6 @@ class DoorConfig:
     rex: int | None = None
     contact_open_when_active: bool = True
     times: DoorTimes = field(default_factory=DoorTimes)
-    extended_open_time: float = 10.0
     mode: str = OpeningMode.STANDARD
 
 

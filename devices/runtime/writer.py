@@ -46,7 +46,6 @@ class Writer:
         self._stopping = False
         self._task: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"{name}-write")
-        self.stored = asyncio.Event()  # set after each stored batch (tests wait on what they can see)
 
     # --- the sink -------------------------------------------------------------------------------------
 
@@ -146,7 +145,6 @@ class Writer:
             self._live[:0] = shown
             raise
         self.counters["events_stored"] += len(events)
-        self.stored.set()
         await live.publish(shown + payloads)
 
 
