@@ -41,6 +41,7 @@ def test_the_benchmark_prints_the_knee_beside_the_echo():
     assert knee["decisions_per_second"] >= 0.95 * 200
     assert 0 < knee["p50_ms"] <= knee["p99_ms"] <= 2000
     assert knee["bridge_cpu"] > 0 and knee["load_cpu"] > 0
+    assert "machine_cpu" in knee and "stored_after_s" in knee
     echo = result["echo_round_trips_per_second"]
     assert result["knee_share_of_echo"] == round(knee["decisions_per_second"] / echo, 3)
     assert result["knee_rule"] == {

@@ -44,6 +44,16 @@ from django.db.models import Count
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 FIRST_ID = 900001
 KNEE_OPTIONS = ("step_seconds", "knee_start", "knee_ceiling", "p99_ms")
+KNEE_FIGURES = (
+    "offered",
+    "decisions_per_second",
+    "p50_ms",
+    "p99_ms",
+    "bridge_cpu",
+    "load_cpu",
+    "machine_cpu",
+    "stored_after_s",
+)
 # After a step of the knee search, the bridge may take this long to store its decisions' audit rows.
 SETTLE_TIMEOUT = 60
 READY_TIMEOUT = 120
@@ -387,15 +397,9 @@ class Command(BaseCommand):
 
 
 def _knee_figures(step) -> dict:
+    """What the summary says of the step at the knee (``knee_steps`` has every figure of every step)."""
     figures = step.figures()
-    return {
-        "offered": figures["offered"],
-        "decisions_per_second": figures["decisions_per_second"],
-        "p50_ms": figures["p50_ms"],
-        "p99_ms": figures["p99_ms"],
-        "bridge_cpu": figures["bridge_cpu"],
-        "load_cpu": figures["load_cpu"],
-    }
+    return {name: figures[name] for name in KNEE_FIGURES}
 
 
 class _StoredDecisions:
