@@ -14,7 +14,12 @@ database, e.g. a scratch PostgreSQL one):
 4. the burst: every device comes online with ``--backlog`` events buffered (as
    after a network outage) and sends them; events stored per second is the
    count over the time until the last one was acknowledged;
-5. the bridge stops (SIGTERM), and the audit trail is counted: an event a device
+5. the knee (simulation/knee.py): one process with pre-sealed ``access`` frames
+   offers the same devices' decisions at rates doubling from ``--knee-start``,
+   ``--step-seconds`` each, then bisects; the knee is the highest offered rate
+   whose p99 stayed within ``--p99-ms`` with at least 95% of it answered, and
+   it is printed beside the echo's figure and as a share of it;
+6. the bridge stops (SIGTERM), and the audit trail is counted: an event a device
    generated that is not stored is lost; one stored twice is duplicated.
 
 The internal ``--role`` option runs one of the child processes.
@@ -38,6 +43,19 @@ from django.db.models import Count
 
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 FIRST_ID = 900001
+KNEE_OPTIONS = ("step_seconds", "knee_start", "knee_ceiling", "p99_ms")
+KNEE_FIGURES = (
+    "offered",
+    "decisions_per_second",
+    "p50_ms",
+    "p99_ms",
+    "bridge_cpu",
+    "load_cpu",
+    "machine_cpu",
+    "stored_after_s",
+)
+# After a step of the knee search, the bridge may take this long to store its decisions' audit rows.
+SETTLE_TIMEOUT = 60
 READY_TIMEOUT = 120
 # SPACE_BENCH_PROFILE=FILE runs the bridge under cProfile, writing its statistics to FILE.
 PROFILE = ["-m", "cProfile", "-o", os.environ["SPACE_BENCH_PROFILE"]] if os.environ.get("SPACE_BENCH_PROFILE") else []
@@ -59,10 +77,23 @@ class Command(BaseCommand):
         parser.add_argument("--processes", type=int, default=2, help="Load processes (default 2).")
         parser.add_argument("--backlog", type=int, default=100, help="Events per device in the burst (default 100).")
         parser.add_argument("--echo-seconds", type=float, default=5.0)
+        parser.add_argument(
+            "--step-seconds", type=float, default=3.0, help="Length of each step of the knee search (default 3)."
+        )
+        parser.add_argument(
+            "--knee-start", type=float, default=2000.0, help="First rate the knee search offers (default 2000/s)."
+        )
+        parser.add_argument(
+            "--knee-ceiling", type=float, default=256000.0, help="Highest rate the knee search offers (default 256000)."
+        )
+        parser.add_argument(
+            "--p99-ms", type=float, default=20.0, help="The p99 a step of the knee search must keep (default 20 ms)."
+        )
         parser.add_argument("--database-url", help="An empty database to use instead of a throwaway SQLite file.")
         parser.add_argument("--role", help=None)
         parser.add_argument("--port", type=int)
         parser.add_argument("--first-id", type=int, default=FIRST_ID)
+        parser.add_argument("--bridge-pid", type=int)
 
     def handle(self, *args, **options):
         role = options["role"]
@@ -116,11 +147,26 @@ class Command(BaseCommand):
             )
             cpu_load = _cpu_seconds(bridge.pid) - cpu_before
             bursts = self._children("burst", slices, "--backlog", str(options["backlog"]))
+            knee = self._child(
+                "bench_bridge",
+                "--role",
+                "knee",
+                "--devices",
+                str(devices),
+                "--bridge-pid",
+                str(bridge.pid),
+                *(f"--{name.replace('_', '-')}={options[name]}" for name in KNEE_OPTIONS),
+                parse=True,
+            )
         finally:
             bridge.send_signal(signal.SIGTERM)
             bridge.wait(60)
         counted = self._child("bench_bridge", "--role", "count", parse=True)
         result.update(self.summarise(loads, bursts, counted, options, cpu_load))
+        result.update(knee)
+        rate = knee["knee"]["decisions_per_second"] if knee["knee"] else 0
+        echo = result["echo_round_trips_per_second"]
+        result["knee_share_of_echo"] = round(rate / echo, 3) if echo else None
         result["python"] = sys.version.split()[0]
         return result
 
@@ -306,6 +352,40 @@ class Command(BaseCommand):
         elapsed, breaks = asyncio.run(go())
         return {"events_generated": backlog * len(devices), "seconds": elapsed, "session_breaks": breaks}
 
+    def role_knee(self, options):
+        from simulation import knee
+        from simulation.management.commands.simulate_devices import card_uids, commission
+
+        configured = commission(options["first_id"], options["devices"])
+        load = knee.PacedLoad(
+            ("127.0.0.1", settings.SPACE_DEVICE_PORT), [(c.device_id, c.key) for c in configured], card_uids(0.1)
+        )
+        stored = _StoredDecisions()
+        pid = options["bridge_pid"]
+        probe = (lambda: _cpu_seconds(pid)) if pid else None
+        try:
+            load.handshake()
+            found = knee.find_knee(
+                lambda rate: load.run_step(rate, options["step_seconds"], bridge_cpu=probe),
+                start=options["knee_start"],
+                ceiling=options["knee_ceiling"],
+                p99_bound_ms=options["p99_ms"],
+                settle=stored.settle,
+            )
+        finally:
+            load.close()
+        return {
+            "knee": _knee_figures(found.step) if found.step else None,
+            "knee_rule": {
+                "p99_ms_at_most": options["p99_ms"],
+                "answered_share_at_least": knee.ACHIEVED_SHARE,
+                "step_seconds": options["step_seconds"],
+                "devices": len(configured),
+                "load_processes": 1,
+            },
+            "knee_steps": [step.figures() for step in found.steps],
+        }
+
     def role_count(self, options):
         from accesscontrol.models import AuditEvent
 
@@ -314,6 +394,37 @@ class Command(BaseCommand):
         distinct = events.values("device_id", "device_event_id").distinct().count()
         duplicated = events.values("device_id", "device_event_id").annotate(n=Count("id")).filter(n__gt=1).count()
         return {"stored": stored, "distinct": distinct, "duplicated_ids": duplicated}
+
+
+def _knee_figures(step) -> dict:
+    """What the summary says of the step at the knee (``knee_steps`` has every figure of every step)."""
+    figures = step.figures()
+    return {name: figures[name] for name in KNEE_FIGURES}
+
+
+class _StoredDecisions:
+    """Waits, after each step of the knee search, until the audit trail holds every decision answered so far.
+
+    The next step then starts with the bridge's writer idle, and how long it took
+    says whether storing keeps up with deciding at that rate.
+    """
+
+    def __init__(self):
+        from accesscontrol.choices import AuditKind
+        from accesscontrol.models import AuditEvent
+
+        self.rows = AuditEvent.objects.filter(kind__in=[AuditKind.ACCESS_GRANTED, AuditKind.ACCESS_DENIED])
+        self.before = self.rows.count()
+        self.answered = 0
+
+    def settle(self, step) -> None:
+        self.answered += step.decisions
+        deadline = time.perf_counter() + SETTLE_TIMEOUT
+        while self.rows.count() - self.before < self.answered:
+            if time.perf_counter() > deadline:
+                return
+            time.sleep(0.05)
+        step.stored_after_s = round(time.time() - step.last_sent_at, 2)
 
 
 def self_stop_file() -> str:
