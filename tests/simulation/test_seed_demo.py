@@ -142,3 +142,15 @@ def test_the_hotel_has_rooms_suites_guest_areas_stays_and_a_front_desk_station()
         assert stay.cardholder.notes == f"Room {stay.room.number}"
     encoder = Device.objects.get(station="FD1")
     assert (encoder.name, encoder.has_key) == ("Front desk encoder", True)
+
+
+@pytest.mark.django_db
+def test_the_demo_staff_with_pins_can_type_them_alone():
+    from accesscontrol.models import Cardholder
+
+    call_command("seed_demo", stdout=io.StringIO())
+    with_pins = Cardholder.objects.exclude(pin_hash="")
+    assert with_pins.count() > 10
+    # Every PIN has its index, and no two are the same.
+    assert not with_pins.filter(pin_index=None).exists()
+    assert with_pins.values("pin_index").distinct().count() == with_pins.count()

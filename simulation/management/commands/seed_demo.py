@@ -48,7 +48,6 @@ from accesscontrol.models import (
     TimePeriod,
     Zone,
 )
-from accesscontrol.pins import hash_pin
 from accesscontrol.rulechanges import record_everything
 from devices.choices import DeviceKind
 from simulation import sitegen
@@ -454,6 +453,8 @@ class Seeder:
         rng = self.rng
         roles = self.roles()
         holders = []
+        # PINs are unique on a site (a PIN alone names its cardholder at a PIN-only keypad).
+        pins = iter(rng.sample(range(10000), len(roles)))
         for number, (kind, partition, _, has_pin) in enumerate(roles, start=1):
             first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
             holder = Cardholder(
@@ -463,9 +464,11 @@ class Seeder:
                 last_name=last,
                 ext_id=f"HR-{number:04d}" if kind == CardholderKind.STAFF else f"VIS-{number:04d}",
                 email=f"{first}.{last}{number}@harbourhouse.example".lower(),
-                pin_hash=hash_pin(f"{rng.randrange(10000):04d}") if has_pin else "",
                 office=kind == CardholderKind.STAFF and partition == OFFICE and rng.random() < 0.05,
             )
+            pin = next(pins)
+            if has_pin:
+                holder.set_pin(f"{pin:04d}")
             if kind == CardholderKind.VISITOR:
                 # Contractors: most still here for a few weeks; some whose contract ended.
                 holder.activation = self.now - dt.timedelta(days=rng.randint(30, 90))
