@@ -27,4 +27,6 @@ $PY -m pytest -n 2 -q "$@"
 
 echo "== pytest on PostgreSQL"
 # The browser tests start servers on SQLite files of their own whatever DATABASE_URL says: once is enough.
-DATABASE_URL=${SPACE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test} $PY -m pytest -n 2 -q -m "not browser" "$@"
+# Tests that never touch the database ran on SQLite already (tests/conftest.py): only the others run again.
+SPACE_TEST_DATABASE_ONLY=1 DATABASE_URL=${SPACE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test} \
+    $PY -m pytest -n 2 -q -m "not browser" "$@"

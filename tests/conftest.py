@@ -21,3 +21,24 @@ def _fresh_process_caches():
     reset_process_caches()
     yield
     reset_process_caches()
+
+
+DATABASE_FIXTURES = frozenset({"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback"})
+
+
+def uses_the_database(item) -> bool:
+    """A test that may touch the database: marked for it, or needing (maybe through other fixtures) a db fixture."""
+    return item.get_closest_marker("django_db") is not None or not DATABASE_FIXTURES.isdisjoint(
+        getattr(item, "fixturenames", ())
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    # The second pass of the test command (PostgreSQL) runs only what can differ there: tests that never touch
+    # the database (pytest-django refuses them any access) ran in the first pass already.
+    if os.environ.get("SPACE_TEST_DATABASE_ONLY") != "1":
+        return
+    kept = [item for item in items if uses_the_database(item)]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if not uses_the_database(item)])
+        items[:] = kept
