@@ -357,11 +357,9 @@ class Runtime:
 
     def _card_timed_out(self, reader: ReaderHandle, timed_out: CardTimedOut) -> None:
         self.counters["pin_timeouts"] += 1
-        decision = Decision(False, Reason.PIN_REQUIRED, None, timed_out.card_uid, 0)
-        snapshot = self.decider.store.snapshot
-        key = snapshot.keys_by_uid.get(timed_out.card_uid)
-        if key is not None:
-            decision = Decision(False, Reason.PIN_REQUIRED, key.cardholder_id, timed_out.card_uid, 0)
+        key = self.decider.store.snapshot.keys_by_uid.get(timed_out.card_uid)
+        holder_id = key.cardholder_id if key is not None else None
+        decision = Decision(False, Reason.PIN_REQUIRED, holder_id, timed_out.card_uid, 0)
         self._decided(reader, decision, {"reader": reader.config.number, "credential": "card+pin", "timeout": True})
 
     # --- effects -------------------------------------------------------------------------------------------
