@@ -37,6 +37,29 @@ class OpeningMode(models.TextChoices):
     OFFICE = "office", "Office"
     TOGGLE = "toggle", "Toggle"
     TIMED = "timed", "Timed"
+    OPEN = "open", "Open (unlocked)"
+    LOCKED = "locked", "Locked"
+
+
+class ModeSource(models.TextChoices):
+    """Who put an access point in its opening mode."""
+
+    CONFIGURED = "configured", "Its configuration"
+    SCHEDULE = "schedule", "Its schedule of automatic changes"
+    OPERATOR = "operator", "An operator"
+
+
+class PassbackKind(models.TextChoices):
+    """What anti-passback does to a cardholder entering a zone they are already inside."""
+
+    HARD = "hard", "Hard: refuse"
+    SOFT = "soft", "Soft: grant and raise an alarm"
+
+
+class PresenceSource(models.TextChoices):
+    ONLINE = "online", "An online door"
+    OFFLINE = "offline", "An offline lock's audit trail"
+    OPERATOR = "operator", "An operator"
 
 
 class Direction(models.TextChoices):
@@ -86,6 +109,7 @@ class AuditKind(models.TextChoices):
     TAMPER_CLEARED = "tamper_cleared", "Tamper cleared"
     READER_KEY_SET = "reader_key_set", "Reader given its own secure channel key"
     SECURE_CHANNEL_FAILED = "secure_channel_failed", "Secure channel could not be set up"
+    ANTI_PASSBACK_VIOLATION = "anti_passback_violation", "Anti-passback violation (soft)"
 
 
 class Decision(models.TextChoices):
@@ -105,6 +129,8 @@ class Decision(models.TextChoices):
     LOCKDOWN = "lockdown", "Lockdown in force"
     PRIVACY = "privacy", "Privacy (do not disturb) in force"
     ANTI_PASSBACK = "anti_passback", "Anti-passback: already inside"
+    ZONE_FULL = "zone_full", "Zone full: its occupancy limit is reached"
+    DOOR_LOCKED = "door_locked", "Door locked by its opening mode"
     UNKNOWN_PIN = "unknown_pin", "Unknown PIN"
     PIN_NOT_ACCEPTED = "pin_not_accepted", "A PIN alone does not open this door"
     PIN_LOCKED_OUT = "pin_locked_out", "Keypad locked after wrong PINs"

@@ -17,7 +17,14 @@ Precedence, first failing check wins:
 6. ``privacy`` (the room's latch is on), unless the cardholder overrides privacy.
 7. permission: ``no_permission`` when no grant names the point or one of its zones,
    ``outside_schedule`` when grants do but none of their time periods is active.
-8. ``anti_passback``: entering a zone the cardholder is already inside.
+   (5b. ``door_locked``: the access point's opening mode is ``locked``, unless the
+   cardholder overrides lockdown.)
+8. ``anti_passback``: a cardholder who uses anti-passback entering a zone they are
+   already inside (hard anti-passback; after the zone's re-entry minutes it
+   lets them in again). Soft anti-passback grants with the warning
+   ``anti_passback``, for the caller to raise an alarm.
+8b. ``zone_full``: entering a zone whose occupancy limit is reached (someone
+   already counted inside it is not refused).
 9. PIN last, so a keypad is only asked for when everything else would let the
    cardholder in: ``pin_required`` / ``wrong_pin``.
 
@@ -34,12 +41,13 @@ fall-back day the repeated hour matches its intervals both times.
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from accesscontrol.choices import Decision as Reason
-from accesscontrol.choices import Direction
+from accesscontrol.choices import Direction, OpeningMode, PassbackKind
 from accesscontrol.pins import pin_index, pin_matches
 
 FOREVER = math.inf
@@ -80,6 +88,13 @@ PRIVACY = Reason.PRIVACY.value
 ANTI_PASSBACK = Reason.ANTI_PASSBACK.value
 UNKNOWN_PIN = Reason.UNKNOWN_PIN.value
 PIN_NOT_ACCEPTED = Reason.PIN_NOT_ACCEPTED.value
+ZONE_FULL = Reason.ZONE_FULL.value
+DOOR_LOCKED = Reason.DOOR_LOCKED.value
+_SOFT = PassbackKind.SOFT.value
+_LOCKED = OpeningMode.LOCKED.value
+_OPEN = OpeningMode.OPEN.value
+_TIMED = OpeningMode.TIMED.value
+_NOBODY: Mapping[int, int] = {}
 _ENTRY = Direction.ENTRY.value
 _EXIT = Direction.EXIT.value
 
@@ -138,6 +153,8 @@ class AccessPointRule:
     pin_required: bool = False
     lockdown: bool = False
     pin_only: bool = False
+    mode: str = OpeningMode.STANDARD.value  # the opening mode in force
+    timed_period_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +162,16 @@ class ZoneRule:
     id: int
     lockdown: bool = False
     anti_passback: bool = False
+    passback_kind: str = PassbackKind.HARD.value
+    passback_seconds: int = 0  # timed anti-passback: entering again is allowed this long after entering
+    roll_call: bool = False
+    max_occupancy: int | None = None
+    occupancy_correction: int = 0  # added to the people counted inside (an operator's correction)
+
+    @property
+    def tracked(self) -> bool:
+        """Whether entries and exits are recorded as presence in this zone."""
+        return self.anti_passback or self.roll_call or self.max_occupancy is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +221,8 @@ class Snapshot:
     # Derived from zones, and a per-snapshot memo of day types; dataclasses.replace() recomputes both.
     lockdown_zones: frozenset[int] = field(init=False)
     passback_zones: frozenset[int] = field(init=False)
+    tracked_zones: frozenset[int] = field(init=False)
+    limited_zones: frozenset[int] = field(init=False)
     day_types: dict[tuple[int | None, int], int] = field(init=False, repr=False, compare=False)
     # PIN index -> cardholder id, made on the first PIN typed alone (most snapshots never need it).
     pins: dict[str, int] = field(init=False, repr=False, compare=False)
@@ -201,6 +230,10 @@ class Snapshot:
     def __post_init__(self):
         object.__setattr__(self, "lockdown_zones", frozenset(z.id for z in self.zones.values() if z.lockdown))
         object.__setattr__(self, "passback_zones", frozenset(z.id for z in self.zones.values() if z.anti_passback))
+        object.__setattr__(self, "tracked_zones", frozenset(z.id for z in self.zones.values() if z.tracked))
+        object.__setattr__(
+            self, "limited_zones", frozenset(z.id for z in self.zones.values() if z.max_occupancy is not None)
+        )
         object.__setattr__(self, "day_types", {})
         object.__setattr__(self, "pins", {})
 
@@ -221,6 +254,8 @@ class Decision:
     cardholder_id: int | None
     key_uid: str
     open_time: int
+    # Granted, but worth an alarm: "anti_passback" (soft anti-passback).
+    warning: str = ""
 
 
 # --- deciding -----------------------------------------------------------------
@@ -233,13 +268,16 @@ def decide(
     at: dt.datetime,
     *,
     pin: str | None = None,
-    inside_zones: frozenset[int] = _EMPTY,
+    inside_zones: Mapping[int, float] | frozenset[int] = _EMPTY,
     privacy: bool = False,
     direction: str | None = None,
+    occupancy: Mapping[int, int] = _NOBODY,
 ) -> Decision:
     """Whether the key ``uid`` opens ``access_point_id`` at ``at`` (aware), and why (see the module docstring).
 
-    ``direction``: the reader's own way through (``entry``/``exit``), when it is not its access point's."""
+    ``direction``: the reader's own way through (``entry``/``exit``), when it is not its access point's.
+    ``inside_zones``: the zones the cardholder is inside, each with the POSIX time they entered (a set when
+    the times do not matter); ``occupancy``: how many are counted inside each zone with a limit."""
     key = snapshot.keys_by_uid.get(uid)
     if key is None:
         # Readers mostly send the canonical form already; normalise only on a miss.
@@ -250,7 +288,7 @@ def decide(
             if until is not None and at.timestamp() < until:
                 return Decision(False, BLACKLISTED, None, uid, 0)
             return Decision(False, UNKNOWN_KEY, None, uid, 0)
-    return _evaluate(snapshot, key, access_point_id, at, pin, inside_zones, privacy, True, direction)
+    return _evaluate(snapshot, key, access_point_id, at, pin, inside_zones, privacy, True, direction, occupancy)
 
 
 def decide_pin(
@@ -259,9 +297,10 @@ def decide_pin(
     access_point_id: int,
     at: dt.datetime,
     *,
-    inside_zones: frozenset[int] = _EMPTY,
+    inside_zones: Mapping[int, float] | frozenset[int] = _EMPTY,
     privacy: bool = False,
     direction: str | None = None,
+    occupancy: Mapping[int, int] = _NOBODY,
 ) -> Decision:
     """Whether a PIN typed alone at a keypad opens ``access_point_id`` at ``at``, and why."""
     point = snapshot.access_points.get(access_point_id)
@@ -274,7 +313,7 @@ def decide_pin(
         return _refuse(UNKNOWN_PIN, None, "")
     # The PIN identified the cardholder: no second PIN is asked for.
     return _evaluate_holder(
-        snapshot, holder, "", point, at, None, inside_zones, privacy, True, direction, pin_checked=True
+        snapshot, holder, "", point, at, None, inside_zones, privacy, True, direction, occupancy, pin_checked=True
     )
 
 
@@ -305,9 +344,27 @@ def who_may_open(snapshot: Snapshot, access_point_id: int, at: dt.datetime) -> l
             ):
                 refused.add(holder_id)
                 continue
-        if _evaluate(snapshot, key, access_point_id, at, None, _EMPTY, False, False, None).granted:
+        if _evaluate(snapshot, key, access_point_id, at, None, _EMPTY, False, False, None, _NOBODY).granted:
             granted.add(holder_id)
     return sorted(granted)
+
+
+def passage(
+    snapshot: Snapshot, decision: Decision, access_point_id: int, direction: str | None = None
+) -> tuple[frozenset[int], frozenset[int]]:
+    """The tracked zones (anti-passback, roll-call, occupancy) a granted passage enters and leaves."""
+    point = snapshot.access_points.get(access_point_id)
+    if not decision.granted or point is None or decision.cardholder_id is None:
+        return _EMPTY, _EMPTY
+    zones = point.zone_ids & snapshot.tracked_zones
+    if not zones:
+        return _EMPTY, _EMPTY
+    direction = direction or point.direction
+    if direction == _ENTRY:
+        return zones, _EMPTY
+    if direction == _EXIT:
+        return _EMPTY, zones
+    return _EMPTY, _EMPTY
 
 
 def passback_after(
@@ -318,16 +375,35 @@ def passback_after(
     direction: str | None = None,
 ) -> frozenset[int]:
     """The anti-passback zones the cardholder is inside after ``decision`` at the access point."""
+    entered, left = passage(snapshot, decision, access_point_id, direction)
+    passback = snapshot.passback_zones
+    return (frozenset(inside_zones) | (entered & passback)) - (left & passback)
+
+
+def released_by_mode(snapshot: Snapshot, access_point_id: int, at: dt.datetime) -> bool:
+    """Whether the access point's opening mode holds its door open at ``at`` (open; timed within its period)."""
     point = snapshot.access_points.get(access_point_id)
-    if not decision.granted or point is None:
-        return inside_zones
-    zones = point.zone_ids & snapshot.passback_zones
-    direction = direction or point.direction
-    if direction == _ENTRY:
-        return inside_zones | zones
-    if direction == _EXIT:
-        return inside_zones - zones
-    return inside_zones
+    if point is None:
+        return False
+    if point.mode == _OPEN:
+        return True
+    if point.mode == _TIMED and point.timed_period_id is not None:
+        return period_active(snapshot, point.timed_period_id, point.calendar_id, at)
+    return False
+
+
+def period_active(snapshot: Snapshot, period_id: int, calendar_id: int | None, at: dt.datetime) -> bool:
+    """Whether time period ``period_id`` is active at ``at``, with the dates' types from ``calendar_id``."""
+    period = snapshot.periods.get(period_id)
+    if period is None:
+        return False
+    local = at.astimezone(snapshot.tz)
+    seconds = local.hour * 3600 + local.minute * 60 + local.second
+    calendar_id = calendar_id if calendar_id is not None else snapshot.default_calendar_id
+    ordinal = local.toordinal()
+    today = day_type_bits(snapshot, calendar_id, ordinal)
+    yesterday = day_type_bits(snapshot, calendar_id, ordinal - 1)
+    return _period_active(period, seconds, today, yesterday)
 
 
 def _refuse(reason: str, holder_id: int | None, uid: str) -> Decision:
@@ -344,6 +420,7 @@ def _evaluate(
     privacy: bool,
     at_the_door: bool,
     direction: str | None,
+    occupancy: Mapping[int, int],
 ) -> Decision:
     """Everything after the key lookup; ``at_the_door`` False skips the checks that depend on the moment's person."""
     now = at.timestamp()
@@ -356,7 +433,9 @@ def _evaluate(
     if holder is None:
         return _refuse(UNKNOWN_KEY, None, uid)
     point = snapshot.access_points.get(access_point_id)
-    return _evaluate_holder(snapshot, holder, uid, point, at, pin, inside_zones, privacy, at_the_door, direction)
+    return _evaluate_holder(
+        snapshot, holder, uid, point, at, pin, inside_zones, privacy, at_the_door, direction, occupancy
+    )
 
 
 def _evaluate_holder(
@@ -370,6 +449,7 @@ def _evaluate_holder(
     privacy: bool,
     at_the_door: bool,
     direction: str | None,
+    occupancy: Mapping[int, int] = _NOBODY,
     *,
     pin_checked: bool = False,
 ) -> Decision:
@@ -387,24 +467,42 @@ def _evaluate_holder(
         snapshot.lockdown or point.lockdown or not snapshot.lockdown_zones.isdisjoint(point.zone_ids)
     ):
         return _refuse(LOCKDOWN, holder.id, uid)
+    if point.mode == _LOCKED and not holder.override_lockdown:
+        return _refuse(DOOR_LOCKED, holder.id, uid)
     if privacy and not holder.override_privacy:
         return _refuse(PRIVACY, holder.id, uid)
     reason = _permission(snapshot, holder, point, at)
     if reason is not GRANTED:
         return _refuse(reason, holder.id, uid)
+    warning = ""
     if at_the_door:
-        if holder.use_anti_passback and inside_zones and (direction or point.direction) == _ENTRY:
+        entering = (direction or point.direction) == _ENTRY
+        if entering and holder.use_anti_passback and inside_zones:
             passback_zones = snapshot.passback_zones
             for zone_id in point.zone_ids:
                 if zone_id in inside_zones and zone_id in passback_zones:
+                    zone = snapshot.zones[zone_id]
+                    timed = zone.passback_seconds and isinstance(inside_zones, Mapping)
+                    if timed and now - inside_zones[zone_id] >= zone.passback_seconds:
+                        continue
+                    if zone.passback_kind == _SOFT:
+                        warning = ANTI_PASSBACK
+                        continue
                     return _refuse(ANTI_PASSBACK, holder.id, uid)
+        if entering and snapshot.limited_zones:
+            zones = snapshot.zones
+            for zone_id in point.zone_ids:
+                if zone_id in snapshot.limited_zones and zone_id not in inside_zones:
+                    zone = zones[zone_id]
+                    if occupancy.get(zone_id, 0) + zone.occupancy_correction >= zone.max_occupancy:
+                        return _refuse(ZONE_FULL, holder.id, uid)
         if point.pin_required and not pin_checked:
             if pin is None:
                 return _refuse(PIN_REQUIRED, holder.id, uid)
             if not pin_matches(holder.pin_hash, pin):
                 return _refuse(WRONG_PIN, holder.id, uid)
     open_time = point.extended_open_time if holder.extended_open_time else point.open_time
-    return Decision(True, GRANTED, holder.id, uid, open_time)
+    return Decision(True, GRANTED, holder.id, uid, open_time, warning)
 
 
 def _permission(snapshot: Snapshot, holder: CardholderRule, point: AccessPointRule, at: dt.datetime) -> str:

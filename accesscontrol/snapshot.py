@@ -125,12 +125,17 @@ def load_periods(ids: Ids = None) -> dict[int, TimePeriodRule]:
 
 
 def load_zones(ids: Ids = None) -> dict[int, ZoneRule]:
-    return {
-        zone_id: ZoneRule(zone_id, lockdown, anti_passback)
-        for zone_id, lockdown, anti_passback in _only(Zone.objects, "id", ids).values_list(
-            "id", "lockdown", "anti_passback"
-        )
-    }
+    rows = _only(Zone.objects, "id", ids).values_list(
+        "id",
+        "lockdown",
+        "anti_passback",
+        "passback_kind",
+        "passback_minutes",
+        "roll_call",
+        "max_occupancy",
+        "occupancy_correction",
+    )
+    return {row[0]: ZoneRule(row[0], row[1], row[2], row[3], row[4] * 60, row[5], row[6], row[7]) for row in rows}
 
 
 def load_access_points(ids: Ids = None) -> dict[int, AccessPointRule]:
@@ -140,7 +145,16 @@ def load_access_points(ids: Ids = None) -> dict[int, AccessPointRule]:
     ):
         zones[point_id].add(zone_id)
     rows = _only(AccessPoint.objects, "id", ids).values_list(
-        "id", "open_time", "extended_open_time", "calendar_id", "direction", "pin_required", "lockdown", "pin_only"
+        "id",
+        "open_time",
+        "extended_open_time",
+        "calendar_id",
+        "direction",
+        "pin_required",
+        "lockdown",
+        "pin_only",
+        "opening_mode",
+        "timed_period_id",
     )
     return {
         point_id: AccessPointRule(
@@ -153,8 +167,10 @@ def load_access_points(ids: Ids = None) -> dict[int, AccessPointRule]:
             pin,
             lockdown,
             pin_only,
+            mode,
+            period_id,
         )
-        for point_id, open_time, extended, calendar_id, direction, pin, lockdown, pin_only in rows
+        for point_id, open_time, extended, calendar_id, direction, pin, lockdown, pin_only, mode, period_id in rows
     }
 
 

@@ -90,6 +90,7 @@ class AlarmKind(models.TextChoices):
     OFFLINE = "offline", "Reader offline"
     POWER = "power", "Power failure"
     SECURE_CHANNEL = "secure_channel", "No secure channel"
+    ANTI_PASSBACK = "anti_passback", "Anti-passback violation"
 
 
 BAUD_RATES = [(rate, f"{rate:,} baud") for rate in (9600, 19200, 38400, 57600, 115200, 230400)]

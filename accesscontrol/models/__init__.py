@@ -7,7 +7,8 @@ from accesscontrol.models.operators import ApiKey, LoginAttempt, Operator, Opera
 from accesscontrol.models.partitions import Partition, PartitionedModel, SiteSettings, default_partition_id
 from accesscontrol.models.permissions import AccessLevel, AccessLevelEntry, CardholderPermission
 from accesscontrol.models.places import AccessPoint, Location, Zone
-from accesscontrol.models.schedules import Calendar, CalendarDay, TimeInterval, TimePeriod
+from accesscontrol.models.presence import Presence, PresenceChange
+from accesscontrol.models.schedules import Calendar, CalendarDay, ModeChange, ModeSchedule, TimeInterval, TimePeriod
 
 __all__ = [
     "AccessLevel",
@@ -28,10 +29,14 @@ __all__ = [
     "Key",
     "Location",
     "LoginAttempt",
+    "ModeChange",
+    "ModeSchedule",
     "Operator",
     "OperatorGroup",
     "Partition",
     "PartitionedModel",
+    "Presence",
+    "PresenceChange",
     "Room",
     "RuleChange",
     "SiteSettings",

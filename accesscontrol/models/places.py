@@ -1,7 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from accesscontrol.choices import AccessPointKind, Connection, Direction, OpeningMode
+from accesscontrol.choices import AccessPointKind, Connection, Direction, ModeSource, OpeningMode, PassbackKind
 from accesscontrol.models.partitions import PartitionedModel
 
 
@@ -27,6 +27,31 @@ class Zone(PartitionedModel):
     anti_passback = models.BooleanField(
         default=False, help_text="Cardholders who use anti-passback cannot enter again before leaving."
     )
+    passback_kind = models.CharField(
+        "anti-passback", max_length=8, choices=PassbackKind.choices, default=PassbackKind.HARD
+    )
+    passback_minutes = models.PositiveIntegerField(
+        "re-entry after (minutes)",
+        default=0,
+        help_text="Timed anti-passback: entering again is allowed this long after entering (0: only after leaving).",
+    )
+    roll_call = models.BooleanField(
+        "roll-call area", default=False, help_text="Who is inside is listed for evacuation (the muster report)."
+    )
+    max_occupancy = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many people inside; entry is refused when full (empty: none)."
+    )
+    occupancy_correction = models.IntegerField(
+        default=0, editable=False, help_text="Added to the people counted inside, set by an operator's correction."
+    )
+    mode_schedule = models.ForeignKey(
+        "accesscontrol.ModeSchedule",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="zones",
+        help_text="Automatic opening mode changes for its access points that have none of their own.",
+    )
     lockdown = models.BooleanField(default=False, help_text="Emergency close for every access point in the zone.")
 
     class Meta:
@@ -35,6 +60,11 @@ class Zone(PartitionedModel):
     def __str__(self):
         return self.name
 
+    @property
+    def tracks_presence(self) -> bool:
+        """Whether entries and exits through its doors are recorded as presence."""
+        return self.anti_passback or self.roll_call or self.max_occupancy is not None
+
 
 class AccessPoint(PartitionedModel):
     name = models.CharField(max_length=100, unique=True)
@@ -42,7 +72,24 @@ class AccessPoint(PartitionedModel):
     description = models.TextField(blank=True)
     kind = models.CharField(max_length=16, choices=AccessPointKind.choices, default=AccessPointKind.DOOR)
     connection = models.CharField(max_length=8, choices=Connection.choices, default=Connection.OFFLINE)
-    opening_mode = models.CharField(max_length=16, choices=OpeningMode.choices, default=OpeningMode.STANDARD)
+    opening_mode = models.CharField(
+        max_length=16,
+        choices=OpeningMode.choices,
+        default=OpeningMode.STANDARD,
+        help_text="The mode in force; its schedule of automatic changes, if any, sets it at each change.",
+    )
+    mode_schedule = models.ForeignKey(
+        "accesscontrol.ModeSchedule",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="access_points",
+        help_text="Automatic opening mode changes; its zone's when empty.",
+    )
+    mode_source = models.CharField(
+        max_length=16, choices=ModeSource.choices, default=ModeSource.CONFIGURED, editable=False
+    )
+    mode_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
     timed_period = models.ForeignKey(
         "accesscontrol.TimePeriod",
         null=True,

@@ -1,7 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from accesscontrol.choices import DayType
+from accesscontrol.choices import DayType, OpeningMode
 from accesscontrol.models.partitions import PartitionedModel
 
 MAX_INTERVALS_PER_PERIOD = 8
@@ -85,3 +85,51 @@ class CalendarDay(models.Model):
 
     def __str__(self):
         return f"{self.date:%Y-%m-%d} {self.get_day_type_display()}"
+
+
+class ModeSchedule(PartitionedModel):
+    """Automatic changes of opening mode: at given local times on given day types, access points take a mode.
+
+    Named so that many access points, or whole zones, share one table. A change
+    holds until the next one; an operator's mode holds until the next change too.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class ModeChange(models.Model):
+    """At ``at`` (local wall-clock time) on the marked day types, the schedule's access points take ``mode``."""
+
+    schedule = models.ForeignKey(ModeSchedule, on_delete=models.CASCADE, related_name="changes")
+    at = models.TimeField(help_text="Local time of the site.")
+    mode = models.CharField(max_length=16, choices=OpeningMode.choices)
+    monday = models.BooleanField(default=False)
+    tuesday = models.BooleanField(default=False)
+    wednesday = models.BooleanField(default=False)
+    thursday = models.BooleanField(default=False)
+    friday = models.BooleanField(default=False)
+    saturday = models.BooleanField(default=False)
+    sunday = models.BooleanField(default=False)
+    holiday = models.BooleanField(default=False)
+    special1 = models.BooleanField(default=False)
+    special2 = models.BooleanField(default=False)
+
+    DAY_FIELDS = TimeInterval.DAY_FIELDS
+    DAY_TYPE_FIELDS = TimeInterval.DAY_TYPE_FIELDS
+
+    class Meta:
+        ordering = ["schedule", "at", "id"]
+
+    def __str__(self):
+        return f"{self.at:%H:%M} {self.get_mode_display()}"
+
+    def clean(self):
+        if not any(getattr(self, name) for name in (*self.DAY_FIELDS, *self.DAY_TYPE_FIELDS.values())):
+            raise ValidationError("Mark at least one day on which the change happens.")
