@@ -252,6 +252,26 @@ def correct_occupancy(zone: Zone, count: int, *, operator, via: str, address=Non
     return zone.occupancy_correction
 
 
+def for_decision(snapshot: engine.Snapshot, cardholder_id: int | None, access_point_id: int) -> tuple[dict, dict]:
+    """From the database: the zones of the access point the cardholder is inside (with the times they entered)
+    and the counts of its zones with a limit, for a decision made outside a device runtime (the API's check)."""
+    point = snapshot.access_points.get(access_point_id)
+    if point is None or not (point.zone_ids & snapshot.tracked_zones):
+        return {}, {}
+    inside = {}
+    if cardholder_id is not None:
+        rows = Presence.objects.filter(cardholder_id=cardholder_id, zone_id__in=point.zone_ids, inside=True)
+        inside = {zone: since.timestamp() for zone, since in rows.values_list("zone_id", "since")}
+    limited = point.zone_ids & snapshot.limited_zones
+    counts = dict(
+        Presence.objects.filter(zone_id__in=limited, inside=True)
+        .values("zone")
+        .annotate(n=Count("id"))
+        .values_list("zone", "n")
+    )
+    return inside, counts
+
+
 def purge_changes(older_than: dt.timedelta = dt.timedelta(days=1), now: dt.datetime | None = None) -> int:
     cutoff = (now or timezone.now()) - older_than
     deleted, _ = PresenceChange.objects.filter(recorded_at__lt=cutoff).delete()
@@ -289,9 +309,7 @@ class PresenceView:
         self._refreshed_at = 0.0
 
     def inside_of(self, cardholder_id: int) -> Mapping[int, float]:
-        """Zone id -> POSIX time entered, for the zones the cardholder is inside."""
-        if not self._loaded:
-            self.refresh()
+        """Zone id -> POSIX time entered, for the zones the cardholder is inside (nothing before the first refresh)."""
         return self._inside.get(cardholder_id) or {}
 
     def apply(self, passage: Passage) -> None:

@@ -16,6 +16,7 @@ from django.db.models import Count, Max
 
 from accesscontrol.events import record_many
 from accesscontrol.models import AuditEvent, Cardholder
+from accesscontrol.presence import Passage, record_passages
 from core.vault import VaultError
 from devices.choices import CommandStatus, DeviceKind
 from devices.encoding import JobUpdate, apply_job_updates
@@ -94,6 +95,7 @@ def store(
     jobs: list[JobUpdate] = (),
     alarms: list[AlarmChange] = (),
     readers: dict[int, dict] | None = None,
+    passages: list[Passage] = (),
 ) -> list[AuditEvent]:
     """Store one batch in one transaction; returns the events that were new.
 
@@ -101,7 +103,8 @@ def store(
     once however often a device re-sends it, and the new ones reach the sinks
     (outbox rows in this transaction, the monitor after it). Encode job
     progress (``jobs``) is stored in the same transaction, each update in a
-    savepoint of its own (devices.encoding.apply_job_updates).
+    savepoint of its own (devices.encoding.apply_job_updates), and so are the
+    passages the decisions made (presence: accesscontrol.presence.record_passages).
     """
     _name_cardholders(events)
     with transaction.atomic():
@@ -115,6 +118,7 @@ def store(
             _apply_alarm(change)
         for pk, fields in (readers or {}).items():
             OsdpReader.objects.filter(pk=pk).update(**fields)
+        record_passages(passages)
     return new
 
 

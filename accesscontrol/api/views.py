@@ -16,7 +16,7 @@ from rest_framework import exceptions, generics, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from accesscontrol import actions, engine, filtersets
+from accesscontrol import actions, engine, filtersets, presence
 from accesscontrol.api import serializers
 from accesscontrol.api.permissions import ACTIONS
 from accesscontrol.models import (
@@ -216,7 +216,12 @@ class AccessPointViewSet(SpaceModelViewSet):
         point = self.get_object()
         query = _query(serializers.AccessCheckQuerySerializer, request)
         at = query.get("at") or timezone.now()
-        decision = engine.decide(_current_rules(), query["uid"], point.pk, at, pin=query.get("pin"))
+        rules = _current_rules()
+        key = rules.keys_by_uid.get(engine.normalize_uid(query["uid"]))
+        inside, counts = presence.for_decision(rules, key.cardholder_id if key else None, point.pk)
+        decision = engine.decide(
+            rules, query["uid"], point.pk, at, pin=query.get("pin"), inside_zones=inside, occupancy=counts
+        )
         holder = None
         if decision.cardholder_id is not None:
             visible = restrict(Cardholder.objects.all(), request.user, "view")

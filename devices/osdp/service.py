@@ -64,6 +64,7 @@ class BusService:
         self.writer = Writer(f"osdp-{bus_id}")
         self.driver: OsdpDriver | None = None
         self.runtime: Runtime | None = None
+        self.decider: Decider | None = None
         self.bus: osdp_bus.Bus | None = None
         self._reader = ThreadPoolExecutor(1, thread_name_prefix=f"osdp-{bus_id}-read")
         self._tasks: list[asyncio.Task] = []
@@ -74,7 +75,8 @@ class BusService:
         return await asyncio.get_running_loop().run_in_executor(self._reader, run_orm, function, *args)
 
     async def start(self) -> None:
-        await self.read(self.store.refresh)
+        self.decider = Decider(self.store, on_passage=self.writer.passage)
+        await self.read(self.decider.refresh)
         config = await self.read(load_bus, self.bus_id)
         if config is None:
             raise RuntimeError(f"OSDP bus {self.bus_id} does not exist or is disabled")
@@ -82,7 +84,7 @@ class BusService:
         self.writer.start()
         self.driver = OsdpDriver(config, self.writer)
         self.runtime = Runtime(
-            Decider(self.store), self.driver, self.writer, publish=self.writer.show, keypad=keypad_settings()
+            self.decider, self.driver, self.writer, publish=self.writer.show, keypad=keypad_settings()
         )
         self.driver.runtime = self.runtime
         self.runtime.configure(config.readers, config.doors)
@@ -133,7 +135,7 @@ class BusService:
         while True:
             await asyncio.sleep(REFRESH_SECONDS)
             try:
-                await self.read(self.store.refresh)
+                await self.read(self.decider.refresh)
                 if loop.time() - configured_at >= CONFIG_SECONDS:
                     configured_at = loop.time()
                     await self.reconfigure()

@@ -1,25 +1,47 @@
 """Decisions at a reader, the same for every driver: the engine on the rules snapshot, and the audit event.
 
 A :class:`Decider` belongs to one process's device runtime. It decides from the
-in-memory snapshot (``accesscontrol.snapshot``), which the runtime refreshes, and
-keeps who is inside each anti-passback zone as decisions put them there. It
-builds the access event; storing it is the caller's (one event per decision,
-through ``accesscontrol.events.record_many`` in the runtime's writer).
+in-memory snapshot (``accesscontrol.snapshot``) and the in-memory view of who is
+inside which zone (``accesscontrol.presence.PresenceView``); ``refresh`` (on a
+database thread) brings both up to date with what every process wrote. A granted
+passage through a tracked zone's entry or exit is applied to the view at once and
+handed to ``on_passage``, for the caller's writer to store with the access event
+(``accesscontrol.presence.record_passages``), so anti-passback and occupancy hold
+across restarts and processes. It builds the access event; storing it is the
+caller's (one event per decision, through ``accesscontrol.events.record_many``).
 """
 
+import threading
 import time
+from collections.abc import Callable
 
 from accesscontrol.choices import AuditKind
-from accesscontrol.engine import Decision, decide, decide_pin, normalize_uid, passback_after
+from accesscontrol.engine import Decision, decide, decide_pin, normalize_uid
 from accesscontrol.models import AuditEvent
+from accesscontrol.presence import Passage, PresenceView, passage_of
 from accesscontrol.snapshot import SnapshotStore
 from devices.places import Place
 
+_NOBODY: dict = {}
+
 
 class Decider:
-    def __init__(self, store: SnapshotStore):
+    def __init__(
+        self,
+        store: SnapshotStore,
+        presence: PresenceView | None = None,
+        on_passage: Callable[[Passage], None] | None = None,
+    ):
         self.store = store
-        self.inside: dict[int, frozenset[int]] = {}
+        self.presence = presence if presence is not None else PresenceView()
+        self.on_passage = on_passage
+        # A decision and the passage it makes are one step: two entries at once never both take the last place.
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        """Bring the rules and presence up to date (database work: call it off the event loop)."""
+        self.store.refresh()
+        self.presence.refresh()
 
     def card(
         self, place: Place | None, uid: str, at, *, pin: str | None = None, direction: str | None = None
@@ -27,27 +49,46 @@ class Decider:
         """A key (card UID, mobile key token) presented at a reader of ``place`` (None: a reader mapped nowhere)."""
         snapshot = self.store.snapshot
         point_id = place.id if place else -1
-        key = snapshot.keys_by_uid.get(uid) or snapshot.keys_by_uid.get(normalize_uid(uid))
-        inside = self.inside.get(key.cardholder_id, frozenset()) if key else frozenset()
-        decision = decide(snapshot, uid, point_id, at, pin=pin, inside_zones=inside, direction=direction)
-        self._passed(decision, point_id, inside, direction)
+        if not snapshot.tracked_zones:
+            return decide(snapshot, uid, point_id, at, pin=pin, direction=direction)
+        with self._lock:
+            key = snapshot.keys_by_uid.get(uid) or snapshot.keys_by_uid.get(normalize_uid(uid))
+            inside = self.presence.inside_of(key.cardholder_id) if key else _NOBODY
+            decision = decide(
+                snapshot,
+                uid,
+                point_id,
+                at,
+                pin=pin,
+                inside_zones=inside,
+                direction=direction,
+                occupancy=self.presence.counts,
+            )
+            self._passed(snapshot, decision, point_id, at, direction)
         return decision
 
     def pin(self, place: Place | None, pin: str, at, *, direction: str | None = None) -> Decision:
         """A PIN typed alone at a keypad of ``place``."""
         snapshot = self.store.snapshot
         point_id = place.id if place else -1
-        holder = snapshot.holder_by_pin(pin)
-        inside = self.inside.get(holder.id, frozenset()) if holder else frozenset()
-        decision = decide_pin(snapshot, pin, point_id, at, inside_zones=inside, direction=direction)
-        self._passed(decision, point_id, inside, direction)
+        if not snapshot.tracked_zones:
+            return decide_pin(snapshot, pin, point_id, at, direction=direction)
+        with self._lock:
+            holder = snapshot.holder_by_pin(pin)
+            inside = self.presence.inside_of(holder.id) if holder else _NOBODY
+            decision = decide_pin(
+                snapshot, pin, point_id, at, inside_zones=inside, direction=direction, occupancy=self.presence.counts
+            )
+            self._passed(snapshot, decision, point_id, at, direction)
         return decision
 
-    def _passed(self, decision: Decision, point_id: int, inside: frozenset[int], direction: str | None) -> None:
-        snapshot = self.store.snapshot
-        if decision.granted and decision.cardholder_id is not None and snapshot.passback_zones:
-            after = passback_after(snapshot, decision, point_id, inside, direction)
-            self.inside[decision.cardholder_id] = after
+    def _passed(self, snapshot, decision: Decision, point_id: int, at, direction: str | None) -> None:
+        if decision.granted:
+            passage = passage_of(snapshot, decision, point_id, at, direction)
+            if passage is not None:
+                self.presence.apply(passage)
+                if self.on_passage is not None:
+                    self.on_passage(passage)
 
 
 def access_event(decision: Decision, place: Place | None, device_pk: int, at, detail: dict) -> AuditEvent:

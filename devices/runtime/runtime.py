@@ -33,6 +33,7 @@ from accesscontrol.choices import AuditKind, OpeningMode
 from accesscontrol.choices import Decision as Reason
 from accesscontrol.engine import Decision
 from accesscontrol.models import AuditEvent
+from accesscontrol.presence import Passage
 from devices.choices import AlarmKind, CommandOp
 from devices.places import Place
 from devices.runtime.decisions import Decider, EventIds, access_event
@@ -84,6 +85,8 @@ class Sink(Protocol):
     def alarm(self, kind: str, raised: bool, place: Place | None, device_pk: int, at) -> None: ...
 
     def device(self, device_pk: int, **fields) -> None: ...
+
+    def passage(self, passage: Passage) -> None: ...
 
 
 @dataclass(slots=True)
@@ -255,6 +258,15 @@ class Runtime:
         if not decision.granted:
             self.driver.signal(config.device_pk, config.number, signal_for(REFUSED))
             return
+        if decision.warning == Reason.ANTI_PASSBACK:
+            # Soft anti-passback: in, but the operators hear of it.
+            self._record(
+                AuditKind.ANTI_PASSBACK_VIOLATION,
+                config.place,
+                config.device_pk,
+                {"reader": config.number, "cardholder": decision.cardholder_id},
+            )
+            self.sink.alarm(AlarmKind.ANTI_PASSBACK, True, config.place, config.device_pk, timezone.now())
         self.driver.signal(config.device_pk, config.number, signal_for(GRANTED, decision.open_time))
         handle = self.door_for(reader)
         if handle is not None:

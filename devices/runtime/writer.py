@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from accesscontrol import live
 from accesscontrol.models import AuditEvent
+from accesscontrol.presence import Passage
 from core.services import close_connection, run_orm
 from devices import recorder
 from devices.places import Place
@@ -38,6 +39,7 @@ class Writer:
         self._events: collections.deque[AuditEvent] = collections.deque()
         self._alarms: list[AlarmChange] = []
         self._commands: list[CommandUpdate] = []
+        self._passages: list[Passage] = []
         self._devices: dict[int, dict] = {}
         self._readers: dict[int, dict] = {}
         self._door_states: dict[int, dict[str, str]] = {}
@@ -55,6 +57,11 @@ class Writer:
 
     def alarm(self, kind: str, raised: bool, place: Place | None, device_pk: int, at) -> None:
         self._alarms.append(AlarmChange(kind, raised, place.id if place else None, device_pk, at))
+        self._ready.set()
+
+    def passage(self, passage: Passage) -> None:
+        """A passage a decision made (presence), stored with the batch of its access event."""
+        self._passages.append(passage)
         self._ready.set()
 
     def device(self, device_pk: int, **fields) -> None:
@@ -101,7 +108,15 @@ class Writer:
         self._executor.shutdown(wait=True)
 
     def _pending(self) -> bool:
-        return bool(self._events or self._alarms or self._commands or self._devices or self._readers or self._live)
+        return bool(
+            self._events
+            or self._alarms
+            or self._commands
+            or self._devices
+            or self._readers
+            or self._live
+            or self._passages
+        )
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -130,9 +145,10 @@ class Writer:
         devices, self._devices = self._devices, {}
         readers, self._readers = self._readers, {}
         shown, self._live = self._live, []
+        passages, self._passages = self._passages, []
         try:
             payloads = await loop.run_in_executor(
-                self._executor, run_orm, _store, events, commands, devices, alarms, readers
+                self._executor, run_orm, _store, events, commands, devices, alarms, readers, passages
             )
         except BaseException:
             self._events.extendleft(reversed(events))
@@ -143,12 +159,13 @@ class Writer:
             for pk, fields in readers.items():
                 self._readers[pk] = {**fields, **self._readers.get(pk, {})}
             self._live[:0] = shown
+            self._passages[:0] = passages
             raise
         self.counters["events_stored"] += len(events)
         await live.publish(shown + payloads)
 
 
-def _store(events, commands, devices, alarms, readers) -> list[dict]:
+def _store(events, commands, devices, alarms, readers, passages) -> list[dict]:
     with live.collect() as payloads:
-        recorder.store(events, commands, devices, timezone.now(), alarms=alarms, readers=readers)
+        recorder.store(events, commands, devices, timezone.now(), alarms=alarms, readers=readers, passages=passages)
     return payloads

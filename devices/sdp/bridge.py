@@ -41,9 +41,9 @@ from accesscontrol.models import AuditEvent
 from accesscontrol.snapshot import get_store
 from core.services import close_connection, run_orm
 from devices import encoding, jobwake, recorder
-from devices.choices import CommandStatus, EncodeStatus
+from devices.choices import AlarmKind, CommandStatus, EncodeStatus
 from devices.encoding import JobUpdate
-from devices.recorder import CommandUpdate, DeviceConfig
+from devices.recorder import AlarmChange, CommandUpdate, DeviceConfig
 from devices.runtime.decisions import Decider, access_event
 from devices.sdp import codec as sdp1
 from devices.sdp.encoderlink import EncoderLink, Link
@@ -189,7 +189,9 @@ class Bridge:
         self.counters: collections.Counter = collections.Counter()
         self.devices: dict[int, DeviceState] = {}
         self.by_pk: dict[int, DeviceState] = {}
-        self.decider = Decider(get_store())
+        self.decider = Decider(get_store(), on_passage=self._passed)
+        self._passages: list = []  # presence passages decided, stored with the next batch
+        self._alarms: list[AlarmChange] = []  # alarms decisions raised (soft anti-passback), likewise
         self.transport: asyncio.DatagramTransport | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task] = []
@@ -229,7 +231,7 @@ class Bridge:
         self._queue_ready = asyncio.Event()
         self._jobs_queued = asyncio.Event()
         jobwake.add_waker(self._wake_commands)
-        await self.read(self.store.refresh)
+        await self.read(self.decider.refresh)
         await self._reload_registry(force=True)
         await self.write(encoding.fail_interrupted_jobs, timezone.now())
         _freeze_what_is_loaded()
@@ -482,7 +484,15 @@ class Bridge:
             detail["credential"] = "pin"
         audit = access_event(decision, place, state.config.pk, now, detail)
         self._enqueue(Pending(state, session, seq, event=audit, ack=False))
+        if decision.warning == Reason.ANTI_PASSBACK:
+            # Soft anti-passback: in, but the operators hear of it (an alarm to acknowledge).
+            point_id = place.id if place else None
+            self._alarms.append(AlarmChange(AlarmKind.ANTI_PASSBACK, True, point_id, state.config.pk, now))
+            self._alarms.append(AlarmChange(AlarmKind.ANTI_PASSBACK, False, point_id, state.config.pk, now))
         return True
+
+    def _passed(self, passage) -> None:
+        self._passages.append(passage)
 
     @staticmethod
     def _credential_uid(cred: dict) -> str | None:
@@ -680,14 +690,18 @@ class Bridge:
         """Store the next batch (and the pending device status); on success send its acks."""
         batch = [self._queue.popleft() for _ in range(min(len(self._queue), WRITER_BATCH))]
         devices, self._device_fields = self._device_fields, {}
+        passages, self._passages = self._passages, []
+        alarms, self._alarms = self._alarms, []
         events = [item.event for item in batch if item.event is not None]
         commands = [item.command for item in batch if item.command is not None]
         jobs = [item.job for item in batch if item.job is not None]
         try:
-            payloads = await self.write(_store, events, commands, devices, timezone.now(), jobs)
+            payloads = await self.write(_store, events, commands, devices, timezone.now(), jobs, alarms, None, passages)
         except BaseException:
             # Nothing of it was stored: put it back, in order, for the next try.
             self._queue.extendleft(reversed(batch))
+            self._passages[:0] = passages
+            self._alarms[:0] = alarms
             for pk, fields in devices.items():
                 self._device_fields[pk] = {**fields, **self._device_fields.get(pk, {})}
             raise
@@ -729,7 +743,7 @@ class Bridge:
         while True:
             await asyncio.sleep(REFRESH_SECONDS)
             try:
-                await self.read(self.store.refresh)
+                await self.read(self.decider.refresh)
                 await self._reload_registry()
             except asyncio.CancelledError:
                 raise

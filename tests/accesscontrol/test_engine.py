@@ -447,3 +447,97 @@ def test_a_readers_own_direction_rules_anti_passback():
     )
     granted = decide(rules, "D4", GATE_OUT, MONDAY_10)
     assert passback_after(rules, granted, GATE_OUT, frozenset(), direction="entry") == inside
+
+
+# --- anti-passback kinds, occupancy limits, opening modes ---------------------------------------------------
+
+
+def zoned(**zone) -> engine.Snapshot:
+    """The site with the parking zone's anti-passback and occupancy set as given."""
+    parking = dataclasses.replace(site().zones[PARKING], **zone)
+    return site(zones={**site().zones, PARKING: parking})
+
+
+ENTERED_AT_9 = {PARKING: (MONDAY_10 - dt.timedelta(hours=1)).timestamp()}
+
+
+def test_hard_anti_passback_refuses_a_second_entry_and_soft_grants_it_with_a_warning():
+    hard = decide(zoned(), "D4", GATE_IN, MONDAY_10, inside_zones=ENTERED_AT_9)
+    assert (hard.granted, hard.reason) == (False, "anti_passback")
+    soft = decide(zoned(passback_kind="soft"), "D4", GATE_IN, MONDAY_10, inside_zones=ENTERED_AT_9)
+    assert (soft.granted, soft.reason, soft.warning) == (True, "granted", "anti_passback")
+    # Someone who does not use anti-passback is not held to it; nor is anyone leaving.
+    assert decide(zoned(), "A1", GATE_IN, MONDAY_10, inside_zones=ENTERED_AT_9).warning == ""
+    assert decide(zoned(), "D4", GATE_OUT, MONDAY_10, inside_zones=ENTERED_AT_9).granted
+
+
+def test_timed_anti_passback_lets_a_cardholder_in_again_once_its_minutes_have_passed():
+    rules = zoned(passback_seconds=3600)
+    assert decide(rules, "D4", GATE_IN, MONDAY_10, inside_zones=ENTERED_AT_9).granted
+    assert decide(rules, "D4", GATE_IN, MONDAY_10 - dt.timedelta(seconds=1), inside_zones=ENTERED_AT_9).reason == (
+        "anti_passback"
+    )
+
+
+def test_a_full_zone_refuses_entry_but_not_exit_nor_someone_already_counted_inside():
+    rules = zoned(max_occupancy=3)
+    assert decide(rules, "A1", GATE_IN, MONDAY_10, occupancy={PARKING: 2}).granted
+    full = decide(rules, "A1", GATE_IN, MONDAY_10, occupancy={PARKING: 3})
+    assert (full.granted, full.reason, full.cardholder_id) == (False, "zone_full", ALICE)
+    assert decide(rules, "A1", GATE_OUT, MONDAY_10, occupancy={PARKING: 3}).granted
+    assert decide(rules, "A1", GATE_IN, MONDAY_10, occupancy={PARKING: 3}, inside_zones={PARKING: 0.0}).granted
+    # An operator's correction counts: two counted, corrected up by one.
+    corrected = zoned(max_occupancy=3, occupancy_correction=1)
+    assert decide(corrected, "A1", GATE_IN, MONDAY_10, occupancy={PARKING: 2}).reason == "zone_full"
+    # A zone of no places is closed to entry.
+    assert decide(zoned(max_occupancy=0), "A1", GATE_IN, MONDAY_10).reason == "zone_full"
+
+
+def test_anti_passback_outranks_a_full_zone_and_the_pin_comes_after_both():
+    rules = zoned(max_occupancy=1)
+    gate = point(GATE_IN, PARKING, direction="entry", pin_required=True)
+    rules = dataclasses.replace(rules, access_points={**rules.access_points, GATE_IN: gate})
+    assert decide(rules, "D4", GATE_IN, MONDAY_10, inside_zones=ENTERED_AT_9, occupancy={PARKING: 1}).reason == (
+        "anti_passback"
+    )
+    assert decide(rules, "A1", GATE_IN, MONDAY_10, occupancy={PARKING: 1}).reason == "zone_full"
+    assert decide(rules, "A1", GATE_IN, MONDAY_10, occupancy={PARKING: 0}).reason == "pin_required"
+
+
+def test_a_locked_door_refuses_everyone_but_those_who_override_lockdown():
+    rules = site(access_points={**site().access_points, MAIN: point(MAIN, LOBBY, mode="locked")})
+    assert decide(rules, "A1", MAIN, MONDAY_10).reason == "door_locked"
+    assert decide(rules, "E5", MAIN, MONDAY_10).granted
+    # Its own reason comes after the key's and the cardholder's.
+    assert decide(rules, "B2", MAIN, MONDAY_10).reason == "banned"
+
+
+def test_the_passage_of_a_granted_decision_enters_or_leaves_the_tracked_zones():
+    rules = site(zones={**site().zones, LOBBY: ZoneRule(LOBBY, roll_call=True)})
+    rules = dataclasses.replace(
+        rules, access_points={**rules.access_points, GATE_IN: point(GATE_IN, PARKING, LOBBY, LABS, direction="entry")}
+    )
+    granted = decide(rules, "A1", GATE_IN, MONDAY_10)
+    assert engine.passage(rules, granted, GATE_IN) == ({PARKING, LOBBY}, frozenset())
+    assert engine.passage(rules, granted, GATE_IN, "exit") == (frozenset(), {PARKING, LOBBY})
+    assert engine.passage(rules, granted, GATE_IN, "both") == (frozenset(), frozenset())
+    assert engine.passage(rules, decide(rules, "07", GATE_IN, MONDAY_10), GATE_IN) == (frozenset(), frozenset())
+
+
+def test_the_opening_mode_releases_a_door_when_open_or_timed_within_its_period():
+    points = site().access_points
+    rules = site(
+        access_points={
+            **points,
+            MAIN: point(MAIN, mode="timed", timed_period_id=OFFICE),
+            LAB: point(LAB, mode="open"),
+            ROOM: point(ROOM, mode="office", timed_period_id=OFFICE),
+        }
+    )
+    assert engine.released_by_mode(rules, MAIN, MONDAY_10)
+    assert not engine.released_by_mode(rules, MAIN, SUNDAY_10)
+    assert engine.released_by_mode(rules, LAB, SUNDAY_10)
+    assert not engine.released_by_mode(rules, ROOM, MONDAY_10)
+    assert not engine.released_by_mode(rules, 999, MONDAY_10)
+    # A timed door still decides every card: the event is recorded as for any other door.
+    assert decide(rules, "07", MAIN, MONDAY_10).reason == "no_permission"
