@@ -207,7 +207,7 @@ def test_two_entries_at_once_for_the_last_place_exactly_one_is_refused(car_park)
 
 
 def test_a_restarted_decider_remembers_who_is_inside(car_park):
-    zone, gate, (first, _) = car_park
+    _, gate, (first, _) = car_park
     written = []
     decider = Decider(SnapshotStore(), on_passage=written.append)
     decider.refresh()
