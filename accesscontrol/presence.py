@@ -25,9 +25,9 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -39,11 +39,11 @@ from accesscontrol.rulechanges import record_rule_changes
 
 _LONG_AGO = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EMPTY: frozenset[int] = frozenset()
+_NEVER = float("-inf")
 
 
-@dataclass(frozen=True, slots=True)
-class Passage:
-    """A cardholder passing a door: the tracked zones entered and left, at ``at``."""
+class Passage(NamedTuple):
+    """A cardholder passing a door: the tracked zones entered and left, at ``at`` (a tuple: made per decision)."""
 
     cardholder_id: int
     at: dt.datetime
@@ -94,21 +94,20 @@ def record_passages(passages: Iterable[Passage]) -> int:
         }
         if not pairs:
             return 0
-        # Make sure each pair has its row (another process may be making it too), then lock them.
-        Presence.objects.bulk_create(
-            [
-                Presence(cardholder_id=holder, zone_id=zone, inside=False, since=_LONG_AGO, last_at=_LONG_AGO)
-                for holder, zone in pairs
-            ],
-            ignore_conflicts=True,
-        )
         holder_ids = {holder for holder, _ in pairs}
         zone_ids = {zone for _, zone in pairs}
-        rows = {
-            (row.cardholder_id, row.zone_id): row
-            for row in Presence.objects.select_for_update().filter(cardholder_id__in=holder_ids, zone_id__in=zone_ids)
-        }
-        changed: dict[tuple[int, int], Presence] = {}
+        rows = _rows(holder_ids, zone_ids)
+        missing = pairs - rows.keys()
+        if missing:
+            # Made here, or at the same moment by another process: either way there is one row after this.
+            _insert(
+                Presence,
+                ("cardholder_id", "zone_id", "inside", "since", "last_at", "source"),
+                [(holder, zone, False, _LONG_AGO, _LONG_AGO, PresenceSource.ONLINE) for holder, zone in missing],
+                ignore_conflicts=True,
+            )
+            rows.update(_rows({holder for holder, _ in missing}, {zone for _, zone in missing}))
+        changed: dict[tuple[int, int], _Row] = {}
         for passage in passages:
             for zones_passed, inside in ((passage.left, False), (passage.entered, True)):
                 for zone in zones_passed:
@@ -123,17 +122,61 @@ def record_passages(passages: Iterable[Passage]) -> int:
                     row.access_point_id = passage.access_point_id
                     changed[(passage.cardholder_id, zone)] = row
         if changed:
-            Presence.objects.bulk_update(
-                list(changed.values()), ["inside", "since", "last_at", "source", "access_point"], batch_size=500
-            )
-            PresenceChange.objects.bulk_create(
-                [
-                    PresenceChange(cardholder_id=holder, zone_id=zone, inside=row.inside, at=row.last_at)
-                    for (holder, zone), row in changed.items()
-                ],
-                batch_size=500,
+            _update(changed.values())
+            recorded = timezone.now()
+            _insert(
+                PresenceChange,
+                ("cardholder_id", "zone_id", "inside", "at", "recorded_at"),
+                [(holder, zone, row.inside, row.last_at, recorded) for (holder, zone), row in changed.items()],
             )
         return len(changed)
+
+
+class _Row:
+    __slots__ = ("access_point_id", "inside", "last_at", "pk", "since", "source")
+
+    def __init__(self, pk, inside, since, last_at, source, access_point_id):
+        self.pk, self.inside, self.since, self.last_at = pk, inside, since, last_at
+        self.source, self.access_point_id = source, access_point_id
+
+
+def _rows(holder_ids: set[int], zone_ids: set[int]) -> dict[tuple[int, int], _Row]:
+    """The presence rows of these cardholders in these zones, locked until the transaction ends."""
+    rows = Presence.objects.select_for_update().filter(cardholder_id__in=holder_ids, zone_id__in=zone_ids)
+    columns = ("pk", "cardholder_id", "zone_id", "inside", "since", "last_at", "source", "access_point_id")
+    return {(row[1], row[2]): _Row(row[0], *row[3:]) for row in rows.values_list(*columns)}
+
+
+def _insert(model, columns: tuple[str, ...], rows: list[tuple], *, ignore_conflicts: bool = False) -> None:
+    """One INSERT statement run for many rows: bulk_create's preparing of each value costs more than the database.
+
+    Date-times are adapted here; ``ignore_conflicts`` skips rows a unique constraint already holds.
+    """
+    quote = connection.ops.quote_name
+    adapt = connection.ops.adapt_datetimefield_value
+    names = ", ".join(quote(model._meta.get_field(name).column) for name in columns)
+    marks = ", ".join(["%s"] * len(columns))
+    conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    sql = f"INSERT INTO {quote(model._meta.db_table)} ({names}) VALUES ({marks}){conflict}"  # noqa: S608
+    adapted = [tuple(adapt(v) if isinstance(v, dt.datetime) else v for v in row) for row in rows]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, adapted)
+
+
+def _update(rows: Iterable[_Row]) -> None:
+    """One UPDATE statement run for many rows (bulk_update's CASE expressions are far slower at this size)."""
+    table = connection.ops.quote_name(Presence._meta.db_table)
+    point_column = connection.ops.quote_name(Presence._meta.get_field("access_point").column)
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET inside = %s, since = %s, last_at = %s, source = %s, {point_column} = %s "  # noqa: S608
+            "WHERE id = %s",
+            [
+                (row.inside, adapt(row.since), adapt(row.last_at), row.source, row.access_point_id, row.pk)
+                for row in rows
+            ],
+        )
 
 
 def passages_from_events(events: Iterable[AuditEvent], directions: Mapping[int, str] | None = None) -> list[Passage]:
@@ -281,13 +324,6 @@ def purge_changes(older_than: dt.timedelta = dt.timedelta(days=1), now: dt.datet
 # --- a process's view ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class _State:
-    inside: bool
-    at: float  # the passage's POSIX time
-    since: float
-
-
 class PresenceView:
     """Presence in memory, for decisions: who is inside which zone since when, and each zone's count.
 
@@ -300,8 +336,9 @@ class PresenceView:
         self.gap_seconds = gap_seconds
         self.max_idle_seconds = max_idle_seconds
         self._lock = threading.Lock()
-        self._states: dict[int, dict[int, _State]] = {}
-        self._inside: dict[int, dict[int, float]] = {}
+        self._last: dict[int, dict[int, float]] = {}  # cardholder -> zone -> the last passage's POSIX time
+        # cardholder -> zone -> POSIX time entered, for the zones they are inside (read it, never write it)
+        self.inside: dict[int, dict[int, float]] = {}
         self.counts: dict[int, int] = defaultdict(int)
         self._last_id = 0
         self._gaps: dict[int, float] = {}
@@ -310,20 +347,21 @@ class PresenceView:
 
     def inside_of(self, cardholder_id: int) -> Mapping[int, float]:
         """Zone id -> POSIX time entered, for the zones the cardholder is inside (nothing before the first refresh)."""
-        return self._inside.get(cardholder_id) or {}
+        return self.inside.get(cardholder_id) or {}
 
     def apply(self, passage: Passage) -> None:
-        at = passage.at.timestamp()
+        holder, at, entered, left = passage[0], passage[1].timestamp(), passage[2], passage[3]
         with self._lock:
-            for zones, inside in ((passage.left, False), (passage.entered, True)):
-                for zone in zones:
-                    self._set(passage.cardholder_id, zone, inside, at)
+            for zone in entered:
+                self._set(holder, zone, True, at)
+            for zone in left:
+                self._set(holder, zone, False, at)
 
     def load(self) -> None:
         with self._lock:
             recent = list(PresenceChange.objects.order_by("-id").values_list("id", flat=True)[:2000])
-            self._states.clear()
-            self._inside.clear()
+            self._last.clear()
+            self.inside.clear()
             self.counts.clear()
             rows = Presence.objects.filter(last_at__gt=_LONG_AGO).values_list(
                 "cardholder_id", "zone_id", "inside", "last_at", "since"
@@ -369,26 +407,22 @@ class PresenceView:
             self._last_id = newest
 
     def _set(self, holder: int, zone: int, inside: bool, at: float, since: float | None = None) -> None:
-        states = self._states.setdefault(holder, {})
-        state = states.get(zone)
-        if state is not None and at <= state.at:
-            return
-        was_inside = state is not None and state.inside
-        if state is None:
-            state = states[zone] = _State(inside, at, at if since is None else since)
-        else:
-            if was_inside != inside:
-                state.since = at if since is None else since
-            state.inside, state.at = inside, at
-        zones = self._inside.get(holder)
+        last = self._last.get(holder)
+        if last is None:
+            last = self._last[holder] = {}
+        elif at <= last.get(zone, _NEVER):
+            return  # not newer than what the view holds (its own passage coming back, an old trail)
+        last[zone] = at
+        zones = self.inside.get(holder)
+        was_inside = zones is not None and zone in zones
         if inside:
-            if zones is None:
-                zones = self._inside[holder] = {}
-            zones[zone] = state.since
             if not was_inside:
+                if zones is None:
+                    zones = self.inside[holder] = {}
+                zones[zone] = at if since is None else since
                 self.counts[zone] += 1
         elif was_inside:
-            zones.pop(zone, None)
+            del zones[zone]
             if not zones:
-                self._inside.pop(holder, None)
+                del self.inside[holder]
             self.counts[zone] -= 1

@@ -15,14 +15,17 @@ import threading
 import time
 from collections.abc import Callable
 
-from accesscontrol.choices import AuditKind
+from accesscontrol.choices import AuditKind, Direction, PresenceSource
 from accesscontrol.engine import Decision, decide, decide_pin, normalize_uid
 from accesscontrol.models import AuditEvent
-from accesscontrol.presence import Passage, PresenceView, passage_of
+from accesscontrol.presence import Passage, PresenceView
 from accesscontrol.snapshot import SnapshotStore
 from devices.places import Place
 
 _NOBODY: dict = {}
+_NONE: frozenset[int] = frozenset()
+_ENTRY, _EXIT = Direction.ENTRY.value, Direction.EXIT.value
+_ONLINE = PresenceSource.ONLINE.value
 
 
 class Decider:
@@ -53,7 +56,7 @@ class Decider:
             return decide(snapshot, uid, point_id, at, pin=pin, direction=direction)
         with self._lock:
             key = snapshot.keys_by_uid.get(uid) or snapshot.keys_by_uid.get(normalize_uid(uid))
-            inside = self.presence.inside_of(key.cardholder_id) if key else _NOBODY
+            inside = self.presence.inside.get(key.cardholder_id, _NOBODY) if key else _NOBODY
             decision = decide(
                 snapshot,
                 uid,
@@ -75,7 +78,7 @@ class Decider:
             return decide_pin(snapshot, pin, point_id, at, direction=direction)
         with self._lock:
             holder = snapshot.holder_by_pin(pin)
-            inside = self.presence.inside_of(holder.id) if holder else _NOBODY
+            inside = self.presence.inside.get(holder.id, _NOBODY) if holder else _NOBODY
             decision = decide_pin(
                 snapshot, pin, point_id, at, inside_zones=inside, direction=direction, occupancy=self.presence.counts
             )
@@ -83,12 +86,25 @@ class Decider:
         return decision
 
     def _passed(self, snapshot, decision: Decision, point_id: int, at, direction: str | None) -> None:
-        if decision.granted:
-            passage = passage_of(snapshot, decision, point_id, at, direction)
-            if passage is not None:
-                self.presence.apply(passage)
-                if self.on_passage is not None:
-                    self.on_passage(passage)
+        """The passage a grant makes through tracked zones: into the view now, to ``on_passage`` for storing."""
+        if not decision.granted:
+            return
+        point = snapshot.access_points.get(point_id)
+        if point is None:
+            return
+        zones = point.zone_ids & snapshot.tracked_zones
+        if not zones:
+            return
+        direction = direction or point.direction
+        if direction == _ENTRY:
+            passage = Passage(decision.cardholder_id, at, zones, _NONE, point_id, _ONLINE)
+        elif direction == _EXIT:
+            passage = Passage(decision.cardholder_id, at, _NONE, zones, point_id, _ONLINE)
+        else:
+            return  # a door both ways tells nothing of where they are
+        self.presence.apply(passage)
+        if self.on_passage is not None:
+            self.on_passage(passage)
 
 
 def access_event(decision: Decision, place: Place | None, device_pk: int, at, detail: dict) -> AuditEvent:
