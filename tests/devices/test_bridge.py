@@ -6,11 +6,13 @@ import time
 
 import pytest
 
-from accesscontrol.models import AuditEvent, Key
-from devices.models import Device, DeviceCommand
+from accesscontrol.models import AuditEvent, Key, Presence
+from devices.choices import AlarmKind
+from devices.models import Alarm, Device, DeviceCommand
 from devices.sdp import codec as sdp1
 from tests.devices.client import NoAnswer
 from tests.devices.conftest import UID
+from tests.factories import make_cardholder, make_key, make_zone
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -314,3 +316,47 @@ def test_an_ack_after_commit_goes_to_the_source_of_the_event_it_answers(device):
         other.close()
     assert status_ack == {"t": "ack", "seq": device.seq}
     assert event_ack == {"t": "ack", "seq": device.seq - 1}
+
+
+class TestPresence:
+    """Anti-passback and occupancy at SDP/1 doors, on the presence every process shares."""
+
+    @pytest.fixture
+    def hall(self, site, bridge):
+        zone = make_zone(name="Hall", anti_passback=True, roll_call=True)
+        door = site["door"]
+        door.direction = "entry"
+        door.save()
+        door.zones.add(zone)
+        holder = site["holder"]
+        holder.use_anti_passback = True
+        holder.save()
+        bridge.reload()
+        return zone
+
+    def test_an_entry_is_stored_as_presence_and_a_second_one_is_refused(self, site, device, hall):
+        assert access(device, req=1)["grant"] is True
+        wait_until(lambda: Presence.objects.filter(cardholder=site["holder"], zone=hall, inside=True).exists())
+        assert access(device, req=2)["reason"] == "anti_passback"
+
+    def test_soft_anti_passback_lets_them_in_and_raises_an_alarm(self, site, device, hall, bridge):
+        hall.passback_kind = "soft"
+        hall.save()
+        bridge.reload()
+        assert access(device, req=1)["grant"] is True
+        second = access(device, req=2)
+        assert (second["grant"], second["reason"]) == (True, "granted")
+        alarm = wait_until(lambda: Alarm.objects.filter(kind=AlarmKind.ANTI_PASSBACK).first())
+        assert alarm.access_point_id == site["door"].pk and alarm.cleared_at is not None
+        assert alarm.acknowledged_at is None
+
+    def test_a_full_zone_refuses_the_next_entry(self, site, device, hall, bridge):
+        hall.max_occupancy = 1
+        hall.save()
+        other = make_cardholder(first_name="Grace")
+        other.access_levels.set(site["holder"].access_levels.all())
+        make_key(other, uid="0A0B0C0D")
+        bridge.reload()
+        assert access(device, req=1)["grant"] is True
+        full = access(device, uid="0A0B0C0D", req=2)
+        assert (full["grant"], full["reason"]) == (False, "zone_full")

@@ -39,7 +39,7 @@ class RunningBridge:
         """Pick up database changes now instead of at the next refresh."""
 
         async def reload():
-            await self.bridge.read(self.bridge.store.refresh)
+            await self.bridge.read(self.bridge.decider.refresh)
             await self.bridge._reload_registry(force=True)
 
         self.call(reload())
