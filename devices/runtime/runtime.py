@@ -266,7 +266,10 @@ class Runtime:
                 config.device_pk,
                 {"reader": config.number, "cardholder": decision.cardholder_id},
             )
-            self.sink.alarm(AlarmKind.ANTI_PASSBACK, True, config.place, config.device_pk, timezone.now())
+            # A moment, not a condition: raised and over at once, it waits on the monitor to be acknowledged.
+            now = timezone.now()
+            self.sink.alarm(AlarmKind.ANTI_PASSBACK, True, config.place, config.device_pk, now)
+            self.sink.alarm(AlarmKind.ANTI_PASSBACK, False, config.place, config.device_pk, now)
         self.driver.signal(config.device_pk, config.number, signal_for(GRANTED, decision.open_time))
         handle = self.door_for(reader)
         if handle is not None:
