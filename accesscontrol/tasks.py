@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from accesscontrol import blacklist, jobs
+from accesscontrol import housekeeping, jobs
 
 
 @shared_task(ignore_result=True)
@@ -14,5 +14,6 @@ def run_job(job_id: int) -> str:
 
 @shared_task(ignore_result=True)
 def purge_blacklist() -> str:
-    """Beat's hourly purge: entries whose keys would have expired leave the blacklist (runspace: core.periodic)."""
-    return f"purged {blacklist.purge_expired()} blacklist entries"
+    """Beat's hourly purge: the blacklist, and the change logs of rules and presence (accesscontrol/housekeeping.py;
+    runspace: core.periodic)."""
+    return f"purged {housekeeping.summary(housekeeping.purge())}"

@@ -89,12 +89,12 @@ class Entry:
 
 
 def blacklist_purge() -> Service:
-    """The hourly purge of blacklist entries whose keys would have expired (beat's purge_blacklist)."""
-    from accesscontrol.blacklist import purge_expired
+    """The hourly purge of expired blacklist entries and old rule and presence changes (beat's purge_blacklist)."""
+    from accesscontrol.housekeeping import purge
     from core.periodic import PeriodicService
     from space.celery import PURGE_BLACKLIST_EVERY_SECONDS
 
-    return PeriodicService("blacklist-purge", purge_expired, PURGE_BLACKLIST_EVERY_SECONDS)
+    return PeriodicService("blacklist-purge", purge, PURGE_BLACKLIST_EVERY_SECONDS)
 
 
 connectors_in_runspace = setting_on("SPACE_CONNECTORS_IN_RUNSPACE")

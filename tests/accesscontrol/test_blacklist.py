@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from accesscontrol import actions, blacklist
+from accesscontrol import actions, blacklist, housekeeping
 from accesscontrol.models import BlacklistEntry, Key
 from accesscontrol.tasks import purge_blacklist
 from core.periodic import PeriodicService
@@ -145,7 +145,7 @@ def test_the_purge_task_purges(settings):
     entry(timezone.now() - DAY)
     kept = entry(timezone.now() + DAY)
 
-    assert purge_blacklist.run() == "purged 1 blacklist entries"
+    assert purge_blacklist.run() == "purged 1 blacklist entries, 0 rule changes, 0 presence changes"
     assert list(BlacklistEntry.objects.values_list("pk", flat=True)) == [kept.pk]
 
 
@@ -161,7 +161,7 @@ def test_runspace_purges_when_no_beat_runs(settings):
 
     [purge] = [service for service in embedded_services() if isinstance(service, PeriodicService)]
 
-    assert (purge.function, purge.every) == (blacklist.purge_expired, PURGE_BLACKLIST_EVERY_SECONDS)
+    assert (purge.function, purge.every) == (housekeeping.purge, PURGE_BLACKLIST_EVERY_SECONDS)
 
 
 @pytest.mark.django_db(transaction=True)

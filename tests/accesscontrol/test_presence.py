@@ -5,11 +5,12 @@ import datetime as dt
 import threading
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from accesscontrol import presence
+from accesscontrol import housekeeping, presence
 from accesscontrol.choices import AuditKind, PresenceSource
-from accesscontrol.models import AuditEvent, Presence, SystemAuditEntry
+from accesscontrol.models import AuditEvent, Presence, PresenceChange, SystemAuditEntry
 from accesscontrol.presence import Passage, PresenceView
 from accesscontrol.snapshot import SnapshotStore
 from devices.places import Place
@@ -143,8 +144,6 @@ def test_an_operator_corrects_a_zone_s_count(plant):
     assert presence.occupancy(hall) == 4 and presence.occupancies([hall]) == {hall.pk: 4}
     entry = SystemAuditEntry.objects.get(action="correct_occupancy")
     assert entry.detail == {"before": 1, "count": 4, "correction": 3}
-    from django.core.exceptions import ValidationError
-
     with pytest.raises(ValidationError):
         presence.correct_occupancy(hall, -1, operator=operator, via="web")
 
@@ -220,3 +219,11 @@ def test_a_restarted_decider_remembers_who_is_inside(car_park):
     presence.forgive(operator=None, via="command", cardholder=first)
     restarted.refresh()
     assert restarted.card(gate, "CA01", timezone.now()).granted
+
+
+def test_the_hourly_purge_drops_presence_changes_older_than_a_day(plant):
+    hall, _, ada, _ = plant
+    presence.record_passages([Passage(ada.pk, at(0), entered=frozenset({hall.pk}))])
+    assert housekeeping.purge()["presence_changes"] == 0
+    assert housekeeping.purge(timezone.now() + dt.timedelta(days=2))["presence_changes"] == 1
+    assert not PresenceChange.objects.exists() and inside(ada, hall)
