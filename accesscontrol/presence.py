@@ -114,8 +114,8 @@ def record_passages(passages: Iterable[Passage]) -> int:
                     row = rows.get((passage.cardholder_id, zone))
                     if row is None or passage.at <= row.last_at:
                         continue  # not tracked, or not newer than what the row reflects
-                    if row.inside != inside:
-                        row.since = passage.at
+                    if row.inside != inside or row.last_at == _LONG_AGO:
+                        row.since = passage.at  # a change of side, or the first passage of a new row
                     row.inside = inside
                     row.last_at = passage.at
                     row.source = passage.source
