@@ -39,7 +39,7 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from accesscontrol import events
+from accesscontrol import events, presence
 from accesscontrol.choices import AccessPointKind, AuditKind
 from accesscontrol.models import AccessLevelEntry, AccessPoint, AuditEvent, BlacklistEntry, CardholderPermission, Key
 from accesscontrol.snapshot import load_access_points, load_calendars, load_periods, load_site, site_time_zone
@@ -360,7 +360,11 @@ class Stored:
 
 
 def store_audit(device: Device, events: list[UploadedEvent], now: dt.datetime | None = None) -> Stored:
-    """Store a lock's collected events in the audit trail, each once however often it is uploaded."""
+    """Store a lock's collected events in the audit trail, each once however often it is uploaded.
+
+    The granted passages among the events stored for the first time are merged into presence in the same
+    transaction (an upload repeated changes nothing; an older trail never undoes a newer passage).
+    """
     now = now or timezone.now()
     point = access_point_of(device)
     keys = {
@@ -372,6 +376,7 @@ def store_audit(device: Device, events: list[UploadedEvent], now: dt.datetime | 
     rows = [_audit_row(device, point, event, keys.get(event.key_id)) for event in events]
     with transaction.atomic():
         new = recorder.store(rows, [], {}, now)
+        presence.record_passages(presence.passages_from_events(new))
         stored_up_to = max((e.id for e in events), default=0) or _highest_stored(device)
         LockState.objects.get_or_create(device=device)
         LockState.objects.filter(device=device).update(collected_at=now, events_pending=0)
