@@ -39,7 +39,7 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from accesscontrol import engine, events, presence
+from accesscontrol import events, presence
 from accesscontrol.choices import AccessPointKind, AuditKind, OpeningMode
 from accesscontrol.models import (
     AccessLevelEntry,
@@ -48,11 +48,10 @@ from accesscontrol.models import (
     BlacklistEntry,
     CardholderPermission,
     Key,
-    ModeChange,
     Zone,
 )
 from accesscontrol.snapshot import load_access_points, load_calendars, load_periods, load_site, site_time_zone
-from devices import cards, recorder
+from devices import cards, modeplan, recorder
 from devices.choices import DeviceKind
 from devices.lockconfig import LockConfig, LockPeriod
 from devices.models import Device, DeviceDoor, LockState
@@ -143,7 +142,7 @@ def mode_schedules(points: dict, own: dict[int, int | None]) -> dict[int, int | 
     """access point id -> the mode schedule it follows: its own (``own``), else its zones' (the lowest zone id
     with one wins).
 
-    The same rule as the scheduler's for online doors, so an offline lock changes mode when they do.
+    The rule of the mode scheduler (devices/modeplan.py), so an offline lock changes mode when online doors do.
     """
     zone_ids = {zone for point_id, rule in points.items() if own.get(point_id) is None for zone in rule.zone_ids}
     zones = Zone.objects.filter(pk__in=zone_ids, mode_schedule__isnull=False)
@@ -155,21 +154,12 @@ def mode_schedules(points: dict, own: dict[int, int | None]) -> dict[int, int | 
     return schedules
 
 
-_CHANGE_DAYS = (*ModeChange.DAY_FIELDS, *ModeChange.DAY_TYPE_FIELDS.values())
-
-
 def load_mode_changes(schedule_ids: set[int]) -> dict[int, tuple[tuple[int, int, str], ...]]:
     """mode schedule id -> its changes as (second after local midnight, day mask, mode), ascending by time."""
-    changes = defaultdict(list)
-    rows = (
-        ModeChange.objects.filter(schedule__in=schedule_ids)
-        .order_by("schedule_id", "at", "id")
-        .values_list("schedule_id", "at", "mode", *_CHANGE_DAYS)
-    )
-    for schedule_id, at, mode, *days in rows:
-        mask = sum(engine.DAY_BITS[name] for name, marked in zip(_CHANGE_DAYS, days, strict=True) if marked)
-        changes[schedule_id].append((at.hour * 3600 + at.minute * 60 + at.second, mask, mode))
-    return {schedule_id: tuple(changes[schedule_id]) for schedule_id in schedule_ids}
+    return {
+        schedule_id: tuple((change.seconds, change.days, change.mode) for change in changes)
+        for schedule_id, changes in modeplan.load_schedules(schedule_ids).items()
+    }
 
 
 def _load_rules(point_ids: set[int], now: dt.datetime) -> _Rules:
