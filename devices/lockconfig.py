@@ -1,10 +1,13 @@
-"""An offline lock's configuration as the PPD loads it: its door, zones, time periods, calendar and blacklist.
+"""An offline lock's configuration as the PPD loads it: its door, zones, time periods, calendar, opening mode
+and its schedule of automatic changes, and the blacklist.
 
 Plain data, no ORM: the server builds it (devices/locks.py), the PPD carries it
 as JSON, and a lock (real, or the software one of simulation/offline_lock.py) holds it.
 """
 
 from dataclasses import dataclass, field
+
+from accesscontrol.choices import OpeningMode
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,3 +37,8 @@ class LockConfig:
     extended_open_time: int = 10
     is_room: bool = False  # rooms have a privacy latch
     blacklist: tuple[tuple[int, int, int], ...] = ()  # (number, key_id, until): the full list at loading
+    # The opening mode when no automatic change applies, the changes (second after local midnight, day mask of
+    # engine.DAY_BITS, mode), ascending, and the period a timed mode holds the door open in.
+    mode: str = OpeningMode.STANDARD.value
+    mode_changes: tuple[tuple[int, int, str], ...] = ()
+    timed_period: LockPeriod | None = None

@@ -39,11 +39,19 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from accesscontrol import events
-from accesscontrol.choices import AccessPointKind, AuditKind
-from accesscontrol.models import AccessLevelEntry, AccessPoint, AuditEvent, BlacklistEntry, CardholderPermission, Key
+from accesscontrol import events, presence
+from accesscontrol.choices import AccessPointKind, AuditKind, OpeningMode
+from accesscontrol.models import (
+    AccessLevelEntry,
+    AccessPoint,
+    AuditEvent,
+    BlacklistEntry,
+    CardholderPermission,
+    Key,
+    Zone,
+)
 from accesscontrol.snapshot import load_access_points, load_calendars, load_periods, load_site, site_time_zone
-from devices import cards, recorder
+from devices import cards, modeplan, recorder
 from devices.choices import DeviceKind
 from devices.lockconfig import LockConfig, LockPeriod
 from devices.models import Device, DeviceDoor, LockState
@@ -121,6 +129,8 @@ class _Rules:
     kinds: dict[int, str]
     periods_of: dict[int, set[int]]  # access point id -> the period ids its grants use
     periods: dict  # period id -> engine.TimePeriodRule
+    schedule_of: dict[int, int | None]  # access point id -> the mode schedule it follows
+    mode_changes: dict[int, tuple[tuple[int, int, str], ...]]  # mode schedule id -> its changes
     calendars: dict  # calendar id -> engine.CalendarRule
     default_calendar: int | None
     site: int
@@ -128,16 +138,46 @@ class _Rules:
     blacklist: tuple[tuple[int, int, int], ...]
 
 
+def mode_schedules(points: dict, own: dict[int, int | None]) -> dict[int, int | None]:
+    """access point id -> the mode schedule it follows: its own (``own``), else its zones' (the lowest zone id
+    with one wins).
+
+    The rule of the mode scheduler (devices/modeplan.py), so an offline lock changes mode when online doors do.
+    """
+    zone_ids = {zone for point_id, rule in points.items() if own.get(point_id) is None for zone in rule.zone_ids}
+    zones = Zone.objects.filter(pk__in=zone_ids, mode_schedule__isnull=False)
+    of_zone = dict(zones.values_list("id", "mode_schedule_id")) if zone_ids else {}
+    schedules = {}
+    for point_id, rule in points.items():
+        zoned = [of_zone[zone] for zone in sorted(rule.zone_ids) if zone in of_zone]
+        schedules[point_id] = own.get(point_id) or (zoned[0] if zoned else None)
+    return schedules
+
+
+def load_mode_changes(schedule_ids: set[int]) -> dict[int, tuple[tuple[int, int, str], ...]]:
+    """mode schedule id -> its changes as (second after local midnight, day mask, mode), ascending by time."""
+    return {
+        schedule_id: tuple((change.seconds, change.days, change.mode) for change in changes)
+        for schedule_id, changes in modeplan.load_schedules(schedule_ids).items()
+    }
+
+
 def _load_rules(point_ids: set[int], now: dt.datetime) -> _Rules:
     points = load_access_points(point_ids)
     periods_of = _grant_periods(list(points), {pk: rule.zone_ids for pk, rule in points.items()})
+    timed = {rule.timed_period_id for rule in points.values() if rule.timed_period_id is not None}
+    rows = list(AccessPoint.objects.filter(pk__in=list(points)).values_list("id", "kind", "mode_schedule_id"))
+    kinds = {point_id: kind for point_id, kind, _ in rows}
+    schedule_of = mode_schedules(points, {point_id: schedule for point_id, _, schedule in rows})
     _, default_calendar = load_site()
     site, card_key = cards.site_card_key()
     return _Rules(
         points=points,
-        kinds=dict(AccessPoint.objects.filter(pk__in=list(points)).values_list("id", "kind")),
+        kinds=kinds,
         periods_of=periods_of,
-        periods=load_periods({period for ids in periods_of.values() for period in ids}),
+        periods=load_periods(timed.union(*periods_of.values())),
+        schedule_of=schedule_of,
+        mode_changes=load_mode_changes({schedule for schedule in schedule_of.values() if schedule is not None}),
         calendars=load_calendars({rule.calendar_id or default_calendar for rule in points.values()} - {None}),
         default_calendar=default_calendar,
         site=site,
@@ -146,8 +186,14 @@ def _load_rules(point_ids: set[int], now: dt.datetime) -> _Rules:
     )
 
 
+def _lock_period(period_id: int, rules: _Rules) -> LockPeriod:
+    return LockPeriod(period_id, tuple(tuple(interval) for interval in rules.periods[period_id].intervals))
+
+
 def _config(device: Device, point, rules: _Rules) -> LockConfig:
     calendar = rules.calendars.get(point.calendar_id or rules.default_calendar)
+    schedule = rules.schedule_of.get(point.id)
+    timed = point.timed_period_id if point.timed_period_id in rules.periods else None
     config = LockConfig(
         lock_id=device.device_id,
         access_point_id=point.id,
@@ -156,9 +202,7 @@ def _config(device: Device, point, rules: _Rules) -> LockConfig:
         revision=0,
         zone_ids=tuple(sorted(point.zone_ids)),
         periods=tuple(
-            LockPeriod(period_id, tuple(tuple(interval) for interval in rules.periods[period_id].intervals))
-            for period_id in sorted(rules.periods_of[point.id])
-            if period_id in rules.periods
+            _lock_period(period, rules) for period in sorted(rules.periods_of[point.id]) if period in rules.periods
         ),
         calendar_dates=dict(calendar.dates) if calendar else {},
         calendar_recurring=dict(calendar.recurring) if calendar else {},
@@ -167,6 +211,11 @@ def _config(device: Device, point, rules: _Rules) -> LockConfig:
         extended_open_time=point.extended_open_time,
         is_room=rules.kinds.get(point.id) == AccessPointKind.ROOM,
         blacklist=rules.blacklist,
+        # With a schedule the lock runs its changes; the mode the scheduler last set (opening_mode) is left out,
+        # or each change would make a new revision and send a PPD round.
+        mode=point.mode if schedule is None else OpeningMode.STANDARD.value,
+        mode_changes=rules.mode_changes[schedule] if schedule is not None else (),
+        timed_period=_lock_period(timed, rules) if timed is not None else None,
     )
     return _with_revision(config)
 
@@ -211,7 +260,7 @@ def config_json(config: LockConfig) -> dict:
         "card_key": config.card_key.hex(),
         "revision": config.revision,
         "zone_ids": list(config.zone_ids),
-        "periods": [{"id": period.id, "intervals": [list(i) for i in period.intervals]} for period in config.periods],
+        "periods": [_period_json(period) for period in config.periods],
         "calendar_dates": {str(ordinal): bit for ordinal, bit in sorted(config.calendar_dates.items())},
         "calendar_recurring": [[month, day, bit] for (month, day), bit in sorted(config.calendar_recurring.items())],
         "time_zone": config.time_zone,
@@ -219,7 +268,18 @@ def config_json(config: LockConfig) -> dict:
         "extended_open_time": config.extended_open_time,
         "is_room": config.is_room,
         "blacklist": [list(entry) for entry in config.blacklist],
+        "mode": config.mode,
+        "mode_changes": [list(change) for change in config.mode_changes],
+        "timed_period": _period_json(config.timed_period) if config.timed_period else None,
     }
+
+
+def _period_json(period: LockPeriod) -> dict:
+    return {"id": period.id, "intervals": [list(i) for i in period.intervals]}
+
+
+def _period_from_json(data: dict) -> LockPeriod:
+    return LockPeriod(data["id"], tuple(tuple(i) for i in data["intervals"]))
 
 
 def config_from_json(data: dict) -> LockConfig:
@@ -230,9 +290,7 @@ def config_from_json(data: dict) -> LockConfig:
         card_key=bytes.fromhex(data["card_key"]),
         revision=data["revision"],
         zone_ids=tuple(data["zone_ids"]),
-        periods=tuple(
-            LockPeriod(period["id"], tuple(tuple(i) for i in period["intervals"])) for period in data["periods"]
-        ),
+        periods=tuple(_period_from_json(period) for period in data["periods"]),
         calendar_dates={int(ordinal): bit for ordinal, bit in data["calendar_dates"].items()},
         calendar_recurring={(month, day): bit for month, day, bit in data["calendar_recurring"]},
         time_zone=data["time_zone"],
@@ -240,6 +298,10 @@ def config_from_json(data: dict) -> LockConfig:
         extended_open_time=data["extended_open_time"],
         is_room=data["is_room"],
         blacklist=tuple(tuple(entry) for entry in data["blacklist"]),
+        # A document from before opening modes reached locks: standard, no changes.
+        mode=data.get("mode", OpeningMode.STANDARD.value),
+        mode_changes=tuple(tuple(change) for change in data.get("mode_changes", ())),
+        timed_period=_period_from_json(data["timed_period"]) if data.get("timed_period") else None,
     )
 
 
@@ -360,7 +422,11 @@ class Stored:
 
 
 def store_audit(device: Device, events: list[UploadedEvent], now: dt.datetime | None = None) -> Stored:
-    """Store a lock's collected events in the audit trail, each once however often it is uploaded."""
+    """Store a lock's collected events in the audit trail, each once however often it is uploaded.
+
+    The granted passages among the events stored for the first time are merged into presence in the same
+    transaction (an upload repeated changes nothing; an older trail never undoes a newer passage).
+    """
     now = now or timezone.now()
     point = access_point_of(device)
     keys = {
@@ -372,6 +438,7 @@ def store_audit(device: Device, events: list[UploadedEvent], now: dt.datetime | 
     rows = [_audit_row(device, point, event, keys.get(event.key_id)) for event in events]
     with transaction.atomic():
         new = recorder.store(rows, [], {}, now)
+        presence.record_passages(presence.passages_from_events(new))
         stored_up_to = max((e.id for e in events), default=0) or _highest_stored(device)
         LockState.objects.get_or_create(device=device)
         LockState.objects.filter(device=device).update(collected_at=now, events_pending=0)

@@ -12,6 +12,17 @@ one-cardholder rule set, so schedules, calendars, time zones and validity are
 judged by the same code as at an online door. Before the engine, the lock learns
 the blacklist entries the card carries and refuses a blacklisted key.
 
+Opening modes (docs/ppd.md): the mode in force at an instant is the last of the
+configuration's automatic changes (accesscontrol/modes.py, on the lock's own
+calendar), else its configured mode. The lock's clock (``tick``) releases and
+locks the door at the boundaries and writes ``door_released`` / ``door_locked``
+into the audit buffer, once each: open holds it released, timed while the timed
+period is active, office while a card with the office flag has toggled it open
+(until the next mode change), toggle while a granted card has toggled it open.
+Locked refuses every card without ``override_lockdown`` (the engine's
+``door_locked``). A card presented while the door is held open is still decided
+and recorded.
+
 The blacklist a lock reports (``blacklist_number``) is a watermark: the lock holds
 every entry of the site's list numbered up to it. A card extends it only when the
 entries it carries join up with it (``CardData.blacklist_base``); entries from a
@@ -20,13 +31,14 @@ a PPD that fills the gap, so the server never takes the lock for more up to date
 than it is.
 """
 
+import dataclasses
 import datetime as dt
 from collections import deque
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from accesscontrol import engine
-from accesscontrol.choices import AuditKind
+from accesscontrol import engine, modes
+from accesscontrol.choices import AuditKind, OpeningMode
 from devices import carddata, mobiletoken
 from devices.carddata import POINT, ZONE, CardData, CardError, LockStatus
 from devices.lockconfig import LockConfig
@@ -57,6 +69,7 @@ class LockEvent:
 
 
 _CALENDAR = 0  # the lock has one calendar: the engine snapshot's default
+_HELD_BY_CARD = (OpeningMode.OFFICE.value, OpeningMode.TOGGLE.value)
 
 
 def _merged(held: tuple[int, ...] | None, periods: tuple[int, ...]) -> tuple[int, ...]:
@@ -85,31 +98,41 @@ class OfflineLock:
         self._blacklist_capacity = blacklist_capacity
         self._blacklist_number = 0
         self._challenges = mobiletoken.Challenges(config.lock_id)
+        self._released = False  # the door held open by its mode (not a card's few seconds)
         self.load(config)
 
     # --- configuration (what a PPD does) ---------------------------------------------------------------------
 
     def load(self, config: LockConfig) -> None:
-        """Take a new configuration and the full blacklist in it; the audit buffer is kept."""
+        """Take a new configuration and the full blacklist in it; the audit buffer is kept.
+
+        A door a card held open (office, toggle) stays so until the next ``tick`` under the new configuration
+        decides again; the hold itself is forgotten.
+        """
         self.config = config
         self._challenges.lock_id = config.lock_id
+        periods = (*config.periods, config.timed_period) if config.timed_period else config.periods
+        self._point = engine.AccessPointRule(
+            config.access_point_id,
+            open_time=config.open_time,
+            extended_open_time=config.extended_open_time,
+            zone_ids=frozenset(config.zone_ids),
+            mode=config.mode,
+            timed_period_id=config.timed_period.id if config.timed_period else None,
+        )
         self._snapshot = engine.Snapshot(
             tz=ZoneInfo(config.time_zone),
             default_calendar_id=_CALENDAR,
-            access_points={
-                config.access_point_id: engine.AccessPointRule(
-                    config.access_point_id,
-                    open_time=config.open_time,
-                    extended_open_time=config.extended_open_time,
-                    zone_ids=frozenset(config.zone_ids),
-                )
-            },
+            access_points={config.access_point_id: self._point},
             periods={
                 period.id: engine.TimePeriodRule(period.id, tuple(engine.Interval(*i) for i in period.intervals))
-                for period in config.periods
+                for period in periods
             },
             calendars={_CALENDAR: engine.CalendarRule(_CALENDAR, config.calendar_dates, config.calendar_recurring)},
         )
+        self._changes = [modes.Change(seconds, days, mode) for seconds, days, mode in config.mode_changes]
+        self._epoch: tuple[str, dt.datetime | None] | None = None  # the mode in force and the change that set it
+        self._held = False  # toggled open by a card (office, toggle) within the current epoch
         self._zone_ids = frozenset(config.zone_ids)
         self._blacklist = {}
         for number, key_id, until in config.blacklist:
@@ -127,6 +150,7 @@ class OfflineLock:
         the card data was written for: card data copied onto another card is refused as tampered.
         """
         config = self.config
+        self.tick(at)
         try:
             card = carddata.decode(raw, config.card_key, config.site)
         except CardError as error:
@@ -143,6 +167,7 @@ class OfflineLock:
 
     def decide_card(self, card: CardData, at: dt.datetime) -> Outcome:
         """Decide on authenticated card data (a card's, or a mobile key's) and record it in the audit buffer."""
+        mode = self.tick(at)
         if card.site != self.config.site:
             return self._refuse(carddata.WRONG_SITE, at, card)
         now = int(at.timestamp())
@@ -152,7 +177,7 @@ class OfflineLock:
             outcome = Outcome(False, engine.BLACKLISTED, card.key_id, card.uid, card.cardholder_id)
         else:
             decision = engine.decide(
-                self._card_snapshot(card), card.uid, self.config.access_point_id, at, privacy=self._latched()
+                self._card_snapshot(card, mode), card.uid, self.config.access_point_id, at, privacy=self._latched()
             )
             outcome = Outcome(
                 decision.granted,
@@ -162,13 +187,18 @@ class OfflineLock:
                 card.cardholder_id,
                 decision.open_time * 1000,
             )
-        return self._record(outcome, at, audited=card.audit_openings or not outcome.granted)
+        outcome = self._record(outcome, at, audited=card.audit_openings or not outcome.granted)
+        if outcome.granted and (mode == OpeningMode.TOGGLE or (mode == OpeningMode.OFFICE and card.office)):
+            self._held = not self._held
+            self._set_released(self._released_by_mode(mode, at), at, outcome)
+        return outcome
 
     def _latched(self) -> bool:
         return self.config.is_room and self.privacy
 
-    def _card_snapshot(self, card: CardData) -> engine.Snapshot:
-        """The lock's snapshot with the card as its only key: the grants naming this door or its zones."""
+    def _card_snapshot(self, card: CardData, mode: str) -> engine.Snapshot:
+        """The lock's snapshot with the card as its only key (the grants naming this door or its zones) and
+        the door in ``mode``."""
         point_id = self.config.access_point_id
         points: dict[int, tuple[int, ...]] = {}
         zones: dict[int, tuple[int, ...]] = {}
@@ -198,10 +228,57 @@ class OfflineLock:
             default_calendar_id=_CALENDAR,
             cardholders={holder.id: holder},
             keys_by_uid={card.uid: key},
-            access_points=base.access_points,
+            access_points=base.access_points
+            if mode == self._point.mode
+            else {point_id: dataclasses.replace(self._point, mode=mode)},
             periods=base.periods,
             calendars=base.calendars,
         )
+
+    # --- the opening mode and the lock's clock ---------------------------------------------------------------
+
+    @property
+    def released(self) -> bool:
+        """Whether the door is held open by its opening mode (as of the last tick or card)."""
+        return self._released
+
+    def mode_at(self, at: dt.datetime) -> str:
+        """The opening mode in force at ``at``: the last automatic change, else the configured mode."""
+        return self._mode_in_force(at)[0]
+
+    def tick(self, now: dt.datetime) -> str:
+        """What the lock's clock does when it wakes: release or lock the door for the mode in force at ``now``
+        (a hold a card made ends with a mode change), writing ``door_released`` / ``door_locked`` once each.
+
+        A boundary passed between two ticks is acted on at the second one. Returns the mode in force.
+        """
+        epoch = self._mode_in_force(now)
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._held = False
+        mode = epoch[0]
+        self._set_released(self._released_by_mode(mode, now), now)
+        return mode
+
+    def _mode_in_force(self, at: dt.datetime) -> tuple[str, dt.datetime | None]:
+        found = modes.mode_at(self._changes, self._snapshot, _CALENDAR, at) if self._changes else None
+        return found if found is not None else (self.config.mode, None)
+
+    def _released_by_mode(self, mode: str, at: dt.datetime) -> bool:
+        if mode == OpeningMode.OPEN:
+            return True
+        if mode == OpeningMode.TIMED:
+            period = self.config.timed_period
+            return period is not None and engine.period_active(self._snapshot, period.id, _CALENDAR, at)
+        return mode in _HELD_BY_CARD and self._held
+
+    def _set_released(self, released: bool, at: dt.datetime, by: Outcome | None = None) -> None:
+        if released == self._released:
+            return
+        self._released = released
+        kind = AuditKind.DOOR_RELEASED if released else AuditKind.DOOR_LOCKED
+        key_id, uid = (by.key_id, by.uid) if by is not None else (None, "")
+        self._append(LockEvent(self._take_event_id(), at, kind.value, key_id, uid))
 
     # --- the room's privacy latch ----------------------------------------------------------------------------
 
@@ -312,6 +389,7 @@ class OfflineLock:
     def present_mobile(self, token: bytes, proof: bytes, at: dt.datetime) -> Outcome:
         """Decide on a phone's answer to a challenge: its key token and its proof of the phone secret."""
         config = self.config
+        self.tick(at)
         try:
             card, phone_secret = mobiletoken.open_token(token, config.card_key, config.site)
         except CardError as error:

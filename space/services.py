@@ -153,6 +153,14 @@ SERVICES: dict[str, Entry] = {
             description="Sends audit events to the event streams' receivers (docs/event-stream.md)",
         ),
         Entry(
+            "mode-scheduler",
+            "mode scheduler",
+            "devices.scheduler.ModeScheduler",
+            setting_on("SPACE_MODE_SCHEDULER_IN_RUNSPACE"),
+            lease="mode-scheduler",
+            description="Automatic opening mode changes at their instants (docs/modes.md)",
+        ),
+        Entry(
             "fias",
             "FIAS connector",
             "integrations.pms.fias_service.FiasService",

@@ -346,6 +346,8 @@ SPACE_PIN_MAX_WRONG = envint("SPACE_PIN_MAX_WRONG", 3)
 SPACE_PIN_LOCKOUT_SECONDS = envint("SPACE_PIN_LOCKOUT_SECONDS", 60)
 # The same for the event stream's sender (integrations.eventstream.service; space/services.py).
 SPACE_EVENT_STREAM_IN_RUNSPACE = envbool("SPACE_EVENT_STREAM_IN_RUNSPACE", not PRODUCTION)
+# The mode scheduler (devices/scheduler.py): automatic opening mode changes, in runspace or as a Celery task.
+SPACE_MODE_SCHEDULER_IN_RUNSPACE = envbool("SPACE_MODE_SCHEDULER_IN_RUNSPACE", not PRODUCTION)
 # The PMS and SHIP connectors (space/services.py): in runspace, or as Celery long-lived tasks.
 SPACE_CONNECTORS_IN_RUNSPACE = envbool("SPACE_CONNECTORS_IN_RUNSPACE", not PRODUCTION)
 # FIAS (integrations/pms/fias_service.py): the PMS interface Space connects to, "host:port"; unset: no FIAS.

@@ -1,14 +1,16 @@
 """An offline lock's configuration (devices/locks.py) and the reasons it needs a PPD visit."""
 
 import datetime as dt
+import json
 
 import pytest
 from django.utils import timezone
 
 from accesscontrol import engine
-from accesscontrol.choices import AccessPointKind, DayType
-from accesscontrol.models import AuditEvent, BlacklistEntry, SiteSettings
+from accesscontrol.choices import AccessPointKind, DayType, ModeSource, OpeningMode
+from accesscontrol.models import AuditEvent, BlacklistEntry, ModeSchedule, SiteSettings
 from devices import cards, locks
+from devices.lockconfig import LockPeriod
 from devices.models import Device, DeviceDoor, LockState
 from tests.factories import (
     give_permission,
@@ -175,6 +177,134 @@ def test_the_revision_is_stable_and_ignores_periods_no_grant_here_uses():
     make_access_level((make_access_point(), make_time_period()))
 
     assert locks.lock_config(lock, NOW).revision == before
+
+
+# --- the opening mode ----------------------------------------------------------------------------
+
+
+def make_mode_schedule(*changes) -> ModeSchedule:
+    """``changes``: ("HH:MM", mode, day names...) tuples."""
+    schedule = ModeSchedule.objects.create(name=f"Schedule {ModeSchedule.objects.count() + 1}")
+    for at, mode, *days in changes:
+        schedule.changes.create(at=dt.time.fromisoformat(at), mode=mode, **dict.fromkeys(days, True))
+    return schedule
+
+
+def test_without_a_schedule_the_lock_holds_the_points_mode_and_its_timed_period():
+    hours = make_time_period(("07:30", "18:00", "monday", "holiday"))
+    point = make_access_point(opening_mode=OpeningMode.TIMED, timed_period=hours)
+
+    config = locks.lock_config(make_lock(point), NOW)
+
+    assert config.mode == OpeningMode.TIMED
+    assert config.mode_changes == ()
+    bits = engine.DAY_BITS["monday"] | engine.DAY_BITS["holiday"]
+    assert config.timed_period == LockPeriod(hours.pk, ((7 * 3600 + 1800, 18 * 3600, bits),))
+    # The timed period is the lock's own: no grant refers to it, so it is not among the grant periods.
+    assert config.periods == ()
+
+
+def test_the_points_schedule_gives_the_changes_in_time_order_with_their_day_masks():
+    schedule = make_mode_schedule(
+        ("18:00", OpeningMode.STANDARD, "monday", "friday"),
+        ("07:00", OpeningMode.OFFICE, "monday", "friday", "special1"),
+        ("09:00", OpeningMode.LOCKED, "holiday"),
+    )
+    point = make_access_point(mode_schedule=schedule)
+
+    config = locks.lock_config(make_lock(point), NOW)
+
+    weekdays = engine.DAY_BITS["monday"] | engine.DAY_BITS["friday"]
+    assert config.mode_changes == (
+        (7 * 3600, weekdays | engine.DAY_BITS["special1"], OpeningMode.OFFICE),
+        (9 * 3600, engine.DAY_BITS["holiday"], OpeningMode.LOCKED),
+        (18 * 3600, weekdays, OpeningMode.STANDARD),
+    )
+    assert config.mode == OpeningMode.STANDARD
+
+
+def test_a_point_without_a_schedule_follows_its_lowest_zone_with_one_and_its_own_wins():
+    plain = make_zone()
+    first, second = make_zone(), make_zone()
+    second.mode_schedule = make_mode_schedule(("08:00", OpeningMode.TOGGLE, "tuesday"))
+    second.save()
+    first.mode_schedule = make_mode_schedule(("08:00", OpeningMode.OFFICE, "tuesday"))
+    first.save()
+    point = make_access_point(zones=[plain, second, first])
+    lock = make_lock(point)
+
+    assert [mode for _, _, mode in locks.lock_config(lock, NOW).mode_changes] == [OpeningMode.OFFICE]
+
+    point.mode_schedule = make_mode_schedule(("06:00", OpeningMode.OPEN, "sunday"))
+    point.save()
+
+    assert [mode for _, _, mode in locks.lock_config(lock, NOW).mode_changes] == [OpeningMode.OPEN]
+
+
+@pytest.mark.parametrize("change", ["mode", "timed_period", "schedule", "schedule_change", "zone_schedule"])
+def test_the_revision_changes_with_the_opening_mode_and_its_schedule(change):
+    zone = make_zone()
+    schedule = make_mode_schedule(("08:00", OpeningMode.OFFICE, "monday"))
+    point = make_access_point(zones=[zone])
+    lock = make_lock(point)
+    if change == "schedule_change":
+        point.mode_schedule = schedule
+        point.save()
+    before = locks.lock_config(lock, NOW).revision
+
+    if change == "mode":
+        point.opening_mode = OpeningMode.OPEN
+        point.save()
+    elif change == "timed_period":
+        point.timed_period = make_time_period()
+        point.save()
+    elif change == "schedule":
+        point.mode_schedule = schedule
+        point.save()
+    elif change == "schedule_change":
+        schedule.changes.update(at=dt.time(8, 30))
+    else:
+        zone.mode_schedule = schedule
+        zone.save()
+
+    assert locks.lock_config(lock, NOW).revision != before
+
+
+def test_the_scheduler_moving_a_scheduled_points_mode_sends_no_visit():
+    point = make_access_point(mode_schedule=make_mode_schedule(("08:00", OpeningMode.OFFICE, "monday")))
+    lock = make_lock(point)
+    loaded(lock, locks.lock_config(lock, NOW))
+
+    point.opening_mode, point.mode_source = OpeningMode.OFFICE, ModeSource.SCHEDULE
+    point.save()
+
+    assert reasons(lock) == []
+
+
+def test_the_opening_mode_goes_through_json_and_back():
+    hours = make_time_period(("22:00", "06:00", "saturday"))
+    point = make_access_point(
+        opening_mode=OpeningMode.TIMED,
+        timed_period=hours,
+        mode_schedule=make_mode_schedule(("07:00", OpeningMode.TIMED, "saturday", "special2")),
+    )
+    config = locks.lock_config(make_lock(point), NOW)
+
+    document = json.loads(json.dumps(locks.config_json(config)))
+
+    assert document["mode_changes"] == [[7 * 3600, engine.DAY_BITS["saturday"] | engine.DAY_BITS["special2"], "timed"]]
+    assert document["timed_period"] == {"id": hours.pk, "intervals": [[22 * 3600, 6 * 3600, 32]]}
+    assert locks.config_from_json(document) == config
+
+
+def test_a_document_from_before_opening_modes_reads_as_standard():
+    document = locks.config_json(locks.lock_config(make_lock(make_access_point()), NOW))
+    for field in ("mode", "mode_changes", "timed_period"):
+        del document[field]
+
+    config = locks.config_from_json(document)
+
+    assert (config.mode, config.mode_changes, config.timed_period) == (OpeningMode.STANDARD, (), None)
 
 
 # --- reasons -----------------------------------------------------------------------------------

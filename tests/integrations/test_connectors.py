@@ -22,6 +22,7 @@ def production(settings):
         # The bridge and the event stream stay in runspace: beat's check has only the connectors to start.
         settings.SPACE_BRIDGE_IN_RUNSPACE = True
         settings.SPACE_EVENT_STREAM_IN_RUNSPACE = True
+        settings.SPACE_MODE_SCHEDULER_IN_RUNSPACE = True
         yield redis_client(redis_url)
 
 
@@ -56,6 +57,7 @@ def test_in_the_embedded_profile_runspace_runs_the_configured_connectors(setting
     settings.SPACE_CONNECTORS_IN_RUNSPACE = True
     settings.SPACE_BRIDGE_IN_RUNSPACE = True
     settings.SPACE_EVENT_STREAM_IN_RUNSPACE = True
+    settings.SPACE_MODE_SCHEDULER_IN_RUNSPACE = True
     settings.REDIS_URL = None
     settings.SPACE_FIAS_ADDRESS = "127.0.0.1:9"
 

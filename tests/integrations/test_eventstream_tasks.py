@@ -67,6 +67,7 @@ def production_environment(var: Path, redis_url: str) -> dict:
         SPACE_EVENT_STREAM_IN_RUNSPACE="false",
         # Beat's check starts every service outside runspace: here the event stream only.
         SPACE_BRIDGE_IN_RUNSPACE="true",
+        SPACE_MODE_SCHEDULER_IN_RUNSPACE="true",
     )
 
 
@@ -137,6 +138,7 @@ def production(settings):
         settings.REDIS_URL = redis_url
         settings.SPACE_EVENT_STREAM_IN_RUNSPACE = False
         settings.SPACE_BRIDGE_IN_RUNSPACE = True  # beat's check has the event stream only to start
+        settings.SPACE_MODE_SCHEDULER_IN_RUNSPACE = True
         yield redis_client(redis_url)
 
 

@@ -76,6 +76,7 @@ def test_the_embedded_profile_runs_the_webhook_service_and_production_leaves_it_
     settings.SPACE_BRIDGE_IN_RUNSPACE = False
     settings.SPACE_EVENT_STREAM_IN_RUNSPACE = False
     settings.SPACE_OSDP_IN_RUNSPACE = False
+    settings.SPACE_MODE_SCHEDULER_IN_RUNSPACE = False
 
     settings.CELERY_BROKER_URL = "memory://"
     embedded = [service.name for service in embedded_services()]

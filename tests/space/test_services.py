@@ -8,6 +8,7 @@ from django.core.management import CommandError, call_command
 
 from core.periodic import PeriodicService
 from devices.osdp.service import Buses
+from devices.scheduler import ModeScheduler
 from devices.sdp.bridge import Bridge
 from devices.usb_encoders import EncoderSweep
 from integrations.eventstream.service import EventStreamService
@@ -48,6 +49,7 @@ def test_every_entry_makes_a_service_that_starts_and_stops(everything_configured
         "webhooks",
         "blacklist-purge",
         "event-stream",
+        "mode-scheduler",
         "fias",
         "industry",
         "ship",
@@ -61,6 +63,7 @@ def test_the_leases_keep_their_names_and_the_other_services_run_inside_runspace_
     assert leases == {
         "device-bridge": "device-bridge",
         "event-stream": "event-stream",
+        "mode-scheduler": "mode-scheduler",
         "fias": "connector-fias",
         "industry": "connector-industry",
         "ship": "connector-ship",
@@ -88,6 +91,7 @@ def test_the_embedded_profile_runs_the_bridge_webhooks_and_event_stream_inside_r
     settings.SPACE_BRIDGE_IN_RUNSPACE = True
     settings.SPACE_OSDP_IN_RUNSPACE = True
     settings.SPACE_EVENT_STREAM_IN_RUNSPACE = True
+    settings.SPACE_MODE_SCHEDULER_IN_RUNSPACE = True
     settings.CELERY_BROKER_URL = "memory://"
 
     services = embedded_services()
@@ -99,6 +103,7 @@ def test_the_embedded_profile_runs_the_bridge_webhooks_and_event_stream_inside_r
         WebhookService,
         PeriodicService,
         EventStreamService,
+        ModeScheduler,
     ]
 
 
@@ -106,6 +111,7 @@ def test_the_production_profile_leaves_them_to_the_celery_workers_and_keeps_the_
     settings.SPACE_BRIDGE_IN_RUNSPACE = False
     settings.SPACE_OSDP_IN_RUNSPACE = False
     settings.SPACE_EVENT_STREAM_IN_RUNSPACE = False
+    settings.SPACE_MODE_SCHEDULER_IN_RUNSPACE = False
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
 
     # Local bridges of USB encoders connect to the web server itself: the sweep of their jobs stays beside it.
@@ -119,7 +125,9 @@ def test_runservice_of_an_unknown_name_fails_with_the_names_it_knows():
     with pytest.raises(CommandError) as refused:
         call_command("runservice", "bridge")
 
-    assert str(refused.value) == "No service 'bridge'; there are: device-bridge, event-stream, fias, industry, ship."
+    assert str(refused.value) == (
+        "No service 'bridge'; there are: device-bridge, event-stream, mode-scheduler, fias, industry, ship."
+    )
 
 
 def test_runservice_of_a_service_that_runs_inside_runspace_only_fails_the_same_way():
