@@ -13,6 +13,9 @@ from tests.factories import make_access_level, make_cardholder, make_key, make_o
 
 pytestmark = pytest.mark.django_db
 
+# What the zone form posts for its fields that have a default (the admin shows them preselected).
+ZONE_DEFAULTS = {"passback_kind": "hard", "passback_minutes": 0}
+
 
 def url(model, view, *args):
     return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
@@ -116,8 +119,8 @@ def test_a_restricted_operator_cannot_change_what_they_may_only_view(client):
     )
     other = make_zone(name="Roof", partition=make_partition("Hotel"))
 
-    own = client.post(url(Zone, "change", zone.pk), {"name": "Main lobby", "partition": office.pk})
-    foreign = client.post(url(Zone, "change", other.pk), {"name": "Hacked", "partition": office.pk})
+    own = client.post(url(Zone, "change", zone.pk), {"name": "Main lobby", "partition": office.pk, **ZONE_DEFAULTS})
+    foreign = client.post(url(Zone, "change", other.pk), {"name": "Hacked", "partition": office.pk, **ZONE_DEFAULTS})
 
     assert own.status_code == 302
     assert foreign.status_code == 302
@@ -134,7 +137,7 @@ def test_a_restricted_operator_cannot_add_into_a_partition_outside_their_groups(
     )
 
     page = client.get(url(Zone, "add"))
-    response = client.post(url(Zone, "add"), {"name": "Back door", "partition": hotel.pk})
+    response = client.post(url(Zone, "add"), {"name": "Back door", "partition": hotel.pk, **ZONE_DEFAULTS})
 
     assert list(page.context["adminform"].form.fields["partition"].queryset) == [office]
     assert response.status_code == 200
@@ -195,7 +198,9 @@ def test_system_audit_entries_are_read_only_in_the_admin(admin_client, admin_use
 def test_a_change_in_the_admin_is_written_to_the_system_auditor(admin_client, admin_user):
     zone = make_zone(name="Lobby")
 
-    response = admin_client.post(url(Zone, "change", zone.pk), {"name": "Main lobby", "partition": zone.partition_id})
+    response = admin_client.post(
+        url(Zone, "change", zone.pk), {"name": "Main lobby", "partition": zone.partition_id, **ZONE_DEFAULTS}
+    )
 
     assert response.status_code == 302
     entry = SystemAuditEntry.objects.get()
@@ -206,7 +211,7 @@ def test_a_change_in_the_admin_is_written_to_the_system_auditor(admin_client, ad
 
 
 def test_an_addition_and_a_deletion_in_the_admin_are_written_to_the_system_auditor(admin_client):
-    admin_client.post(url(Zone, "add"), {"name": "Garage", "partition": make_partition().pk})
+    admin_client.post(url(Zone, "add"), {"name": "Garage", "partition": make_partition().pk, **ZONE_DEFAULTS})
     zone = Zone.objects.get(name="Garage")
     admin_client.post(url(Zone, "delete", zone.pk), {"post": "yes"})
 
