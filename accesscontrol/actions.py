@@ -33,6 +33,7 @@ from accesscontrol.models import (
     TimePeriod,
     Zone,
 )
+from accesscontrol.models.schedules import MAX_MODE_CHANGES
 from accesscontrol.permissions import may_use_partition, permission_name, restrict
 from accesscontrol.pins import PIN_TAKEN
 from accesscontrol.rulechanges import record_rule_changes
@@ -714,6 +715,8 @@ def save_mode_schedule(
     checks it (a known mode, a day marked). Two changes at the same time on the same day type would
     contradict each other: refused. The whole change is one auditor row.
     """
+    if changes is not None and len(changes) > MAX_MODE_CHANGES:
+        raise ValidationError({"changes": f"A mode schedule holds at most {MAX_MODE_CHANGES} changes."})
     seen: dict[tuple, str] = {}
     for item in changes or ():
         for name, _, _ in DAY_COLUMNS:
