@@ -48,14 +48,15 @@ class RollCallAreaView(OperatorPage, TemplateView):
         context = super().get_context_data(**kwargs)
         zone = _area(self.request, kwargs["pk"])
         query = self.request.GET.get("q", "").strip()[:100]
-        (zone,) = muster.with_counts([zone])
+        counted = presence.counted_inside(zone)
+        zone.count = max(0, counted + zone.occupancy_correction)
         context.update(
             zone=zone,
             page_title=f"Roll-call: {zone.name}",
             q=query,
             now=timezone.now(),
             may_forgive=muster.may_forgive(self.request.user, zone),
-            **paginate(self.request, muster.inside([zone.pk], query)),
+            **paginate(self.request, muster.inside([zone.pk], query), count=None if query else counted),
         )
         return context
 
