@@ -7,8 +7,8 @@ from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
 from accesscontrol.models import ModeChange, ModeSchedule, Presence, SystemAuditEntry
-from tests.support.api import client_with
 from tests.factories import make_access_point, make_cardholder, make_partition, make_zone
+from tests.support.api import client_with
 
 pytestmark = pytest.mark.django_db
 
