@@ -25,12 +25,15 @@ from accesscontrol.models import (
     Cardholder,
     CardholderPermission,
     Key,
+    ModeChange,
+    ModeSchedule,
     Operator,
     SystemAuditEntry,
     TimeInterval,
     TimePeriod,
     Zone,
 )
+from accesscontrol.models.schedules import MAX_MODE_CHANGES
 from accesscontrol.permissions import may_use_partition, permission_name, restrict
 from accesscontrol.pins import PIN_TAKEN
 from accesscontrol.rulechanges import record_rule_changes
@@ -692,6 +695,47 @@ def add_public_holidays(
             detail = {"year": year, "country": country, "added": [date.isoformat() for date in added]}
             record_operator_action(operator, "add_holidays", calendar, via=via, detail=detail, address=address)
     return added
+
+
+# --- mode schedules --------------------------------------------------------------------------------
+
+
+def describe_mode_change(change: ModeChange) -> str:
+    """A change as the system auditor and the pages show it: "07:30 office Mon Tue Hol"."""
+    days = " ".join(short for name, short, _ in DAY_COLUMNS if getattr(change, name))
+    return f"{change.at:%H:%M} {change.mode} {days}".strip()
+
+
+def save_mode_schedule(
+    schedule: ModeSchedule, *, changes: list[dict] | None = None, operator, via: str, address: str | None = None
+) -> ModeSchedule:
+    """Create or update ``schedule`` (its fields set by the caller) and, when ``changes`` is given, replace them.
+
+    ``changes`` are dicts of ModeChange fields (at, mode, the days); each is checked as the model
+    checks it (a known mode, a day marked). Two changes at the same time on the same day type would
+    contradict each other: refused. The whole change is one auditor row.
+    """
+    if changes is not None and len(changes) > MAX_MODE_CHANGES:
+        raise ValidationError({"changes": f"A mode schedule holds at most {MAX_MODE_CHANGES} changes."})
+    seen: dict[tuple, str] = {}
+    for item in changes or ():
+        for name, _, _ in DAY_COLUMNS:
+            if item.get(name):
+                key = (item.get("at"), name)
+                if key in seen and seen[key] != item.get("mode"):
+                    at = item["at"].strftime("%H:%M") if hasattr(item.get("at"), "strftime") else item.get("at")
+                    raise ValidationError({"changes": f"Two changes at {at} on {name} name different modes."})
+                seen[key] = item.get("mode")
+    return _save_with_children(
+        schedule,
+        "changes",
+        changes,
+        describe=describe_mode_change,
+        order=("at", "pk"),
+        operator=operator,
+        via=via,
+        address=address,
+    )
 
 
 def _save_with_children(

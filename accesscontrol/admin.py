@@ -32,8 +32,10 @@ from accesscontrol.actions import (
     revoke_api_key,
     save_access_level,
     save_calendar,
+    save_mode_schedule,
     save_time_period,
 )
+from accesscontrol.forms.places import PassbackDefaults
 from accesscontrol.models import (
     AccessLevel,
     AccessLevelEntry,
@@ -49,9 +51,12 @@ from accesscontrol.models import (
     IdempotencyRecord,
     Key,
     Location,
+    ModeChange,
+    ModeSchedule,
     Operator,
     OperatorGroup,
     Partition,
+    Presence,
     Room,
     RuleChange,
     SiteSettings,
@@ -246,12 +251,32 @@ class LocationAdmin(SpaceAdmin):
     autocomplete_fields = ["parent"]
 
 
+class ZoneAdminForm(PassbackDefaults, forms.ModelForm):
+    """The admin names the model and the fields (its fieldsets)."""
+
+
 @admin.register(Zone)
 class ZoneAdmin(SpaceAdmin):
-    list_display = ["name", "partition", "access_point_count", "anti_passback", "lockdown"]
-    list_filter = ["partition", "anti_passback", "lockdown"]
+    form = ZoneAdminForm
+    list_display = [
+        "name",
+        "partition",
+        "access_point_count",
+        "anti_passback",
+        "roll_call",
+        "max_occupancy",
+        "lockdown",
+    ]
+    list_filter = ["partition", "anti_passback", "passback_kind", "roll_call", "lockdown"]
     list_select_related = ["partition"]
     search_fields = ["name", "description"]
+    autocomplete_fields = ["mode_schedule"]
+    readonly_fields = ["occupancy_correction"]
+    fieldsets = [
+        (None, {"fields": ["name", "partition", "description", "mode_schedule", "lockdown"]}),
+        ("Anti-passback", {"fields": ["anti_passback", "passback_kind", "passback_minutes"]}),
+        ("Who is inside", {"fields": ["roll_call", "max_occupancy", "occupancy_correction"]}),
+    ]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(access_point_count=Count("access_points"))
@@ -276,11 +301,26 @@ class AccessPointAdmin(SpaceAdmin):
     list_filter = ["kind", "connection", "opening_mode", "pin_required", "lockdown", "partition", "zones", "location"]
     list_select_related = ["location", "partition"]
     search_fields = ["name", "ext_id", "description"]
-    autocomplete_fields = ["location", "timed_period", "calendar"]
+    autocomplete_fields = ["location", "timed_period", "calendar", "mode_schedule"]
     filter_horizontal = ["zones"]
+    readonly_fields = ["mode_source", "mode_changed_at"]
     fieldsets = [
         (None, {"fields": ["name", "ext_id", "description", "kind", "partition", "location", "zones"]}),
-        ("Behaviour", {"fields": ["connection", "opening_mode", "timed_period", "open_time", "extended_open_time"]}),
+        (
+            "Behaviour",
+            {
+                "fields": [
+                    "connection",
+                    "opening_mode",
+                    "mode_source",
+                    "mode_changed_at",
+                    "mode_schedule",
+                    "timed_period",
+                    "open_time",
+                    "extended_open_time",
+                ]
+            },
+        ),
         ("Rules", {"fields": ["calendar", "direction", "pin_required", "lockdown"]}),
     ]
 
@@ -323,6 +363,37 @@ def _describe_interval(interval) -> str:
     ]
     days += [field for field in TimeInterval.DAY_TYPE_FIELDS.values() if getattr(interval, field)]
     return f"{interval} {','.join(days)}"
+
+
+class ModeChangeInline(admin.TabularInline):
+    model = ModeChange
+    extra = 0
+
+
+@admin.register(ModeSchedule)
+class ModeScheduleAdmin(SavedByActionAdmin):
+    child_fields = ("at", "mode", *ModeChange.DAY_FIELDS, *ModeChange.DAY_TYPE_FIELDS.values())
+    save_action = staticmethod(lambda schedule, changes, **by: save_mode_schedule(schedule, changes=changes, **by))
+    list_display = ["name", "partition", "table"]
+    list_filter = ["partition"]
+    list_select_related = ["partition"]
+    search_fields = ["name", "description"]
+    inlines = [ModeChangeInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("changes")
+
+    @admin.display(description="changes")
+    def table(self, schedule):
+        return "; ".join(_describe_change(change) for change in schedule.changes.all()) or "—"
+
+
+def _describe_change(change) -> str:
+    days = [
+        abbr for abbr, field in zip(_DAY_ABBREVIATIONS, ModeChange.DAY_FIELDS, strict=True) if getattr(change, field)
+    ]
+    days += [field for field in ModeChange.DAY_TYPE_FIELDS.values() if getattr(change, field)]
+    return f"{change.at:%H:%M} {change.mode} {','.join(days)}"
 
 
 class CalendarDayInline(admin.TabularInline):
@@ -737,6 +808,17 @@ class AuditEventAdmin(ReadOnlyAdmin):
     search_fields = ["access_point_name", "cardholder_name", "key_uid"]
     date_hierarchy = "at"
     show_full_result_count = False  # the trail is large; COUNT(*) on every page would be slow
+
+
+@admin.register(Presence)
+class PresenceAdmin(ReadOnlyAdmin):
+    """Who is inside: written only by passages and operators' corrections (the zone pages and the API)."""
+
+    list_display = ["cardholder", "zone", "inside", "since", "source", "access_point"]
+    list_filter = ["inside", "source", "zone"]
+    list_select_related = ["cardholder", "zone", "access_point"]
+    search_fields = ["cardholder__last_name", "cardholder__first_name"]
+    date_hierarchy = "since"
 
 
 @admin.register(SystemAuditEntry)

@@ -26,9 +26,11 @@ from accesscontrol.models import (
     CardholderPermission,
     Key,
     Location,
+    ModeSchedule,
     Operator,
     OperatorGroup,
     Partition,
+    Presence,
     SystemAuditEntry,
     TimePeriod,
     Zone,
@@ -103,9 +105,11 @@ class LocationFilterSet(PartitionedFilterSet):
 
 
 class ZoneFilterSet(PartitionedFilterSet):
+    mode_schedule = IdFilter(field_name="mode_schedule_id")
+
     class Meta:
         model = Zone
-        fields = ["partition", "name", "anti_passback", "lockdown"]
+        fields = ["partition", "name", "anti_passback", "lockdown", "roll_call", "mode_schedule"]
 
 
 class AccessPointFilterSet(PartitionedFilterSet):
@@ -113,6 +117,7 @@ class AccessPointFilterSet(PartitionedFilterSet):
     location = IdFilter(field_name="location_id")
     zone = IdFilter(field_name="zones__id", distinct=True)
     held_open_time = IdFilter(label="Held-open time (s); 0: never an alarm")
+    mode_schedule = IdFilter(field_name="mode_schedule_id")
 
     class Meta:
         model = AccessPoint
@@ -128,7 +133,23 @@ class AccessPointFilterSet(PartitionedFilterSet):
             "pin_required",
             "pin_only",
             "held_open_time",
+            "mode_schedule",
         ]
+
+
+class ModeScheduleFilterSet(PartitionedFilterSet):
+    class Meta:
+        model = ModeSchedule
+        fields = ["partition", "name"]
+
+
+class PresenceFilterSet(filters.FilterSet):
+    zone = IdFilter(field_name="zone_id")
+    cardholder = IdFilter(field_name="cardholder_id")
+
+    class Meta:
+        model = Presence
+        fields = ["zone", "cardholder", "inside"]
 
 
 class TimePeriodFilterSet(PartitionedFilterSet):

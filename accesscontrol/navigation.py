@@ -4,7 +4,14 @@ from django.urls import NoReverseMatch, reverse
 
 # (section, [(label, url name, permission needed or None)])
 MENU = [
-    ("", [("Dashboard", "dashboard", None), ("Live monitor", "monitor", "accesscontrol.view_auditevent")]),
+    (
+        "",
+        [
+            ("Dashboard", "dashboard", None),
+            ("Live monitor", "monitor", "accesscontrol.view_auditevent"),
+            ("Roll-call", "roll_call", "accesscontrol.view_muster"),
+        ],
+    ),
     ("Hotel", [("Front desk", "front_desk", "accesscontrol.view_key")]),
     (
         "People",
@@ -31,6 +38,7 @@ MENU = [
         [
             ("Time periods", "time_periods", "accesscontrol.view_timeperiod"),
             ("Calendars", "calendars", "accesscontrol.view_calendar"),
+            ("Mode schedules", "mode_schedules", "accesscontrol.view_modeschedule"),
         ],
     ),
     (

@@ -35,6 +35,9 @@ PARTITION_PATHS = {
     "accesscontrol.cardholderpermission": "cardholder__partition",
     "accesscontrol.accesslevelentry": "access_level__partition",
     "accesscontrol.timeinterval": "time_period__partition",
+    "accesscontrol.modechange": "schedule__partition",
+    # Who is inside a zone belongs to the zone's partition (whatever the cardholder's).
+    "accesscontrol.presence": "zone__partition",
     # An event without an access point then matches no partition: only operators with all partitions see it.
     "accesscontrol.auditevent": "access_point__partition",
     "accesscontrol.room": "access_point__partition",

@@ -10,6 +10,7 @@ urlpatterns = [
     path("monitor/command/", monitor.MonitorCommandView.as_view(), name="monitor_command"),
     path("monitor/commands/", monitor.MonitorCommandsView.as_view(), name="monitor_commands"),
     path("monitor/alarms/", monitor.MonitorAlarmsView.as_view(), name="monitor_alarms"),
+    path("monitor/roll-call/", monitor.MonitorRollCallView.as_view(), name="monitor_roll_call"),
     path("alarms/<int:pk>/acknowledge/", monitor.AcknowledgeAlarmView.as_view(), name="alarm_acknowledge"),
     path("devices/", views.DeviceList.as_view(), name="devices"),
     path("devices/<int:pk>/", views.DeviceDetail.as_view(), name="device"),

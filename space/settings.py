@@ -309,6 +309,7 @@ SPECTACULAR_SETTINGS = {
         "AuditEventKindEnum": "accesscontrol.choices.AuditKind",
         "KeyKindEnum": "accesscontrol.choices.KeyKind",
         "KeyStatusEnum": "accesscontrol.choices.KeyStatus",
+        "OpeningModeEnum": "accesscontrol.choices.OpeningMode",
     },
 }
 

@@ -29,16 +29,19 @@ from accesscontrol.models import (
     CardholderPermission,
     Key,
     Location,
+    ModeChange,
+    ModeSchedule,
     Operator,
     OperatorGroup,
     Partition,
+    Presence,
     SiteSettings,
     SystemAuditEntry,
     TimeInterval,
     TimePeriod,
     Zone,
 )
-from accesscontrol.models.schedules import MAX_INTERVALS_PER_PERIOD
+from accesscontrol.models.schedules import MAX_INTERVALS_PER_PERIOD, MAX_MODE_CHANGES
 from accesscontrol.permissions import ALL, allowed_partitions, restrict
 from accesscontrol.pins import PIN_TAKEN, is_valid_pin
 
@@ -114,7 +117,21 @@ class LocationSerializer(PartitionedSerializer):
 class ZoneSerializer(PartitionedSerializer):
     class Meta:
         model = Zone
-        fields = ["id", "partition", "name", "description", "anti_passback", "lockdown"]
+        fields = [
+            "id",
+            "partition",
+            "name",
+            "description",
+            "anti_passback",
+            "passback_kind",
+            "passback_minutes",
+            "roll_call",
+            "max_occupancy",
+            "occupancy_correction",
+            "mode_schedule",
+            "lockdown",
+        ]
+        read_only_fields = ["occupancy_correction"]
 
 
 class AccessPointSerializer(PartitionedSerializer):
@@ -129,6 +146,9 @@ class AccessPointSerializer(PartitionedSerializer):
             "kind",
             "connection",
             "opening_mode",
+            "mode_source",
+            "mode_changed_at",
+            "mode_schedule",
             "timed_period",
             "open_time",
             "extended_open_time",
@@ -141,6 +161,7 @@ class AccessPointSerializer(PartitionedSerializer):
             "held_open_time",
             "lockdown",
         ]
+        read_only_fields = ["mode_source", "mode_changed_at"]
 
     validate_ext_id = staticmethod(_none_if_blank)
 
@@ -230,6 +251,44 @@ class TimePeriodSerializer(ActionWritesMixin, PartitionedSerializer):
 
     def save_action(self, period, intervals, **by):
         return actions.save_time_period(period, intervals=intervals, **by)
+
+
+class ModeChangeSerializer(ModelSerializer):
+    class Meta:
+        list_serializer_class = WholeListSerializer
+        model = ModeChange
+        fields = [
+            "id",
+            "at",
+            "mode",
+            "monday",
+            "tuesday",
+            "wednesday",
+            "thursday",
+            "friday",
+            "saturday",
+            "sunday",
+            "holiday",
+            "special1",
+            "special2",
+        ]
+
+    def validate_at(self, at):
+        if at.second or at.microsecond:
+            raise serializers.ValidationError("Give whole minutes (HH:MM).")
+        return at
+
+
+class ModeScheduleSerializer(ActionWritesMixin, PartitionedSerializer):
+    nested_name = "changes"
+    changes = ModeChangeSerializer(many=True, required=False, max_length=MAX_MODE_CHANGES)
+
+    class Meta:
+        model = ModeSchedule
+        fields = ["id", "partition", "name", "description", "changes"]
+
+    def save_action(self, schedule, changes, **by):
+        return actions.save_mode_schedule(schedule, changes=changes, **by)
 
 
 class CalendarDaySerializer(ModelSerializer):
@@ -606,3 +665,79 @@ class BlacklistEntrySerializer(serializers.ModelSerializer):
         model = BlacklistEntry
         fields = ["id", "number", "key", "key_number", "uid", "until", "created_at"]
         read_only_fields = fields
+
+
+# --- presence, occupancy, roll-call ----------------------------------------------
+
+
+class PresenceSerializer(serializers.ModelSerializer):
+    cardholder_name = serializers.CharField(source="cardholder.__str__", read_only=True)
+
+    class Meta:
+        model = Presence
+        fields = ["id", "cardholder", "cardholder_name", "zone", "inside", "since", "last_at", "source", "access_point"]
+        read_only_fields = fields
+
+
+class OccupancySerializer(serializers.Serializer):
+    zone = serializers.IntegerField()
+    count = serializers.IntegerField(help_text="People inside: those counted, with the correction, never below 0.")
+    counted = serializers.IntegerField(help_text="People the doors counted inside.")
+    correction = serializers.IntegerField(help_text="Added by an operator's correction.")
+    limit = serializers.IntegerField(allow_null=True, help_text="The zone's occupancy limit; null: none.")
+    full = serializers.BooleanField()
+
+
+class OccupancyCorrectionSerializer(serializers.Serializer):
+    count = serializers.IntegerField(min_value=0, max_value=1_000_000, help_text="The people inside now.")
+
+
+class ForgiveSerializer(serializers.Serializer):
+    cardholder = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="The cardholder to forgive; everyone inside the zone when not given.",
+    )
+
+
+class ForgivenSerializer(serializers.Serializer):
+    zone = serializers.IntegerField()
+    cardholder = serializers.IntegerField(allow_null=True)
+    ended = serializers.IntegerField(help_text="How many presences ended.")
+
+
+class RollCallAreaSerializer(serializers.ModelSerializer):
+    count = serializers.IntegerField(read_only=True, help_text="People inside now.")
+    full = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Zone
+        fields = ["id", "name", "partition", "lockdown", "max_occupancy", "count", "full"]
+        read_only_fields = fields
+
+
+class RollCallPersonSerializer(serializers.ModelSerializer):
+    first_name = serializers.CharField(source="cardholder.first_name", read_only=True)
+    last_name = serializers.CharField(source="cardholder.last_name", read_only=True)
+    phone_number = serializers.CharField(source="cardholder.phone_number", read_only=True)
+    access_point_name = serializers.CharField(source="access_point.name", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Presence
+        fields = [
+            "cardholder",
+            "first_name",
+            "last_name",
+            "phone_number",
+            "since",
+            "source",
+            "access_point",
+            "access_point_name",
+        ]
+        read_only_fields = fields
+
+
+class RollCallQuerySerializer(serializers.Serializer):
+    q = serializers.CharField(required=False, allow_blank=True, max_length=100, help_text="Part of a name.")

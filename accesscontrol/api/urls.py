@@ -10,6 +10,8 @@ router.register("zones", views.ZoneViewSet)
 router.register("access-points", views.AccessPointViewSet)
 router.register("time-periods", views.TimePeriodViewSet)
 router.register("calendars", views.CalendarViewSet)
+router.register("mode-schedules", views.ModeScheduleViewSet)
+router.register("presence", views.PresenceViewSet)
 router.register("access-levels", views.AccessLevelViewSet)
 router.register("cardholders", views.CardholderViewSet)
 router.register("cardholder-permissions", views.CardholderPermissionViewSet)
@@ -23,5 +25,7 @@ router.register("api-keys", views.ApiKeyViewSet)
 
 urlpatterns = [
     path("site/", views.SiteSettingsView.as_view(), name="site-settings"),
+    path("roll-call/", views.RollCallAreaList.as_view(), name="roll-call"),
+    path("roll-call/<int:zone_id>/", views.RollCallPeopleList.as_view(), name="roll-call-area"),
     *router.urls,
 ]

@@ -16,7 +16,7 @@ from rest_framework import exceptions, generics, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from accesscontrol import actions, engine, filtersets, presence
+from accesscontrol import actions, engine, filtersets, muster, presence
 from accesscontrol.api import serializers
 from accesscontrol.api.permissions import ACTIONS
 from accesscontrol.models import (
@@ -31,9 +31,11 @@ from accesscontrol.models import (
     CardholderPermission,
     Key,
     Location,
+    ModeSchedule,
     Operator,
     OperatorGroup,
     Partition,
+    Presence,
     SiteSettings,
     SystemAuditEntry,
     TimePeriod,
@@ -176,6 +178,57 @@ class ZoneViewSet(SpaceModelViewSet):
     search_fields = ["name", "description"]
     ordering_fields = ["id", "name"]
 
+    @extend_schema(methods=["GET"], request=None, responses=serializers.OccupancySerializer, filters=False)
+    @extend_schema(
+        methods=["POST"],
+        request=serializers.OccupancyCorrectionSerializer,
+        responses=serializers.OccupancySerializer,
+        filters=False,
+    )
+    @action(detail=True, methods=["get", "post"], permission_action="view", filter_backends=[], pagination_class=None)
+    def occupancy(self, request, pk=None):
+        """How many people the zone counts inside, and its limit. POST ``count``: correct it to what is seen
+        (needs ``accesscontrol.forgive_presence`` in the zone's partition)."""
+        zone = self.get_object()
+        if request.method == "POST":
+            self._may_forgive(zone)
+            body = serializers.OccupancyCorrectionSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            presence.correct_occupancy(zone, body.validated_data["count"], operator=request.user, via=VIA)
+            zone.refresh_from_db()
+        counted = presence.counted_inside(zone)
+        count = max(0, counted + zone.occupancy_correction)
+        data = {
+            "zone": zone.pk,
+            "count": count,
+            "counted": counted,
+            "correction": zone.occupancy_correction,
+            "limit": zone.max_occupancy,
+            "full": zone.max_occupancy is not None and count >= zone.max_occupancy,
+        }
+        return Response(serializers.OccupancySerializer(data).data)
+
+    @extend_schema(request=serializers.ForgiveSerializer, responses=serializers.ForgivenSerializer, filters=False)
+    @action(detail=True, methods=["post"], permission_action="view", filter_backends=[], pagination_class=None)
+    def forgive(self, request, pk=None):
+        """Forgive anti-passback in the zone: ``cardholder`` counts as outside, or everyone inside when none is
+        given (needs ``accesscontrol.forgive_presence`` in the zone's partition)."""
+        zone = self.get_object()
+        self._may_forgive(zone)
+        body = serializers.ForgiveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        holder = None
+        if body.validated_data.get("cardholder"):
+            holder = Cardholder.objects.filter(pk=body.validated_data["cardholder"]).first()
+            if holder is None:
+                raise exceptions.ValidationError({"cardholder": ["No such cardholder."]})
+        ended = presence.forgive(operator=request.user, via=VIA, cardholder=holder, zone=zone)
+        return Response({"zone": zone.pk, "cardholder": holder.pk if holder else None, "ended": ended})
+
+    def _may_forgive(self, zone):
+        if not muster.may_forgive(self.request.user, zone):
+            raise exceptions.PermissionDenied("You may not forgive or correct presence in this zone.")
+
 
 class AccessPointViewSet(SpaceModelViewSet):
     queryset = AccessPoint.objects.prefetch_related("zones")
@@ -257,6 +310,15 @@ class TimePeriodViewSet(SpaceModelViewSet):
     queryset = TimePeriod.objects.prefetch_related("intervals")
     serializer_class = serializers.TimePeriodSerializer
     filterset_class = filtersets.TimePeriodFilterSet
+    search_fields = ["name", "description"]
+    ordering_fields = ["id", "name"]
+
+
+class ModeScheduleViewSet(SpaceModelViewSet):
+    audited_by_actions = True
+    queryset = ModeSchedule.objects.prefetch_related("changes")
+    serializer_class = serializers.ModeScheduleSerializer
+    filterset_class = filtersets.ModeScheduleFilterSet
     search_fields = ["name", "description"]
     ordering_fields = ["id", "name"]
 
@@ -379,6 +441,56 @@ class BlacklistViewSet(SpaceReadOnlyViewSet):
     def get_queryset(self):
         # Entries whose keys would have expired are no longer in force, even before the hourly purge.
         return super().get_queryset().filter(until__gt=timezone.now())
+
+
+# --- presence and roll-call ---------------------------------------------------------
+
+
+class PresenceViewSet(SpaceReadOnlyViewSet):
+    """Who is (or was last) inside which tracked zone, and since when; written only by passages and operators."""
+
+    queryset = Presence.objects.select_related("cardholder")
+    serializer_class = serializers.PresenceSerializer
+    filterset_class = filtersets.PresenceFilterSet
+    ordering_fields = ["id", "since", "last_at"]
+    ordering = ["id"]
+
+
+class RollCallAreaList(generics.ListAPIView):
+    """The roll-call areas the operator may muster, with how many people are inside each now."""
+
+    queryset = Zone.objects.filter(roll_call=True)
+    serializer_class = serializers.RollCallAreaSerializer
+    required_permission = muster.VIEW_MUSTER
+    filter_backends = []
+
+    def get_queryset(self):
+        return muster.roll_call_areas(self.request.user)
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        return muster.with_counts(page if page is not None else queryset)
+
+
+@extend_schema_view(
+    get=extend_schema(operation_id="v1_roll_call_people", parameters=[serializers.RollCallQuerySerializer]),
+)
+class RollCallPeopleList(generics.ListAPIView):
+    """Who is inside one roll-call area now and since when, newest first; ``q`` narrows by name."""
+
+    queryset = Presence.objects.all()
+    serializer_class = serializers.RollCallPersonSerializer
+    required_permission = muster.VIEW_MUSTER
+    filter_backends = []
+
+    def get_queryset(self):
+        try:
+            zone = muster.roll_call_areas(self.request.user).get(pk=self.kwargs["zone_id"])
+        except Zone.DoesNotExist:
+            raise Http404("No such roll-call area.") from None
+        query = serializers.RollCallQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return muster.inside([zone.pk], query.validated_data.get("q", ""))
 
 
 # --- operators ---------------------------------------------------------------------

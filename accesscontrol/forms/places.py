@@ -23,11 +23,38 @@ class LocationForm(OperatorModelForm):
         return parent
 
 
-class ZoneForm(OperatorModelForm):
+class PassbackDefaults:
+    """A zone form where the anti-passback kind and minutes may be left out: only anti-passback zones use them."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("passback_kind", "passback_minutes"):
+            if name in self.fields:
+                self.fields[name].required = False
+
+    def clean_passback_kind(self):
+        return self.cleaned_data.get("passback_kind") or Zone._meta.get_field("passback_kind").default
+
+    def clean_passback_minutes(self):
+        minutes = self.cleaned_data.get("passback_minutes")
+        return 0 if minutes is None else minutes
+
+
+class ZoneForm(PassbackDefaults, OperatorModelForm):
     # Lockdown is not edited here: it is an emergency action with its device commands (the monitor's).
     class Meta:
         model = Zone
-        fields = ["name", "partition", "description", "anti_passback"]
+        fields = [
+            "name",
+            "partition",
+            "description",
+            "anti_passback",
+            "passback_kind",
+            "passback_minutes",
+            "roll_call",
+            "max_occupancy",
+            "mode_schedule",
+        ]
         widgets = {"description": forms.Textarea(attrs={"rows": 3})}
 
 
@@ -44,6 +71,7 @@ class AccessPointForm(OperatorModelForm):
             "zones",
             "connection",
             "opening_mode",
+            "mode_schedule",
             "timed_period",
             "open_time",
             "extended_open_time",
@@ -75,6 +103,18 @@ class AccessPointForm(OperatorModelForm):
             return chosen
         visible = restrict(Zone.objects.all(), self.operator, "view")
         return chosen + list(self.instance.zones.exclude(pk__in=visible.values("pk")))
+
+
+class OccupancyForm(forms.Form):
+    """The count of people an operator sees in a zone, to correct the one the server keeps."""
+
+    count = forms.IntegerField(min_value=0, max_value=1_000_000, label="People inside now")
+
+
+class ForgiveForm(forms.Form):
+    """Forgive anti-passback in a zone: one cardholder (by id), or everyone inside when none is given."""
+
+    cardholder = forms.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
 
 
 class ZoneMemberForm(forms.Form):

@@ -8,8 +8,8 @@ from django.forms import BaseInlineFormSet, inlineformset_factory
 
 from accesscontrol import holidays
 from accesscontrol.forms.partitioned import OperatorModelForm, time_input
-from accesscontrol.models import Calendar, CalendarDay, TimeInterval, TimePeriod
-from accesscontrol.models.schedules import MAX_INTERVALS_PER_PERIOD
+from accesscontrol.models import Calendar, CalendarDay, ModeChange, ModeSchedule, TimeInterval, TimePeriod
+from accesscontrol.models.schedules import MAX_INTERVALS_PER_PERIOD, MAX_MODE_CHANGES
 
 # Rows of the weekly grid and columns of the interval rows: the weekdays, then the calendar's day types.
 DAY_COLUMNS = (
@@ -81,6 +81,58 @@ IntervalFormSet = inlineformset_factory(
     formset=BaseIntervalFormSet,
     extra=2,
     max_num=MAX_INTERVALS_PER_PERIOD,
+    validate_max=True,
+    can_delete=True,
+)
+
+
+class ModeScheduleForm(OperatorModelForm):
+    class Meta:
+        model = ModeSchedule
+        fields = ["name", "partition", "description"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+
+
+class ModeChangeForm(forms.ModelForm):
+    """One row of a mode schedule: at, the mode, and the days it happens on. The model's clean() checks the rest."""
+
+    class Meta:
+        model = ModeChange
+        fields = ["at", "mode", *DAY_NAMES]
+        labels = {"at": "At"}
+        widgets = {"at": time_input()}
+
+    def day_fields(self):
+        return [self[name] for name in DAY_NAMES]
+
+    def clean_at(self):
+        return _whole_minute(self.cleaned_data.get("at"))
+
+
+class BaseModeChangeFormSet(BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        taken = {}
+        for form in self.forms:
+            blank = form.empty_permitted and not form.has_changed()
+            if blank or self._should_delete_form(form) or not hasattr(form, "cleaned_data"):
+                continue
+            at, mode = form.cleaned_data.get("at"), form.cleaned_data.get("mode")
+            for name in DAY_NAMES:
+                if form.cleaned_data.get(name):
+                    other = taken.setdefault((at, name), mode)
+                    if other != mode:
+                        form.add_error(None, f"Another change at {at:%H:%M} on the same day names another mode.")
+                        return
+
+
+ModeChangeFormSet = inlineformset_factory(
+    ModeSchedule,
+    ModeChange,
+    form=ModeChangeForm,
+    formset=BaseModeChangeFormSet,
+    extra=2,
+    max_num=MAX_MODE_CHANGES,
     validate_max=True,
     can_delete=True,
 )

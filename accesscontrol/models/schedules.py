@@ -5,6 +5,8 @@ from accesscontrol.choices import DayType, OpeningMode
 from accesscontrol.models.partitions import PartitionedModel
 
 MAX_INTERVALS_PER_PERIOD = 8
+# Rows one mode schedule may hold: a change every half hour of a day is more than any site needs.
+MAX_MODE_CHANGES = 48
 
 
 class TimePeriod(PartitionedModel):

@@ -69,9 +69,14 @@ class OperatorPage(LoginRequiredMixin, PermissionRequiredMixin):
         return context
 
 
-def paginate(request, queryset, per_page: int | None = None) -> dict:
-    """A page of ``queryset`` (``?page=``, ``?per_page=``) and what the pagination partial needs to link the others."""
+def paginate(request, queryset, per_page: int | None = None, count: int | None = None) -> dict:
+    """A page of ``queryset`` (``?page=``, ``?per_page=``) and what the pagination partial needs to link the others.
+
+    ``count``: the number of rows when the caller has it already (one COUNT fewer on a large list).
+    """
     paginator = Paginator(queryset, per_page or page_size(request))
+    if count is not None:
+        paginator.count = count  # a cached_property: set, it is not computed
     page = paginator.get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)

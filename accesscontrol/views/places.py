@@ -9,9 +9,9 @@ from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 from django.views import View
 
-from accesscontrol import engine, filtersets
+from accesscontrol import engine, filtersets, muster
 from accesscontrol.choices import AccessPointKind, Connection
-from accesscontrol.forms.places import AccessPointForm, LocationForm, ZoneForm, ZoneMemberForm
+from accesscontrol.forms.places import AccessPointForm, LocationForm, OccupancyForm, ZoneForm, ZoneMemberForm
 from accesscontrol.models import AccessPoint, AuditEvent, Cardholder, Location, Zone
 from accesscontrol.permissions import restrict
 from accesscontrol.snapshot import get_store
@@ -29,6 +29,7 @@ from accesscontrol.views.editing import (
 
 RECENT_EVENTS = 20
 WHO_MAY_OPEN_SHOWN = 100
+PRESENCES_SHOWN = 20
 
 
 def count_of(queryset, field: str):
@@ -73,7 +74,7 @@ class AccessPointDetail(AccessPointPage, DetailPage):
     template_name = "accesscontrol/places/access_point_detail.html"
 
     def base_queryset(self):
-        return AccessPoint.objects.select_related("partition", "location", "timed_period", "calendar")
+        return AccessPoint.objects.select_related("partition", "location", "timed_period", "calendar", "mode_schedule")
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -166,18 +167,41 @@ class ZoneDetail(ZonePage, DetailPage):
     template_name = "accesscontrol/places/zone_detail.html"
 
     def base_queryset(self):
-        return Zone.objects.select_related("partition")
+        return Zone.objects.select_related("partition", "mode_schedule")
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         zone, user = self.object, self.request.user
         context["page_title"] = zone.name
+        if zone.tracks_presence or zone.occupancy_correction:
+            context.update(self.presence_context(zone, user))
         members = restrict(zone.access_points.select_related("location"), user, "view")
         changeable = set(restrict(zone.access_points.all(), user, "change").values_list("pk", flat=True))
         context["members"] = [(point, point.pk in changeable) for point in members]
         context["hidden_members"] = zone.access_points.count() - len(context["members"])
         if user.has_perm("accesscontrol.change_accesspoint"):
             context["member_form"] = ZoneMemberForm(zone=zone, operator=user)
+        return context
+
+    def presence_context(self, zone, user) -> dict:
+        """Who is inside (for operators who may see presence there), and the forgive and correct forms."""
+        may_see = (
+            user.has_perm("accesscontrol.view_presence")
+            and muster.in_partitions(Zone.objects.filter(pk=zone.pk), user, "accesscontrol.view_presence").exists()
+        )
+        (zone,) = muster.with_counts([zone])
+        context = {
+            "shows_presence": True,
+            "presence_count": zone.count,
+            "presence_full": zone.full,
+            "may_see_presence": may_see,
+            "may_forgive": muster.may_forgive(user, zone),
+            "may_muster": zone.roll_call and muster.roll_call_areas(user).filter(pk=zone.pk).exists(),
+        }
+        if may_see:
+            context["presences"] = muster.inside([zone.pk])[:PRESENCES_SHOWN]
+        if context["may_forgive"]:
+            context["occupancy_form"] = OccupancyForm(initial={"count": zone.count})
         return context
 
 

@@ -1,4 +1,5 @@
-"""Pages for time periods (with the weekly grid editor) and calendars (with their special days)."""
+"""Pages for time periods (with the weekly grid editor), calendars (with their special days) and mode schedules
+(with their change rows)."""
 
 import itertools
 
@@ -16,9 +17,19 @@ from accesscontrol.forms.schedules import (
     CalendarForm,
     HolidaysForm,
     IntervalFormSet,
+    ModeChangeFormSet,
+    ModeScheduleForm,
     TimePeriodForm,
 )
-from accesscontrol.models import AccessLevelEntry, Calendar, CalendarDay, TimeInterval, TimePeriod
+from accesscontrol.models import (
+    AccessLevelEntry,
+    Calendar,
+    CalendarDay,
+    ModeChange,
+    ModeSchedule,
+    TimeInterval,
+    TimePeriod,
+)
 from accesscontrol.permissions import restrict
 from accesscontrol.views.base import VIA, OperatorPage, client_address
 from accesscontrol.views.editing import CreatePage, DeletePage, DetailPage, EditPage, ListPage, visible_partitions
@@ -323,3 +334,111 @@ class CalendarEdit(CalendarPage, EditPage):
 
 class CalendarDelete(CalendarPage, DeletePage):
     page_title = "Delete calendar"
+
+
+# --- mode schedules --------------------------------------------------------------------------
+
+CHANGE_FIELDS = ("at", "mode", *DAY_NAMES)
+USERS_SHOWN = 50
+
+
+def day_changes(changes) -> list[dict]:
+    """Per weekday and day type, the changes in order of time: what the mode table does on such a day."""
+    changes = list(changes)
+    return [
+        {"label": label, "short": short, "changes": [change for change in changes if getattr(change, name)]}
+        for name, short, label in DAY_COLUMNS
+    ]
+
+
+class ModeSchedulePage:
+    model = ModeSchedule
+    detail_url_name = "mode_schedule"
+    list_url_name = "mode_schedules"
+
+
+class ModeScheduleList(ModeSchedulePage, ListPage):
+    template_name = "accesscontrol/schedules/mode_schedule_list.html"
+    page_title = "Mode schedules"
+    filterset_class = filtersets.ModeScheduleFilterSet
+
+    def base_queryset(self):
+        return ModeSchedule.objects.select_related("partition").prefetch_related(
+            Prefetch("changes", ModeChange.objects.order_by("at", "id"))
+        )
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["partitions"] = visible_partitions(self.request.user, ModeSchedule)
+        context["rows"] = [
+            (schedule, [actions.describe_mode_change(change) for change in schedule.changes.all()])
+            for schedule in context["page_obj"]
+        ]
+        return context
+
+
+class ModeScheduleDetail(ModeSchedulePage, DetailPage):
+    """The changes day by day, the access points and zones that follow the schedule, and the change rows' editor."""
+
+    template_name = "accesscontrol/schedules/mode_schedule_detail.html"
+
+    def base_queryset(self):
+        return ModeSchedule.objects.select_related("partition")
+
+    def get_context_data(self, formset=None, **kwargs):
+        context = super().get_context_data(**kwargs)
+        schedule, user = self.object, self.request.user
+        changes = list(schedule.changes.order_by("at", "id"))
+        context.update(
+            page_title=schedule.name,
+            days=day_changes(changes),
+            changes=changes,
+            day_columns=DAY_COLUMNS,
+            access_points=restrict(schedule.access_points.all(), user, "view")[:USERS_SHOWN],
+            zones=restrict(schedule.zones.all(), user, "view")[:USERS_SHOWN],
+        )
+        if context["may_change"]:
+            context["formset"] = formset or ModeChangeFormSet(instance=schedule, queryset=schedule.changes.all())
+        return context
+
+
+class ModeScheduleChanges(ModeSchedulePage, DetailPage):
+    """Save the change rows: the schedule's changes as a whole, recorded as one change of "changes"."""
+
+    action = "change"
+    template_name = ModeScheduleDetail.template_name
+    http_method_names = ["post"]
+
+    def post(self, request, *args, **kwargs):
+        self.object = schedule = self.get_object()
+        before = [actions.describe_mode_change(change) for change in schedule.changes.all()]
+        formset = ModeChangeFormSet(request.POST, instance=schedule, queryset=schedule.changes.all())
+        if not formset.is_valid():
+            detail = ModeScheduleDetail(request=request, kwargs=kwargs, object=schedule)
+            context = detail.get_context_data(object=schedule, formset=formset)
+            return TemplateResponse(request, self.template_name, context, status=200)
+        changes = [
+            {name: form.cleaned_data[name] for name in CHANGE_FIELDS}
+            for form in formset.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+        actions.save_mode_schedule(
+            schedule, changes=changes, operator=request.user, via=VIA, address=client_address(request)
+        )
+        after = [actions.describe_mode_change(change) for change in schedule.changes.all()]
+        messages.success(request, "Changes saved." if before != after else "Nothing changed.")
+        return redirect("mode_schedule", pk=schedule.pk)
+
+
+class ModeScheduleCreate(ModeSchedulePage, CreatePage):
+    form_class = ModeScheduleForm
+    page_title = "New mode schedule"
+
+
+class ModeScheduleEdit(ModeSchedulePage, EditPage):
+    form_class = ModeScheduleForm
+    page_title = "Edit mode schedule"
+
+
+class ModeScheduleDelete(ModeSchedulePage, DeletePage):
+    page_title = "Delete mode schedule"

@@ -16,8 +16,10 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.generic import TemplateView, View
 
+from accesscontrol import muster
 from accesscontrol.choices import AuditKind, Decision
 from accesscontrol.models import AccessPoint, AuditEvent, SiteSettings, Zone
 from accesscontrol.permissions import ALL, allowed_partitions, permission_name, restrict
@@ -27,6 +29,15 @@ from devices import actions, alarms, commands
 from devices.choices import CommandOp
 from devices.forms import AcknowledgeAlarmForm
 from devices.models import Alarm, Device, DeviceCommand, DeviceDoor
+
+# >>> The next automatic mode change of each door comes from the scheduler (branch `modes`:
+# devices/scheduler.py::next_changes(point_ids, at) -> {point_id: (instant, mode)}). Until it is merged the
+# monitor shows each door's mode only. Once merged, this import succeeds and the "Next" column fills in.
+try:
+    from devices.scheduler import next_changes
+except ImportError:  # pragma: no cover - only before the scheduler exists
+    next_changes = None
+# <<<
 
 VIEW_EVENTS = "accesscontrol.view_auditevent"
 # The permission the API's commands endpoint asks for.
@@ -66,6 +77,32 @@ def alarm_panel(operator) -> dict:
     }
 
 
+def roll_call_panel(operator) -> dict:
+    """The live counts: every roll-call area the operator may muster, and the monitored zones with a limit."""
+    areas = list(muster.roll_call_areas(operator))
+    limited = [
+        zone
+        for zone in monitored(Zone.objects.filter(max_occupancy__isnull=False), operator).order_by("name")
+        if zone.pk not in {area.pk for area in areas}
+    ]
+    counted = muster.with_counts([*areas, *limited])
+    return {
+        "may_muster": operator.has_perm(muster.VIEW_MUSTER),
+        "roll_call_areas": counted[: len(areas)],
+        "limited_zones": counted[len(areas) :],
+        "inside_total": sum(zone.count for zone in counted[: len(areas)]),
+    }
+
+
+def with_modes(points: list, at=None) -> None:
+    """Set ``next_change`` (instant, mode label) on each access point, from the scheduler when there is one."""
+    upcoming = next_changes([point.pk for point in points], at or timezone.now()) if next_changes else {}
+    labels = dict(AccessPoint._meta.get_field("opening_mode").choices)
+    for point in points:
+        change = upcoming.get(point.pk)
+        point.next_change = (change[0], labels.get(change[1], change[1])) if change else None
+
+
 def recent_commands(operator):
     """The operator's own latest commands, with how far each got (queued, sent, acknowledged, ...)."""
     return DeviceCommand.objects.filter(operator=operator).select_related("device", "access_point")[:RECENT_COMMANDS]
@@ -81,8 +118,12 @@ class MonitorView(OperatorPage, TemplateView):
         operator = self.request.user
         events = self.restricted(AuditEvent.objects.only(*AUDIT_COLUMNS)).order_by("-at", "-pk")[:FIRST_EVENTS]
         points = list(
-            monitored(AccessPoint.objects.only("id", "name", "lockdown", "partition_id"), operator).order_by("name")
+            monitored(
+                AccessPoint.objects.only("id", "name", "lockdown", "partition_id", "opening_mode", "mode_source"),
+                operator,
+            ).order_by("name")
         )
+        with_modes(points)
         doors = DeviceDoor.objects.filter(access_point__in=[point.pk for point in points]).select_related("device")
         door_of = {door.access_point_id: door for door in doors}
         for point in points:
@@ -98,12 +139,13 @@ class MonitorView(OperatorPage, TemplateView):
             devices = Device.objects.all()
         else:
             devices = Device.objects.filter(doors__access_point__in=[point.pk for point in points]).distinct()
+        site = SiteSettings.load()
         context.update(
             events=list(events),
             access_points=points,
             zones=zones,
             devices=list(devices.only("id", "name", "online", "last_seen_at", "tamper", "battery").order_by("name")),
-            site=SiteSettings.load(),
+            site=site,
             may_command=may_command,
             may_open={point.pk for point in points if may_command and point.pk in changeable_points},
             may_lock_zone={zone.pk for zone in zones if may_command and zone.pk in changeable_zones},
@@ -112,7 +154,10 @@ class MonitorView(OperatorPage, TemplateView):
             alert_kinds=sorted(ALERT_KINDS),
             kinds=AuditKind.choices,
             reasons=Decision.choices,
+            emergency=site.lockdown or any(zone.lockdown for zone in zones),
+            today=timezone.localdate().isoformat(),
             **alarm_panel(operator),
+            **roll_call_panel(operator),
         )
         return context
 
@@ -197,6 +242,16 @@ def describe(action: str, target, issued: commands.Issued) -> str:
     if issued.still_in_lockdown:
         parts.append(f"{len(issued.still_in_lockdown)} access point(s) stay locked by another lockdown")
     return "; ".join(parts) + "."
+
+
+class MonitorRollCallView(OperatorPage, TemplateView):
+    """The monitor's live counts (roll-call areas, limited zones): htmx polls it."""
+
+    permission_required = VIEW_EVENTS
+    template_name = "accesscontrol/monitor/roll_call.html"
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), **roll_call_panel(self.request.user)}
 
 
 class MonitorAlarmsView(OperatorPage, TemplateView):

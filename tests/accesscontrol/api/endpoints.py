@@ -26,9 +26,11 @@ from accesscontrol.models import (
     CardholderPermission,
     Key,
     Location,
+    ModeSchedule,
     Operator,
     OperatorGroup,
     Partition,
+    Presence,
     SystemAuditEntry,
     TimePeriod,
     Zone,
@@ -173,6 +175,18 @@ ENDPOINTS = [
         update=lambda p: {"description": "Mornings"},
     ),
     Endpoint(
+        "mode-schedules",
+        ModeSchedule,
+        make=lambda p: ModeSchedule.objects.create(name=unique("Modes"), partition=p),
+        create=lambda p: {
+            "name": unique("Modes"),
+            "partition": p.pk,
+            "changes": [{"at": "07:30", "mode": "office", "monday": True, "holiday": True}],
+        },
+        update=lambda p: {"description": "Lobby"},
+        unchecked=("changes",),
+    ),
+    Endpoint(
         "calendars",
         Calendar,
         make=lambda p: make_calendar((dt.date(2030, 1, 1), "holiday")),
@@ -220,6 +234,16 @@ ENDPOINTS = [
         create_action="issue_key",
     ),
     Endpoint(
+        "presence",
+        Presence,
+        make=lambda p: Presence.objects.create(
+            cardholder=make_cardholder(),
+            zone=make_zone(partition=p, roll_call=True),
+            since=timezone.now(),
+            last_at=timezone.now(),
+        ),
+    ),
+    Endpoint(
         "audit-events",
         AuditEvent,
         make=lambda p: AuditEvent.objects.create(
@@ -265,6 +289,7 @@ ENDPOINTS = [
         make=lambda p: make_device(),
         create=lambda p: {"device_id": next(_device_ids), "name": unique("Unit"), "kind": "control_unit"},
         update=lambda p: {"description": "Lobby"},
+        unchecked=("changes",),
         partitioned=False,  # a device serves doors of any partition
     ),
     Endpoint("device-commands", DeviceCommand, make=make_command),
