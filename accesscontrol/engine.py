@@ -125,6 +125,7 @@ class CardholderRule:
     override_privacy: bool = False
     use_anti_passback: bool = False
     extended_open_time: bool = False
+    office: bool = False  # may put a door in office mode (its grant toggles the door held open)
     pin_hash: str = ""
     pin_index: str = ""
     level_ids: tuple[int, ...] = ()

@@ -208,6 +208,7 @@ def load_cardholders(ids: Ids = None) -> dict[int, CardholderRule]:
         "override_privacy",
         "use_anti_passback",
         "extended_open_time",
+        "office",
         "pin_hash",
         "pin_index",
     )

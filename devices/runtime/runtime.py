@@ -13,6 +13,15 @@ Operator commands (open, set mode, emergency open and close, end emergency)
 arrive as the device commands that ``devices.commands`` queues for the device
 driving the door; :meth:`Runtime.command` carries one out.
 
+Opening modes (docs/modes.md) hold a door released: ``open`` always; ``timed``
+while its timed period is active (checked at each ``tick``, and told by the
+scheduler's set_mode ``open``); ``toggle``: each grant holds or ends the hold;
+``office``: a grant to a cardholder with office rights does so, until the next
+mode change. ``standard`` and ``locked`` end the hold (the engine refuses cards
+in ``locked``). An emergency wins over every mode; when it ends the door takes
+its mode again. A card at a door the mode holds open is still decided and
+recorded; the relay is not pulsed.
+
 Everything here runs on one event loop, with no I/O of its own: the runtime is
 tested with a recording driver and sink, and every driver gets the same door
 and keypad behaviour. Devices that decide alone (SDP/1 controllers and locks
@@ -28,7 +37,7 @@ from typing import Protocol
 
 from django.utils import timezone
 
-from accesscontrol import live
+from accesscontrol import engine, live
 from accesscontrol.choices import AuditKind, OpeningMode
 from accesscontrol.choices import Decision as Reason
 from accesscontrol.engine import Decision
@@ -115,6 +124,8 @@ class DoorHandle:
     config: DoorConfig
     door: Door
     emergency: str | None = None  # "open" or "closed" while an emergency holds it
+    toggled: bool = False  # toggle and office modes: a grant held the door released (until the next one, or mode)
+    timed_open: bool | None = None  # timed mode: what the last set_mode said of its period (None: not told)
 
 
 @dataclass(slots=True)
@@ -185,6 +196,8 @@ class Runtime:
         self.doors_by_device = {}
         for handle in handles.values():
             self.doors_by_device.setdefault(handle.config.device_pk, []).append(handle)
+        for handle in handles.values():
+            self._follow_mode(handle)
 
     def door_for(self, reader: ReaderHandle) -> DoorHandle | None:
         place = reader.config.place
@@ -272,8 +285,23 @@ class Runtime:
             self.sink.alarm(AlarmKind.ANTI_PASSBACK, False, config.place, config.device_pk, now)
         self.driver.signal(config.device_pk, config.number, signal_for(GRANTED, decision.open_time))
         handle = self.door_for(reader)
-        if handle is not None:
+        if handle is None:
+            return
+        if self._toggles(handle, decision):
+            handle.toggled = not handle.toggled
+            self._follow_mode(handle)
+        else:
             self._apply(handle, handle.door.release(self.clock(), decision.open_time))
+
+    def _toggles(self, handle: DoorHandle, decision: Decision) -> bool:
+        """Whether a grant at this door holds it released or ends the hold (toggle; office, for office rights)."""
+        mode = handle.config.mode
+        if handle.emergency is not None or mode not in (OpeningMode.TOGGLE, OpeningMode.OFFICE):
+            return False
+        if mode == OpeningMode.TOGGLE:
+            return True
+        holder = self.decider.store.snapshot.cardholders.get(decision.cardholder_id)
+        return holder is not None and holder.office
 
     def _refuse(self, reader: ReaderHandle, reason: str, detail: dict, *, uid: str = "") -> None:
         decision = Decision(False, reason, None, uid, 0)
@@ -348,12 +376,17 @@ class Runtime:
         elif op == CommandOp.END_EMERGENCY:
             handle.emergency = None
             self._apply(handle, door.end_hold(now))
+            self._follow_mode(handle)
         elif op == CommandOp.SET_MODE:
             mode = args.get("mode")
             if mode not in OpeningMode.values:
                 return "unknown mode"
+            if mode != handle.config.mode:
+                handle.toggled = False  # an office or toggle hold ends at the next mode change
             handle.config.mode = mode
-            # The mode is stored; holding a door open on its schedule is the scheduler's (not in this runtime).
+            is_open = args.get("open")
+            handle.timed_open = is_open if isinstance(is_open, bool) else None
+            self._follow_mode(handle)
         else:
             return f"{op} is not a door command"
         return None
@@ -363,6 +396,8 @@ class Runtime:
     def tick(self) -> None:
         now = self.clock()
         for handle in self.doors.values():
+            if handle.config.mode == OpeningMode.TIMED:
+                self._follow_mode(handle)
             effects = handle.door.tick(now)
             if effects:
                 self._apply(handle, effects)
@@ -376,6 +411,34 @@ class Runtime:
         holder_id = key.cardholder_id if key is not None else None
         decision = Decision(False, Reason.PIN_REQUIRED, holder_id, timed_out.card_uid, 0)
         self._decided(reader, decision, {"reader": reader.config.number, "credential": "card+pin", "timeout": True})
+
+    # --- opening modes ---------------------------------------------------------------------------------------
+
+    def _held_by_mode(self, handle: DoorHandle) -> bool:
+        mode = handle.config.mode
+        if mode == OpeningMode.OPEN:
+            return True
+        if mode == OpeningMode.TIMED:
+            point = self.decider.store.snapshot.access_points.get(handle.config.place.id)
+            if point is not None and point.timed_period_id is not None:
+                snapshot = self.decider.store.snapshot
+                return engine.period_active(snapshot, point.timed_period_id, point.calendar_id, timezone.now())
+            return bool(handle.timed_open)  # no period known here: as the scheduler said
+        if mode in (OpeningMode.TOGGLE, OpeningMode.OFFICE):
+            return handle.toggled
+        return False
+
+    def _follow_mode(self, handle: DoorHandle) -> None:
+        """Hold the door released, or end the hold, as its mode says now; an emergency leaves it as it is."""
+        if handle.emergency is not None:
+            return
+        door, now = handle.door, self.clock()
+        held = self._held_by_mode(handle)
+        detail = {"mode": handle.config.mode}
+        if held and not door.held:
+            self._apply(handle, [*door.hold_released(now), Record(AuditKind.DOOR_RELEASED, detail)])
+        elif not held and door.held:
+            self._apply(handle, [*door.end_hold(now), Record(AuditKind.DOOR_LOCKED, detail)])
 
     # --- effects -------------------------------------------------------------------------------------------
 

@@ -43,6 +43,21 @@ def test_it_builds_an_office_building_and_a_hotel_of_about_sixty_doors():
     assert {"Office building", "Hotel"} <= set(Partition.objects.values_list("name", flat=True))
 
 
+def test_the_lobby_and_the_main_entrance_change_mode_on_schedule():
+    seed()
+    lobby = AccessPoint.objects.get(name="Hotel lobby entrance")
+    entrance = AccessPoint.objects.get(name="Main entrance")
+    holiday = CalendarDay.objects.filter(day_type="holiday").values_list("date", flat=True).first()
+
+    assert [(c.at.strftime("%H:%M"), c.mode) for c in lobby.mode_schedule.changes.all()] == [
+        ("07:00", "timed"),
+        ("23:00", "standard"),
+    ]
+    assert entrance.mode_schedule.changes.filter(holiday=True).get().mode == "locked"
+    assert entrance.mode_schedule.changes.filter(at="19:00", friday=True).get().mode == "locked"
+    assert holiday is not None and lobby.timed_period is not None
+
+
 def test_every_one_of_the_300_cardholders_has_a_key():
     seed()
 

@@ -2,7 +2,8 @@
 
 Harbour House (offices, partition "Office building") and Hotel Miramar
 (partition "Hotel"): about sixty access points, time periods, a holiday
-calendar for the site's time zone, access levels, 300 cardholders with keys,
+calendar for the site's time zone, automatic opening mode changes (the hotel lobby's, the main entrance's),
+access levels, 300 cardholders with keys,
 hotel guests in their rooms (the hotel's rooms, two suites, guest areas and a
 stay per guest), and devices: control units, encoders and an updater with keys
 (generated, never printed), the control units driving every online door, so a
@@ -43,6 +44,8 @@ from accesscontrol.models import (
     CardholderPermission,
     GuestArea,
     Location,
+    ModeChange,
+    ModeSchedule,
     Partition,
     Stay,
     TimePeriod,
@@ -71,10 +74,37 @@ LAST_NAMES = (  # noqa: SIM905
 
 OFFICE = "Office building"
 HOTEL = "Hotel"
+
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday")
 WEEKEND = ("saturday", "sunday")
 EVERY_DAY = (*WEEKDAYS, *WEEKEND)
 EVERY_DAY_TYPE = (*EVERY_DAY, "holiday", "special1", "special2")
+
+# Automatic opening mode changes (docs/modes.md): name -> (partition, description, access points, changes), a
+# change being (local time, mode, day types...).
+MODE_SCHEDULES = {
+    "Hotel lobby day and night": (
+        HOTEL,
+        "Timed open from 07:00 (the door opens with the lobby's period), standard from 23:00, every day.",
+        ["Hotel lobby entrance"],
+        [("07:00", OpeningMode.TIMED, *EVERY_DAY_TYPE), ("23:00", OpeningMode.STANDARD, *EVERY_DAY_TYPE)],
+    ),
+    "Harbour House reception hours": (
+        OFFICE,
+        "Office mode while reception is staffed (not at lunch), locked at night and on holidays; half days close "
+        "at 13:00; weekends standard.",
+        ["Main entrance"],
+        [
+            ("07:30", OpeningMode.OFFICE, *WEEKDAYS, "special1"),
+            ("12:00", OpeningMode.STANDARD, *WEEKDAYS),
+            ("13:00", OpeningMode.OFFICE, *WEEKDAYS),
+            ("13:00", OpeningMode.LOCKED, "special1"),
+            ("19:00", OpeningMode.LOCKED, *WEEKDAYS),
+            ("00:00", OpeningMode.STANDARD, *WEEKEND),
+            ("00:00", OpeningMode.LOCKED, "holiday"),
+        ],
+    ),
+}
 
 
 @dataclass
@@ -324,6 +354,7 @@ class Seeder:
         calendar = self.make_calendar()
         sitegen.use_calendar(calendar, site_name="Harbour House & Hotel Miramar")
         self.make_places()
+        self.make_mode_schedules()
         self.levels = self.make_access_levels()
         self.make_people()
         self.make_devices()
@@ -404,6 +435,20 @@ class Seeder:
         self.plan.counts["zones"] = len(self.zones)
         self.plan.counts["access points"] = len(self.points)
         self.plan.counts["  of which hotel rooms"] = rooms
+
+    def make_mode_schedules(self) -> None:
+        changes = []
+        for name, (partition, description, doors, entries) in MODE_SCHEDULES.items():
+            schedule = ModeSchedule.objects.create(
+                name=name, description=description, partition=self.partitions[partition]
+            )
+            for at, mode, *days in entries:
+                changes.append(
+                    ModeChange(schedule=schedule, at=dt.time.fromisoformat(at), mode=mode, **dict.fromkeys(days, True))
+                )
+            AccessPoint.objects.filter(name__in=doors).update(mode_schedule=schedule)
+        ModeChange.objects.bulk_create(changes)
+        self.plan.counts["mode schedules"] = len(MODE_SCHEDULES)
 
     def make_access_levels(self) -> dict[str, AccessLevel]:
         levels, entries = {}, []
