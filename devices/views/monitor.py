@@ -29,15 +29,7 @@ from devices import actions, alarms, commands
 from devices.choices import CommandOp
 from devices.forms import AcknowledgeAlarmForm
 from devices.models import Alarm, Device, DeviceCommand, DeviceDoor
-
-# >>> The next automatic mode change of each door comes from the scheduler (branch `modes`:
-# devices/scheduler.py::next_changes(point_ids, at) -> {point_id: (instant, mode)}). Until it is merged the
-# monitor shows each door's mode only. Once merged, this import succeeds and the "Next" column fills in.
-try:
-    from devices.scheduler import next_changes
-except ImportError:  # pragma: no cover - only before the scheduler exists
-    next_changes = None
-# <<<
+from devices.modeplan import next_changes
 
 VIEW_EVENTS = "accesscontrol.view_auditevent"
 # The permission the API's commands endpoint asks for.
@@ -96,7 +88,7 @@ def roll_call_panel(operator) -> dict:
 
 def with_modes(points: list, at=None) -> None:
     """Set ``next_change`` (instant, mode label) on each access point, from the scheduler when there is one."""
-    upcoming = next_changes([point.pk for point in points], at or timezone.now()) if next_changes else {}
+    upcoming = next_changes([point.pk for point in points], at or timezone.now())
     labels = dict(AccessPoint._meta.get_field("opening_mode").choices)
     for point in points:
         change = upcoming.get(point.pk)

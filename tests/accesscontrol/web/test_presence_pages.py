@@ -364,6 +364,22 @@ def test_the_monitor_shows_each_doors_opening_mode(partition):
     assert "Office" in page_text(response)
 
 
+def test_the_monitor_shows_a_scheduled_doors_next_change(partition):
+    every_day = dict.fromkeys(("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"), True)
+    schedule = ModeSchedule.objects.create(name="Lobby hours", partition=partition)
+    ModeChange.objects.create(schedule=schedule, at=dt.time(0, 0), mode="timed", **every_day)
+    ModeChange.objects.create(schedule=schedule, at=dt.time(23, 59), mode="standard", **every_day)
+    make_access_point(name="Lobby", partition=partition, mode_schedule=schedule)
+    client = client_with("accesscontrol.view_auditevent", partitions=[partition])
+
+    response = client.get(reverse("monitor"))
+
+    [point] = response.context["access_points"]
+    instant, label = point.next_change
+    assert instant > timezone.now() and label in ("Timed", "Standard")
+    assert f"{label} at" in page_text(response)
+
+
 # --- the admin ------------------------------------------------------------------------------------
 
 
