@@ -1,7 +1,9 @@
 """Measure presence and scheduled modes; print one JSON line.
 
-Three figures, each measured in a throwaway SQLite database of its own (a child
-process per part, so the configured database is never touched):
+Three figures, each measured in a throwaway database of its own (a child process
+per part, so the configured database is never touched): SQLite, or with
+``--postgres postgres://user@host:port/`` a database made on that server for the
+part and dropped after it:
 
 - ``decisions``: decisions per second at doors with anti-passback, a roll-call
   area and an occupancy limit on, against the same traffic with them off
@@ -12,11 +14,13 @@ process per part, so the configured database is never touched):
   (simulation/benchmarks/presence.py; goal: p95 at most 150 ms).
 """
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 from django.conf import settings
@@ -35,6 +39,7 @@ class Command(BaseCommand):
         parser.add_argument("--people", type=int, default=100_000)
         parser.add_argument("--runs", type=int, default=60, help="Roll-call page renders timed.")
         parser.add_argument("--only", choices=PARTS, action="append", help="Measure only this part (repeatable).")
+        parser.add_argument("--postgres", help="A PostgreSQL server's URL: measure in a database made there.")
         parser.add_argument("--inner", choices=PARTS, help=None)
 
     def handle(self, *args, **options):
@@ -49,13 +54,35 @@ class Command(BaseCommand):
     def _in_throwaway_database(self, part: str, options) -> dict:
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
         sizes = [f"--{name}={options[name]}" for name in ("cardholders", "decisions", "doors", "people", "runs")]
-        with tempfile.TemporaryDirectory(prefix="space-bench-") as scratch:
-            env = {**os.environ, "DATABASE_URL": f"sqlite:///{Path(scratch) / 'bench.sqlite3'}"}
+        with tempfile.TemporaryDirectory(prefix="space-bench-") as scratch, _database(options, scratch) as url:
+            env = {**os.environ, "DATABASE_URL": url}
             for arguments in (["migrate", "--verbosity=0"], ["bench_presence", f"--inner={part}", *sizes]):
                 done = subprocess.run([*manage, *arguments], env=env, capture_output=True, text=True, check=False)  # noqa: S603
                 if done.returncode:
                     raise CommandError(f"{' '.join(arguments)} failed:\n{done.stderr}")
-            return json.loads(done.stdout.splitlines()[-1])
+            return {"database": "postgresql" if options["postgres"] else "sqlite"} | json.loads(
+                done.stdout.splitlines()[-1]
+            )
+
+
+@contextlib.contextmanager
+def _database(options, scratch: str):
+    """The URL of a throwaway database: a SQLite file in ``scratch``, or one made on the PostgreSQL server."""
+    server = options["postgres"]
+    if not server:
+        yield f"sqlite:///{Path(scratch) / 'bench.sqlite3'}"
+        return
+    import psycopg
+
+    name = f"space_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    base = server.rstrip("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def measure(part: str, options) -> dict:
