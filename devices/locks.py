@@ -147,11 +147,10 @@ def mode_schedules(points: dict, own: dict[int, int | None]) -> dict[int, int | 
     zone_ids = {zone for point_id, rule in points.items() if own.get(point_id) is None for zone in rule.zone_ids}
     zones = Zone.objects.filter(pk__in=zone_ids, mode_schedule__isnull=False)
     of_zone = dict(zones.values_list("id", "mode_schedule_id")) if zone_ids else {}
-    schedules = {}
-    for point_id, rule in points.items():
-        zoned = [of_zone[zone] for zone in sorted(rule.zone_ids) if zone in of_zone]
-        schedules[point_id] = own.get(point_id) or (zoned[0] if zoned else None)
-    return schedules
+    return {
+        point_id: modeplan.followed_schedule(own.get(point_id), rule.zone_ids, of_zone)
+        for point_id, rule in points.items()
+    }
 
 
 def load_mode_changes(schedule_ids: set[int]) -> dict[int, tuple[tuple[int, int, str], ...]]:

@@ -62,6 +62,15 @@ class Wanted:
     scheduled: bool  # the schedule's mode (False: an operator's holds, or the point follows no schedule)
 
 
+def followed_schedule(own: int | None, zone_ids: Iterable[int], zone_schedules: dict[int, int]) -> int | None:
+    """The mode schedule an access point follows: its own, else that of its zone with the lowest id that has one
+    (``zone_schedules``: zone id -> its schedule, for zones with one). The one rule, for online doors and for
+    offline locks' configurations alike (devices/locks.py)."""
+    if own is not None:
+        return own
+    return next((zone_schedules[zone] for zone in sorted(zone_ids) if zone in zone_schedules), None)
+
+
 def load_plan(point_ids: Iterable[int] | None = None) -> Plan:
     """The access points that follow a schedule or are in timed mode (or just ``point_ids``), with their rules."""
     site = SiteSettings.objects.filter(pk=1).values_list("lockdown", "default_calendar_id").first()
@@ -78,7 +87,8 @@ def load_plan(point_ids: Iterable[int] | None = None) -> Plan:
         memberships = memberships.filter(accesspoint_id__in=point_ids)
     for point_id, zone_id in memberships.order_by("zone_id").values_list("accesspoint_id", "zone_id"):
         zone_of[point_id].append(zone_id)
-    scheduled_zones = [zone_id for zone_id, (schedule_id, _) in zones.items() if schedule_id is not None]
+    zone_schedules = {zone_id: schedule_id for zone_id, (schedule_id, _) in zones.items() if schedule_id is not None}
+    scheduled_zones = list(zone_schedules)
     rows = AccessPoint.objects.all()
     if point_ids is not None:
         rows = rows.filter(pk__in=point_ids)
@@ -100,8 +110,7 @@ def load_plan(point_ids: Iterable[int] | None = None) -> Plan:
     ):
         point_id, name, schedule_id, calendar_id, mode, source, changed_at, period_id, lockdown = row
         in_zones = zone_of.get(point_id, ())
-        if schedule_id is None:
-            schedule_id = next((zones[z][0] for z in in_zones if zones[z][0] is not None), None)
+        schedule_id = followed_schedule(schedule_id, in_zones, zone_schedules)
         lockdown = site_lockdown or lockdown or any(zones[z][1] for z in in_zones)
         points[point_id] = PointState(
             point_id, name, schedule_id, calendar_id, mode, source, changed_at, period_id, lockdown
