@@ -11,8 +11,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from accesscontrol import blacklist
-from accesscontrol.choices import KeyKind, KeyStatus
+from accesscontrol import blacklist, extensions
+from accesscontrol.choices import KeyKind, KeyStatus, ModeSource
 from accesscontrol.forms.schedules import DAY_COLUMNS
 from accesscontrol.models import (
     AccessLevel,
@@ -792,3 +792,14 @@ def _save_with_children(
 def _require_partition_of(operator, obj, action: str) -> None:
     if hasattr(obj, "partition_id"):
         _require_partition(operator, type(obj), action, obj.partition_id, "You may not use this partition.")
+
+
+def opening_mode_edited(point: AccessPoint, *, operator, via: str, address: str | None = None) -> None:
+    """An operator gave an access point a new opening mode by editing it (web form, API, admin): it is the
+    operator's mode, holding until the next scheduled change, and its doors are told, as by the set_mode command
+    (the devices app registers how: accesscontrol.extensions)."""
+    hook = extensions.registry.mode_commands
+    if hook is not None:
+        hook(point, point.opening_mode, operator=operator, via=via, address=address)
+        return
+    AccessPoint.objects.filter(pk=point.pk).update(mode_source=ModeSource.OPERATOR, mode_changed_at=timezone.now())

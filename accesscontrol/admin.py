@@ -26,6 +26,7 @@ from accesscontrol.actions import (
     delete_key,
     grant_access_level,
     issue_api_key,
+    opening_mode_edited,
     record_operator_action,
     remove_cardholder_permission,
     revoke_access_level,
@@ -304,6 +305,13 @@ class AccessPointAdmin(SpaceAdmin):
     autocomplete_fields = ["location", "timed_period", "calendar", "mode_schedule"]
     filter_horizontal = ["zones"]
     readonly_fields = ["mode_source", "mode_changed_at"]
+
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            if change and "opening_mode" in form.changed_data:
+                opening_mode_edited(obj, operator=request.user, via=VIA)
+
     fieldsets = [
         (None, {"fields": ["name", "ext_id", "description", "kind", "partition", "location", "zones"]}),
         (

@@ -25,6 +25,9 @@ class KeyIssuing:
 @dataclass
 class Extensions:
     key_issuing: KeyIssuing = field(default_factory=KeyIssuing)
+    # (access point, mode, operator=, via=, address=): an operator's new opening mode reaching the doors
+    # (devices.commands.set_opening_mode); None: it is only stored, as the operator's mode.
+    mode_commands: Callable | None = None
     # (holder, keys) -> extra context for the cardholder page, e.g. {"encode_jobs": [...]}
     cardholder_page: list[Callable] = field(default_factory=list)
     # operator -> extra dashboard figures, e.g. {"devices_online": 3}; each checks its own permission

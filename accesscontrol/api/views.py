@@ -237,6 +237,13 @@ class AccessPointViewSet(SpaceModelViewSet):
     search_fields = ["name", "ext_id", "description"]
     ordering_fields = ["id", "name", "kind"]
 
+    def perform_update(self, serializer):
+        before = serializer.instance.opening_mode
+        with transaction.atomic():
+            super().perform_update(serializer)
+            if serializer.instance.opening_mode != before:
+                actions.opening_mode_edited(serializer.instance, operator=self.request.user, via=VIA)
+
     @extend_schema(
         parameters=[serializers.WhoMayOpenQuerySerializer],
         responses=serializers.WhoMayOpenSerializer,

@@ -9,13 +9,13 @@ from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 from django.views import View
 
-from accesscontrol import engine, filtersets, muster
+from accesscontrol import actions, engine, filtersets, muster
 from accesscontrol.choices import AccessPointKind, Connection
 from accesscontrol.forms.places import AccessPointForm, LocationForm, OccupancyForm, ZoneForm, ZoneMemberForm
 from accesscontrol.models import AccessPoint, AuditEvent, Cardholder, Location, Zone
 from accesscontrol.permissions import restrict
 from accesscontrol.snapshot import get_store
-from accesscontrol.views.base import OperatorPage, audit
+from accesscontrol.views.base import VIA, OperatorPage, audit, client_address
 from accesscontrol.views.editing import (
     CreatePage,
     DeletePage,
@@ -132,6 +132,15 @@ class AccessPointCreate(AccessPointPage, CreatePage):
 class AccessPointEdit(AccessPointPage, EditPage):
     form_class = AccessPointForm
     page_title = "Edit access point"
+
+    def form_valid(self, form):
+        with transaction.atomic():
+            response = super().form_valid(form)
+            if self.before.get("opening_mode") != self.object.opening_mode:
+                actions.opening_mode_edited(
+                    self.object, operator=self.request.user, via=VIA, address=client_address(self.request)
+                )
+        return response
 
 
 class AccessPointDelete(AccessPointPage, DeletePage):
