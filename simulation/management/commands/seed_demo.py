@@ -145,14 +145,14 @@ def office_doors() -> list[Door]:
         Door(
             "Parking gate",
             f"{hh} basement",
-            ("Harbour House perimeter",),
+            ("Harbour House perimeter", "Car park"),
             connection=Connection.ONLINE,
             direction=Direction.ENTRY,
         ),
         Door(
             "Parking exit",
             f"{hh} basement",
-            ("Harbour House perimeter",),
+            ("Harbour House perimeter", "Car park"),
             connection=Connection.ONLINE,
             direction=Direction.EXIT,
         ),
@@ -212,15 +212,17 @@ def hotel_doors() -> list[Door]:
 
 
 # name: (partition, description, anti-passback)
+# name: (partition, description, zone options: anti-passback, roll-call area, occupancy limit)
 ZONES = {
-    "Harbour House perimeter": (OFFICE, "Ways into the building and the car park.", False),
-    "Office floors": (OFFICE, "Office wings, stairwells and shared rooms.", False),
-    "Technical rooms": (OFFICE, "Server, electrical, plant and comms rooms.", False),
-    "Executive floor": (OFFICE, "Boardroom and executive suite.", False),
-    "Security": (OFFICE, "The security office.", False),
-    "Hotel common areas": (HOTEL, "Lobby, gym and pool.", False),
-    "Hotel back of house": (HOTEL, "Staff-only areas.", False),
-    "Hotel rooms": (HOTEL, "Guest rooms.", False),
+    "Harbour House perimeter": (OFFICE, "Ways into the building and the car park.", {"roll_call": True}),
+    "Car park": (OFFICE, "The basement car park: 40 places.", {"max_occupancy": 40, "anti_passback": True}),
+    "Office floors": (OFFICE, "Office wings, stairwells and shared rooms.", {}),
+    "Technical rooms": (OFFICE, "Server, electrical, plant and comms rooms.", {}),
+    "Executive floor": (OFFICE, "Boardroom and executive suite.", {}),
+    "Security": (OFFICE, "The security office.", {}),
+    "Hotel common areas": (HOTEL, "Lobby, gym and pool.", {}),
+    "Hotel back of house": (HOTEL, "Staff-only areas.", {}),
+    "Hotel rooms": (HOTEL, "Guest rooms.", {}),
 }
 
 # name: (description, [(start, end, day fields...)])
@@ -406,9 +408,9 @@ class Seeder:
 
         self.zones = {
             name: Zone.objects.create(
-                name=name, partition=self.partitions[partition], description=description, anti_passback=anti_passback
+                name=name, partition=self.partitions[partition], description=description, **options
             )
-            for name, (partition, description, anti_passback) in ZONES.items()
+            for name, (partition, description, options) in ZONES.items()
         }
         self.points = {}
         memberships = []
