@@ -344,7 +344,7 @@ class TimeIntervalInline(admin.TabularInline):
 
 @admin.register(TimePeriod)
 class TimePeriodAdmin(SavedByActionAdmin):
-    child_fields = ("start", "end", *TimeInterval.DAY_FIELDS, *TimeInterval.DAY_TYPE_FIELDS.values())
+    child_fields = ("start", "end", *TimeInterval.ALL_DAY_FIELDS)
     save_action = staticmethod(lambda period, intervals, **by: save_time_period(period, intervals=intervals, **by))
     list_display = ["name", "partition", "schedule"]
     list_filter = ["partition"]
@@ -380,7 +380,7 @@ class ModeChangeInline(admin.TabularInline):
 
 @admin.register(ModeSchedule)
 class ModeScheduleAdmin(SavedByActionAdmin):
-    child_fields = ("at", "mode", *ModeChange.DAY_FIELDS, *ModeChange.DAY_TYPE_FIELDS.values())
+    child_fields = ("at", "mode", *ModeChange.ALL_DAY_FIELDS)
     save_action = staticmethod(lambda schedule, changes, **by: save_mode_schedule(schedule, changes=changes, **by))
     list_display = ["name", "partition", "table"]
     list_filter = ["partition"]

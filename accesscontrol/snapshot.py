@@ -58,7 +58,7 @@ Ids = Iterable[int] | None
 _ts = engine.timestamp
 
 _DAY_TYPE_BITS = {DayType.HOLIDAY: "holiday", DayType.SPECIAL1: "special1", DayType.SPECIAL2: "special2"}
-_INTERVAL_DAYS = (*TimeInterval.DAY_FIELDS, *TimeInterval.DAY_TYPE_FIELDS.values())
+_INTERVAL_DAYS = TimeInterval.ALL_DAY_FIELDS
 
 
 def _only(queryset, field: str, ids: Ids):

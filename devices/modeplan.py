@@ -25,7 +25,7 @@ from accesscontrol.choices import ModeSource, OpeningMode
 from accesscontrol.models import AccessPoint, ModeChange, SiteSettings, Zone
 from accesscontrol.snapshot import load_calendars, load_periods, site_time_zone
 
-_DAY_FIELDS = (*ModeChange.DAY_FIELDS, *ModeChange.DAY_TYPE_FIELDS.values())
+_DAY_FIELDS = ModeChange.ALL_DAY_FIELDS
 ANY_DAY = sum(engine.DAY_BITS.values())
 
 

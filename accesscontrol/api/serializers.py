@@ -224,21 +224,7 @@ class TimeIntervalSerializer(ModelSerializer):
     class Meta:
         list_serializer_class = WholeListSerializer
         model = TimeInterval
-        fields = [
-            "id",
-            "start",
-            "end",
-            "monday",
-            "tuesday",
-            "wednesday",
-            "thursday",
-            "friday",
-            "saturday",
-            "sunday",
-            "holiday",
-            "special1",
-            "special2",
-        ]
+        fields = ["id", "start", "end", *TimeInterval.ALL_DAY_FIELDS]
 
 
 class TimePeriodSerializer(ActionWritesMixin, PartitionedSerializer):
@@ -257,21 +243,7 @@ class ModeChangeSerializer(ModelSerializer):
     class Meta:
         list_serializer_class = WholeListSerializer
         model = ModeChange
-        fields = [
-            "id",
-            "at",
-            "mode",
-            "monday",
-            "tuesday",
-            "wednesday",
-            "thursday",
-            "friday",
-            "saturday",
-            "sunday",
-            "holiday",
-            "special1",
-            "special2",
-        ]
+        fields = ["id", "at", "mode", *ModeChange.ALL_DAY_FIELDS]
 
     def validate_at(self, at):
         if at.second or at.microsecond:

@@ -22,17 +22,9 @@ class TimePeriod(PartitionedModel):
         return self.name
 
 
-class TimeInterval(models.Model):
-    """From ``start`` to ``end`` local time on the marked day types.
+class DayMarks(models.Model):
+    """The day types a row applies on: the weekdays, and the calendar's day types (which replace the weekday)."""
 
-    An interval whose end is not after its start crosses midnight: it begins on a
-    marked day and ends on the next day, whatever that day is. 00:00-00:00 is the
-    whole day.
-    """
-
-    time_period = models.ForeignKey(TimePeriod, on_delete=models.CASCADE, related_name="intervals")
-    start = models.TimeField()
-    end = models.TimeField()
     monday = models.BooleanField(default=False)
     tuesday = models.BooleanField(default=False)
     wednesday = models.BooleanField(default=False)
@@ -47,6 +39,26 @@ class TimeInterval(models.Model):
     # Order matters: index 0-6 are date.weekday() values, then the calendar day types.
     DAY_FIELDS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
     DAY_TYPE_FIELDS = {DayType.HOLIDAY: "holiday", DayType.SPECIAL1: "special1", DayType.SPECIAL2: "special2"}
+    ALL_DAY_FIELDS = (*DAY_FIELDS, *DAY_TYPE_FIELDS.values())
+
+    class Meta:
+        abstract = True
+
+    def marks_a_day(self) -> bool:
+        return any(getattr(self, name) for name in self.ALL_DAY_FIELDS)
+
+
+class TimeInterval(DayMarks):
+    """From ``start`` to ``end`` local time on the marked day types.
+
+    An interval whose end is not after its start crosses midnight: it begins on a
+    marked day and ends on the next day, whatever that day is. 00:00-00:00 is the
+    whole day.
+    """
+
+    time_period = models.ForeignKey(TimePeriod, on_delete=models.CASCADE, related_name="intervals")
+    start = models.TimeField()
+    end = models.TimeField()
 
     class Meta:
         ordering = ["time_period", "start"]
@@ -57,7 +69,7 @@ class TimeInterval(models.Model):
     def clean(self):
         if self.start == self.end and (self.start.hour, self.start.minute) != (0, 0):
             raise ValidationError({"end": "An interval must not end when it starts (00:00-00:00 is the whole day)."})
-        if not any(getattr(self, name) for name in (*self.DAY_FIELDS, *self.DAY_TYPE_FIELDS.values())):
+        if not self.marks_a_day():
             raise ValidationError("Mark at least one day on which the interval applies.")
 
 
@@ -106,25 +118,12 @@ class ModeSchedule(PartitionedModel):
         return self.name
 
 
-class ModeChange(models.Model):
+class ModeChange(DayMarks):
     """At ``at`` (local wall-clock time) on the marked day types, the schedule's access points take ``mode``."""
 
     schedule = models.ForeignKey(ModeSchedule, on_delete=models.CASCADE, related_name="changes")
     at = models.TimeField(help_text="Local time of the site.")
     mode = models.CharField(max_length=16, choices=OpeningMode.choices)
-    monday = models.BooleanField(default=False)
-    tuesday = models.BooleanField(default=False)
-    wednesday = models.BooleanField(default=False)
-    thursday = models.BooleanField(default=False)
-    friday = models.BooleanField(default=False)
-    saturday = models.BooleanField(default=False)
-    sunday = models.BooleanField(default=False)
-    holiday = models.BooleanField(default=False)
-    special1 = models.BooleanField(default=False)
-    special2 = models.BooleanField(default=False)
-
-    DAY_FIELDS = TimeInterval.DAY_FIELDS
-    DAY_TYPE_FIELDS = TimeInterval.DAY_TYPE_FIELDS
 
     class Meta:
         ordering = ["schedule", "at", "id"]
@@ -133,5 +132,5 @@ class ModeChange(models.Model):
         return f"{self.at:%H:%M} {self.get_mode_display()}"
 
     def clean(self):
-        if not any(getattr(self, name) for name in (*self.DAY_FIELDS, *self.DAY_TYPE_FIELDS.values())):
+        if not self.marks_a_day():
             raise ValidationError("Mark at least one day on which the change happens.")
