@@ -227,6 +227,8 @@ class Snapshot:
     day_types: dict[tuple[int | None, int], int] = field(init=False, repr=False, compare=False)
     # PIN index -> cardholder id, made on the first PIN typed alone (most snapshots never need it).
     pins: dict[str, int] = field(init=False, repr=False, compare=False)
+    # Access point id -> its tracked zones, a memo made as passages ask for it.
+    tracked_of: dict[int, frozenset[int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "lockdown_zones", frozenset(z.id for z in self.zones.values() if z.lockdown))
@@ -237,6 +239,7 @@ class Snapshot:
         )
         object.__setattr__(self, "day_types", {})
         object.__setattr__(self, "pins", {})
+        object.__setattr__(self, "tracked_of", {})
 
     def holder_by_pin(self, pin: str) -> "CardholderRule | None":
         if not self.pin_key:
@@ -357,7 +360,7 @@ def passage(
     point = snapshot.access_points.get(access_point_id)
     if not decision.granted or point is None or decision.cardholder_id is None:
         return _EMPTY, _EMPTY
-    zones = point.zone_ids & snapshot.tracked_zones
+    zones = tracked_zones_of(snapshot, point)
     if not zones:
         return _EMPTY, _EMPTY
     direction = direction or point.direction
@@ -366,6 +369,14 @@ def passage(
     if direction == _EXIT:
         return _EMPTY, zones
     return _EMPTY, _EMPTY
+
+
+def tracked_zones_of(snapshot: Snapshot, point: AccessPointRule) -> frozenset[int]:
+    """The access point's zones that track presence (memoised on the snapshot)."""
+    zones = snapshot.tracked_of.get(point.id)
+    if zones is None:
+        zones = snapshot.tracked_of[point.id] = point.zone_ids & snapshot.tracked_zones
+    return zones
 
 
 def passback_after(

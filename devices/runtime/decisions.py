@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from accesscontrol.choices import AuditKind, Direction, PresenceSource
-from accesscontrol.engine import Decision, decide, decide_pin, normalize_uid
+from accesscontrol.engine import Decision, decide, decide_pin, normalize_uid, tracked_zones_of
 from accesscontrol.models import AuditEvent
 from accesscontrol.presence import Passage, PresenceView
 from accesscontrol.snapshot import SnapshotStore
@@ -92,7 +92,7 @@ class Decider:
         point = snapshot.access_points.get(point_id)
         if point is None:
             return
-        zones = point.zone_ids & snapshot.tracked_zones
+        zones = tracked_zones_of(snapshot, point)
         if not zones:
             return
         direction = direction or point.direction
