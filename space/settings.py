@@ -7,6 +7,7 @@ unless the unsafe defaults have been replaced.
 """
 
 import datetime
+import ipaddress
 import os
 import tempfile
 import zoneinfo
@@ -386,3 +387,16 @@ SPACE_SHIP_HOST_TIMEOUT_SECONDS = envint("SPACE_SHIP_HOST_TIMEOUT_SECONDS", 10)
 SPACE_BLACKLIST_DEFAULT_DAYS = envint("SPACE_BLACKLIST_DEFAULT_DAYS", 365)
 if SPACE_BLACKLIST_DEFAULT_DAYS < 1:
     raise ImproperlyConfigured(f"SPACE_BLACKLIST_DEFAULT_DAYS must be at least 1, not {SPACE_BLACKLIST_DEFAULT_DAYS}")
+
+# Health and metrics (space/health.py): /readyz fails when less than this many MB are free under VAR_DIR.
+SPACE_READY_MIN_FREE_MB = envint("SPACE_READY_MIN_FREE_MB", 200)
+# Addresses or networks (comma-separated, e.g. 10.0.0.5,10.1.0.0/24) that may read /metrics without an API key.
+# Loopback is not allowed unless listed: behind a reverse proxy every request comes from it.
+SPACE_METRICS_ALLOWED_ADDRESSES = envlist("SPACE_METRICS_ALLOWED_ADDRESSES", [])
+for _address in SPACE_METRICS_ALLOWED_ADDRESSES:
+    try:
+        ipaddress.ip_network(_address, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"SPACE_METRICS_ALLOWED_ADDRESSES: {_address!r} is not an address or network (10.0.0.5, 10.1.0.0/24)"
+        ) from None

@@ -3,8 +3,12 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accesscontrol.views.login import admin_login, logout_view
+from space import health
 
 urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics, name="metrics"),
     path("", include("accesscontrol.urls")),  # the operator web app; its dashboard is "/"
     path("", include("hotel.urls")),  # the front desk
     path("", include("devices.urls")),
