@@ -34,7 +34,7 @@ from django.utils import timezone
 from accesscontrol import engine
 from accesscontrol.actions import record_operator_action
 from accesscontrol.choices import AuditKind, PresenceSource
-from accesscontrol.models import AuditEvent, Cardholder, Presence, PresenceChange, Zone
+from accesscontrol.models import AccessPoint, AuditEvent, Cardholder, Presence, PresenceChange, Zone
 from accesscontrol.rulechanges import record_rule_changes
 
 _LONG_AGO = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -51,21 +51,6 @@ class Passage(NamedTuple):
     left: frozenset[int] = _EMPTY
     access_point_id: int | None = None
     source: str = PresenceSource.ONLINE
-
-
-def passage_of(
-    snapshot: engine.Snapshot,
-    decision: engine.Decision,
-    access_point_id: int,
-    at: dt.datetime,
-    direction: str | None = None,
-    source: str = PresenceSource.ONLINE,
-) -> Passage | None:
-    """The passage a decision makes, or None when it changes no presence."""
-    entered, left = engine.passage(snapshot, decision, access_point_id, direction)
-    if not entered and not left:
-        return None
-    return Passage(decision.cardholder_id, at, entered, left, access_point_id, source)
 
 
 # --- the database ------------------------------------------------------------------------------------------
@@ -191,8 +176,6 @@ def passages_from_events(events: Iterable[AuditEvent], directions: Mapping[int, 
     ]
     if not granted:
         return []
-    from accesscontrol.models import AccessPoint
-
     point_ids = {event.access_point_id for event in granted}
     tracked = defaultdict(set)
     rows = AccessPoint.zones.through.objects.filter(accesspoint_id__in=point_ids).filter(
@@ -256,9 +239,13 @@ def counted_inside(zone: Zone) -> int:
     return Presence.objects.filter(zone=zone, inside=True).count()
 
 
+def corrected(zone: Zone, counted: int) -> int:
+    """How many people a zone counts inside: the presences ``counted`` plus an operator's correction, never below 0."""
+    return max(0, counted + zone.occupancy_correction)
+
+
 def occupancy(zone: Zone) -> int:
-    """How many people a zone counts inside: the presences plus an operator's correction, never below 0."""
-    return max(0, counted_inside(zone) + zone.occupancy_correction)
+    return corrected(zone, counted_inside(zone))
 
 
 def occupancies(zones: Iterable[Zone]) -> dict[int, int]:
@@ -269,7 +256,7 @@ def occupancies(zones: Iterable[Zone]) -> dict[int, int]:
         .annotate(n=Count("id"))
         .values_list("zone", "n")
     )
-    return {zone.pk: max(0, counted.get(zone.pk, 0) + zone.occupancy_correction) for zone in zones}
+    return {zone.pk: corrected(zone, counted.get(zone.pk, 0)) for zone in zones}
 
 
 def correct_occupancy(zone: Zone, count: int, *, operator, via: str, address=None) -> int:

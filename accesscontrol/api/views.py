@@ -197,7 +197,7 @@ class ZoneViewSet(SpaceModelViewSet):
             presence.correct_occupancy(zone, body.validated_data["count"], operator=request.user, via=VIA)
             zone.refresh_from_db()
         counted = presence.counted_inside(zone)
-        count = max(0, counted + zone.occupancy_correction)
+        count = presence.corrected(zone, counted)
         data = {
             "zone": zone.pk,
             "count": count,

@@ -49,7 +49,7 @@ class RollCallAreaView(OperatorPage, TemplateView):
         zone = _area(self.request, kwargs["pk"])
         query = self.request.GET.get("q", "").strip()[:100]
         counted = presence.counted_inside(zone)
-        zone.count = max(0, counted + zone.occupancy_correction)
+        zone.count = presence.corrected(zone, counted)
         context.update(
             zone=zone,
             page_title=f"Roll-call: {zone.name}",

@@ -15,16 +15,14 @@ import threading
 import time
 from collections.abc import Callable
 
-from accesscontrol.choices import AuditKind, Direction, PresenceSource
-from accesscontrol.engine import Decision, decide, decide_pin, normalize_uid, tracked_zones_of
+from accesscontrol.choices import AuditKind, PresenceSource
+from accesscontrol.engine import Decision, decide, decide_pin, normalize_uid, passage
 from accesscontrol.models import AuditEvent
 from accesscontrol.presence import Passage, PresenceView
 from accesscontrol.snapshot import SnapshotStore
 from devices.places import Place
 
 _NOBODY: dict = {}
-_NONE: frozenset[int] = frozenset()
-_ENTRY, _EXIT = Direction.ENTRY.value, Direction.EXIT.value
 _ONLINE = PresenceSource.ONLINE.value
 
 
@@ -87,24 +85,13 @@ class Decider:
 
     def _passed(self, snapshot, decision: Decision, point_id: int, at, direction: str | None) -> None:
         """The passage a grant makes through tracked zones: into the view now, to ``on_passage`` for storing."""
-        if not decision.granted:
-            return
-        point = snapshot.access_points.get(point_id)
-        if point is None:
-            return
-        zones = tracked_zones_of(snapshot, point)
-        if not zones:
-            return
-        direction = direction or point.direction
-        if direction == _ENTRY:
-            passage = Passage(decision.cardholder_id, at, zones, _NONE, point_id, _ONLINE)
-        elif direction == _EXIT:
-            passage = Passage(decision.cardholder_id, at, _NONE, zones, point_id, _ONLINE)
-        else:
-            return  # a door both ways tells nothing of where they are
-        self.presence.apply(passage)
+        entered, left = passage(snapshot, decision, point_id, direction)
+        if not (entered or left):
+            return  # refused, no tracked zone, or a door both ways (it tells nothing of where they are)
+        passed = Passage(decision.cardholder_id, at, entered, left, point_id, _ONLINE)
+        self.presence.apply(passed)
         if self.on_passage is not None:
-            self.on_passage(passage)
+            self.on_passage(passed)
 
 
 def access_event(decision: Decision, place: Place | None, device_pk: int, at, detail: dict) -> AuditEvent:

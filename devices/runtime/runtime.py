@@ -419,9 +419,9 @@ class Runtime:
         if mode == OpeningMode.OPEN:
             return True
         if mode == OpeningMode.TIMED:
-            point = self.decider.store.snapshot.access_points.get(handle.config.place.id)
+            snapshot = self.decider.store.snapshot
+            point = snapshot.access_points.get(handle.config.place.id)
             if point is not None and point.timed_period_id is not None:
-                snapshot = self.decider.store.snapshot
                 return engine.period_active(snapshot, point.timed_period_id, point.calendar_id, timezone.now())
             return bool(handle.timed_open)  # no period known here: as the scheduler said
         if mode in (OpeningMode.TOGGLE, OpeningMode.OFFICE):
