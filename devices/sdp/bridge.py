@@ -477,8 +477,9 @@ class Bridge:
             decision = self.decider.card(place, uid, now, pin=pin)
         open_ms = decision.open_time * 1000 if decision.granted else 0
         reply = {"t": "decision", "req": req, "grant": decision.granted, "reason": decision.reason, "open_ms": open_ms}
-        self.answer(state, session, seq, reply)
+        # Counted before it is answered: whoever reads the answer reads the count with it.
         self.counters["decisions"] += 1
+        self.answer(state, session, seq, reply)
         detail = {"req": req, "reader": reader, "online": True}
         if kind == "pin":
             detail["credential"] = "pin"
