@@ -1,6 +1,7 @@
 """The real device bridge on 127.0.0.1, on an event loop thread of its own, as it runs under runbridge."""
 
 import asyncio
+import tempfile
 import threading
 
 from accesscontrol.snapshot import SnapshotStore
@@ -14,6 +15,8 @@ class RunningBridge:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
+        # A decision journal of its own too: no test takes over the rows another test's bridge left.
+        options.setdefault("journal_dir", tempfile.mkdtemp(prefix="space-bridge-journal-"))
         self.bridge = Bridge(host="127.0.0.1", port=0, **options)
         # A store of its own: each test's database starts empty.
         self.bridge.store = SnapshotStore()
