@@ -7,7 +7,9 @@ snapshot (accesscontrol.snapshot), which a background task refreshes from the
 database every few hundred milliseconds. Everything that must be durable (audit
 events, command progress, device status) goes to a writer task that stores it
 in batches on a database thread; the ``ack`` of an event is sealed and sent
-only after its batch committed.
+only after its batch committed. A decision is answered before its audit row is
+committed, so the row goes to a journal file first (devices/sdp/journal.py),
+and a bridge that starts stores the rows a killed one left there.
 
 Bad input of any kind is dropped without an answer and counted in
 ``Bridge.counters``; a rate-limited log line names the source. Nothing a device
@@ -243,7 +245,13 @@ class Bridge:
         await self._reload_registry(force=True)
         await self.write(encoding.fail_interrupted_jobs, timezone.now())
         await self._store_leftover_decisions()
-        self.journal = DecisionJournal(self.journal_dir)
+        try:
+            self.journal = DecisionJournal(self.journal_dir)
+        except OSError as error:
+            # Doors matter more than the journal: decide without it, and say so.
+            logger.error(
+                "Device bridge: no decision journal in %s (%s); a kill may lose decisions", self.journal_dir, error
+            )
         _freeze_what_is_loaded()
         self.transport, _ = await self.loop.create_datagram_endpoint(
             lambda: BridgeProtocol(self), local_addr=(self.host, self.requested_port)
@@ -286,7 +294,11 @@ class Bridge:
 
     async def _store_leftover_decisions(self) -> None:
         """Store what bridges that died had journaled and not stored (devices/sdp/journal.py)."""
-        leftovers = Leftovers(self.journal_dir)
+        try:
+            leftovers = Leftovers(self.journal_dir)
+        except OSError as error:
+            logger.error("Device bridge: the decision journal in %s cannot be read (%s)", self.journal_dir, error)
+            return
         if not leftovers.events:
             leftovers.done()
             return

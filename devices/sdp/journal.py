@@ -132,6 +132,13 @@ class Leftovers:
         directory = Path(directory)
         if not directory.is_dir():
             return
+        try:
+            self._take_over(directory)
+        except BaseException:
+            self.release()
+            raise
+
+    def _take_over(self, directory: Path) -> None:
         for path in sorted(directory.glob(f"*{SUFFIX}")):
             try:
                 fd = os.open(path, os.O_RDONLY)

@@ -147,3 +147,17 @@ class TestTheNextBridge:
             client.close()
             running.stop()
         assert list(tmp_path.iterdir()) == []
+
+    def test_a_bridge_that_cannot_write_its_journal_still_decides(self, site, tmp_path):
+        (tmp_path / "a-file").write_text("")
+        running = RunningBridge(journal_dir=tmp_path / "a-file" / "journal")
+        client = Client(running.port, site["device"].device_id, bytes(range(16)))
+        try:
+            client.handshake()
+            reply = client.request({"t": "access", "req": 1, "reader": 1, "cred": {"kind": "card", "uid": UID}})
+            assert running.bridge.journal is None
+            assert reply["grant"] is True
+            wait_until(lambda: AuditEvent.objects.filter(kind="access_granted", device=site["device"]).exists())
+        finally:
+            client.close()
+            running.stop()
