@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -580,6 +581,10 @@ def test_the_device_runtime_and_a_web_server_killed_mid_load_lose_and_duplicate_
         "events_stored": len(event_ids),
         "webhooks": len(handled),
         "monitor_after_kill": len(surviving_after_kill),
+        # Decisions answered by the killed bridge whose rows the new one stored from the journal (often 0).
+        "decisions_from_the_journal": sum(
+            int(found) for found in re.findall(r"stored (\d+) of the \d+ decisions journaled", survivor.log())
+        ),
         "load": {k: stats[k] for k in ("presentations", "decisions", "no_decision", "session_breaks", "handshakes")},
     }
     print(json.dumps(figures))
