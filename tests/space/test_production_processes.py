@@ -291,8 +291,12 @@ class Load:
     def close(self) -> None:
         if self.stopping is not None:
             self.loop.loop.call_soon_threadsafe(self.stopping.set)
-        with contextlib.suppress(Exception):
-            self.loop.call(asyncio.gather(*(device.stop() for device in self.devices)), timeout=30)
+
+        async def stop_devices():
+            await asyncio.gather(*(device.stop() for device in self.devices))
+
+        with contextlib.suppress(Exception):  # cleanup: never hide the test's own failure
+            self.loop.call(stop_devices(), timeout=30)
 
 
 # --- fixtures --------------------------------------------------------------------------------------------------
@@ -433,19 +437,8 @@ def test_the_device_runtime_and_a_web_server_killed_mid_load_lose_and_duplicate_
         ]
         connectors = [worker(processes, env, f"connectors{n + 1}", "connectors", 8) for n in range(2)]
         default = worker(processes, env, "default", "default", 4)
-        beat = processes(
-            "beat",
-            env,
-            "-m",
-            "celery",
-            "-A",
-            "space",
-            "beat",
-            "--loglevel",
-            "INFO",
-            "-s",
-            str(tmp_path / "beat-schedule"),
-        )
+        schedule = str(tmp_path / "beat-schedule")
+        beat = processes("beat", env, *("-m", "celery", "-A", "space", "beat", "--loglevel", "INFO", "-s", schedule))
         for web, port in zip(webs, web_ports, strict=True):
             web.wait_for_log(f"Space is listening on http://127.0.0.1:{port}/")
         for celery_worker in [*connectors, default]:
@@ -471,7 +464,9 @@ def test_the_device_runtime_and_a_web_server_killed_mid_load_lose_and_duplicate_
         clients = [MonitorClient(web.name, port, setup["token"]) for web, port in zip(webs, web_ports, strict=True)]
         for client in clients:
             asyncio.run_coroutine_threadsafe(client.run(), clients_loop.loop)
-        wait_until(lambda: all(c.hello for c in clients), timeout=60, message=lambda: [c.error for c in clients])
+        wait_until(
+            lambda: all(c.hello for c in clients), timeout=60, message=lambda: f"monitors: {[c.error for c in clients]}"
+        )
 
         load = Load(loops("devices"), setup, device_port)
         try:
