@@ -259,10 +259,20 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
-if PRODUCTION:
+# HTTPS: Space's own TLS (core/tls.py, served by runspace) with a certificate and key, or a TLS reverse proxy in front
+# declared by SPACE_BEHIND_TLS_PROXY (then its X-Forwarded-Proto is trusted). The production profile's runspace
+# refuses to serve without one of them.
+SPACE_TLS_CERT_FILE = envstr("SPACE_TLS_CERT_FILE", "")
+SPACE_TLS_KEY_FILE = envstr("SPACE_TLS_KEY_FILE", "")
+if bool(SPACE_TLS_CERT_FILE) != bool(SPACE_TLS_KEY_FILE):
+    raise ImproperlyConfigured("SPACE_TLS_CERT_FILE and SPACE_TLS_KEY_FILE go together: set both, or neither")
+SPACE_TLS = bool(SPACE_TLS_CERT_FILE)
+SPACE_BEHIND_TLS_PROXY = envbool("SPACE_BEHIND_TLS_PROXY", False)
+if SPACE_BEHIND_TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if PRODUCTION or SPACE_TLS or SPACE_BEHIND_TLS_PROXY:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = envbool("SPACE_SSL_REDIRECT", True)
     SECURE_HSTS_SECONDS = envint("SPACE_HSTS_SECONDS", 31536000)
 
