@@ -24,7 +24,6 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from OpenSSL import crypto
 from twisted.internet import protocol
 from twisted.internet.ssl import AcceptableCiphers, CertificateOptions, TLSVersion
 from twisted.protocols.policies import TimeoutMixin
@@ -98,9 +97,10 @@ def server_options(cert_file: str | Path, key_file: str | Path) -> CertificateOp
             "(the server's certificate must come first in its file)"
         )
     return CertificateOptions(
-        privateKey=crypto.PKey.from_cryptography_key(key),
-        certificate=crypto.X509.from_cryptography(certificates[0]),
-        extraCertChain=[crypto.X509.from_cryptography(c) for c in certificates[1:]],
+        # pyOpenSSL takes cryptography's objects (its own X509 and PKey are deprecated).
+        privateKey=key,
+        certificate=certificates[0],
+        extraCertChain=certificates[1:],
         raiseMinimumTo=TLSVersion.TLSv1_2,
         acceptableCiphers=AcceptableCiphers.fromOpenSSLCipherString(":".join(AEAD_CIPHERS_TLS12)),
     )
