@@ -1,8 +1,9 @@
 """``runspace`` serving HTTPS itself, as a real process on loopback with a certificate ``make_certificate`` made.
 
-One server for the module: TLS 1.2 and 1.3 with AEAD ciphers only, HSTS and
-secure cookies, plain HTTP on the same port redirected to https://, the
-monitor's websocket over wss:// and the local bridge trusting the site CA.
+One server for the module, in the production profile (which with its own TLS
+needs no proxy): TLS 1.2 and 1.3 with AEAD ciphers only, HSTS and secure
+cookies, the static files, plain HTTP on the same port redirected to https://,
+the monitor's websocket over wss:// and the local bridge trusting the site CA.
 Then the refusals: the production profile without TLS or a declared proxy,
 and certificate files that cannot serve.
 """
@@ -84,7 +85,8 @@ class Server:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     var = migrated_var_dir(tmp_path_factory)
-    env = environment(var, SPACE_DEVICE_HOST="127.0.0.1", SPACE_DEVICE_PORT=str(free_port("udp")))
+    # The production profile's master key seals the encoder's key: the setup and the server share it.
+    env = production(var, SPACE_DEVICE_HOST="127.0.0.1", SPACE_DEVICE_PORT=str(free_port("udp")))
     made = manage(env, "make_certificate", "localhost", "127.0.0.1", "--out", str(var / "tls"))
     assert made.returncode == 0, made.stderr
     done = manage(env, "shell", "-c", SETUP)
@@ -140,6 +142,10 @@ def test_an_https_request_verified_against_the_site_ca_is_served_with_hsts(site)
     assert response.status == 200
     assert response.getheader("Strict-Transport-Security") == "max-age=31536000"
     assert f"Space is listening on https://127.0.0.1:{site.port}/" in site.log()
+
+
+def test_the_static_files_are_served_without_a_proxy_in_front(site):
+    assert https(site, "GET", "/static/monitor.js").status == 200
 
 
 def test_a_client_that_does_not_trust_the_site_ca_refuses_the_server(site):
@@ -254,7 +260,11 @@ def test_the_local_bridge_connects_over_wss_trusting_the_site_ca_and_not_without
     untrusting, untrusting_log = bridge()
     trusting, trusting_log = bridge("--ca-file", str(site.ca))
     try:
-        wait_until(lambda: "Connected to wss://" in trusting_log.read_text(), timeout=20, message="the bridge")
+        wait_until(
+            lambda: "Connected to wss://" in trusting_log.read_text(),
+            timeout=20,
+            message=lambda: f"the bridge connecting:\n{trusting_log.read_text()}\n{site.log()[-3000:]}",
+        )
         wait_until(lambda: "CERTIFICATE_VERIFY_FAILED" in untrusting_log.read_text(), timeout=20, message="refusal")
     finally:
         stop(trusting)
@@ -271,7 +281,7 @@ def production(var: Path, **variables) -> dict:
         SPACE_PROFILE="production",
         SPACE_SECRET_KEY="s" * 40,
         SPACE_MASTER_KEY="m" * 40,
-        SPACE_ALLOWED_HOSTS="localhost",
+        SPACE_ALLOWED_HOSTS="localhost,127.0.0.1",
         **variables,
     )
 
