@@ -124,8 +124,9 @@ def plain_answer(status: str, headers: tuple[tuple[str, str], ...] = (), body: s
 def https_redirect(head: bytes, local_host: str, local_port: int, host_allowed: Callable[[str], bool]) -> bytes:
     """The answer to a plain HTTP request (its request line and headers) on the HTTPS port.
 
-    The redirect keeps the host the client asked for (its Host header, else this server's address), the port
-    and the path with its query. GET and HEAD get 301; other methods 308, which keeps the method and body.
+    The redirect keeps the host and port the client asked for (its Host header; else this server's address and
+    port: TLS is on the same port) and the path with its query. GET and HEAD get 301; other methods 308, which
+    keeps the method and body.
     """
     lines = head.split(b"\r\n")
     request = REQUEST_LINE.fullmatch(lines[0])
@@ -145,11 +146,11 @@ def https_redirect(head: bytes, local_host: str, local_port: int, host_allowed: 
         found = HOST.fullmatch(host)
         if not found or not host_allowed(found["name"]):
             return plain_answer("400 Bad Request", body="Unknown host.\n")
-        name = found["name"]
+        name, port = found["name"], found["port"] or local_port
     else:
-        name = f"[{local_host}]" if ":" in local_host else local_host
+        name, port = f"[{local_host}]" if ":" in local_host else local_host, local_port
     status = "301 Moved Permanently" if request["method"] in SAFE_METHODS else "308 Permanent Redirect"
-    location = f"https://{name}:{local_port}{target}"
+    location = f"https://{name}:{port}{target}"
     return plain_answer(status, (("Location", location),), f"This port speaks HTTPS: {location}\n")
 
 

@@ -32,6 +32,10 @@ def test_a_post_gets_a_308_which_keeps_its_method():
     assert headers["Location"] == "https://space:8100/api/v1/keys/"
 
 
+def test_the_port_the_client_asked_for_is_kept_behind_a_port_mapping():
+    assert redirect(b"GET / HTTP/1.1\r\nHost: space:443")[1]["Location"] == "https://space:443/"
+
+
 def test_without_a_host_header_the_servers_own_address_is_used():
     assert redirect(b"GET / HTTP/1.0")[1]["Location"] == "https://127.0.0.1:8100/"
 
