@@ -355,3 +355,21 @@ def test_metrics_export_the_backup_age_and_last_outcome(site, settings):
     assert 2 * 3600 - 5 <= age.value <= 2 * 3600 + 60
     outcomes = {sample.labels["outcome"]: sample.value for sample in families["space_backup_last_outcome"].samples}
     assert outcomes == {"ok": 1.0, "failed": 0.0}
+
+
+def test_runspace_checks_the_schedule_every_minute_when_no_beat_runs(settings):
+    from core.periodic import PeriodicService
+    from space.celery import BACKUP_TICK_SECONDS, app
+    from space.services import embedded_services
+
+    settings.CELERY_BROKER_URL = "memory://"
+
+    [service] = [service for service in embedded_services() if getattr(service, "name", None) == "backups"]
+
+    assert isinstance(service, PeriodicService)
+    assert (service.function, service.every) == (backups.tick, BACKUP_TICK_SECONDS)
+    assert app.conf.beat_schedule["backup-tick"] == {
+        "task": "accesscontrol.tasks.backup_tick",
+        "schedule": BACKUP_TICK_SECONDS,
+        "options": {"expires": BACKUP_TICK_SECONDS},
+    }

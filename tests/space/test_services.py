@@ -103,6 +103,7 @@ def test_the_embedded_profile_runs_the_bridge_webhooks_and_event_stream_inside_r
         EncoderSweep,
         WebhookService,
         PeriodicService,
+        PeriodicService,
         EventStreamService,
         ModeScheduler,
     ]
