@@ -152,6 +152,8 @@ def prune(now: dt.datetime | None = None) -> list[str]:
     gone = sorted(path.name for path in set(files) - keep)
     for name in gone:
         (folder() / name).unlink(missing_ok=True)
+    for partial in engine.stale_partials(folder(), now - INTERRUPTED_AFTER):
+        partial.unlink(missing_ok=True)
     if gone:
         Backup.objects.filter(file_name__in=gone, pruned_at=None).update(pruned_at=now)
         logger.info("Retention deleted %d backups: %s", len(gone), ", ".join(gone))

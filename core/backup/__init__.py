@@ -96,6 +96,18 @@ def backup_files(folder: Path) -> dict[Path, dt.datetime]:
     return {path: moment for path in folder.iterdir() if (moment := moment_of(path.name)) is not None}
 
 
+def stale_partials(folder: Path, older_than: dt.datetime) -> list[Path]:
+    """Partial files of backups that never finished (their process died), last changed before ``older_than``."""
+    if not folder.is_dir():
+        return []
+    limit = older_than.timestamp()
+    return [
+        path
+        for path in folder.glob(".space-*.spacebackup.partial")
+        if moment_of(path.name[1 : -len(".partial")]) and path.stat().st_mtime < limit
+    ]
+
+
 def _note(manifest: dict) -> bytes:
     vendor = manifest["database"]["vendor"]
     how = (
@@ -129,6 +141,8 @@ def make(
     folder.mkdir(parents=True, exist_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     final, partial = folder / name, folder / f".{name}.partial"
+    if final.exists():
+        raise BackupError(f"{final} exists already: a backup is never written over another.")
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="backup-") as scratch:
         members, facts = vendor.snapshot(database, Path(scratch))
         manifest = {

@@ -127,6 +127,9 @@ def test_retention_deletes_the_files_it_does_not_keep_and_marks_their_rows(site,
         (folder / name).write_bytes(b"an older backup")
         Backup.objects.create(started_at=now, trigger="scheduled", outcome="ok", file_name=name)
     (folder / "notes.txt").write_text("not a backup: left alone")
+    dead = folder / f".{engine.file_name(now - dt.timedelta(days=1))}.partial"  # its process died
+    dead.write_bytes(b"half a backup")
+    os.utime(dead, (now.timestamp() - 7 * 3600, now.timestamp() - 7 * 3600))
 
     row = backups.back_up(BackupTrigger.MANUAL, now=now)
 

@@ -218,6 +218,17 @@ def test_a_restore_into_an_empty_sqlite_file_is_allowed(tmp_path):
     assert backup.sqlite.counts_of_file(target)["events"] == 5
 
 
+def test_a_backup_is_never_written_over_another(tmp_path):
+    source = sqlite_database(tmp_path / "live.sqlite3")
+    first = make(source, tmp_path)
+    before = first.path.read_bytes()
+
+    with pytest.raises(backup.BackupError, match="exists already"):
+        make(source, tmp_path)
+
+    assert first.path.read_bytes() == before
+
+
 def test_a_backup_of_a_missing_database_fails_and_leaves_no_file(tmp_path):
     with pytest.raises(backup.BackupError, match="does not exist"):
         make({"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "none.sqlite3")}, tmp_path)
