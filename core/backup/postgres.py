@@ -48,7 +48,7 @@ def _connect(database: dict, name: str | None = None, **options) -> psycopg.Conn
 
 
 def _environment(database: dict, name: str | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env = dict(os.environ)  # libpq's own variables (PGPASSFILE, PGSSLMODE, ...) still apply, as for Django's link
     for variable, value in (
         ("PGDATABASE", name or database["NAME"]),
         ("PGUSER", database.get("USER")),
