@@ -376,3 +376,16 @@ def test_runspace_checks_the_schedule_every_minute_when_no_beat_runs(settings):
         "schedule": BACKUP_TICK_SECONDS,
         "options": {"expires": BACKUP_TICK_SECONDS},
     }
+
+
+def test_the_admin_lists_backups_and_offers_no_way_to_change_them(site):
+    good_backup(timezone.now())
+    admin = make_operator(is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(admin)
+
+    listing = client.get("/admin/accesscontrol/backup/")
+    adding = client.get("/admin/accesscontrol/backup/add/")
+
+    assert listing.status_code == 200 and "space-" in listing.content.decode()
+    assert adding.status_code == 403
