@@ -79,26 +79,36 @@ def describe(error: BaseException) -> str:
 # --- making one ----------------------------------------------------------------------------------------------
 
 
-def back_up(trigger: str, *, operator=None, now: dt.datetime | None = None) -> Backup:
-    """Make a backup now; its row, succeeded or failed (a failure is recorded and alarmed, not raised)."""
+def back_up(trigger: str, *, operator=None, now: dt.datetime | None = None, verify: bool | None = None) -> Backup:
+    """Make a backup now and (``SPACE_BACKUP_VERIFY``, or ``verify``) verify it as read back from the folder;
+    its row, succeeded or failed (a failure is recorded and alarmed, not raised)."""
     now = now or timezone.now()
+    verify = settings.SPACE_BACKUP_VERIFY if verify is None else verify
     row = Backup.objects.create(started_at=now, trigger=trigger, operator=operator, file_name=engine.file_name(now))
     started = time.monotonic()
     try:
-        made = engine.make(
-            database(), folder(), backup_key(), work_dir=work_dir(), about=about(), now=now, name=row.file_name
-        )
+        key = backup_key()
+        made = engine.make(database(), folder(), key, work_dir=work_dir(), about=about(), now=now, name=row.file_name)
     except Exception as error:
         logger.warning("Backup %s failed: %s", row.file_name, error, exc_info=not isinstance(error, engine.BackupError))
         return _failed(row, describe(error), seconds=time.monotonic() - started)
+    if verify:
+        try:
+            engine.verify(made.path, key, database=database(), work_dir=work_dir())
+        except Exception as error:
+            logger.warning("Backup %s does not verify: %s", row.file_name, error)
+            message = f"Made ({made.size} bytes) but it does not verify: {describe(error)}"
+            return _failed(row, message, seconds=time.monotonic() - started, size=made.size)
+    finished = timezone.now()
     Backup.objects.filter(pk=row.pk).update(
         outcome=BackupOutcome.OK,
-        finished_at=timezone.now(),
+        finished_at=finished,
+        verified_at=finished if verify else None,
         size=made.size,
-        seconds=round(made.seconds, 3),
+        seconds=round(time.monotonic() - started, 3),
         rows=sum(made.manifest["tables"].values()),
     )
-    logger.info("Backup %s: %d bytes in %.1f s", row.file_name, made.size, made.seconds)
+    logger.info("Backup %s: %d bytes in %.1f s%s", row.file_name, made.size, made.seconds, ", verified" * verify)
     try:
         prune(now)
     except OSError as error:  # the backup stands; the next one prunes again
@@ -107,13 +117,14 @@ def back_up(trigger: str, *, operator=None, now: dt.datetime | None = None) -> B
     return row
 
 
-def _failed(row: Backup, message: str, *, seconds: float | None) -> Backup:
+def _failed(row: Backup, message: str, *, seconds: float | None, size: int | None = None) -> Backup:
     finished = timezone.now()
     with transaction.atomic():
         Backup.objects.filter(pk=row.pk).update(
             outcome=BackupOutcome.FAILED,
             finished_at=finished,
             seconds=None if seconds is None else round(seconds, 3),
+            size=size,
             error=message,
         )
         record(

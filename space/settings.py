@@ -422,6 +422,9 @@ except ValueError:
 SPACE_BACKUP_KEEP_DAILY = envint("SPACE_BACKUP_KEEP_DAILY", 7)
 SPACE_BACKUP_KEEP_WEEKLY = envint("SPACE_BACKUP_KEEP_WEEKLY", 4)
 SPACE_BACKUP_KEEP_MONTHLY = envint("SPACE_BACKUP_KEEP_MONTHLY", 12)
+# Each backup read back from the folder and checked after it is made (PostgreSQL: restored into a scratch database,
+# which needs the CREATEDB right); one that does not verify is a failed backup.
+SPACE_BACKUP_VERIFY = envbool("SPACE_BACKUP_VERIFY", True)
 SPACE_BACKUP_MAX_AGE_HOURS = envint("SPACE_BACKUP_MAX_AGE_HOURS", 26)  # older newest backup: the backup_overdue alarm
 for _name, _least in [
     ("SPACE_BACKUP_KEEP_DAILY", 1),

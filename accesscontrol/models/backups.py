@@ -24,7 +24,10 @@ class Backup(models.Model):
     outcome = models.CharField(max_length=16, choices=BackupOutcome.choices, default=BackupOutcome.RUNNING)
     file_name = models.CharField(max_length=200, help_text="In the backup folder (SPACE_BACKUP_DIR).")
     size = models.BigIntegerField(null=True, blank=True, help_text="Bytes.")
-    seconds = models.FloatField(null=True, blank=True, help_text="How long it took.")
+    seconds = models.FloatField(null=True, blank=True, help_text="How long it took (its verification included).")
+    verified_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it was read back from the folder and checked (SPACE_BACKUP_VERIFY)."
+    )
     rows = models.BigIntegerField(null=True, blank=True, help_text="Rows in all tables, by the manifest.")
     error = models.TextField(blank=True)
     pruned_at = models.DateTimeField(null=True, blank=True, help_text="When retention deleted its file.")

@@ -72,6 +72,34 @@ def test_a_backup_is_recorded_with_its_file_size_and_rows(site):
     assert events_of(AuditKind.BACKUP_FAILED) == []
 
 
+def test_a_backup_is_read_back_and_verified_after_it_is_made(site, settings):
+    settings.SPACE_BACKUP_VERIFY = True
+
+    verified = backups.back_up(BackupTrigger.MANUAL, now=timezone.now() - dt.timedelta(seconds=5))
+    unverified = backups.back_up(BackupTrigger.MANUAL, verify=False)
+
+    assert verified.outcome == unverified.outcome == BackupOutcome.OK
+    assert verified.verified_at is not None and unverified.verified_at is None
+
+
+def test_a_backup_spoiled_on_the_share_before_it_is_read_back_is_a_failed_one(site, monkeypatch):
+    real_verify = engine.verify
+
+    def verify_after_bit_rot(path, *args, **kwargs):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x10
+        path.write_bytes(bytes(data))
+        return real_verify(path, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "verify", verify_after_bit_rot)
+
+    row = backups.back_up(BackupTrigger.SCHEDULED, verify=True)
+
+    assert row.outcome == BackupOutcome.FAILED and row.verified_at is None
+    assert row.error.startswith(f"Made ({row.size} bytes) but it does not verify: The backup is damaged")
+    assert len(events_of(AuditKind.BACKUP_FAILED)) == 1
+
+
 def test_a_failed_backup_is_recorded_and_raises_the_alarm_for_webhooks_too(site, settings):
     subscription = WebhookSubscription(
         name="NOC",
