@@ -24,7 +24,6 @@ class BackupListView(OperatorPage, TemplateView):
         context.update(paginate(self.request, Backup.objects.select_related("operator")))
         context.update(
             state=state,
-            age_hours=None if state["age_seconds"] is None else state["age_seconds"] / 3600,
             folder=backups.folder(),
             next_run=backups.next_instant(now),
             max_age_hours=settings.SPACE_BACKUP_MAX_AGE_HOURS,
