@@ -17,6 +17,8 @@ ENSURE_EVERY_SECONDS = 10.0
 # Blacklist entries leave the list once their keys would have expired (accesscontrol/blacklist.py);
 # runspace runs the same purge this often when there is no beat (space/services.py).
 PURGE_BLACKLIST_EVERY_SECONDS = 3600.0
+# The backups' minute: the daily backup once its time has come, the overdue alarm (accesscontrol/backups.py).
+BACKUP_TICK_SECONDS = 60.0
 app.conf.beat_schedule = {
     # Every long-lived service of space/services.py that runs outside runspace (space/tasks.py).
     "ensure-services": {
@@ -35,6 +37,11 @@ app.conf.beat_schedule = {
         "task": "accesscontrol.tasks.purge_blacklist",
         "schedule": PURGE_BLACKLIST_EVERY_SECONDS,
         "options": {"expires": PURGE_BLACKLIST_EVERY_SECONDS},
+    },
+    "backup-tick": {
+        "task": "accesscontrol.tasks.backup_tick",
+        "schedule": BACKUP_TICK_SECONDS,
+        "options": {"expires": BACKUP_TICK_SECONDS},
     },
 }
 
