@@ -412,9 +412,9 @@ def test_the_device_runtime_and_a_web_server_killed_mid_load_lose_and_duplicate_
         SPACE_SECRET_KEY="prodproof-secret-key-" + uuid.uuid4().hex,
         SPACE_MASTER_KEY="prodproof-master-key-" + uuid.uuid4().hex,
         SPACE_ALLOWED_HOSTS="127.0.0.1,localhost",
-        # The TLS proxy is the deployment's; here the web servers are reached directly on loopback.
+        # Declared as behind a TLS proxy (which a deployment has): the production runspace refuses plain HTTP
+        # otherwise. The websocket clients send X-Forwarded-Proto as that proxy would.
         SPACE_BEHIND_TLS_PROXY="true",
-        SPACE_SSL_REDIRECT="false",
         SPACE_DEVICE_HOST="127.0.0.1",
         SPACE_DEVICE_PORT=str(device_port),
     )
