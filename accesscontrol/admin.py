@@ -16,6 +16,8 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 from django.utils.text import capfirst
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accesscontrol.actions import (
     PERMISSION_FIELDS,
@@ -79,6 +81,10 @@ admin.site.index_title = "Administration"
 # Operators are grouped by OperatorGroup (permissions + partitions); Django's
 # own Group would be a second, ignored way to do the same.
 admin.site.unregister(Group)
+# django-otp's own TOTP and static devices keep their secrets in clear; Space's are Authenticator and
+# BackupCodes (accesscontrol/models/secondfactor.py), managed from the operator's account page.
+admin.site.unregister(TOTPDevice)
+admin.site.unregister(StaticDevice)
 
 
 def record_admin_action(request, action: str, obj, detail=None) -> SystemAuditEntry:

@@ -9,6 +9,7 @@ from accesscontrol.models.permissions import AccessLevel, AccessLevelEntry, Card
 from accesscontrol.models.places import AccessPoint, Location, Zone
 from accesscontrol.models.presence import Presence, PresenceChange
 from accesscontrol.models.schedules import Calendar, CalendarDay, ModeChange, ModeSchedule, TimeInterval, TimePeriod
+from accesscontrol.models.secondfactor import Authenticator, BackupCode, BackupCodes
 
 __all__ = [
     "AccessLevel",
@@ -17,6 +18,9 @@ __all__ = [
     "ApiKey",
     "AppendOnlyError",
     "AuditEvent",
+    "Authenticator",
+    "BackupCode",
+    "BackupCodes",
     "BlacklistEntry",
     "Calendar",
     "CalendarDay",

@@ -10,6 +10,7 @@ from accesscontrol.choices import Decision as Reason
 from accesscontrol.engine import FOREVER, ZoneRule, decide, decide_pin, passback_after, who_may_open
 from accesscontrol.pins import hash_pin, pin_index
 from tests.accesscontrol.rules import (
+    PIN_DIGEST_KEY,
     calendar,
     cardholder,
     interval,
@@ -60,7 +61,7 @@ def site(**changes) -> engine.Snapshot:
         ],
         levels=[level(1, *EVERYWHERE), level(2, ("point", MAIN, SATURDAYS))],
         cardholders=[
-            cardholder(ALICE, pin_hash=hash_pin("1234"), **everyone),
+            cardholder(ALICE, pin_hash=hash_pin(PIN_DIGEST_KEY, "1234"), **everyone),
             cardholder(BOB, banned=True, **everyone),
             cardholder(CAROL, valid_from=SPRING.timestamp(), valid_until=SUMMER.timestamp(), **everyone),
             cardholder(DAN, use_anti_passback=True, **everyone),
