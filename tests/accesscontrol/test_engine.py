@@ -433,6 +433,13 @@ def test_a_pin_alone_names_its_cardholder_and_needs_the_index_key():
     assert decide_pin(pin_site(pin_key=b"x" * 32), "1234", PIN_PAD, MONDAY_10).reason == Reason.UNKNOWN_PIN
 
 
+def test_a_pin_checks_only_with_the_digest_key_it_was_stored_under():
+    assert decide(pin_site(), "A1", KEYPAD, MONDAY_10, pin="1234").granted
+    # Without the key (or with another) no stored digest matches: the dump alone checks no PIN either.
+    assert decide(pin_site(pin_digest_key=b""), "A1", KEYPAD, MONDAY_10, pin="1234").reason == Reason.WRONG_PIN
+    assert decide(pin_site(pin_digest_key=b"x" * 32), "A1", KEYPAD, MONDAY_10, pin="1234").reason == Reason.WRONG_PIN
+
+
 def test_a_card_at_a_pin_only_keypad_with_card_and_pin_still_needs_its_pin():
     assert decide(pin_site(), "A1", PIN_PAD, MONDAY_10).reason == Reason.PIN_REQUIRED
     assert decide(pin_site(), "A1", PIN_PAD, MONDAY_10, pin="1234").granted
