@@ -45,6 +45,8 @@ from accesscontrol.models import (
     AccessPoint,
     ApiKey,
     AuditEvent,
+    Authenticator,
+    BackupCodes,
     BlacklistEntry,
     Calendar,
     CalendarDay,
@@ -756,6 +758,24 @@ class ApiKeyForm(forms.ModelForm):
     class Meta:
         model = ApiKey
         fields = ["operator", "name", "expires_at", "revoked_at"]
+
+
+@admin.register(Authenticator, BackupCodes)
+class SecondFactorAdmin(SpaceAdmin):
+    """An operator's authenticator or backup codes: seen, and deleted to reset a lost one (the operator enrols
+    again). Nothing here shows or sets a seed or a code."""
+
+    list_display = ["user", "name", "confirmed", "created_at", "last_used_at"]
+    list_filter = ["confirmed"]
+    list_select_related = ["user"]
+    search_fields = ["user__username"]
+    fields = readonly_fields = ["user", "name", "confirmed", "created_at", "last_used_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(ApiKey)

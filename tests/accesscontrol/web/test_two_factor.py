@@ -1,12 +1,21 @@
 """Two-factor login: enrolment with a QR code, the second step, backup codes, removal, and groups that require it."""
 
+import base64
 import time
 
 import pytest
 from django.urls import reverse
 
 from accesscontrol import twofactor
-from accesscontrol.models import ApiKey, Authenticator, BackupCode, LoginAttempt, OperatorGroup, SystemAuditEntry
+from accesscontrol.models import (
+    ApiKey,
+    Authenticator,
+    BackupCode,
+    BackupCodes,
+    LoginAttempt,
+    OperatorGroup,
+    SystemAuditEntry,
+)
 from accesscontrol.models.secondfactor import backup_code_digest
 from accesscontrol.views.login import PENDING_SESSION_KEY
 from tests.accesscontrol.web.logins import code_for, enrolled, log_in, send_code, signed_in_operator_id
@@ -350,3 +359,32 @@ def test_an_administrator_sets_the_requirement_in_the_admin(client):
     assert 'name="require_two_factor"' in page.content.decode()
     group.refresh_from_db()
     assert group.require_two_factor is True
+
+
+# --- the admin -------------------------------------------------------------------------------------------
+
+
+def test_an_administrator_resets_a_lost_authenticator_in_the_admin_without_seeing_its_seed(client):
+    operator = make_operator(username="ada")
+    device = enrolled(operator)
+    codes = twofactor.new_backup_codes(operator)
+    client.force_login(make_operator(username="root", is_superuser=True, is_staff=True))
+
+    page = client.get(reverse("admin:accesscontrol_authenticator_change", args=[device.pk]))
+    html = page.content.decode()
+    seed = device.bin_key
+    assert page.status_code == 200 and "ada" in html
+    assert seed.hex() not in html.lower() and base64.b32encode(seed).decode().rstrip("=") not in html
+    assert not any(code in html for code in codes)
+    assert client.get(reverse("admin:accesscontrol_authenticator_add")).status_code == 403
+
+    client.post(reverse("admin:accesscontrol_authenticator_delete", args=[device.pk]), {"post": "yes"})
+    client.post(reverse("admin:accesscontrol_backupcodes_changelist"), {
+        "action": "delete_selected", "_selected_action": list(BackupCodes.objects.values_list("pk", flat=True)),
+        "post": "yes",
+    })  # fmt: skip
+
+    assert not twofactor.has_second_factor(operator) and twofactor.backup_codes_left(operator) == 0
+    assert list(SystemAuditEntry.objects.values_list("action", flat=True)) == ["delete", "delete"]
+    # django-otp's own device admins (seeds in clear) are not offered.
+    assert client.get("/admin/otp_totp/totpdevice/").status_code == 404
