@@ -2,7 +2,7 @@
 """No secret in a database dump: PIN digests keyed, TOTP seeds sealed, backup codes kept as keyed digests.
 
 - Every stored PIN digest ``salt$sha256(salt + pin)`` becomes
-  ``v2$salt$HMAC-SHA256(k, sha256 hex)`` with k derived from the master key
+  ``v2$salt$BLAKE2s(key=k)(sha256 digest)`` with k derived from the master key
   (accesscontrol/pins.py): no PIN is needed, and a PIN checks as before. In
   batches, so 100,000 cardholders do not sit in memory at once.
 - django-otp's TOTP devices (seed in hex) move to ``Authenticator`` (seed sealed,
@@ -13,6 +13,7 @@ The formulas are written out here, not imported, so this migration keeps doing
 what it did whatever the code becomes.
 """
 
+import hashlib
 import hmac
 
 import django.db.models.deletion
@@ -43,7 +44,8 @@ def key_pin_digests(apps, schema_editor):
             if stored.startswith("v2$") or "$" not in stored:
                 continue
             salt, unkeyed_hex = stored.split("$", 1)
-            changed += [pk, f"v2${salt}${hmac.digest(key, unkeyed_hex.encode(), 'sha256').hex()}"]
+            mac = hashlib.blake2s(bytes.fromhex(unkeyed_hex), key=key).hexdigest()
+            changed += [pk, f"v2${salt}${mac}"]
         if changed:
             # One statement per batch (both databases name a VALUES list's columns column1, column2, ...).
             values = ", ".join(["(%s, %s)"] * (len(changed) // 2))
