@@ -40,13 +40,14 @@ from accesscontrol.pins import DIGEST_PURPOSE, INDEX_PURPOSE
 from core import vault
 from devices import actions as device_actions
 from devices import cards
-from devices.models import Device, OsdpReader
+from devices.encoding import create_encode_job
+from devices.models import Device, EncodeJob, OsdpReader
 from integrations.mobilekeys import services as mobile
 from integrations.models import WebhookSubscription
 from integrations.webhooks.actions import rotate_secret
 from tests.accesscontrol.web.logins import PASSWORD, code_for, log_in, send_code, signed_in_operator_id
 from tests.devices.osdp_support import make_bus
-from tests.factories import make_access_level, make_access_point, make_cardholder, make_operator
+from tests.factories import make_access_level, make_access_point, make_cardholder, make_key, make_operator
 from tests.support.api import client_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -164,9 +165,13 @@ def populated_site(client) -> dict:
     )
     found_secrets["OSDP reader SCBK"] = byte_forms(Device.objects.get(pk=osdp.pk).key())
 
-    # The site card key, and a card written with it (the card file is in the encode job).
+    # The site card key, and a card file made with it (kept in the encode job that writes it).
     _, card_key = cards.site_card_key()
     found_secrets["site card key"] = byte_forms(card_key)
+    card_holder = make_cardholder(level)
+    card = make_key(card_holder, uid="04A1B2C3D4E5F6")
+    job = create_encode_job(card, Device.objects.get(device_id=4662), admin, via=VIA)
+    assert len(job.data) > 0
 
     # Webhooks: a generated secret (API), a given one (API), a rotated one (action).
     api = client_for(admin)
@@ -261,6 +266,8 @@ def sealed_values() -> dict[str, bytes]:
         values[f"{subscription.name} sealed secret"] = bytes(subscription.secret_sealed)
     for device in Authenticator.objects.all():
         values[f"{device.user} sealed seed"] = bytes(device.seed_sealed)
+    for job in EncodeJob.objects.all():
+        values[f"card file of job {job.pk}"] = bytes(job.data)[:64]
     for code in BackupCode.objects.all():
         values[f"backup code digest {code.pk}"] = code.digest.encode()
     for holder in Cardholder.objects.exclude(pin_hash=""):
