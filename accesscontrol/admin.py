@@ -16,6 +16,8 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 from django.utils.text import capfirst
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accesscontrol.actions import (
     PERMISSION_FIELDS,
@@ -43,7 +45,9 @@ from accesscontrol.models import (
     AccessPoint,
     ApiKey,
     AuditEvent,
+    Authenticator,
     Backup,
+    BackupCodes,
     BlacklistEntry,
     Calendar,
     CalendarDay,
@@ -80,6 +84,10 @@ admin.site.index_title = "Administration"
 # Operators are grouped by OperatorGroup (permissions + partitions); Django's
 # own Group would be a second, ignored way to do the same.
 admin.site.unregister(Group)
+# django-otp's own TOTP and static devices keep their secrets in clear; Space's are Authenticator and
+# BackupCodes (accesscontrol/models/secondfactor.py), managed from the operator's account page.
+admin.site.unregister(TOTPDevice)
+admin.site.unregister(StaticDevice)
 
 
 def record_admin_action(request, action: str, obj, detail=None) -> SystemAuditEntry:
@@ -751,6 +759,24 @@ class ApiKeyForm(forms.ModelForm):
     class Meta:
         model = ApiKey
         fields = ["operator", "name", "expires_at", "revoked_at"]
+
+
+@admin.register(Authenticator, BackupCodes)
+class SecondFactorAdmin(SpaceAdmin):
+    """An operator's authenticator or backup codes: seen, and deleted to reset a lost one (the operator enrols
+    again). Nothing here shows or sets a seed or a code."""
+
+    list_display = ["user", "name", "confirmed", "created_at", "last_used_at"]
+    list_filter = ["confirmed"]
+    list_select_related = ["user"]
+    search_fields = ["user__username"]
+    fields = readonly_fields = ["user", "name", "confirmed", "created_at", "last_used_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(ApiKey)

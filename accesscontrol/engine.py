@@ -219,6 +219,8 @@ class Snapshot:
     calendars: dict[int, CalendarRule] = field(default_factory=dict)
     # The key of PIN indexes (core.vault.derive("pin-index")); without it no PIN alone is known.
     pin_key: bytes = field(default=b"", repr=False)
+    # The key of stored PIN digests (core.vault.derive("pin-digest")); without it no PIN matches.
+    pin_digest_key: bytes = field(default=b"", repr=False)
     # Derived from zones, and a per-snapshot memo of day types; dataclasses.replace() recomputes both.
     lockdown_zones: frozenset[int] = field(init=False)
     passback_zones: frozenset[int] = field(init=False)
@@ -511,7 +513,7 @@ def _evaluate_holder(
         if point.pin_required and not pin_checked:
             if pin is None:
                 return _refuse(PIN_REQUIRED, holder.id, uid)
-            if not pin_matches(holder.pin_hash, pin):
+            if not pin_matches(snapshot.pin_digest_key, holder.pin_hash, pin):
                 return _refuse(WRONG_PIN, holder.id, uid)
     open_time = point.extended_open_time if holder.extended_open_time else point.open_time
     return Decision(True, GRANTED, holder.id, uid, open_time, warning)

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from accesscontrol import engine
+from accesscontrol import engine, pins
 from accesscontrol.choices import DayType, KeyStatus
 from accesscontrol.engine import (
     FOREVER,
@@ -283,7 +283,8 @@ def _build() -> tuple[Snapshot, dict[int, str]]:
         levels=load_levels(),
         periods=load_periods(),
         calendars=load_calendars(),
-        pin_key=vault.derive("pin-index"),
+        pin_key=vault.derive(pins.INDEX_PURPOSE),
+        pin_digest_key=vault.derive(pins.DIGEST_PURPOSE),
     )
     return snapshot, keys.uid_by_key_id
 

@@ -50,8 +50,9 @@ from accesscontrol.models import (
     TimePeriod,
     Zone,
 )
-from accesscontrol.pins import hash_pin
+from accesscontrol.pins import DIGEST_PURPOSE, hash_pin
 from accesscontrol.rulechanges import record_everything
+from core import vault
 from devices.choices import DeviceKind
 from devices.models import Device, DeviceDoor, DeviceReader
 
@@ -607,7 +608,7 @@ class _Generator:
         shares = [1 - sum(share for _, share in spec.partitions)] + [share for _, share in spec.partitions]
         partitions = rng.choices(site.partitions, shares[: len(site.partitions)], k=count)
         kinds = rng.choices((CardholderKind.STAFF, CardholderKind.VISITOR, CardholderKind.GUEST), spec.kinds, k=count)
-        pin_hash = hash_pin("1234") if spec.pin_share_cardholders else ""
+        pin_hash = hash_pin(vault.derive(DIGEST_PURPOSE), "1234") if spec.pin_share_cardholders else ""
 
         def holder_rows():
             for i in range(count):

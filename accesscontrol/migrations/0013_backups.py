@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accesscontrol', '0011_modes_presence'),
+        ('accesscontrol', '0012_secrets_at_rest'),
     ]
 
     operations = [

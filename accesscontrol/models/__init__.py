@@ -10,6 +10,7 @@ from accesscontrol.models.permissions import AccessLevel, AccessLevelEntry, Card
 from accesscontrol.models.places import AccessPoint, Location, Zone
 from accesscontrol.models.presence import Presence, PresenceChange
 from accesscontrol.models.schedules import Calendar, CalendarDay, ModeChange, ModeSchedule, TimeInterval, TimePeriod
+from accesscontrol.models.secondfactor import Authenticator, BackupCode, BackupCodes
 
 __all__ = [
     "AccessLevel",
@@ -18,7 +19,10 @@ __all__ = [
     "ApiKey",
     "AppendOnlyError",
     "AuditEvent",
+    "Authenticator",
     "Backup",
+    "BackupCode",
+    "BackupCodes",
     "BackupOutcome",
     "BackupTrigger",
     "BlacklistEntry",

@@ -5,7 +5,7 @@ from django.db import models
 
 from accesscontrol.choices import CardholderKind, KeyKind, KeyStatus
 from accesscontrol.models.partitions import PartitionedModel
-from accesscontrol.pins import hash_pin, pin_index, pin_matches
+from accesscontrol.pins import DIGEST_PURPOSE, INDEX_PURPOSE, hash_pin, pin_index, pin_matches
 from core import vault
 
 UID_PATTERN = re.compile(r"^[0-9A-F]{2,64}$")
@@ -23,6 +23,7 @@ class Cardholder(PartitionedModel):
     phone_number = models.CharField(max_length=32, blank=True, help_text="E.164, for mobile keys.")
     activation = models.DateTimeField(null=True, blank=True, help_text="Access starts here; empty = at once.")
     expiration = models.DateTimeField(null=True, blank=True, help_text="Access ends here; empty = never.")
+    # A keyed digest (accesscontrol/pins.py): the key is derived from the master key, so a dump reveals no PIN.
     pin_hash = models.CharField("PIN", max_length=96, blank=True, editable=False)
     # Finds the cardholder from a PIN typed alone at a keypad (accesscontrol/pins.py); unique, so no PIN is shared.
     pin_index = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
@@ -54,17 +55,17 @@ class Cardholder(PartitionedModel):
         return bool(self.pin_hash)
 
     def set_pin(self, pin: str | None) -> None:
-        """Set (None: remove) the PIN: its salted hash, and its index for PIN-only keypads."""
-        self.pin_hash = hash_pin(pin) if pin else ""
-        self.pin_index = pin_index(vault.derive("pin-index"), pin) if pin else None
+        """Set (None: remove) the PIN: its keyed digest, and its index for PIN-only keypads."""
+        self.pin_hash = hash_pin(vault.derive(DIGEST_PURPOSE), pin) if pin else ""
+        self.pin_index = pin_index(vault.derive(INDEX_PURPOSE), pin) if pin else None
 
     def pin_taken(self, pin: str) -> bool:
         """Whether another cardholder has this PIN (PINs are unique: a PIN alone opens PIN-only doors)."""
-        index = pin_index(vault.derive("pin-index"), pin)
+        index = pin_index(vault.derive(INDEX_PURPOSE), pin)
         return Cardholder.objects.filter(pin_index=index).exclude(pk=self.pk).exists()
 
     def check_pin(self, pin: str) -> bool:
-        return pin_matches(self.pin_hash, pin)
+        return pin_matches(vault.derive(DIGEST_PURPOSE), self.pin_hash, pin)
 
     def clean(self):
         if self.activation and self.expiration and self.expiration <= self.activation:

@@ -24,10 +24,10 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import login as otp_login
-from django_otp.plugins.otp_static.models import StaticDevice
 
 from accesscontrol import security, twofactor
 from accesscontrol.forms.login import CodeForm, EnrolmentForm, LoginForm
+from accesscontrol.models import BackupCodes
 from accesscontrol.views.base import audit, client_address
 
 PENDING_SESSION_KEY = "space_login_pending"  # the operator whose password was right, awaiting the second step
@@ -104,7 +104,7 @@ def _complete_login(request, operator, device, must_enrol: bool = False) -> None
     detail = {"second_factor": "none"}
     if device is not None:
         otp_login(request, device)
-        detail["second_factor"] = "backup_code" if isinstance(device, StaticDevice) else "totp"
+        detail["second_factor"] = "backup_code" if isinstance(device, BackupCodes) else "totp"
     if must_enrol:
         request.session[twofactor.ENROL_SESSION_KEY] = True
         detail["second_factor"] = "enrolment_required"
@@ -149,7 +149,7 @@ def login_otp_view(request):
             return redirect("login")
         if device is not None:
             _complete_login(request, operator, device)
-            if isinstance(device, StaticDevice):
+            if isinstance(device, BackupCodes):
                 left = twofactor.backup_codes_left(operator)
                 messages.warning(request, f"You used a backup code; {left} left. New ones are on your account page.")
             return redirect(pending["next"])

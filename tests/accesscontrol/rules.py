@@ -83,6 +83,9 @@ def key(uid: str, holder_id: int, key_id: int | None = None, **fields) -> KeyRul
     return KeyRule(key_id or holder_id, uid, holder_id, **fields)
 
 
+PIN_DIGEST_KEY = b"d" * 32  # the snapshot's key of PIN digests: hash_pin(PIN_DIGEST_KEY, pin) matches
+
+
 def snapshot(
     *,
     cardholders=(),
@@ -96,6 +99,7 @@ def snapshot(
     tz=MADRID,
     **site,
 ) -> Snapshot:
+    site.setdefault("pin_digest_key", PIN_DIGEST_KEY)
     return Snapshot(
         tz=tz,
         cardholders={rule.id: rule for rule in cardholders},

@@ -10,6 +10,7 @@ from accesscontrol.choices import Decision as Reason
 from accesscontrol.engine import FOREVER, ZoneRule, decide, decide_pin, passback_after, who_may_open
 from accesscontrol.pins import hash_pin, pin_index
 from tests.accesscontrol.rules import (
+    PIN_DIGEST_KEY,
     calendar,
     cardholder,
     interval,
@@ -60,7 +61,7 @@ def site(**changes) -> engine.Snapshot:
         ],
         levels=[level(1, *EVERYWHERE), level(2, ("point", MAIN, SATURDAYS))],
         cardholders=[
-            cardholder(ALICE, pin_hash=hash_pin("1234"), **everyone),
+            cardholder(ALICE, pin_hash=hash_pin(PIN_DIGEST_KEY, "1234"), **everyone),
             cardholder(BOB, banned=True, **everyone),
             cardholder(CAROL, valid_from=SPRING.timestamp(), valid_until=SUMMER.timestamp(), **everyone),
             cardholder(DAN, use_anti_passback=True, **everyone),
@@ -430,6 +431,13 @@ def test_a_pin_alone_names_its_cardholder_and_needs_the_index_key():
     # Without the key the indexes cannot be matched: no PIN is known.
     assert decide_pin(pin_site(pin_key=b""), "1234", PIN_PAD, MONDAY_10).reason == Reason.UNKNOWN_PIN
     assert decide_pin(pin_site(pin_key=b"x" * 32), "1234", PIN_PAD, MONDAY_10).reason == Reason.UNKNOWN_PIN
+
+
+def test_a_pin_checks_only_with_the_digest_key_it_was_stored_under():
+    assert decide(pin_site(), "A1", KEYPAD, MONDAY_10, pin="1234").granted
+    # Without the key (or with another) no stored digest matches: the dump alone checks no PIN either.
+    assert decide(pin_site(pin_digest_key=b""), "A1", KEYPAD, MONDAY_10, pin="1234").reason == Reason.WRONG_PIN
+    assert decide(pin_site(pin_digest_key=b"x" * 32), "A1", KEYPAD, MONDAY_10, pin="1234").reason == Reason.WRONG_PIN
 
 
 def test_a_card_at_a_pin_only_keypad_with_card_and_pin_still_needs_its_pin():

@@ -8,14 +8,14 @@ from hypothesis import strategies as st
 
 from accesscontrol.engine import FOREVER, NEVER, Interval, ZoneRule, decide, who_may_open
 from accesscontrol.pins import hash_pin
-from tests.accesscontrol.rules import calendar, cardholder, key, level, period, point, snapshot
+from tests.accesscontrol.rules import PIN_DIGEST_KEY, calendar, cardholder, key, level, period, point, snapshot
 
 POINTS = (1, 2, 3)
 ZONES = (10, 11)
 PERIODS = (20, 21)
 LEVELS = (40, 41, 42)
 HOLDERS = (1, 2, 3, 4)
-PIN_HASH = hash_pin("1234")
+PIN_HASH = hash_pin(PIN_DIGEST_KEY, "1234")
 
 instants = st.datetimes(
     min_value=dt.datetime(2024, 1, 1), max_value=dt.datetime(2025, 12, 31), timezones=st.just(dt.UTC)

@@ -3,7 +3,8 @@ import hashlib
 import pytest
 
 from accesscontrol.models import AppendOnlyError, AuditEvent, Key, Partition
-from accesscontrol.pins import hash_pin
+from accesscontrol.pins import DIGEST_PURPOSE, hash_pin
+from core import vault
 from tests.factories import make_cardholder, make_key
 
 pytestmark = pytest.mark.django_db
@@ -14,11 +15,15 @@ def test_a_new_cardholder_lands_in_the_general_partition():
     assert cardholder.partition.name == Partition.GENERAL
 
 
-def test_it_stores_a_pin_as_a_salted_hash():
+def test_it_stores_a_pin_as_a_salted_digest_keyed_from_the_master_key():
     cardholder = make_cardholder(pin="4321")
-    salt, digest = cardholder.pin_hash.split("$")
-    assert len(salt) == 16 and len(digest) == 64
-    assert hash_pin("4321") != cardholder.pin_hash
+    version, salt, digest = cardholder.pin_hash.split("$")
+    assert version == "v2" and len(salt) == 16 and len(digest) == 64
+    assert hash_pin(vault.derive(DIGEST_PURPOSE), "4321") != cardholder.pin_hash  # a fresh salt each time
+    assert hash_pin(vault.derive(DIGEST_PURPOSE), "4321", salt) == cardholder.pin_hash
+    # Not the unkeyed digest of before, and not made with another key.
+    assert digest != hashlib.sha256(f"{salt}4321".encode()).hexdigest()
+    assert hash_pin(b"another key", "4321", salt) != cardholder.pin_hash
     assert cardholder.check_pin("4321")
     assert not cardholder.check_pin("1234")
     # The index that finds the cardholder by PIN alone is keyed: no plain digest of the PIN.

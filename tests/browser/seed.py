@@ -52,11 +52,11 @@ def operator(
         group.members.add(user)
     result = {"id": user.pk, "username": username}
     if totp:
-        from django_otp.plugins.otp_totp.models import TOTPDevice
+        from accesscontrol.models import Authenticator
 
-        key = secrets.token_hex(20)
-        TOTPDevice.objects.create(user=user, name="Authenticator", key=key, confirmed=True)
-        result["totp_key"] = key
+        device = Authenticator(user=user, name="Authenticator", confirmed=True)
+        result["totp_key"] = device.set_seed().hex()
+        device.save()
     return result
 
 

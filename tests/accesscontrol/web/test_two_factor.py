@@ -1,13 +1,22 @@
 """Two-factor login: enrolment with a QR code, the second step, backup codes, removal, and groups that require it."""
 
+import base64
 import time
 
 import pytest
 from django.urls import reverse
-from django_otp.plugins.otp_static.models import StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accesscontrol.models import ApiKey, LoginAttempt, OperatorGroup, SystemAuditEntry
+from accesscontrol import twofactor
+from accesscontrol.models import (
+    ApiKey,
+    Authenticator,
+    BackupCode,
+    BackupCodes,
+    LoginAttempt,
+    OperatorGroup,
+    SystemAuditEntry,
+)
+from accesscontrol.models.secondfactor import backup_code_digest
 from accesscontrol.views.login import PENDING_SESSION_KEY
 from tests.accesscontrol.web.logins import code_for, enrolled, log_in, send_code, signed_in_operator_id
 from tests.factories import make_operator
@@ -19,6 +28,10 @@ WRONG_CODE = "That code is not right. Codes change every 30 seconds; try the cur
 
 def actions() -> list[str]:
     return list(SystemAuditEntry.objects.order_by("id").values_list("action", flat=True))
+
+
+def stored_digests(operator) -> set[str]:
+    return set(BackupCode.objects.filter(device__user=operator).values_list("digest", flat=True))
 
 
 def requiring_group(*members) -> OperatorGroup:
@@ -37,7 +50,7 @@ def test_the_enrolment_page_shows_a_qr_code_and_the_key_as_text(client):
     response = client.get(reverse("account_two_factor"))
 
     html = response.content.decode()
-    device = TOTPDevice.objects.get(user=operator)
+    device = Authenticator.objects.get(user=operator)
     assert device.confirmed is False
     assert '<svg width="' in html and "<title>QR code for your authenticator app</title>" in html
     assert response.context["secret"].replace(" ", "") in device.config_url
@@ -49,7 +62,7 @@ def test_a_device_counts_only_once_confirmed_by_a_valid_code(client):
     operator = make_operator(username="ada")
     client.force_login(operator)
     client.get(reverse("account_two_factor"))
-    device = TOTPDevice.objects.get(user=operator)
+    device = Authenticator.objects.get(user=operator)
 
     wrong = client.post(reverse("account_two_factor"), {"code": "000000" if code_for(device) != "000000" else "111111"})
     device.refresh_from_db()
@@ -62,7 +75,9 @@ def test_a_device_counts_only_once_confirmed_by_a_valid_code(client):
     assert device.confirmed is True
     codes = right.context["codes"]
     assert len(codes) == 10 and len(set(codes)) == 10
-    assert sorted(StaticToken.objects.filter(device__user=operator).values_list("token", flat=True)) == sorted(codes)
+    # Only keyed digests are stored, not the codes.
+    assert stored_digests(operator) == {backup_code_digest(code) for code in codes}
+    assert not stored_digests(operator) & set(codes)
     assert all(code in right.content.decode() for code in codes)
     assert actions() == ["two_factor_enrol"]
 
@@ -75,7 +90,7 @@ def test_reloading_the_enrolment_page_keeps_the_same_key_until_it_is_confirmed(c
     second = client.get(reverse("account_two_factor")).context["secret"]
 
     assert first == second
-    assert TOTPDevice.objects.filter(user=operator).count() == 1
+    assert Authenticator.objects.filter(user=operator).count() == 1
 
 
 @pytest.mark.parametrize("code", ["", "12345", "abcdef", "1234567"])
@@ -87,7 +102,7 @@ def test_an_enrolment_code_that_is_not_six_digits_gets_a_field_error(client, cod
 
     assert response.status_code == 200
     assert response.context["form"].errors["code"]
-    assert not TOTPDevice.objects.filter(user=operator, confirmed=True).exists()
+    assert not Authenticator.objects.filter(user=operator, confirmed=True).exists()
 
 
 def test_an_enrolled_operator_is_sent_back_to_the_account_page(client):
@@ -184,7 +199,7 @@ def test_a_right_code_during_a_lockout_is_refused(client):
 def test_a_backup_code_logs_in_once(client):
     operator = make_operator(username="ada")
     enrolled(operator)
-    code = StaticToken.objects.filter(device__user=operator).first().token
+    code = twofactor.new_backup_codes(operator)[0]
 
     log_in(client, "ada")
     first = send_code(client, code.upper())
@@ -194,7 +209,7 @@ def test_a_backup_code_logs_in_once(client):
 
     assert first.status_code == 302 and first.url == "/"
     assert second.status_code == 200 and second.context["form"].errors["code"] == [WRONG_CODE]
-    assert StaticToken.objects.filter(device__user=operator).count() == 9
+    assert BackupCode.objects.filter(device__user=operator).count() == 9
     login = SystemAuditEntry.objects.get(action="login")
     assert login.detail == {"second_factor": "backup_code"}
 
@@ -236,14 +251,15 @@ def test_a_malformed_code_gets_a_field_error(client, code):
 def test_new_backup_codes_replace_the_old_ones(client):
     operator = make_operator()
     enrolled(operator)
-    old = set(StaticToken.objects.filter(device__user=operator).values_list("token", flat=True))
+    old = stored_digests(operator)
     client.force_login(operator)
 
     response = client.post(reverse("account"), {"action": "backup_codes"})
 
     new = set(response.context["codes"])
-    assert len(new) == 10 and not new & old
-    assert set(StaticToken.objects.filter(device__user=operator).values_list("token", flat=True)) == new
+    assert len(new) == 10
+    assert stored_digests(operator) == {backup_code_digest(code) for code in new}
+    assert not stored_digests(operator) & old
     assert actions() == ["backup_codes_renew"]
     assert client.get(reverse("account")).context["backup_codes_left"] == 10
 
@@ -255,13 +271,13 @@ def test_an_operator_turns_two_factor_off_with_a_current_code(client):
 
     wrong = client.post(reverse("account"), {"action": "remove_two_factor", "remove-code": "00000000"})
     assert wrong.context["remove_form"].errors["code"] == ["That code is not right."]
-    assert TOTPDevice.objects.filter(user=operator).exists()
+    assert Authenticator.objects.filter(user=operator).exists()
 
     response = client.post(reverse("account"), {"action": "remove_two_factor", "remove-code": code_for(device)})
 
     assert response.url == reverse("account")
-    assert not TOTPDevice.objects.filter(user=operator).exists()
-    assert not StaticToken.objects.filter(device__user=operator).exists()
+    assert not Authenticator.objects.filter(user=operator).exists()
+    assert not BackupCode.objects.filter(device__user=operator).exists()
     assert actions() == ["two_factor_remove"]
 
 
@@ -273,7 +289,7 @@ def test_a_member_of_a_group_that_requires_it_cannot_turn_it_off(client):
 
     client.post(reverse("account"), {"action": "remove_two_factor", "remove-code": code_for(device)})
 
-    assert TOTPDevice.objects.filter(user=operator, confirmed=True).exists()
+    assert Authenticator.objects.filter(user=operator, confirmed=True).exists()
     assert not SystemAuditEntry.objects.exists()
 
 
@@ -301,7 +317,7 @@ def test_after_enrolling_the_member_reaches_everything(client):
     requiring_group(operator)
     log_in(client, "ada")
     client.get(reverse("account_two_factor"))
-    device = TOTPDevice.objects.get(user=operator)
+    device = Authenticator.objects.get(user=operator)
 
     done = client.post(reverse("account_two_factor"), {"code": code_for(device)})
 
@@ -343,3 +359,32 @@ def test_an_administrator_sets_the_requirement_in_the_admin(client):
     assert 'name="require_two_factor"' in page.content.decode()
     group.refresh_from_db()
     assert group.require_two_factor is True
+
+
+# --- the admin -------------------------------------------------------------------------------------------
+
+
+def test_an_administrator_resets_a_lost_authenticator_in_the_admin_without_seeing_its_seed(client):
+    operator = make_operator(username="ada")
+    device = enrolled(operator)
+    codes = twofactor.new_backup_codes(operator)
+    client.force_login(make_operator(username="root", is_superuser=True, is_staff=True))
+
+    page = client.get(reverse("admin:accesscontrol_authenticator_change", args=[device.pk]))
+    html = page.content.decode()
+    seed = device.bin_key
+    assert page.status_code == 200 and "ada" in html
+    assert seed.hex() not in html.lower() and base64.b32encode(seed).decode().rstrip("=") not in html
+    assert not any(code in html for code in codes)
+    assert client.get(reverse("admin:accesscontrol_authenticator_add")).status_code == 403
+
+    client.post(reverse("admin:accesscontrol_authenticator_delete", args=[device.pk]), {"post": "yes"})
+    client.post(reverse("admin:accesscontrol_backupcodes_changelist"), {
+        "action": "delete_selected", "_selected_action": list(BackupCodes.objects.values_list("pk", flat=True)),
+        "post": "yes",
+    })  # fmt: skip
+
+    assert not twofactor.has_second_factor(operator) and twofactor.backup_codes_left(operator) == 0
+    assert list(SystemAuditEntry.objects.values_list("action", flat=True)) == ["delete", "delete"]
+    # django-otp's own device admins (seeds in clear) are not offered.
+    assert client.get("/admin/otp_totp/totpdevice/").status_code == 404
