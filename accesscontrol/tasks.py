@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from accesscontrol import housekeeping, jobs
+from accesscontrol import housekeeping, jobs, retention
 
 
 @shared_task(ignore_result=True)
@@ -17,3 +17,10 @@ def purge_blacklist() -> str:
     """Beat's hourly purge: the blacklist, and the change logs of rules and presence (accesscontrol/housekeeping.py;
     runspace: core.periodic)."""
     return f"purged {housekeeping.summary(housekeeping.purge())}"
+
+
+@shared_task(ignore_result=True)
+def purge_audit() -> str:
+    """Beat's nightly audit purge: archive, then delete, what the retention policy no longer keeps
+    (accesscontrol/retention.py; runspace: core.periodic). A second copy finds the purge's locks taken."""
+    return f"audit purge: {retention.purge(via='scheduler').summary()}"

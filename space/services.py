@@ -97,6 +97,15 @@ def blacklist_purge() -> Service:
     return PeriodicService("blacklist-purge", purge, PURGE_BLACKLIST_EVERY_SECONDS)
 
 
+def audit_retention() -> Service:
+    """The daily audit purge: archive, then delete, what the retention policy no longer keeps (beat's purge_audit)."""
+    from accesscontrol.retention import purge
+    from core.periodic import PeriodicService
+    from space.celery import PURGE_AUDIT_EVERY_SECONDS
+
+    return PeriodicService("audit-retention", purge, PURGE_AUDIT_EVERY_SECONDS)
+
+
 connectors_in_runspace = setting_on("SPACE_CONNECTORS_IN_RUNSPACE")
 
 # In start order inside runspace (stopped in reverse).
@@ -143,6 +152,14 @@ SERVICES: dict[str, Entry] = {
             # With Celery, beat's accesscontrol.tasks.purge_blacklist does it.
             without_celery,
             description="Drops blacklist entries whose keys would have expired anyway",
+        ),
+        Entry(
+            "audit-retention",
+            "audit retention purge",
+            audit_retention,
+            # With Celery, beat's accesscontrol.tasks.purge_audit does it.
+            without_celery,
+            description="Archives and deletes audit records older than the retention policy (docs/audit-retention.md)",
         ),
         Entry(
             "event-stream",

@@ -1,0 +1,497 @@
+"""Audit retention: the daily purge that archives old audit records, then deletes them in small batches.
+
+Three classes, each kept its own number of days (0: forever):
+
+- ``access``: access and door events (``AuditEvent`` of every kind but the alarms),
+  ``SPACE_AUDIT_KEEP_ACCESS_DAYS``;
+- ``alarm``: the alarm events (``accesscontrol.choices.ALARM_KINDS``), ``SPACE_AUDIT_KEEP_ALARM_DAYS``;
+- ``system``: the system auditor (``SystemAuditEntry``), ``SPACE_AUDIT_KEEP_SYSTEM_DAYS``, kept longest.
+
+:func:`purge` walks each table in id order, a window of ``batch`` ids at a
+time. The window's records older than their class's cut-off are written to the
+archive (accesscontrol/archive.py: one member per class and month, fsynced and
+signed), and only then deleted, by id, in one short transaction of their own;
+the purge then pauses so that the device bridge's writer is never kept waiting
+for long (SQLite has one writer at a time). It is the one path that deletes
+audit records: the models refuse every other delete (``AppendOnlyModel``).
+
+Crashes: a window archived and not deleted is found in the archive on the next
+run (by id, checked against the row's time and kind) and deleted without being
+written twice; a member written and not signed is cut off and written again.
+
+Held back: an event still waiting in an outbox (a webhook delivery or an event
+stream item not yet sent) stays until it has left. Its outbox row carries a copy
+of the event and would be sent anyway; holding the event keeps the trail whole
+for a receiver that looks the event up by id. The outbox lives in a higher layer
+(integrations), which registers what it holds with :func:`register_hold`.
+
+Runs one at a time: under an exclusive lock on ``<archive dir>/.purge.lock`` and,
+on PostgreSQL, an advisory lock, so a second runner (the command while the
+scheduler runs, another worker) finds it taken and does nothing.
+"""
+
+import contextlib
+import datetime as dt
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+from django.db.models import Max, Min, Q
+from django.utils import timezone
+
+from accesscontrol.actions import record_operator_action
+from accesscontrol.archive import ArchiveError, ArchiveFile, archive_key, encode, fingerprint, rfc3339
+from accesscontrol.choices import ALARM_KINDS, AuditKind, Decision
+from accesscontrol.models import AuditEvent, SystemAuditEntry
+
+logger = logging.getLogger("space.retention")
+
+ACCESS, ALARM, SYSTEM = "access", "alarm", "system"
+CLASSES = (ACCESS, ALARM, SYSTEM)
+BATCH = 5000  # ids per window: one archive member per class and month, one DELETE transaction
+PAUSE_SECONDS = 0.01  # between windows: the live trail's writer takes its turn
+# An event stored this recently is left for the next run: the outbox rows of a transaction still committing
+# when the holds were read might not have been seen.
+RECENT = dt.timedelta(minutes=5)
+PG_LOCK_KEY = 0x5AC3_A0D1  # pg_try_advisory_lock's key of the purge
+AUDIT_ACTION = "audit_purged"
+
+
+# --- the policy --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Days each class is kept; 0 keeps it forever."""
+
+    access_days: int
+    alarm_days: int
+    system_days: int
+
+    @classmethod
+    def from_settings(cls) -> "Policy":
+        return cls(
+            settings.SPACE_AUDIT_KEEP_ACCESS_DAYS,
+            settings.SPACE_AUDIT_KEEP_ALARM_DAYS,
+            settings.SPACE_AUDIT_KEEP_SYSTEM_DAYS,
+        )
+
+    def days(self, klass: str) -> int:
+        return {ACCESS: self.access_days, ALARM: self.alarm_days, SYSTEM: self.system_days}[klass]
+
+    def cutoff(self, klass: str, now: dt.datetime) -> dt.datetime | None:
+        """Records of ``klass`` older than this go; None: the class is kept forever."""
+        days = self.days(klass)
+        return now - dt.timedelta(days=days) if days > 0 else None
+
+
+def class_of(kind: str) -> str:
+    return ALARM if kind in ALARM_KINDS else ACCESS
+
+
+# --- what the outbox holds back ----------------------------------------------------------------------
+
+_holds: dict[str, Callable[[], Iterable[int]]] = {}
+
+
+def register_hold(name: str, event_ids: Callable[[], Iterable[int]]) -> None:
+    """``event_ids()`` says which audit events must stay for now (their deliveries are still waiting)."""
+    _holds[name] = event_ids
+
+
+def unregister_hold(name: str) -> None:
+    _holds.pop(name, None)
+
+
+def held_event_ids() -> set[int]:
+    held: set[int] = set()
+    for event_ids in _holds.values():
+        held.update(event_ids())
+    return held
+
+
+# --- the report --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ClassReport:
+    cutoff: str | None = None  # RFC 3339; None: kept forever
+    archived: int = 0  # written to the archive by this run
+    deleted: int = 0  # deleted from the database by this run (archived by it or by an interrupted one)
+    held: int = 0  # old enough, kept: a delivery of theirs is still waiting
+    conflicts: int = 0  # an archived event of the same id but another content: kept, see the log
+    failed: int = 0  # kept: their archive file could not be appended to (see errors)
+    files: set[str] = field(default_factory=set)
+
+    def as_dict(self) -> dict:
+        return {
+            "cutoff": self.cutoff,
+            "archived": self.archived,
+            "deleted": self.deleted,
+            "held": self.held,
+            "conflicts": self.conflicts,
+            "failed": self.failed,
+            "files": sorted(self.files),
+        }
+
+
+@dataclass
+class Report:
+    dry_run: bool = False
+    skipped: str = ""  # why nothing was done (another purge runs)
+    classes: dict[str, ClassReport] = field(default_factory=lambda: {klass: ClassReport() for klass in CLASSES})
+    archive_bytes: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def deleted(self) -> int:
+        return sum(report.deleted for report in self.classes.values())
+
+    @property
+    def archived(self) -> int:
+        return sum(report.archived for report in self.classes.values())
+
+    def as_dict(self) -> dict:
+        return {
+            "dry_run": self.dry_run,
+            "skipped": self.skipped,
+            "classes": {klass: report.as_dict() for klass, report in self.classes.items()},
+            "archive_bytes": self.archive_bytes,
+            "batches": self.batches,
+            "seconds": round(self.seconds, 3),
+            "errors": self.errors,
+        }
+
+    def summary(self) -> str:
+        if self.skipped:
+            return f"skipped: {self.skipped}"
+        verb = "would archive" if self.dry_run else "archived"
+        parts = []
+        for klass, report in self.classes.items():
+            if report.cutoff is None:
+                parts.append(f"{klass}: kept forever")
+                continue
+            text = (
+                f"{klass}: {verb} {report.archived}, {'would delete' if self.dry_run else 'deleted'} {report.deleted}"
+            )
+            for name in ("held", "conflicts", "failed"):
+                if getattr(report, name):
+                    text += f", {getattr(report, name)} {name}"
+            parts.append(text + f" (older than {report.cutoff})")
+        return "; ".join(parts)
+
+
+# --- the tables --------------------------------------------------------------------------------------
+
+
+class _Names:
+    """Names of the devices and operators a batch refers to, read once per run."""
+
+    def __init__(self):
+        self.devices: dict[int, str] = {}
+        self.operators: dict[int, str] = {}
+
+    def load(self, device_ids: set[int], operator_ids: set[int]) -> None:
+        device_model = AuditEvent._meta.get_field("device").related_model
+        if missing := device_ids - self.devices.keys():
+            self.devices.update(dict.fromkeys(missing, ""))
+            self.devices.update(device_model.objects.filter(pk__in=missing).values_list("pk", "name"))
+        if missing := operator_ids - self.operators.keys():
+            self.operators.update(dict.fromkeys(missing, ""))
+            self.operators.update(get_user_model().objects.filter(pk__in=missing).values_list("pk", "username"))
+
+
+KIND_LABELS = dict(AuditKind.choices)
+REASON_LABELS = dict(Decision.choices)
+EVENT_FIELDS = (
+    "id",
+    "at",
+    "recorded_at",
+    "kind",
+    "reason",
+    "access_point_id",
+    "access_point_name",
+    "cardholder_id",
+    "cardholder_name",
+    "key_uid",
+    "device_id",
+    "device_event_id",
+    "operator_id",
+    "detail",
+)
+SYSTEM_FIELDS = (
+    "id",
+    "at",
+    "operator_id",
+    "operator_name",
+    "action",
+    "object_type",
+    "object_id",
+    "object_repr",
+    "via",
+    "address",
+    "detail",
+)
+
+
+def event_record(row: tuple, names: _Names) -> dict:
+    """An audit event as archived: every field, the names it refers to, and labels, so it reads alone."""
+    pk, at, recorded_at, kind, reason, point, point_name, holder, holder_name = row[:9]
+    uid, device, device_event, operator, detail = row[9:]
+    return {
+        "id": pk,
+        "at": rfc3339(at),
+        "recorded_at": rfc3339(recorded_at),
+        "kind": kind,
+        "kind_label": KIND_LABELS.get(kind, kind),
+        "reason": reason,
+        "reason_label": REASON_LABELS.get(reason, reason),
+        "access_point_id": point,
+        "access_point_name": point_name,
+        "cardholder_id": holder,
+        "cardholder_name": holder_name,
+        "key_uid": uid,
+        "device_id": device,
+        "device_name": names.devices.get(device, "") if device is not None else "",
+        "device_event_id": device_event,
+        "operator_id": operator,
+        "operator_name": names.operators.get(operator, "") if operator is not None else "",
+        "detail": detail,
+    }
+
+
+def system_record(row: tuple, names: _Names) -> dict:
+    record = dict(zip(SYSTEM_FIELDS, row, strict=True))
+    record["at"] = rfc3339(record["at"])
+    return record
+
+
+@dataclass(frozen=True)
+class _Table:
+    model: type
+    fields: tuple[str, ...]
+    to_record: Callable[[tuple, _Names], dict]
+    classes: tuple[str, ...]
+
+    def eligible(self, cutoffs: dict[str, dt.datetime | None], recent_before: dt.datetime) -> Q | None:
+        """The records whose class's cut-off they are older than; None when every class here is kept forever."""
+        if self.model is SystemAuditEntry:
+            return Q(at__lt=cutoffs[SYSTEM]) if cutoffs[SYSTEM] else None
+        alarms = sorted(ALARM_KINDS)
+        parts = []
+        if cutoffs[ACCESS]:
+            parts.append(Q(at__lt=cutoffs[ACCESS]) & ~Q(kind__in=alarms))
+        if cutoffs[ALARM]:
+            parts.append(Q(at__lt=cutoffs[ALARM], kind__in=alarms))
+        if not parts:
+            return None
+        either = parts[0] if len(parts) == 1 else parts[0] | parts[1]
+        return either & Q(recorded_at__lt=recent_before)
+
+    def class_of(self, row: tuple) -> str:
+        return SYSTEM if self.model is SystemAuditEntry else class_of(row[3])
+
+
+TABLES = (
+    _Table(AuditEvent, EVENT_FIELDS, event_record, (ACCESS, ALARM)),
+    _Table(SystemAuditEntry, SYSTEM_FIELDS, system_record, (SYSTEM,)),
+)
+
+
+# --- the purge ---------------------------------------------------------------------------------------
+
+
+def purge(
+    now: dt.datetime | None = None,
+    *,
+    policy: Policy | None = None,
+    folder: Path | None = None,
+    batch: int = BATCH,
+    pause: float = PAUSE_SECONDS,
+    dry_run: bool = False,
+    via: str = "scheduler",
+) -> Report:
+    """Archive, then delete, the audit records older than the policy keeps them; one run at a time.
+
+    ``dry_run`` reads and counts what would be archived and deleted, writes and deletes nothing.
+    The run is recorded in the system auditor when it archived or deleted anything (or met a conflict).
+    """
+    started = time.perf_counter()
+    now = now or timezone.now()
+    policy = policy or Policy.from_settings()
+    folder = Path(folder or settings.SPACE_AUDIT_ARCHIVE_DIR)
+    report = Report(dry_run=dry_run)
+    cutoffs = {klass: policy.cutoff(klass, now) for klass in CLASSES}
+    for klass, cutoff in cutoffs.items():
+        report.classes[klass].cutoff = rfc3339(cutoff) if cutoff else None
+    if all(cutoff is None for cutoff in cutoffs.values()):
+        return report
+    with _one_at_a_time(folder) as mine:
+        if not mine:
+            report.skipped = "another purge is running"
+            return report
+        run = _Run(report, folder, archive_key(), cutoffs, now - RECENT, batch, pause, dry_run)
+        run.held = held_event_ids()
+        for table in TABLES:
+            run.table(table)
+    report.seconds = time.perf_counter() - started
+    if not dry_run and (report.deleted or report.errors or any(r.conflicts for r in report.classes.values())):
+        _record(report, via)
+    return report
+
+
+class _Run:
+    def __init__(self, report, folder, key, cutoffs, recent_before, batch, pause, dry_run):
+        self.report = report
+        self.folder = folder
+        self.key = key
+        self.cutoffs = cutoffs
+        self.recent_before = recent_before
+        self.batch = max(1, batch)
+        self.pause = pause
+        self.dry_run = dry_run
+        self.held: set[int] = set()
+        self.names = _Names()
+        self.files: dict[tuple[str, int, int], ArchiveFile | None] = {}
+
+    def table(self, table: _Table) -> None:
+        eligible = table.eligible(self.cutoffs, self.recent_before)
+        if eligible is None:
+            return
+        bounds = table.model.objects.aggregate(low=Min("id"), high=Max("id"))
+        if bounds["low"] is None:
+            return
+        rows = table.model.objects.filter(eligible).order_by("id").values_list(*table.fields)
+        # Windows of ids, not "the next N eligible rows": each query is a short range of the primary key
+        # whatever the planner thinks of the filter, and the walk ends at the highest id seen at the start.
+        for low in range(bounds["low"], bounds["high"] + 1, self.batch):
+            batch = list(rows.filter(id__gte=low, id__lt=low + self.batch))
+            if batch:
+                self.window(table, batch)
+
+    def window(self, table: _Table, rows: list[tuple]) -> None:
+        is_event = table.model is AuditEvent
+        if is_event:
+            self.names.load({r[10] for r in rows if r[10] is not None}, {r[12] for r in rows if r[12] is not None})
+        groups: dict[tuple[str, int, int], list[dict]] = {}
+        for row in rows:
+            klass = table.class_of(row)
+            if is_event and row[0] in self.held:
+                self.report.classes[klass].held += 1
+                continue
+            at = row[1].astimezone(dt.UTC)
+            groups.setdefault((klass, at.year, at.month), []).append(table.to_record(row, self.names))
+        doomed: list[int] = []
+        for (klass, year, month), records in groups.items():
+            doomed.extend(self.archive(klass, year, month, records))
+        if doomed and not self.dry_run:
+            delete_archived(table.model, doomed)
+        self.report.batches += 1
+        if self.pause and not self.dry_run:
+            time.sleep(self.pause)
+
+    def archive(self, klass: str, year: int, month: int, records: list[dict]) -> list[int]:
+        """Write what the file lacks; returns the ids now safely in the archive."""
+        counts = self.report.classes[klass]
+        archive = self.file(klass, year, month)
+        if archive is None:
+            counts.failed += len(records)
+            return []
+        new, done = [], []
+        for record in records:
+            known = archive.archived.get(record["id"], False)
+            if known is False:
+                new.append(record)
+            elif known is None or known == fingerprint(record):
+                done.append(record["id"])  # archived by an earlier, interrupted run
+            else:
+                counts.conflicts += 1
+                logger.warning(
+                    "Audit purge: %s %s has id %s, which %s holds for another record; it is kept",
+                    klass,
+                    record["at"],
+                    record["id"],
+                    archive.name,
+                )
+        if new:
+            ids = [record["id"] for record in new]
+            if not self.dry_run:
+                self.report.archive_bytes += archive.append([encode(record) for record in new], ids)
+            counts.archived += len(new)
+            counts.files.add(archive.name)
+        counts.deleted += len(new) + len(done)
+        return [record["id"] for record in new] + done
+
+    def file(self, klass: str, year: int, month: int) -> ArchiveFile | None:
+        name = (klass, year, month)
+        if name not in self.files:
+            try:
+                self.files[name] = ArchiveFile(self.folder, klass, year, month, self.key).open(write=not self.dry_run)
+            except (ArchiveError, OSError) as error:
+                message = f"{klass} {year:04d}-{month:02d}: {error}"
+                logger.error("Audit purge: events kept, their archive cannot be appended to: %s", message)
+                self.report.errors.append(message)
+                self.files[name] = None
+        return self.files[name]
+
+
+def delete_archived(model: type, ids: list[int]) -> None:
+    """The one sanctioned delete of audit records: by id, in one short transaction, once they are archived.
+
+    Raw SQL on purpose: the models' managers refuse deletes, so no other code path deletes by accident.
+    """
+    table = connection.ops.quote_name(model._meta.db_table)
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"DELETE FROM {table} WHERE id = ANY(%s)", [ids])  # noqa: S608 (a model's table name)
+            return
+        for start in range(0, len(ids), 10_000):
+            chunk = ids[start : start + 10_000]
+            cursor.execute(f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(chunk))})", chunk)  # noqa: S608
+
+
+@contextlib.contextmanager
+def _one_at_a_time(folder: Path) -> Iterator[bool]:
+    """True while this process holds the purge's locks; False when another runner has them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(folder / ".purge.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        with _database_lock() as mine:
+            yield mine
+    finally:
+        os.close(descriptor)  # releases the flock
+
+
+@contextlib.contextmanager
+def _database_lock() -> Iterator[bool]:
+    """On PostgreSQL, a session advisory lock: runners on other machines (with other archive folders) wait."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [PG_LOCK_KEY])
+        mine = cursor.fetchone()[0]
+    try:
+        yield mine
+    finally:
+        if mine:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [PG_LOCK_KEY])
+
+
+def _record(report: Report, via: str) -> None:
+    record_operator_action(None, AUDIT_ACTION, via=via, detail=report.as_dict())
