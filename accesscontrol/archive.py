@@ -5,14 +5,15 @@
 gzip members (RFC 1952), one per purge batch that archived events of it, so
 ``zcat`` reads it whole: UTF-8 JSON objects, one per line, each event with every
 field and the names it refers to. Ids ascend within a member and are unique in
-the file. Beside it, ``<file>.sig`` says how many bytes and events are signed,
-and their HMAC-SHA256 under ``vault.derive("audit-archive")``
-(docs/audit-retention.md has the format to the byte).
+the file. Beside it, ``<file>.sig`` holds a line per append, the newest last:
+how many bytes and events are signed, and their HMAC-SHA256 under
+``vault.derive("audit-archive")`` (docs/audit-retention.md has the format to the byte).
 
 Appending is crash-safe: the new member is written and fsynced past the signed
-end, then the signature is replaced atomically (write, fsync, rename). Bytes
-after the signed end are a torn append from a crash: the next append cuts them
-off, and the events in them, still in the database, are archived again.
+end, then its signature line is appended and fsynced. Bytes after the signed end
+are a torn append from a crash: the next append cuts them off, and the events in
+them, still in the database, are archived again; a signature line without its
+newline is torn too, and cut off the same way.
 """
 
 import datetime as dt
@@ -59,6 +60,28 @@ def rfc3339(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def utc_text(value) -> str:
+    """A database's datetime as :func:`rfc3339` writes it, fast: SQLite gives Django's naive UTC text, others
+    an aware datetime."""
+    if isinstance(value, str):
+        if len(value) == 27 and value[-1] == "Z":  # formatted by the database already (PostgreSQL)
+            return value
+        if len(value) == 19:  # "YYYY-MM-DD HH:MM:SS"
+            return f"{value[:10]}T{value[11:]}.000000Z"
+        if len(value) == 26 and value[19] == ".":
+            return f"{value[:10]}T{value[11:]}Z"
+        value = dt.datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+    if value.utcoffset():
+        value = value.astimezone(dt.UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+class RawJSON(str):
+    """JSON text as the database holds it, written into an archived line as it is (no decoding, no encoding)."""
+
+
 def signed_trailer(name: str, length: int, events: int) -> bytes:
     """What the HMAC covers after the file's bytes: the file's name, signed length and event count."""
     return f"{FORMAT} {name} {length} {events}\n".encode()
@@ -74,25 +97,37 @@ class Signature:
     bytes: int
     events: int
     hmac_sha256: str
+    torn: int = 0  # bytes of a line a crash cut short after the newest signature
 
     @classmethod
     def read(cls, path: Path) -> "Signature":
+        """The newest signature in ``path``, which holds one per line, each appended after the one before."""
         try:
-            data = json.loads(path.read_text())
-            if data.get("format") != FORMAT:
-                raise ValueError(f"format {data.get('format')!r}")
-            signature = cls(str(data["file"]), int(data["bytes"]), int(data["events"]), str(data["hmac_sha256"]))
+            data = path.read_bytes()
         except FileNotFoundError:
             raise ArchiveError(f"{path.name} is missing: the archive cannot be checked without its signature") from None
-        except (ValueError, KeyError, TypeError) as error:
+        complete = data[: data.rfind(b"\n") + 1]
+        if not complete:
+            raise ArchiveError(f"{path.name} holds no signature")
+        try:
+            line = json.loads(complete.splitlines()[-1])
+            if line.get("format") != FORMAT:
+                raise ValueError(f"format {line.get('format')!r}")
+            signature = cls(str(line["file"]), int(line["bytes"]), int(line["events"]), str(line["hmac_sha256"]))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise ArchiveError(f"{path.name} is not an archive signature ({error})") from None
         if signature.bytes < 0 or signature.events < 0:
             raise ArchiveError(f"{path.name} is not an archive signature (negative counts)")
+        signature.torn = len(data) - len(complete)
         return signature
 
-    def write(self, path: Path) -> None:
-        """Replace the signature atomically: a crash leaves the old one or the new one, never half of one."""
-        text = json.dumps(
+    def append_to(self, path: Path) -> None:
+        """Add this signature as the file's newest line, durably; a line torn by a crash before is cut off first.
+
+        Appending (one fsync) rather than replacing (write, fsync, rename, fsync the folder): a crash leaves
+        the line before intact, and a torn line is never taken for a signature (it lacks its newline).
+        """
+        line = json.dumps(
             {
                 "format": FORMAT,
                 "file": self.file,
@@ -100,15 +135,17 @@ class Signature:
                 "events": self.events,
                 "hmac_sha256": self.hmac_sha256,
             },
-            indent=1,
+            separators=(",", ":"),
         )
-        temporary = path.with_name(path.name + ".tmp")
-        with temporary.open("w") as out:
-            out.write(text + "\n")
+        new = not path.exists()
+        with path.open("ab") as out:
+            if self.torn:
+                out.truncate(out.tell() - self.torn)
+            out.write(line.encode() + b"\n")
             out.flush()
             os.fsync(out.fileno())
-        os.replace(temporary, path)
-        _fsync_directory(path.parent)
+        if new:
+            _fsync_directory(path.parent)
 
 
 def _fsync_directory(folder: Path) -> None:
@@ -139,7 +176,18 @@ def fingerprint(record: dict) -> tuple:
 
 
 def encode(record: dict) -> bytes:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    """One line: compact JSON, UTF-8. A :class:`RawJSON` ``detail`` goes in as it is, as the last field."""
+    detail = record.get("detail")
+    if not isinstance(detail, RawJSON) or "\n" in detail:
+        if isinstance(detail, RawJSON):
+            record = {**record, "detail": json.loads(detail)}
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    del record["detail"]  # the caller's dict, put back at once: cheaper than a copy without it
+    try:
+        head = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    finally:
+        record["detail"] = detail
+    return f'{head[:-1]},"detail":{detail}}}\n'.encode()
 
 
 class ArchiveFile:
@@ -159,6 +207,7 @@ class ArchiveFile:
         self.events = 0
         self.archived: dict[int, tuple] = {}
         self._mac = _mac(key)
+        self.torn_signature = 0
 
     def open(self, *, write: bool) -> "ArchiveFile":
         """Read and check what is signed; with ``write``, cut off a torn append and sign a new file as empty."""
@@ -170,6 +219,7 @@ class ArchiveFile:
                 self._sign()  # first the signature of the empty file, so the file never exists unsigned
             return self
         signature = Signature.read(self.signature_path)
+        self.torn_signature = signature.torn
         data = self.path.read_bytes() if self.path.exists() else b""
         self._check(signature, data)
         if write and len(data) > signature.bytes:
@@ -216,7 +266,10 @@ class ArchiveFile:
     def _sign(self) -> None:
         mac = self._mac.copy()
         mac.update(signed_trailer(self.name, self.length, self.events))
-        Signature(self.name, self.length, self.events, mac.hexdigest()).write(self.signature_path)
+        Signature(self.name, self.length, self.events, mac.hexdigest(), self.torn_signature).append_to(
+            self.signature_path
+        )
+        self.torn_signature = 0
 
 
 def records(data: bytes) -> Iterator[dict]:
@@ -264,6 +317,8 @@ def verify(path: Path, key: bytes | None = None) -> Summary:
     data = path.read_bytes()
     archive = ArchiveFile(path.parent, match[1], year, month, key or archive_key())
     archive._check(signature, data)
+    if signature.torn:
+        raise ArchiveError(f"{signature_path(path).name} ends in a line cut short (a purge was interrupted)")
     if len(data) > signature.bytes:
         raise ArchiveError(
             f"{path.name} has {len(data) - signature.bytes} bytes past its signed end "

@@ -43,11 +43,20 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Max, Min, Q
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from accesscontrol.actions import record_operator_action
-from accesscontrol.archive import ArchiveError, ArchiveFile, archive_key, encode, fingerprint, rfc3339
+from accesscontrol.archive import (
+    ArchiveError,
+    ArchiveFile,
+    RawJSON,
+    archive_key,
+    encode,
+    fingerprint,
+    rfc3339,
+    utc_text,
+)
 from accesscontrol.choices import ALARM_KINDS, AuditKind, Decision
 from accesscontrol.models import AuditEvent, SystemAuditEntry
 
@@ -249,8 +258,8 @@ def event_record(row: tuple, names: _Names) -> dict:
     uid, device, device_event, operator, detail = row[9:]
     return {
         "id": pk,
-        "at": rfc3339(at),
-        "recorded_at": rfc3339(recorded_at),
+        "at": utc_text(at),
+        "recorded_at": utc_text(recorded_at),
         "kind": kind,
         "kind_label": KIND_LABELS.get(kind, kind),
         "reason": reason,
@@ -265,13 +274,14 @@ def event_record(row: tuple, names: _Names) -> dict:
         "device_event_id": device_event,
         "operator_id": operator,
         "operator_name": names.operators.get(operator, "") if operator is not None else "",
-        "detail": detail,
+        "detail": RawJSON(detail),
     }
 
 
 def system_record(row: tuple, names: _Names) -> dict:
     record = dict(zip(SYSTEM_FIELDS, row, strict=True))
-    record["at"] = rfc3339(record["at"])
+    record["at"] = utc_text(record["at"])
+    record["detail"] = RawJSON(record["detail"])
     return record
 
 
@@ -280,30 +290,60 @@ class _Table:
     model: type
     fields: tuple[str, ...]
     to_record: Callable[[tuple, _Names], dict]
-    classes: tuple[str, ...]
+    times: tuple[str, ...] = ("at",)
 
-    def eligible(self, cutoffs: dict[str, dt.datetime | None], recent_before: dt.datetime) -> Q | None:
-        """The records whose class's cut-off they are older than; None when every class here is kept forever."""
+    def select(self, cutoffs: dict[str, dt.datetime | None], recent_before: dt.datetime) -> tuple[str, list] | None:
+        """The query of one window's records older than their class's cut-off (its two last parameters: the
+        window's ids, from and below); None when every class here is kept forever.
+
+        Written by hand to read raw rows: times as text and JSON as text, as the database holds them, without
+        the ORM's conversions, which would cost more than the rest of the purge (archive.utc_text, RawJSON).
+        """
+        adapt = connection.ops.adapt_datetimefield_value
         if self.model is SystemAuditEntry:
-            return Q(at__lt=cutoffs[SYSTEM]) if cutoffs[SYSTEM] else None
-        alarms = sorted(ALARM_KINDS)
-        parts = []
-        if cutoffs[ACCESS]:
-            parts.append(Q(at__lt=cutoffs[ACCESS]) & ~Q(kind__in=alarms))
-        if cutoffs[ALARM]:
-            parts.append(Q(at__lt=cutoffs[ALARM], kind__in=alarms))
-        if not parts:
-            return None
-        either = parts[0] if len(parts) == 1 else parts[0] | parts[1]
-        return either & Q(recorded_at__lt=recent_before)
+            if not cutoffs[SYSTEM]:
+                return None
+            where, params = "at < %s", [adapt(cutoffs[SYSTEM])]
+        else:
+            alarms = sorted(ALARM_KINDS)
+            marks = ", ".join(["%s"] * len(alarms))
+            parts, params = [], []
+            if cutoffs[ACCESS]:
+                parts.append(f"(kind NOT IN ({marks}) AND at < %s)")
+                params += [*alarms, adapt(cutoffs[ACCESS])]
+            if cutoffs[ALARM]:
+                parts.append(f"(kind IN ({marks}) AND at < %s)")
+                params += [*alarms, adapt(cutoffs[ALARM])]
+            if not parts:
+                return None
+            where = f"({' OR '.join(parts)}) AND recorded_at < %s"
+            params.append(adapt(recent_before))
+        columns = ", ".join(self.column(name) for name in self.fields)
+        table = connection.ops.quote_name(self.model._meta.db_table)
+        sql = f"SELECT {columns} FROM {table} WHERE {where} AND id >= %s AND id < %s ORDER BY id"  # noqa: S608
+        return sql, params
+
+    def column(self, name: str) -> str:
+        quoted = connection.ops.quote_name(name)
+        vendor = connection.vendor
+        if name in self.times:
+            if vendor == "sqlite":
+                return f"CAST({quoted} AS TEXT)"  # no declared type: sqlite3 leaves it as Django wrote it
+            if vendor == "postgresql":
+                return f"""to_char({quoted} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+        if vendor == "postgresql" and name == "detail":
+            return f"{quoted}::text"
+        if vendor == "postgresql" and name == "address":
+            return f"host({quoted})"
+        return quoted
 
     def class_of(self, row: tuple) -> str:
         return SYSTEM if self.model is SystemAuditEntry else class_of(row[3])
 
 
 TABLES = (
-    _Table(AuditEvent, EVENT_FIELDS, event_record, (ACCESS, ALARM)),
-    _Table(SystemAuditEntry, SYSTEM_FIELDS, system_record, (SYSTEM,)),
+    _Table(AuditEvent, EVENT_FIELDS, event_record, ("at", "recorded_at")),
+    _Table(SystemAuditEntry, SYSTEM_FIELDS, system_record),
 )
 
 
@@ -364,19 +404,21 @@ class _Run:
         self.files: dict[tuple[str, int, int], ArchiveFile | None] = {}
 
     def table(self, table: _Table) -> None:
-        eligible = table.eligible(self.cutoffs, self.recent_before)
-        if eligible is None:
+        select = table.select(self.cutoffs, self.recent_before)
+        if select is None:
             return
         bounds = table.model.objects.aggregate(low=Min("id"), high=Max("id"))
         if bounds["low"] is None:
             return
-        rows = table.model.objects.filter(eligible).order_by("id").values_list(*table.fields)
+        sql, params = select
         # Windows of ids, not "the next N eligible rows": each query is a short range of the primary key
         # whatever the planner thinks of the filter, and the walk ends at the highest id seen at the start.
         for low in range(bounds["low"], bounds["high"] + 1, self.batch):
-            batch = list(rows.filter(id__gte=low, id__lt=low + self.batch))
-            if batch:
-                self.window(table, batch)
+            with connection.cursor() as cursor:
+                cursor.execute(sql, [*params, low, low + self.batch])
+                rows = cursor.fetchall()
+            if rows:
+                self.window(table, rows)
 
     def window(self, table: _Table, rows: list[tuple]) -> None:
         is_event = table.model is AuditEvent
@@ -388,8 +430,9 @@ class _Run:
             if is_event and row[0] in self.held:
                 self.report.classes[klass].held += 1
                 continue
-            at = row[1].astimezone(dt.UTC)
-            groups.setdefault((klass, at.year, at.month), []).append(table.to_record(row, self.names))
+            record = table.to_record(row, self.names)
+            at = record["at"]  # YYYY-MM-DDT...Z
+            groups.setdefault((klass, int(at[:4]), int(at[5:7])), []).append(record)
         doomed: list[int] = []
         for (klass, year, month), records in groups.items():
             doomed.extend(self.archive(klass, year, month, records))

@@ -1,0 +1,248 @@
+"""The audit purge under load: archived events purged per second while the device bridge stores and decides.
+
+:func:`measure_purge` runs in a process whose database holds a site and its
+audit trail (``bench_backup``'s 100,000 cardholders and 1,000,000 events, or
+:func:`build_site`), SQLite or PostgreSQL, and
+
+1. commissions ``devices`` simulated SDP/1 devices on the site's online doors;
+2. starts the device bridge (``manage.py runbridge``) and a load process
+   (``python -m simulation.benchmarks.retention``) that drives the devices at
+   ``rate`` actions per second (card presentations with their door events, exit
+   buttons), and waits until every device is online and the load has begun;
+3. runs the real purge (``accesscontrol.retention.purge``) with a policy keeping
+   ``keep_days`` of access and alarm events, into an archive folder of its own,
+   while the load goes on; the load process measures every decision's latency
+   from the purge's start to its end;
+4. stops the load and the bridge, and says: events purged per second, archived,
+   archive bytes, decisions during the purge and their p99, and the events the
+   bridge stored meanwhile (rows with ids above the highest before the purge).
+"""
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Max
+
+FIRST_ID = 930001
+READY_TIMEOUT = 120.0
+
+
+def build_site(cardholders: int = 100_000, events: int = 1_000_000, doors: int = 200) -> dict:
+    """A site of the benchmark's shape, with ``events`` audit events over the past year (simulation/sitegen.py)."""
+    from simulation import sitegen
+
+    site = sitegen.generate(
+        sitegen.SiteSpec(
+            access_points=doors,
+            online_share=1.0,
+            zones=20,
+            levels=50,
+            time_periods=10,
+            cardholders=cardholders,
+            events=events,
+        )
+    )
+    return site.counts
+
+
+def measure_purge(
+    *,
+    keep_days: int = 30,
+    rate: float = 200.0,
+    devices: int = 20,
+    batch: int | None = None,
+    pause: float | None = None,
+) -> dict:
+    """Purge what ``keep_days`` no longer keeps, under load; returns the figures (see the module's docstring)."""
+    from accesscontrol import retention
+    from accesscontrol.models import AuditEvent
+    from simulation.management.commands.simulate_devices import commission
+
+    commission(FIRST_ID, devices)
+    connection.close()  # the children open their own
+    with tempfile.TemporaryDirectory(prefix="space-bench-purge-") as scratch:
+        scratch = Path(scratch)
+        env = _child_environment(scratch)
+        bridge = _start_bridge(env, scratch)
+        load = None
+        try:
+            load = subprocess.Popen(  # noqa: S603 (our own module)
+                [sys.executable, "-m", "simulation.benchmarks.retention", str(FIRST_ID), str(devices), str(rate),
+                 str(scratch)],
+                cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=(scratch / "load.log").open("w"),
+                text=True,
+            )  # fmt: skip
+            if "ready" not in load.stdout.readline():
+                raise RuntimeError(f"The load did not start: {(scratch / 'load.log').read_text()[-2000:]}")
+            before = AuditEvent.objects.count()
+            highest = AuditEvent.objects.aggregate(highest=Max("id"))["highest"] or 0
+            (scratch / "begin").touch()
+            options = {key: value for key, value in (("batch", batch), ("pause", pause)) if value is not None}
+            started = time.perf_counter()
+            report = retention.purge(
+                policy=retention.Policy(access_days=keep_days, alarm_days=keep_days, system_days=0),
+                folder=scratch / "archive",
+                via="command",
+                **options,
+            )
+            seconds = time.perf_counter() - started
+            (scratch / "stop").touch()
+            out, _ = load.communicate(timeout=120)
+            stored_during = AuditEvent.objects.filter(id__gt=highest).count()
+            after = AuditEvent.objects.count()
+        finally:
+            if load is not None and load.poll() is None:
+                load.kill()
+            bridge.send_signal(signal.SIGTERM)
+            bridge.wait(60)
+    measured = json.loads(out.strip().splitlines()[-1])
+    deleted = report.deleted
+    return {
+        "database": connection.vendor,
+        "events_before": before,
+        "events_after": after,
+        "keep_days": keep_days,
+        "events_archived": report.archived,
+        "events_deleted": deleted,
+        "archive_bytes": report.archive_bytes,
+        "archive_bytes_per_event": round(report.archive_bytes / report.archived, 1) if report.archived else None,
+        "purge_seconds": round(seconds, 2),
+        "purge_events_per_second": round(deleted / seconds) if seconds else 0,
+        "batches": report.batches,
+        "decisions_during_purge": measured["decisions"],
+        "no_decision_during_purge": measured["no_decision"],
+        "decision_p50_ms": measured["p50_ms"],
+        "decision_p99_ms": measured["p99_ms"],
+        "decision_max_ms": measured["max_ms"],
+        "bridge_events_stored_during_purge": stored_during,
+        "bridge_events_per_second_during_purge": round(stored_during / seconds) if seconds else 0,
+        "load_actions_per_second": rate,
+        "devices": devices,
+    }
+
+
+def _database_url() -> str:
+    database = settings.DATABASES["default"]
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{database['NAME']}"
+    password = f":{database['PASSWORD']}" if database.get("PASSWORD") else ""
+    host = database.get("HOST") or "127.0.0.1"
+    return f"postgres://{database['USER']}{password}@{host}:{database.get('PORT') or 5432}/{database['NAME']}"
+
+
+def _child_environment(scratch: Path) -> dict:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPACE_", "DATABASE_URL", "REDIS_URL"))}
+    env.update(
+        SPACE_VAR_DIR=str(scratch),
+        SPACE_SECRET_KEY=secrets.token_urlsafe(40),
+        SPACE_MASTER_KEY=settings.SPACE_MASTER_KEY,  # the devices' keys are sealed under it
+        SPACE_DEVICE_HOST="127.0.0.1",
+        SPACE_DEVICE_PORT=str(port),
+        SPACE_LOG_LEVEL="WARNING",
+        DATABASE_URL=_database_url(),
+    )
+    return env
+
+
+def _start_bridge(env: dict, scratch: Path) -> subprocess.Popen:
+    bridge = subprocess.Popen(  # noqa: S603 (our own manage.py)
+        [
+            sys.executable,
+            str(Path(settings.BASE_DIR) / "manage.py"),
+            "runbridge",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            env["SPACE_DEVICE_PORT"],
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=(scratch / "bridge.log").open("w"),
+        text=True,
+    )
+    line = bridge.stdout.readline()
+    if "listening" not in line:
+        bridge.kill()
+        raise RuntimeError(f"The bridge did not start: {(scratch / 'bridge.log').read_text()[-2000:]}")
+    return bridge
+
+
+# --- the load process -----------------------------------------------------------------------------------
+
+
+def _percentile(ordered: list[float], share: float) -> float | None:
+    return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000, 2) if ordered else None
+
+
+async def _load(configured: list, uids: list[str], rate: float, scratch: Path) -> dict:
+    from simulation.sdp_devices import SimulatedDevice, run_load
+
+    server = ("127.0.0.1", settings.SPACE_DEVICE_PORT)
+    devices = [
+        SimulatedDevice(c.device_id, c.key, server, readers=c.readers, uids=uids, first_event_id=c.first_event_id)
+        for c in configured
+    ]
+    await asyncio.gather(*(device.connect(READY_TIMEOUT) for device in devices))
+    stop = asyncio.Event()
+    marks: list[int] = []
+
+    async def watch():
+        while not (scratch / "begin").exists():
+            await asyncio.sleep(0.01)
+        marks.extend(len(device.stats.latencies) for device in devices)
+        decided = sum(device.stats.decisions for device in devices)
+        no_decision = sum(device.stats.no_decision for device in devices)
+        while not (scratch / "stop").exists():
+            await asyncio.sleep(0.01)
+        stop.set()
+        return decided, no_decision
+
+    watcher = asyncio.create_task(watch())
+    print("ready", flush=True)
+    await run_load(devices, rate, stop=stop, drain_s=5.0)
+    decided, no_decision = await watcher
+    await asyncio.gather(*(device.stop() for device in devices))
+    latencies = sorted(
+        value for device, mark in zip(devices, marks, strict=True) for value in device.stats.latencies[mark:]
+    )
+    return {
+        "decisions": len(latencies),
+        "no_decision": sum(device.stats.no_decision for device in devices) - no_decision,
+        "decided_total": sum(device.stats.decisions for device in devices) - decided,
+        "p50_ms": _percentile(latencies, 0.50),
+        "p99_ms": _percentile(latencies, 0.99),
+        "max_ms": round(latencies[-1] * 1000, 2) if latencies else None,
+    }
+
+
+def main(argv: list[str]) -> None:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "space.settings")
+    django.setup()
+    from simulation.management.commands.simulate_devices import allow_sockets, card_uids, commission
+
+    first_id, count, rate, scratch = int(argv[0]), int(argv[1]), float(argv[2]), Path(argv[3])
+    allow_sockets(count)
+    configured = commission(first_id, count)
+    uids = card_uids(0.1)
+    connection.close()
+    print(json.dumps(asyncio.run(_load(configured, uids, rate, scratch))), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
