@@ -30,7 +30,9 @@ class Command(BaseCommand):
         parser.add_argument("--cardholders", type=int, default=100_000)
         parser.add_argument("--events", type=int, default=1_000_000)
         parser.add_argument("--keep-days", type=int, default=30)
-        parser.add_argument("--rate", type=float, default=200.0, help="Load actions per second (default 200).")
+        parser.add_argument(
+            "--rate", type=float, default=580.0, help="Load actions per second (default 580: about 500 events/s)."
+        )
         parser.add_argument("--devices", type=int, default=20)
         parser.add_argument("--batch", type=int)
         parser.add_argument("--postgres", help="A PostgreSQL server's URL: measure in a database made there.")
