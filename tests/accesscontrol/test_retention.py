@@ -221,10 +221,11 @@ def test_a_second_run_appends_a_member_and_the_file_still_verifies(folder, now):
 
 @pytest.fixture
 def one_archive(folder, now):
-    for n in range(20):
-        store(now - (40 + n % 3) * DAY, detail={"n": n})
+    for n in range(20):  # twenty events of March 2025, archived by windows of 7 ids: three members
+        store(dt.datetime(2025, 3, 10 + n % 3, 8, n, tzinfo=dt.UTC), detail={"n": n})
     retention.purge(now, policy=POLICY, batch=7)
-    return sorted(folder.glob("*.jsonl.gz"))[0]
+    [path] = folder.glob("*.jsonl.gz")
+    return path
 
 
 def test_verify_archive_accepts_a_good_file(one_archive, capsys):
@@ -285,6 +286,18 @@ def test_verify_archive_refuses_a_signed_file_whose_events_break_the_format(fold
     writer.append([archive.encode({"id": 2, "at": "2026-02-01T00:00:00.000000Z"})], [2])
     with pytest.raises(ArchiveError, match="not in 2026-01"):
         verify(path)
+
+
+def test_the_documented_check_without_space_accepts_an_archive_and_refuses_a_changed_one(one_archive, settings):
+    """docs/audit-retention.md shows how a site checks an archive with Python alone: that code, run as written."""
+    text = (ROOT / "docs" / "audit-retention.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace = {"__name__": "documented"}
+    exec(compile(code, "audit-retention.md", "exec"), namespace)  # noqa: S102 (our own documentation)
+
+    assert namespace["check"](one_archive, settings.SPACE_MASTER_KEY) == verify(one_archive).events == 20
+    with pytest.raises(AssertionError, match="signature does not match"):
+        namespace["check"](one_archive, settings.SPACE_MASTER_KEY + "x")
 
 
 # --- crashes ---------------------------------------------------------------------------------------------
