@@ -33,6 +33,7 @@ scheduler runs, another worker) finds it taken and does nothing.
 import contextlib
 import datetime as dt
 import fcntl
+import json
 import logging
 import os
 import time
@@ -219,8 +220,6 @@ class _Names:
             self.operators.update(get_user_model().objects.filter(pk__in=missing).values_list("pk", "username"))
 
 
-KIND_LABELS = dict(AuditKind.choices)
-REASON_LABELS = dict(Decision.choices)
 EVENT_FIELDS = (
     "id",
     "at",
@@ -252,44 +251,78 @@ SYSTEM_FIELDS = (
 )
 
 
-def event_record(row: tuple, names: _Names) -> dict:
-    """An audit event as archived: every field, the names it refers to, and labels, so it reads alone."""
+@dataclass(frozen=True, slots=True)
+class Archived:
+    """One record as the archive gets it: its line, and what tells it from another of the same id."""
+
+    id: int
+    at: str  # archive.utc_text
+    line: bytes
+    fingerprint: tuple
+
+
+_quote = json.encoder.encode_basestring  # a JSON string literal, non-ASCII kept (C, fast)
+_KINDS = {kind: f'"kind":{_quote(kind)},"kind_label":{_quote(label)}' for kind, label in AuditKind.choices}
+_REASONS = {reason: f'"reason":{_quote(reason)},"reason_label":{_quote(label)}' for reason, label in Decision.choices}
+_EVENT_LINE = (
+    '{{"id":{},"at":"{}","recorded_at":"{}",{},{},"access_point_id":{},"access_point_name":{},"cardholder_id":{},'
+    '"cardholder_name":{},"key_uid":{},"device_id":{},"device_name":{},"device_event_id":{},"operator_id":{},'
+    '"operator_name":{},"detail":{}}}\n'
+)
+
+
+def _number(value) -> str:
+    return "null" if value is None else str(int(value))
+
+
+def _json_text(text: str | None) -> str:
+    """JSON as the database holds it, if it is one line; else (a row written by hand) re-encoded compact."""
+    if text is None:
+        return "{}"
+    return text if "\n" not in text else json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
+
+
+def event_record(row: tuple, names: _Names) -> Archived:
+    """An audit event as archived: every field, the names it refers to, and labels, so it reads alone.
+
+    The line is put together by hand rather than by json.dumps of a dict: it is most of the purge's own work.
+    """
     pk, at, recorded_at, kind, reason, point, point_name, holder, holder_name = row[:9]
     uid, device, device_event, operator, detail = row[9:]
-    return {
-        "id": pk,
-        "at": utc_text(at),
-        "recorded_at": utc_text(recorded_at),
-        "kind": kind,
-        "kind_label": KIND_LABELS.get(kind, kind),
-        "reason": reason,
-        "reason_label": REASON_LABELS.get(reason, reason),
-        "access_point_id": point,
-        "access_point_name": point_name,
-        "cardholder_id": holder,
-        "cardholder_name": holder_name,
-        "key_uid": uid,
-        "device_id": device,
-        "device_name": names.devices.get(device, "") if device is not None else "",
-        "device_event_id": device_event,
-        "operator_id": operator,
-        "operator_name": names.operators.get(operator, "") if operator is not None else "",
-        "detail": RawJSON(detail),
-    }
+    at, recorded_at = utc_text(at), utc_text(recorded_at)
+    line = _EVENT_LINE.format(
+        int(pk),
+        at,
+        recorded_at,
+        _KINDS.get(kind) or f'"kind":{_quote(kind)},"kind_label":{_quote(kind)}',
+        _REASONS.get(reason) or f'"reason":{_quote(reason)},"reason_label":{_quote(reason)}',
+        _number(point),
+        _quote(point_name),
+        _number(holder),
+        _quote(holder_name),
+        _quote(uid),
+        _number(device),
+        _quote(names.devices.get(device, "") if device is not None else ""),
+        _number(device_event),
+        _number(operator),
+        _quote(names.operators.get(operator, "") if operator is not None else ""),
+        _json_text(detail),
+    )
+    return Archived(pk, at, line.encode(), (at, recorded_at, kind))
 
 
-def system_record(row: tuple, names: _Names) -> dict:
+def system_record(row: tuple, names: _Names) -> Archived:
     record = dict(zip(SYSTEM_FIELDS, row, strict=True))
     record["at"] = utc_text(record["at"])
-    record["detail"] = RawJSON(record["detail"])
-    return record
+    record["detail"] = RawJSON(_json_text(record["detail"]))
+    return Archived(record["id"], record["at"], encode(record), fingerprint(record))
 
 
 @dataclass(frozen=True)
 class _Table:
     model: type
     fields: tuple[str, ...]
-    to_record: Callable[[tuple, _Names], dict]
+    to_record: Callable[[tuple, _Names], Archived]
     times: tuple[str, ...] = ("at",)
 
     def select(self, cutoffs: dict[str, dt.datetime | None], recent_before: dt.datetime) -> tuple[str, list] | None:
@@ -424,14 +457,14 @@ class _Run:
         is_event = table.model is AuditEvent
         if is_event:
             self.names.load({r[10] for r in rows if r[10] is not None}, {r[12] for r in rows if r[12] is not None})
-        groups: dict[tuple[str, int, int], list[dict]] = {}
+        groups: dict[tuple[str, int, int], list[Archived]] = {}
         for row in rows:
             klass = table.class_of(row)
             if is_event and row[0] in self.held:
                 self.report.classes[klass].held += 1
                 continue
             record = table.to_record(row, self.names)
-            at = record["at"]  # YYYY-MM-DDT...Z
+            at = record.at  # YYYY-MM-DDT...Z
             groups.setdefault((klass, int(at[:4]), int(at[5:7])), []).append(record)
         doomed: list[int] = []
         for (klass, year, month), records in groups.items():
@@ -442,7 +475,7 @@ class _Run:
         if self.pause and not self.dry_run:
             time.sleep(self.pause)
 
-    def archive(self, klass: str, year: int, month: int, records: list[dict]) -> list[int]:
+    def archive(self, klass: str, year: int, month: int, records: list[Archived]) -> list[int]:
         """Write what the file lacks; returns the ids now safely in the archive."""
         counts = self.report.classes[klass]
         archive = self.file(klass, year, month)
@@ -451,28 +484,28 @@ class _Run:
             return []
         new, done = [], []
         for record in records:
-            known = archive.archived.get(record["id"], False)
+            known = archive.archived.get(record.id, False)
             if known is False:
                 new.append(record)
-            elif known is None or known == fingerprint(record):
-                done.append(record["id"])  # archived by an earlier, interrupted run
+            elif known is None or known == record.fingerprint:
+                done.append(record.id)  # archived by an earlier, interrupted run
             else:
                 counts.conflicts += 1
                 logger.warning(
                     "Audit purge: %s %s has id %s, which %s holds for another record; it is kept",
                     klass,
-                    record["at"],
-                    record["id"],
+                    record.at,
+                    record.id,
                     archive.name,
                 )
+        ids = [record.id for record in new]
         if new:
-            ids = [record["id"] for record in new]
             if not self.dry_run:
-                self.report.archive_bytes += archive.append([encode(record) for record in new], ids)
+                self.report.archive_bytes += archive.append([record.line for record in new], ids)
             counts.archived += len(new)
             counts.files.add(archive.name)
         counts.deleted += len(new) + len(done)
-        return [record["id"] for record in new] + done
+        return ids + done
 
     def file(self, klass: str, year: int, month: int) -> ArchiveFile | None:
         name = (klass, year, month)
