@@ -20,6 +20,7 @@ audit trail (``bench_backup``'s 100,000 cardholders and 1,000,000 events, or
 """
 
 import asyncio
+import hashlib
 import json
 import os
 import secrets
@@ -69,7 +70,6 @@ def measure_purge(
     """Purge what ``keep_days`` no longer keeps, under load; returns the figures (see the module's docstring)."""
     from accesscontrol import retention
     from accesscontrol.models import AuditEvent
-    from simulation.management.commands.simulate_devices import commission
 
     commission(FIRST_ID, devices)
     connection.close()  # the children open their own
@@ -139,6 +139,66 @@ def measure_purge(
     }
 
 
+def commission(first_id: int, count: int) -> None:
+    """``count`` online control units from ``first_id`` (made once), each reading and driving a door of the
+    site no device drives yet (else one of its own), with a key derived from its id (the load process knows it)."""
+    from accesscontrol.choices import AccessPointKind, Connection
+    from accesscontrol.models import AccessPoint
+    from devices.choices import DeviceKind
+    from devices.models import Device, DeviceDoor
+    from simulation import sitegen
+
+    ids = [device_id for device_id in range(first_id, first_id + count)]
+    if Device.objects.filter(device_id__in=ids).exists():
+        return
+    free = list(
+        AccessPoint.objects.filter(kind=AccessPointKind.DOOR, connection=Connection.ONLINE)
+        .exclude(pk__in=DeviceDoor.objects.values("access_point"))
+        .order_by("pk")[:count]
+    )
+    free += [
+        AccessPoint.objects.create(
+            name=f"Purge bench door {n}", kind=AccessPointKind.DOOR, connection=Connection.ONLINE
+        )
+        for n in range(count - len(free))
+    ]
+    for device_id, point in zip(ids, free, strict=True):
+        sitegen.make_devices(
+            [(device_id, f"Purge bench device {device_id}", DeviceKind.CONTROL_UNIT, "", None, True)],
+            {device_id: [point]},
+            key=device_key(device_id),
+        )
+
+
+def device_key(device_id: int) -> bytes:
+    return hashlib.sha256(f"purge bench {device_id}".encode()).digest()[:16]
+
+
+def card_uids(unknown_share: float = 0.1, known: int = 20_000) -> list[str]:
+    """UIDs of issued cards, and unknown ones making up about ``unknown_share`` of them."""
+    from accesscontrol.choices import KeyStatus
+    from accesscontrol.models import Key
+
+    uids = list(Key.objects.filter(status=KeyStatus.ISSUED).order_by("pk").values_list("uid", flat=True)[:known])
+    unknown = max(1, round(len(uids) * unknown_share / (1 - unknown_share)))
+    return uids + [f"FF{n:012X}" for n in range(unknown)]
+
+
+def first_event_ids(first_id: int, count: int) -> dict[int, int]:
+    """Each device's next event id: after the last one stored (a second run must not resend the first's ids)."""
+    from django.db.models import Max
+
+    from accesscontrol.models import AuditEvent
+    from devices.models import Device
+
+    devices = Device.objects.filter(device_id__range=(first_id, first_id + count - 1)).order_by("device_id")
+    return {
+        device.device_id: (AuditEvent.objects.filter(device=device).aggregate(last=Max("device_event_id"))["last"] or 0)
+        + 1
+        for device in devices
+    }
+
+
 def _database_url() -> str:
     database = settings.DATABASES["default"]
     if connection.vendor == "sqlite":
@@ -195,13 +255,13 @@ def _percentile(ordered: list[float], share: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000, 2) if ordered else None
 
 
-async def _load(configured: list, uids: list[str], rate: float, scratch: Path) -> dict:
+async def _load(firsts: dict[int, int], uids: list[str], rate: float, scratch: Path) -> dict:
     from simulation.sdp_devices import SimulatedDevice, run_load
 
     server = ("127.0.0.1", settings.SPACE_DEVICE_PORT)
     devices = [
-        SimulatedDevice(c.device_id, c.key, server, readers=c.readers, uids=uids, first_event_id=c.first_event_id)
-        for c in configured
+        SimulatedDevice(device_id, device_key(device_id), server, readers={1: 1}, uids=uids, first_event_id=first)
+        for device_id, first in firsts.items()
     ]
     await asyncio.gather(*(device.connect(READY_TIMEOUT) for device in devices))
     stop = asyncio.Event()
@@ -246,14 +306,10 @@ def main(argv: list[str]) -> None:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "space.settings")
     django.setup()
-    from simulation.management.commands.simulate_devices import allow_sockets, card_uids, commission
-
     first_id, count, rate, scratch = int(argv[0]), int(argv[1]), float(argv[2]), Path(argv[3])
-    allow_sockets(count)
-    configured = commission(first_id, count)
-    uids = card_uids(0.1)
+    uids, firsts = card_uids(), first_event_ids(first_id, count)
     connection.close()
-    print(json.dumps(asyncio.run(_load(configured, uids, rate, scratch))), flush=True)
+    print(json.dumps(asyncio.run(_load(firsts, uids, rate, scratch))), flush=True)
 
 
 if __name__ == "__main__":
