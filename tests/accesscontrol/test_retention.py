@@ -451,6 +451,22 @@ def test_a_second_purge_while_one_runs_does_nothing(folder, now):
     assert AuditEvent.objects.count() == 1
 
 
+def test_the_purge_puts_back_the_connection_as_it_found_it(folder, now):
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the page cache is SQLite's")
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA cache_size")
+        before = cursor.fetchone()[0]
+        store(now - 40 * DAY)
+        retention.purge(now, policy=POLICY)
+        cursor.execute("PRAGMA cache_size")
+
+        assert cursor.fetchone()[0] == before
+    assert remaining() == set()
+
+
 # --- who runs it ----------------------------------------------------------------------------------------
 
 
