@@ -36,6 +36,8 @@ import fcntl
 import json
 import logging
 import os
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -71,6 +73,7 @@ PAUSE_SECONDS = 0.01  # between windows: the live trail's writer takes its turn
 # when the holds were read might not have been seen.
 RECENT = dt.timedelta(minutes=5)
 SQLITE_CACHE_KIB = 64 * 1024  # the purge connection's page cache while it runs (_large_page_cache)
+NICE = 10  # how many steps lower the purge's thread runs than its caller (0: the same)
 PG_LOCK_KEY = 0x5AC3_A0D1  # pg_try_advisory_lock's key of the purge
 AUDIT_ACTION = "audit_purged"
 
@@ -393,11 +396,14 @@ def purge(
     pause: float = PAUSE_SECONDS,
     dry_run: bool = False,
     via: str = "scheduler",
+    nice: int = NICE,
 ) -> Report:
     """Archive, then delete, the audit records older than the policy keeps them; one run at a time.
 
     ``dry_run`` reads and counts what would be archived and deleted, writes and deletes nothing.
     The run is recorded in the system auditor when it archived or deleted anything (or met a conflict).
+    The work is done on a thread of its own at a lower CPU priority (``nice``; Linux), so that access
+    decisions on the same machine keep theirs; the call waits for it.
     """
     started = time.perf_counter()
     now = now or timezone.now()
@@ -415,9 +421,7 @@ def purge(
             return report
         run = _Run(report, folder, archive_key(), cutoffs, now - RECENT, batch, pause, dry_run)
         run.held = held_event_ids()
-        with _large_page_cache():
-            for table in TABLES:
-                run.table(table)
+        _at_low_priority(run.all_tables, nice)
     report.seconds = time.perf_counter() - started
     if not dry_run and (report.deleted or report.errors or any(r.conflicts for r in report.classes.values())):
         _record(report, via)
@@ -437,6 +441,11 @@ class _Run:
         self.held: set[int] = set()
         self.names = _Names()
         self.files: dict[tuple[str, int, int], ArchiveFile | None] = {}
+
+    def all_tables(self) -> None:
+        with _large_page_cache():
+            for table in TABLES:
+                self.table(table)
 
     def table(self, table: _Table) -> None:
         select = table.select(self.cutoffs, self.recent_before)
@@ -535,6 +544,32 @@ def delete_archived(model: type, ids: list[int]) -> None:
         for start in range(0, len(ids), 10_000):
             chunk = ids[start : start + 10_000]
             cursor.execute(f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(chunk))})", chunk)  # noqa: S608
+
+
+def _at_low_priority(work: Callable[[], None], nice: int) -> None:
+    """``work()`` on a new thread whose CPU priority is ``nice`` steps lower (Linux: the thread alone), with a
+    database connection of its own, closed after; its exception is raised here."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            if nice > 0 and sys.platform == "linux":
+                os.setpriority(
+                    os.PRIO_PROCESS,
+                    threading.get_native_id(),
+                    os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + nice,
+                )
+            work()
+        except BaseException as error:
+            failed.append(error)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, name="audit-purge")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
 
 
 @contextlib.contextmanager

@@ -467,6 +467,27 @@ def test_the_purge_puts_back_the_connection_as_it_found_it(folder, now):
     assert remaining() == set()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own priority is Linux's")
+def test_the_purge_works_on_a_thread_of_its_own_at_a_lower_priority(folder, now, monkeypatch):
+    store(now - 40 * DAY)
+    seen = []
+    delete = retention.delete_archived
+
+    def spying(model, ids):
+        thread = threading.current_thread()
+        seen.append((thread.name, os.getpriority(os.PRIO_PROCESS, thread.native_id)))
+        delete(model, ids)
+
+    monkeypatch.setattr(retention, "delete_archived", spying)
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    retention.purge(now, policy=POLICY)
+
+    assert seen == [("audit-purge", min(mine + retention.NICE, 19))]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+    assert remaining() == set()
+
+
 # --- who runs it ----------------------------------------------------------------------------------------
 
 
