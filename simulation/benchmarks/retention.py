@@ -66,6 +66,7 @@ def measure_purge(
     devices: int = 20,
     batch: int | None = None,
     pause: float | None = None,
+    nice: int | None = None,
     baseline_seconds: float = 10.0,
 ) -> dict:
     """Purge what ``keep_days`` no longer keeps, under load; returns the figures (see the module's docstring)."""
@@ -94,7 +95,9 @@ def measure_purge(
             before = AuditEvent.objects.count()
             highest = AuditEvent.objects.aggregate(highest=Max("id"))["highest"] or 0
             (scratch / "begin").touch()
-            options = {key: value for key, value in (("batch", batch), ("pause", pause)) if value is not None}
+            options = {
+                key: value for key, value in (("batch", batch), ("pause", pause), ("nice", nice)) if value is not None
+            }
             started, cpu = time.perf_counter(), time.process_time()
             report = retention.purge(
                 policy=retention.Policy(access_days=keep_days, alarm_days=keep_days, system_days=0),
