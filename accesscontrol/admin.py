@@ -43,6 +43,7 @@ from accesscontrol.models import (
     AccessPoint,
     ApiKey,
     AuditEvent,
+    Backup,
     BlacklistEntry,
     Calendar,
     CalendarDay,
@@ -836,6 +837,15 @@ class SystemAuditEntryAdmin(ReadOnlyAdmin):
     search_fields = ["operator_name", "object_repr", "object_id"]
     date_hierarchy = "at"
     show_full_result_count = False
+
+
+@admin.register(Backup)
+class BackupAdmin(ReadOnlyAdmin):
+    """Written by backups only (accesscontrol/backups.py); the web app's Backups page runs one."""
+
+    list_display = ["started_at", "file_name", "outcome", "size", "seconds", "trigger", "pruned_at"]
+    list_filter = ["outcome", "trigger"]
+    date_hierarchy = "started_at"
 
 
 @admin.register(RuleChange)

@@ -110,6 +110,8 @@ class AuditKind(models.TextChoices):
     READER_KEY_SET = "reader_key_set", "Reader given its own secure channel key"
     SECURE_CHANNEL_FAILED = "secure_channel_failed", "Secure channel could not be set up"
     ANTI_PASSBACK_VIOLATION = "anti_passback_violation", "Anti-passback violation (soft)"
+    BACKUP_FAILED = "backup_failed", "Backup failed"
+    BACKUP_OVERDUE = "backup_overdue", "Backup overdue"
 
 
 # The alarms among the audit events, kept longer than the rest (SPACE_AUDIT_KEEP_ALARM_DAYS,
@@ -132,6 +134,8 @@ ALARM_KINDS = frozenset(
         AuditKind.EMERGENCY_CLOSE,
         AuditKind.EMERGENCY_END,
         AuditKind.ALARM_ACKNOWLEDGED,
+        AuditKind.BACKUP_FAILED,
+        AuditKind.BACKUP_OVERDUE,
     )
 )
 

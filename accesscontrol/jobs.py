@@ -28,11 +28,13 @@ KINDS = {
     "cardholder_import": "accesscontrol.cardholder_jobs.import_cardholders",
     "cardholder_export": "accesscontrol.cardholder_jobs.export_cardholders",
     "cardholder_grant_level": "accesscontrol.cardholder_jobs.grant_access_level",
+    "backup": "accesscontrol.backups.backup_job",
 }
 LABELS = {
     "cardholder_import": "Cardholder import",
     "cardholder_export": "Cardholder export",
     "cardholder_grant_level": "Grant an access level",
+    "backup": "Backup",
 }
 # A running job reports progress at least this often; one silent for longer lost its process.
 STALLED_AFTER = dt.timedelta(minutes=5)

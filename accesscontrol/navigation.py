@@ -56,6 +56,7 @@ MENU = [
             ("Operator groups", "operator_groups", "accesscontrol.view_operatorgroup"),
         ],
     ),
+    ("System", [("Backups", "backups", "accesscontrol.view_backup")]),
 ]
 
 

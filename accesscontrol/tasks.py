@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from accesscontrol import housekeeping, jobs, retention
+from accesscontrol import backups, housekeeping, jobs, retention
 
 
 @shared_task(ignore_result=True)
@@ -17,6 +17,13 @@ def purge_blacklist() -> str:
     """Beat's hourly purge: the blacklist, and the change logs of rules and presence (accesscontrol/housekeeping.py;
     runspace: core.periodic)."""
     return f"purged {housekeeping.summary(housekeeping.purge())}"
+
+
+@shared_task(ignore_result=True)
+def backup_tick() -> str:
+    """Beat's minute for backups: the daily one when due, the overdue alarm (accesscontrol/backups.py; runspace:
+    the backups service)."""
+    return backups.tick()
 
 
 @shared_task(ignore_result=True)

@@ -8,6 +8,7 @@ from django.urls import path
 
 from accesscontrol.views import (
     access_levels,
+    backups,
     blacklist,
     cardholders,
     dashboard,
@@ -141,4 +142,7 @@ urlpatterns = [
     path("jobs/", jobs.JobListView.as_view(), name="jobs"),
     path("jobs/<int:pk>/", jobs.JobDetailView.as_view(), name="job"),
     path("jobs/<int:pk>/download/", jobs.JobDownloadView.as_view(), name="job_download"),
+    # --- backups (administrators) -----------------------------------------------------------
+    path("backups/", backups.BackupListView.as_view(), name="backups"),
+    path("backups/now/", backups.BackupNowView.as_view(), name="backup_now"),
 ]

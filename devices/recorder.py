@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.db.models import Count, Max
 
+from accesscontrol.choices import AuditKind
 from accesscontrol.events import record_many
-from accesscontrol.models import AuditEvent, Cardholder
+from accesscontrol.models import AccessPoint, AuditEvent, Cardholder
 from accesscontrol.presence import Passage, record_passages
 from core.vault import VaultError
 from devices.choices import CommandStatus, DeviceKind
@@ -200,3 +201,44 @@ def expire_commands(older_than: dt.timedelta, now: dt.datetime) -> int:
     return DeviceCommand.objects.filter(status=CommandStatus.QUEUED, created_at__lt=now - older_than).update(
         status=CommandStatus.EXPIRED, finished_at=now, error="The device was not reachable."
     )
+
+
+def store_journaled_decisions(events: list[AuditEvent], now: dt.datetime) -> list[AuditEvent]:
+    """Store the decisions' audit rows a bridge that died had journaled (devices/sdp/journal.py) and not stored.
+
+    A row is stored already when its device has a decision at the same instant with the same request and
+    reader. A device, access point or cardholder deleted since is left out (the device) or unnamed (the others).
+    Returns the rows stored now.
+    """
+    devices = set(Device.objects.filter(pk__in={e.device_id for e in events}).values_list("pk", flat=True))
+    events = [e for e in events if e.device_id in devices]
+    if not events:
+        return []
+    points = set(AccessPoint.objects.filter(pk__in={e.access_point_id for e in events}).values_list("pk", flat=True))
+    holders = set(Cardholder.objects.filter(pk__in={e.cardholder_id for e in events}).values_list("pk", flat=True))
+    stored = {
+        _decision_key(device, at, detail)
+        for device, at, detail in AuditEvent.objects.filter(
+            device_id__in=devices, at__in={e.at for e in events}, kind__in=DECISION_KINDS
+        ).values_list("device_id", "at", "detail")
+    }
+    missing = []
+    for event in events:
+        key = _decision_key(event.device_id, event.at, event.detail)
+        if key in stored:
+            continue
+        stored.add(key)
+        if event.access_point_id not in points:
+            event.access_point_id = None
+        if event.cardholder_id not in holders:
+            event.cardholder_id = None
+        missing.append(event)
+    return store(missing, [], {}, now) if missing else []
+
+
+DECISION_KINDS = (AuditKind.ACCESS_GRANTED, AuditKind.ACCESS_DENIED)
+
+
+def _decision_key(device_pk: int, at: dt.datetime, detail) -> tuple:
+    detail = detail if isinstance(detail, dict) else {}
+    return device_pk, at, detail.get("req"), detail.get("reader")

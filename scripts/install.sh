@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(python3 python3-venv python3-dev gcc libpq5 tzdata ca-certificates
+# postgresql-client: pg_dump and pg_restore, for backups of a PostgreSQL site (docs/backups.md).
+SYSTEM_PACKAGES=(python3 python3-venv python3-dev gcc libpq5 postgresql-client tzdata ca-certificates
   libldap2-dev libsasl2-dev slapd ldap-utils)
 # The browser tests drive Debian's Chromium through Playwright (never a browser Playwright downloads);
 # real fonts so that pages and screenshots render as an operator sees them.

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Starts Space. The first start also creates the database, a demo site and the
 # "admin" operator, whose generated password is printed that one time.
-#   scripts/start.sh [--simulate[=N]] [runspace options, e.g. --port 8200]
+#   scripts/start.sh [--simulate[=N]] [--https[=HOST,...]] [runspace options, e.g. --port 8200]
 # --simulate also runs N (default 20) simulated SDP/1 devices against the device
 # bridge, so the demo has live door and access events.
+# --https serves HTTPS: the first time, manage.py make_certificate makes a site CA
+# and a server certificate under var/tls for HOST,... (default: localhost,
+# 127.0.0.1, ::1 and this machine's name); import var/tls/ca.crt into the browser.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,11 +23,14 @@ host=${SPACE_HTTP_HOST:-127.0.0.1}
 port=${SPACE_HTTP_PORT:-8100}
 # --simulate is this script's; the rest goes to runspace. --host/--port are read for the message below.
 simulate=0
+https_hosts=
 args=()
 for arg in "$@"; do
   case "$arg" in
     --simulate) simulate=20 ;;
     --simulate=*) simulate=${arg#--simulate=} ;;
+    --https) https_hosts="localhost,127.0.0.1,::1$(hostname | grep -xE '[A-Za-z0-9.-]+' | sed 's/^/,/' || true)" ;;
+    --https=*) https_hosts=${arg#--https=} ;;
     *) args+=("$arg") ;;
   esac
 done
@@ -38,6 +44,27 @@ for ((i = 0; i < ${#args[@]}; i++)); do
 done
 case "$host" in 0.0.0.0 | "::" | "[::]") shown_host=127.0.0.1 ;; *:*) shown_host="[$host]" ;; *) shown_host=$host ;; esac
 url="http://$shown_host:$port"
+if [ -n "$https_hosts" ]; then
+  tls="$SPACE_VAR_DIR/tls"
+  if [ ! -f "$tls/server.crt" ] || [ ! -f "$tls/server.key" ]; then
+    IFS=, read -r -a hosts <<<"$https_hosts"
+    $PY manage.py make_certificate "${hosts[@]}" --out "$tls"
+    echo
+  fi
+  export SPACE_TLS_CERT_FILE="$tls/server.crt" SPACE_TLS_KEY_FILE="$tls/server.key"
+  if [ -z "${SPACE_ALLOWED_HOSTS:-}" ]; then # answer to the names the certificate was asked for too
+    SPACE_ALLOWED_HOSTS="127.0.0.1,localhost,[::1]"
+    IFS=, read -r -a hosts <<<"$https_hosts"
+    for name in "${hosts[@]}"; do
+      case "$name" in *:*) SPACE_ALLOWED_HOSTS+=",[${name//[\[\]]/}]" ;; *) SPACE_ALLOWED_HOSTS+=",$name" ;; esac
+    done
+    export SPACE_ALLOWED_HOSTS
+  fi
+  # The address shown must be one the certificate names.
+  case ",$https_hosts," in *",${shown_host//[\[\]]/},"*) ;; *) shown_host=${https_hosts%%,*} ;; esac
+  url="https://$shown_host:$port"
+  echo "HTTPS with the site CA $tls/ca.crt: import it into the browser (trusted root authorities) once."
+fi
 reset_hint="to reset it: $PY manage.py create_admin --reset"
 
 if [ ! -f "$marker" ]; then

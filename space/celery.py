@@ -18,6 +18,8 @@ ENSURE_EVERY_SECONDS = 10.0
 # Blacklist entries leave the list once their keys would have expired (accesscontrol/blacklist.py);
 # runspace runs the same purge this often when there is no beat (space/services.py).
 PURGE_BLACKLIST_EVERY_SECONDS = 3600.0
+# The backups' minute: the daily backup once its time has come, the overdue alarm (accesscontrol/backups.py).
+BACKUP_TICK_SECONDS = 60.0
 # The audit retention purge (accesscontrol/retention.py): daily; runspace runs it this often without beat.
 PURGE_AUDIT_EVERY_SECONDS = 86400.0
 app.conf.beat_schedule = {
@@ -38,6 +40,11 @@ app.conf.beat_schedule = {
         "task": "accesscontrol.tasks.purge_blacklist",
         "schedule": PURGE_BLACKLIST_EVERY_SECONDS,
         "options": {"expires": PURGE_BLACKLIST_EVERY_SECONDS},
+    },
+    "backup-tick": {
+        "task": "accesscontrol.tasks.backup_tick",
+        "schedule": BACKUP_TICK_SECONDS,
+        "options": {"expires": BACKUP_TICK_SECONDS},
     },
     # One copy at a time whatever beat does: the purge holds its own locks (a second one finds them taken).
     "purge-audit": {

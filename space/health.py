@@ -28,8 +28,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from rest_framework import exceptions
 
+from accesscontrol import backups
 from accesscontrol.api.authentication import ApiKeyAuthentication
-from accesscontrol.models import AuditEvent, Presence, Zone
+from accesscontrol.models import AuditEvent, BackupOutcome, Presence, Zone
 from accesscontrol.views.base import client_address
 from core.lease import KEY_PREFIX, redis_client
 from devices.models import Device
@@ -121,11 +122,26 @@ def check_services() -> dict:
     return {"services": states}
 
 
+def check_backup() -> dict:
+    """The newest good backup's age and the last one's outcome. Never fails readiness: an overdue backup is
+    an alarm (backup_overdue) for someone to act on, not a reason to take web servers out of a load balancer."""
+    state = backups.status()
+    newest, last = state["newest"], state["last"]
+    return {
+        "newest_at": newest.finished_at.isoformat() if newest else None,
+        "age_seconds": round(state["age_seconds"]) if state["age_seconds"] is not None else None,
+        "max_age_seconds": settings.SPACE_BACKUP_MAX_AGE_HOURS * 3600,
+        "overdue": state["overdue"],
+        "last_outcome": last.outcome if last else None,
+    }
+
+
 CHECKS: dict[str, Callable[[], dict]] = {
     "database": check_database,
     "redis": check_redis,
     "disk_space": check_space,
     "services": check_services,
+    "backup": check_backup,
 }
 
 
@@ -209,6 +225,24 @@ class SpaceCollector:
         for zone_id, name in Zone.objects.filter(roll_call=True).order_by("name").values_list("id", "name"):
             presence.add_metric([name], inside.get(zone_id, 0))
         yield presence
+
+        state = backups.status(now)
+        yield GaugeMetricFamily(
+            "space_backup_age_seconds",
+            "Age of the newest good backup (absent: there is none yet)",
+            **({"value": state["age_seconds"]} if state["age_seconds"] is not None else {}),
+        )
+        last = GaugeMetricFamily(
+            "space_backup_last_outcome",
+            "The last finished backup's outcome (1 for the outcome it had)",
+            labels=["outcome"],
+        )
+        for outcome in (BackupOutcome.OK, BackupOutcome.FAILED):
+            last.add_metric([outcome], int(state["last"] is not None and state["last"].outcome == outcome))
+        yield last
+        yield GaugeMetricFamily(
+            "space_backup_kept_bytes", "Bytes of the backups retention keeps", value=state["kept_bytes"]
+        )
 
 
 def metrics_allowed(request) -> bool:

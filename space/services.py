@@ -97,6 +97,15 @@ def blacklist_purge() -> Service:
     return PeriodicService("blacklist-purge", purge, PURGE_BLACKLIST_EVERY_SECONDS)
 
 
+def backup_scheduler() -> Service:
+    """The daily backup and the overdue alarm, checked every minute (beat's backup_tick)."""
+    from accesscontrol.backups import tick
+    from core.periodic import PeriodicService
+    from space.celery import BACKUP_TICK_SECONDS
+
+    return PeriodicService("backups", tick, BACKUP_TICK_SECONDS)
+
+
 def audit_retention() -> Service:
     """The daily audit purge: archive, then delete, what the retention policy no longer keeps (beat's purge_audit)."""
     from accesscontrol.retention import purge
@@ -152,6 +161,14 @@ SERVICES: dict[str, Entry] = {
             # With Celery, beat's accesscontrol.tasks.purge_blacklist does it.
             without_celery,
             description="Drops blacklist entries whose keys would have expired anyway",
+        ),
+        Entry(
+            "backups",
+            "backup scheduler",
+            backup_scheduler,
+            # With Celery, beat's accesscontrol.tasks.backup_tick does it.
+            without_celery,
+            description="The daily backup at SPACE_BACKUP_TIME and the overdue alarm (docs/backups.md)",
         ),
         Entry(
             "audit-retention",

@@ -10,6 +10,7 @@ import datetime
 import ipaddress
 import os
 import tempfile
+import tomllib
 import zoneinfo
 from pathlib import Path
 
@@ -36,6 +37,14 @@ if SECRET_KEY is None and not PRODUCTION:
 SPACE_MASTER_KEY = envstr("SPACE_MASTER_KEY")
 if SPACE_MASTER_KEY is None and not PRODUCTION:
     SPACE_MASTER_KEY = generated_secret(VAR_DIR / "master_key")
+
+# Seals backups (core/backup); kept apart from them, so that a copy of the backup folder alone reveals nothing.
+# The production profile makes no backup without one of BACKUP_KEY_MIN_CHARS characters or more (see below).
+SPACE_BACKUP_KEY = envstr("SPACE_BACKUP_KEY")
+SPACE_BACKUP_KEY_PATH = os.environ.get("SPACE_BACKUP_KEY_FILE") or None  # refused when inside the backup folder
+if SPACE_BACKUP_KEY is None and not PRODUCTION:
+    SPACE_BACKUP_KEY_PATH = str(VAR_DIR / "backup_key")
+    SPACE_BACKUP_KEY = generated_secret(VAR_DIR / "backup_key")
 
 ALLOWED_HOSTS = envlist("SPACE_ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("SPACE_CSRF_TRUSTED_ORIGINS", [])
@@ -259,10 +268,20 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
-if PRODUCTION:
+# HTTPS: Space's own TLS (core/tls.py, served by runspace) with a certificate and key, or a TLS reverse proxy in front
+# declared by SPACE_BEHIND_TLS_PROXY (then its X-Forwarded-Proto is trusted). The production profile's runspace
+# refuses to serve without one of them.
+SPACE_TLS_CERT_FILE = envstr("SPACE_TLS_CERT_FILE", "")
+SPACE_TLS_KEY_FILE = envstr("SPACE_TLS_KEY_FILE", "")
+if bool(SPACE_TLS_CERT_FILE) != bool(SPACE_TLS_KEY_FILE):
+    raise ImproperlyConfigured("SPACE_TLS_CERT_FILE and SPACE_TLS_KEY_FILE go together: set both, or neither")
+SPACE_TLS = bool(SPACE_TLS_CERT_FILE)
+SPACE_BEHIND_TLS_PROXY = envbool("SPACE_BEHIND_TLS_PROXY", False)
+if SPACE_BEHIND_TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if PRODUCTION or SPACE_TLS or SPACE_BEHIND_TLS_PROXY:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = envbool("SPACE_SSL_REDIRECT", True)
     SECURE_HSTS_SECONDS = envint("SPACE_HSTS_SECONDS", 31536000)
 
@@ -426,3 +445,28 @@ for _address in SPACE_METRICS_ALLOWED_ADDRESSES:
         raise ImproperlyConfigured(
             f"SPACE_METRICS_ALLOWED_ADDRESSES: {_address!r} is not an address or network (10.0.0.5, 10.1.0.0/24)"
         ) from None
+
+# Backups (core/backup, accesscontrol/backups.py, docs/backups.md): daily at SPACE_BACKUP_TIME (local, HH:MM) into
+# SPACE_BACKUP_DIR (where an off-site share is mounted); the newest of the last N days, ISO weeks and months kept.
+SPACE_VERSION = tomllib.loads((BASE_DIR / "pyproject.toml").read_text())["project"]["version"]
+SPACE_BACKUP_DIR = Path(envstr("SPACE_BACKUP_DIR", str(VAR_DIR / "backups")))
+SPACE_BACKUP_TIME = envstr("SPACE_BACKUP_TIME", "02:30")
+try:
+    datetime.time.fromisoformat(SPACE_BACKUP_TIME)
+except ValueError:
+    raise ImproperlyConfigured(f"SPACE_BACKUP_TIME is HH:MM, not {SPACE_BACKUP_TIME!r}") from None
+SPACE_BACKUP_KEEP_DAILY = envint("SPACE_BACKUP_KEEP_DAILY", 7)
+SPACE_BACKUP_KEEP_WEEKLY = envint("SPACE_BACKUP_KEEP_WEEKLY", 4)
+SPACE_BACKUP_KEEP_MONTHLY = envint("SPACE_BACKUP_KEEP_MONTHLY", 12)
+# Each backup read back from the folder and checked after it is made (PostgreSQL: restored into a scratch database,
+# which needs the CREATEDB right); one that does not verify is a failed backup.
+SPACE_BACKUP_VERIFY = envbool("SPACE_BACKUP_VERIFY", True)
+SPACE_BACKUP_MAX_AGE_HOURS = envint("SPACE_BACKUP_MAX_AGE_HOURS", 26)  # older newest backup: the backup_overdue alarm
+for _name, _least in [
+    ("SPACE_BACKUP_KEEP_DAILY", 1),
+    ("SPACE_BACKUP_KEEP_WEEKLY", 0),
+    ("SPACE_BACKUP_KEEP_MONTHLY", 0),
+    ("SPACE_BACKUP_MAX_AGE_HOURS", 1),
+]:
+    if globals()[_name] < _least:
+        raise ImproperlyConfigured(f"{_name} must be at least {_least}, not {globals()[_name]}")

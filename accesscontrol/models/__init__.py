@@ -1,4 +1,5 @@
 from accesscontrol.models.audit import AppendOnlyError, AuditEvent, SystemAuditEntry
+from accesscontrol.models.backups import Backup, BackupOutcome, BackupTrigger
 from accesscontrol.models.cardholders import BlacklistEntry, Cardholder, Key, normalize_uid
 from accesscontrol.models.changes import RuleChange
 from accesscontrol.models.hotel import GuestArea, IdempotencyRecord, Room, Stay
@@ -17,6 +18,9 @@ __all__ = [
     "ApiKey",
     "AppendOnlyError",
     "AuditEvent",
+    "Backup",
+    "BackupOutcome",
+    "BackupTrigger",
     "BlacklistEntry",
     "Calendar",
     "CalendarDay",

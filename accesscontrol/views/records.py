@@ -31,6 +31,8 @@ ALERT_KINDS = frozenset(
         AuditKind.DOOR_LEFT_OPEN,
         AuditKind.TAMPER,
         AuditKind.DEVICE_OFFLINE,
+        AuditKind.BACKUP_FAILED,
+        AuditKind.BACKUP_OVERDUE,
     }
 )
 # A spreadsheet runs a cell starting with these as a formula; the export makes it text.

@@ -7,7 +7,9 @@ snapshot (accesscontrol.snapshot), which a background task refreshes from the
 database every few hundred milliseconds. Everything that must be durable (audit
 events, command progress, device status) goes to a writer task that stores it
 in batches on a database thread; the ``ack`` of an event is sealed and sent
-only after its batch committed.
+only after its batch committed. A decision is answered before its audit row is
+committed, so the row goes to a journal file first (devices/sdp/journal.py),
+and a bridge that starts stores the rows a killed one left there.
 
 Bad input of any kind is dropped without an answer and counted in
 ``Bridge.counters``; a rate-limited log line names the source. Nothing a device
@@ -27,6 +29,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -47,6 +50,7 @@ from devices.recorder import AlarmChange, CommandUpdate, DeviceConfig
 from devices.runtime.decisions import Decider, access_event
 from devices.sdp import codec as sdp1
 from devices.sdp.encoderlink import EncoderLink, Link
+from devices.sdp.journal import DecisionJournal, Leftovers
 
 logger = logging.getLogger("space.bridge")
 
@@ -73,6 +77,8 @@ LOG_EVERY_SECONDS = 10.0
 MAX_DOORS = 64
 PUBLISH_SECONDS = 0.025
 MAX_INT = 2**63 - 1
+# Under VAR_DIR: the decision journal's files (devices/sdp/journal.py).
+JOURNAL_DIR = "bridge-journal"
 
 EVENT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 HEX = re.compile(r"^[0-9A-Fa-f:]{2,64}$")
@@ -151,6 +157,7 @@ class Pending:
     ack: bool = True
     # The source of the datagram the ack will answer: answers go there, not to a newer address.
     address: tuple | None = None
+    journaled: bool = False  # its event is a decision's, in the journal until stored
 
 
 class BridgeProtocol(asyncio.DatagramProtocol):
@@ -181,10 +188,13 @@ class Bridge:
         *,
         heartbeat_s: int | None = None,
         encoder_grace_s: float | None = None,
+        journal_dir: Path | None = None,
     ):
         self.host = settings.SPACE_DEVICE_HOST if host is None else host
         self.requested_port = settings.SPACE_DEVICE_PORT if port is None else port
         self.heartbeat_s = heartbeat_s or settings.SPACE_DEVICE_HEARTBEAT_SECONDS
+        self.journal_dir = Path(journal_dir or settings.VAR_DIR / JOURNAL_DIR)
+        self.journal: DecisionJournal | None = None
         self.port: int | None = None
         self.counters: collections.Counter = collections.Counter()
         self.devices: dict[int, DeviceState] = {}
@@ -234,6 +244,14 @@ class Bridge:
         await self.read(self.decider.refresh)
         await self._reload_registry(force=True)
         await self.write(encoding.fail_interrupted_jobs, timezone.now())
+        await self._store_leftover_decisions()
+        try:
+            self.journal = DecisionJournal(self.journal_dir)
+        except OSError as error:
+            # Doors matter more than the journal: decide without it, and say so.
+            logger.error(
+                "Device bridge: no decision journal in %s (%s); a kill may lose decisions", self.journal_dir, error
+            )
         _freeze_what_is_loaded()
         self.transport, _ = await self.loop.create_datagram_endpoint(
             lambda: BridgeProtocol(self), local_addr=(self.host, self.requested_port)
@@ -266,10 +284,38 @@ class Bridge:
                 self._writer_job.cancel()
                 await asyncio.gather(self._writer_job, return_exceptions=True)
             self._writer_job = None
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
         for executor in (self._reader, self._writer):
             executor.submit(close_connection)
             executor.shutdown(wait=True)
         gc.unfreeze()
+
+    async def _store_leftover_decisions(self) -> None:
+        """Store what bridges that died had journaled and not stored (devices/sdp/journal.py)."""
+        try:
+            leftovers = Leftovers(self.journal_dir)
+        except OSError as error:
+            logger.error("Device bridge: the decision journal in %s cannot be read (%s)", self.journal_dir, error)
+            return
+        if not leftovers.events:
+            leftovers.done()
+            return
+        try:
+            stored = await self.write(_store_journaled, leftovers.events, timezone.now())
+        except Exception:
+            leftovers.release()
+            logger.exception("Device bridge: the journaled decisions of a bridge that died could not be stored")
+            return
+        leftovers.done()
+        self._live.extend(stored)
+        self.counters["journaled_decisions_recovered"] += len(stored)
+        logger.info(
+            "Device bridge: stored %d of the %d decisions journaled by a bridge that died",
+            len(stored),
+            len(leftovers.events),
+        )
 
     # --- datagrams ------------------------------------------------------------
 
@@ -477,14 +523,16 @@ class Bridge:
             decision = self.decider.card(place, uid, now, pin=pin)
         open_ms = decision.open_time * 1000 if decision.granted else 0
         reply = {"t": "decision", "req": req, "grant": decision.granted, "reason": decision.reason, "open_ms": open_ms}
-        # Counted before it is answered: whoever reads the answer reads the count with it.
-        self.counters["decisions"] += 1
-        self.answer(state, session, seq, reply)
         detail = {"req": req, "reader": reader, "online": True}
         if kind == "pin":
             detail["credential"] = "pin"
         audit = access_event(decision, place, state.config.pk, now, detail)
-        self._enqueue(Pending(state, session, seq, event=audit, ack=False))
+        # In the journal before the device hears it: a bridge killed before the writer stores the row loses nothing.
+        journaled = self.journal is not None and self.journal.append(audit)
+        # Counted before it is answered: whoever reads the answer reads the count with it.
+        self.counters["decisions"] += 1
+        self.answer(state, session, seq, reply)
+        self._enqueue(Pending(state, session, seq, event=audit, ack=False, journaled=journaled))
         if decision.warning == Reason.ANTI_PASSBACK:
             # Soft anti-passback: in, but the operators hear of it (an alarm to acknowledge).
             point_id = place.id if place else None
@@ -707,6 +755,8 @@ class Bridge:
                 self._device_fields[pk] = {**fields, **self._device_fields.get(pk, {})}
             raise
         self.counters["events_stored"] += len(events)
+        if self.journal is not None:
+            self.journal.stored(sum(item.journaled for item in batch))
         for update in commands:
             if update.status == CommandStatus.QUEUED or update.status in CommandStatus.finished():
                 # Only now may the poller see it queued again (or no longer see it at all).
@@ -875,6 +925,13 @@ def _store(*args) -> list[dict]:
     """
     with live.collect() as payloads:
         recorder.store(*args)
+    return payloads
+
+
+def _store_journaled(events, now) -> list[dict]:
+    """``recorder.store_journaled_decisions``; returns the payloads of the rows stored, for the publisher."""
+    with live.collect() as payloads:
+        recorder.store_journaled_decisions(events, now)
     return payloads
 
 

@@ -159,7 +159,7 @@ def test_beat_purges_every_hour():
 def test_runspace_purges_when_no_beat_runs(settings):
     settings.CELERY_BROKER_URL = "memory://"
 
-    [purge] = [service for service in embedded_services() if getattr(service, "name", "") == "blacklist-purge"]
+    [purge] = [service for service in embedded_services() if getattr(service, "name", None) == "blacklist-purge"]
 
     assert (purge.function, purge.every) == (housekeeping.purge, PURGE_BLACKLIST_EVERY_SECONDS)
 

@@ -4,6 +4,11 @@ Daphne serves the ASGI app (HTTP, websockets) on Twisted's asyncio reactor;
 the services of ``space.services.embedded_services()`` run on the same event
 loop, started once the reactor runs and stopped before it shuts down. SIGTERM
 and SIGINT stop the reactor, which stops the services and then the server.
+
+With a certificate and key (SPACE_TLS_CERT_FILE, SPACE_TLS_KEY_FILE) it serves
+HTTPS and wss:// (core/tls.py), and answers plain HTTP on the same port with a
+redirect to https://. The production profile serves plain HTTP only behind a
+declared TLS proxy (SPACE_BEHIND_TLS_PROXY).
 """
 
 import asyncio
@@ -18,9 +23,11 @@ from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.http.request import validate_host
 from twisted.internet import defer, reactor
 
 from core.services import start_all, stop_all
+from core.tls import SchemeSniffingFactory, TLSConfigError, server_options
 from space.services import embedded_services
 
 logger = logging.getLogger("space.runspace")
@@ -28,9 +35,21 @@ http_logger = logging.getLogger("space.http")
 
 
 class WebServer(daphne.server.Server):
-    def __init__(self, *args, on_listening=None, **kwargs):
+    """daphne's server, saying when it listens; with ``wrap_factory``, its HTTP factory wrapped (TLS)."""
+
+    def __init__(self, *args, on_listening=None, wrap_factory=None, **kwargs):
+        self.wrap_factory = wrap_factory
         super().__init__(*args, **kwargs)
         self.on_listening = on_listening
+
+    # daphne's run() makes its HTTP factory and listens with it straight away: its assignment is where to wrap it.
+    @property
+    def http_factory(self):
+        return self._http_factory
+
+    @http_factory.setter
+    def http_factory(self, factory):
+        self._http_factory = self.wrap_factory(factory) if self.wrap_factory else factory
 
     def listen_success(self, port):
         super().listen_success(port)
@@ -69,6 +88,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         host = options["host"] or settings.SPACE_HTTP_HOST
         port = options["port"] if options["port"] is not None else settings.SPACE_HTTP_PORT
+        self.tls_options = self.tls()
         if not options["no_migrate"]:
             call_command("migrate", interactive=False, verbosity=max(0, options["verbosity"] - 1))
 
@@ -90,6 +110,7 @@ class Command(BaseCommand):
             signal_handlers=True,
             action_logger=log_request,
             on_listening=self.announce,
+            wrap_factory=self.serve_tls if self.tls_options else None,
             **self.proxy_headers(),
         )
         server.run()
@@ -100,16 +121,38 @@ class Command(BaseCommand):
             raise CommandError(f"Stopped: {self.failure}")
         self.stdout.write("Space stopped.")
 
+    @staticmethod
+    def tls():
+        """The TLS options from the certificate and key, or None for plain HTTP; refuses what cannot serve."""
+        if settings.SPACE_TLS:
+            try:
+                return server_options(settings.SPACE_TLS_CERT_FILE, settings.SPACE_TLS_KEY_FILE)
+            except TLSConfigError as error:
+                raise CommandError(f"Cannot serve HTTPS: {error}.") from None
+        if settings.PRODUCTION and not settings.SPACE_BEHIND_TLS_PROXY:
+            raise CommandError(
+                "The production profile serves HTTPS only: set SPACE_TLS_CERT_FILE and SPACE_TLS_KEY_FILE "
+                "(Space's own TLS; manage.py make_certificate makes them), or declare the TLS reverse proxy in "
+                "front with SPACE_BEHIND_TLS_PROXY=true."
+            )
+        return None
+
+    def serve_tls(self, http_factory):
+        # A redirect names only hosts Django would answer for (SPACE_ALLOWED_HOSTS).
+        return SchemeSniffingFactory(
+            self.tls_options, http_factory, lambda host: validate_host(host, settings.ALLOWED_HOSTS)
+        )
+
     def application(self):
         from space.asgi import application
 
-        if settings.PRODUCTION:
-            # Behind the TLS proxy, which also serves the collected static files.
+        if settings.SPACE_BEHIND_TLS_PROXY:
+            # The proxy also serves the collected static files.
             return application
         return ASGIStaticFilesHandler(application)
 
     def proxy_headers(self) -> dict:
-        if not settings.PRODUCTION:
+        if not settings.SPACE_BEHIND_TLS_PROXY:
             return {}
         return {
             "proxy_forwarded_address_header": "X-Forwarded-For",
@@ -119,7 +162,8 @@ class Command(BaseCommand):
 
     def announce(self, address):
         host = f"[{address.host}]" if ":" in address.host else address.host
-        self.stdout.write(f"Space is listening on http://{host}:{address.port}/ (SIGTERM or Ctrl-C stops it)")
+        scheme = "https" if self.tls_options else "http"
+        self.stdout.write(f"Space is listening on {scheme}://{host}:{address.port}/ (SIGTERM or Ctrl-C stops it)")
         self.stdout.flush()
 
     def start_services(self):
