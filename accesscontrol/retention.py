@@ -8,11 +8,12 @@ Three classes, each kept its own number of days (0: forever):
 - ``system``: the system auditor (``SystemAuditEntry``), ``SPACE_AUDIT_KEEP_SYSTEM_DAYS``, kept longest.
 
 :func:`purge` walks each table in id order, a window of ``batch`` ids at a
-time. The window's records older than their class's cut-off are written to the
-archive (accesscontrol/archive.py: one member per class and month, fsynced and
-signed), and only then deleted, by id, in one short transaction of their own;
-the purge then pauses so that the device bridge's writer is never kept waiting
-for long (SQLite has one writer at a time). It is the one path that deletes
+time. The records older than their class's cut-off, of a few windows at once,
+are written to the archive (accesscontrol/archive.py: one member per class and
+month, fsynced and signed), and only then deleted, by id, a window at a time,
+each in one short transaction of its own; after each the purge pauses so that
+the device bridge's writer is never kept waiting for long (SQLite has one writer
+at a time). It is the one path that deletes
 audit records: the models refuse every other delete (``AppendOnlyModel``).
 
 Crashes: a window archived and not deleted is found in the archive on the next
@@ -67,7 +68,8 @@ logger = logging.getLogger("space.retention")
 
 ACCESS, ALARM, SYSTEM = "access", "alarm", "system"
 CLASSES = (ACCESS, ALARM, SYSTEM)
-BATCH = 5000  # ids per window: one archive member per class and month, one DELETE transaction
+BATCH = 5000  # ids per window: one DELETE transaction each
+ARCHIVE_AT_ONCE = 4  # windows (with records to purge) archived together, one member per class and month
 PAUSE_SECONDS = 0.01  # between windows: the live trail's writer takes its turn
 # An event stored this recently is left for the next run: the outbox rows of a transaction still committing
 # when the holds were read might not have been seen.
@@ -460,34 +462,45 @@ class _Run:
         sql, params = select
         # Windows of ids, not "the next N eligible rows": each query is a short range of the primary key
         # whatever the planner thinks of the filter, and the walk ends at the highest id seen at the start.
+        # A few windows are archived at once (one member, two fsyncs per file for all of them), then deleted
+        # window by window, each in a transaction of its own.
+        windows: list[list[tuple]] = []
         for low in range(bounds["low"], bounds["high"] + 1, self.batch):
             with connection.cursor() as cursor:
                 cursor.execute(sql, [*params, low, low + self.batch])
                 rows = cursor.fetchall()
             if rows:
-                self.window(table, rows)
+                windows.append(rows)
+            if len(windows) == ARCHIVE_AT_ONCE:
+                self.windows(table, windows)
+                windows = []
+        if windows:
+            self.windows(table, windows)
 
-    def window(self, table: _Table, rows: list[tuple]) -> None:
+    def windows(self, table: _Table, windows: list[list[tuple]]) -> None:
         is_event = table.model is AuditEvent
-        if is_event:
-            self.names.load({r[10] for r in rows if r[10] is not None}, {r[12] for r in rows if r[12] is not None})
         groups: dict[tuple[str, int, int], list[Archived]] = {}
-        for row in rows:
-            klass = table.class_of(row)
-            if is_event and row[0] in self.held:
-                self.report.classes[klass].held += 1
-                continue
-            record = table.to_record(row, self.names)
-            at = record.at  # YYYY-MM-DDT...Z
-            groups.setdefault((klass, int(at[:4]), int(at[5:7])), []).append(record)
-        doomed: list[int] = []
+        for rows in windows:
+            if is_event:
+                self.names.load({r[10] for r in rows if r[10] is not None}, {r[12] for r in rows if r[12] is not None})
+            for row in rows:
+                klass = table.class_of(row)
+                if is_event and row[0] in self.held:
+                    self.report.classes[klass].held += 1
+                    continue
+                record = table.to_record(row, self.names)
+                at = record.at  # YYYY-MM-DDT...Z
+                groups.setdefault((klass, int(at[:4]), int(at[5:7])), []).append(record)
+        doomed: set[int] = set()
         for (klass, year, month), records in groups.items():
-            doomed.extend(self.archive(klass, year, month, records))
-        if doomed and not self.dry_run:
-            delete_archived(table.model, doomed)
-        self.report.batches += 1
-        if self.pause and not self.dry_run:
-            time.sleep(self.pause)
+            doomed.update(self.archive(klass, year, month, records))
+        for rows in windows:
+            ids = [row[0] for row in rows if row[0] in doomed]
+            if ids and not self.dry_run:
+                delete_archived(table.model, ids)
+                if self.pause:
+                    time.sleep(self.pause)
+            self.report.batches += 1
 
     def archive(self, klass: str, year: int, month: int, records: list[Archived]) -> list[int]:
         """Write what the file lacks; returns the ids now safely in the archive."""
