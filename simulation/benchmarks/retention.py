@@ -67,6 +67,7 @@ def measure_purge(
     batch: int | None = None,
     pause: float | None = None,
     nice: int | None = None,
+    rest_share: float | None = None,
     baseline_seconds: float = 10.0,
 ) -> dict:
     """Purge what ``keep_days`` no longer keeps, under load; returns the figures (see the module's docstring)."""
@@ -96,7 +97,9 @@ def measure_purge(
             highest = AuditEvent.objects.aggregate(highest=Max("id"))["highest"] or 0
             (scratch / "begin").touch()
             options = {
-                key: value for key, value in (("batch", batch), ("pause", pause), ("nice", nice)) if value is not None
+                key: value
+                for key, value in (("batch", batch), ("pause", pause), ("nice", nice), ("rest_share", rest_share))
+                if value is not None
             }
             started, cpu = time.perf_counter(), time.process_time()
             report = retention.purge(
