@@ -41,22 +41,11 @@ FIRST_ID = 930001
 READY_TIMEOUT = 120.0
 
 
-def build_site(cardholders: int = 100_000, events: int = 1_000_000, doors: int = 200) -> dict:
-    """A site of the benchmark's shape, with ``events`` audit events over the past year (simulation/sitegen.py)."""
-    from simulation import sitegen
+def build_site(cardholders: int = 100_000, events: int = 1_000_000) -> dict:
+    """The shared large site of the benchmarks (simulation/benchmarks/web.py), ``events`` over the past year."""
+    from simulation.benchmarks import web
 
-    site = sitegen.generate(
-        sitegen.SiteSpec(
-            access_points=doors,
-            online_share=1.0,
-            zones=20,
-            levels=50,
-            time_periods=10,
-            cardholders=cardholders,
-            events=events,
-        )
-    )
-    return site.counts
+    return web.generate(cardholders, events)
 
 
 def measure_purge(
