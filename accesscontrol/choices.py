@@ -114,6 +114,32 @@ class AuditKind(models.TextChoices):
     BACKUP_OVERDUE = "backup_overdue", "Backup overdue"
 
 
+# The alarms among the audit events, kept longer than the rest (SPACE_AUDIT_KEEP_ALARM_DAYS,
+# accesscontrol/retention.py): what raises an alarm, what clears it and its acknowledgement, so an
+# alarm's whole story is kept and archived together. Every other kind is an access or door event.
+ALARM_KINDS = frozenset(
+    kind.value
+    for kind in (
+        AuditKind.DOOR_FORCED,
+        AuditKind.DOOR_LEFT_OPEN,
+        AuditKind.TAMPER,
+        AuditKind.TAMPER_CLEARED,
+        AuditKind.POWER_FAILURE,
+        AuditKind.POWER_RESTORED,
+        AuditKind.DEVICE_OFFLINE,
+        AuditKind.SECURE_CHANNEL_FAILED,
+        AuditKind.KEYPAD_LOCKED,
+        AuditKind.ANTI_PASSBACK_VIOLATION,
+        AuditKind.EMERGENCY_OPEN,
+        AuditKind.EMERGENCY_CLOSE,
+        AuditKind.EMERGENCY_END,
+        AuditKind.ALARM_ACKNOWLEDGED,
+        AuditKind.BACKUP_FAILED,
+        AuditKind.BACKUP_OVERDUE,
+    )
+)
+
+
 class Decision(models.TextChoices):
     """The reasons the decision engine gives; stored on access audit events."""
 

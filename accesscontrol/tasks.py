@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from accesscontrol import backups, housekeeping, jobs
+from accesscontrol import backups, housekeeping, jobs, retention
 
 
 @shared_task(ignore_result=True)
@@ -24,3 +24,10 @@ def backup_tick() -> str:
     """Beat's minute for backups: the daily one when due, the overdue alarm (accesscontrol/backups.py; runspace:
     the backups service)."""
     return backups.tick()
+
+
+@shared_task(ignore_result=True)
+def purge_audit() -> str:
+    """Beat's nightly audit purge: archive, then delete, what the retention policy no longer keeps
+    (accesscontrol/retention.py; runspace: core.periodic). A second copy finds the purge's locks taken."""
+    return f"audit purge: {retention.purge(via='scheduler').summary()}"

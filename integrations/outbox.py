@@ -9,7 +9,7 @@ transaction commits, :func:`wake` tells the webhook deliverer, if any row was
 for a subscription (the event stream's service polls its rows on its own).
 """
 
-from accesscontrol import events
+from accesscontrol import events, retention
 
 SINK = "outbox"
 
@@ -30,5 +30,17 @@ def wake(payloads: list[dict]) -> None:
         wakeup.kick()
 
 
+def waiting_event_ids() -> set[int]:
+    """The audit events some delivery is still waiting to send: the retention purge keeps them until it has."""
+    from integrations.models import DeliveryStatus, EventStream, StreamItem, WebhookDelivery
+
+    waiting = WebhookDelivery.objects.filter(status__in=[DeliveryStatus.PENDING, DeliveryStatus.DELIVERING])
+    unsent = StreamItem.objects.filter(sent_at__isnull=True, stream__in=EventStream.objects.all())
+    ids = set(waiting.values_list("payload__id", flat=True)) | set(unsent.values_list("payload__id", flat=True))
+    ids.discard(None)
+    return ids
+
+
 def register() -> None:
     events.register_sink(SINK, stored=enqueue, committed=wake)
+    retention.register_hold(SINK, waiting_event_ids)

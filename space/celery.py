@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 from celery.signals import worker_shutting_down
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "space.settings")
@@ -19,6 +20,8 @@ ENSURE_EVERY_SECONDS = 10.0
 PURGE_BLACKLIST_EVERY_SECONDS = 3600.0
 # The backups' minute: the daily backup once its time has come, the overdue alarm (accesscontrol/backups.py).
 BACKUP_TICK_SECONDS = 60.0
+# The audit retention purge (accesscontrol/retention.py): daily; runspace runs it this often without beat.
+PURGE_AUDIT_EVERY_SECONDS = 86400.0
 app.conf.beat_schedule = {
     # Every long-lived service of space/services.py that runs outside runspace (space/tasks.py).
     "ensure-services": {
@@ -42,6 +45,12 @@ app.conf.beat_schedule = {
         "task": "accesscontrol.tasks.backup_tick",
         "schedule": BACKUP_TICK_SECONDS,
         "options": {"expires": BACKUP_TICK_SECONDS},
+    },
+    # One copy at a time whatever beat does: the purge holds its own locks (a second one finds them taken).
+    "purge-audit": {
+        "task": "accesscontrol.tasks.purge_audit",
+        "schedule": crontab(hour=3, minute=17),  # at night, in CELERY_TIMEZONE (the site's)
+        "options": {"expires": 3600.0},
     },
 }
 

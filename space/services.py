@@ -106,6 +106,15 @@ def backup_scheduler() -> Service:
     return PeriodicService("backups", tick, BACKUP_TICK_SECONDS)
 
 
+def audit_retention() -> Service:
+    """The daily audit purge: archive, then delete, what the retention policy no longer keeps (beat's purge_audit)."""
+    from accesscontrol.retention import purge
+    from core.periodic import PeriodicService
+    from space.celery import PURGE_AUDIT_EVERY_SECONDS
+
+    return PeriodicService("audit-retention", purge, PURGE_AUDIT_EVERY_SECONDS)
+
+
 connectors_in_runspace = setting_on("SPACE_CONNECTORS_IN_RUNSPACE")
 
 # In start order inside runspace (stopped in reverse).
@@ -160,6 +169,14 @@ SERVICES: dict[str, Entry] = {
             # With Celery, beat's accesscontrol.tasks.backup_tick does it.
             without_celery,
             description="The daily backup at SPACE_BACKUP_TIME and the overdue alarm (docs/backups.md)",
+        ),
+        Entry(
+            "audit-retention",
+            "audit retention purge",
+            audit_retention,
+            # With Celery, beat's accesscontrol.tasks.purge_audit does it.
+            without_celery,
+            description="Archives and deletes audit records older than the retention policy (docs/audit-retention.md)",
         ),
         Entry(
             "event-stream",

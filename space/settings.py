@@ -407,6 +407,32 @@ SPACE_BLACKLIST_DEFAULT_DAYS = envint("SPACE_BLACKLIST_DEFAULT_DAYS", 365)
 if SPACE_BLACKLIST_DEFAULT_DAYS < 1:
     raise ImproperlyConfigured(f"SPACE_BLACKLIST_DEFAULT_DAYS must be at least 1, not {SPACE_BLACKLIST_DEFAULT_DAYS}")
 
+# Audit retention (accesscontrol/retention.py, docs/audit-retention.md): days each class of the audit
+# trail is kept before the daily purge archives it under SPACE_AUDIT_ARCHIVE_DIR and deletes it; 0 keeps it
+# forever. The system auditor (what operators did) is kept at least as long as the others.
+SPACE_AUDIT_KEEP_ACCESS_DAYS = envint("SPACE_AUDIT_KEEP_ACCESS_DAYS", 365)
+SPACE_AUDIT_KEEP_ALARM_DAYS = envint("SPACE_AUDIT_KEEP_ALARM_DAYS", 730)
+SPACE_AUDIT_KEEP_SYSTEM_DAYS = envint("SPACE_AUDIT_KEEP_SYSTEM_DAYS", 2555)
+SPACE_AUDIT_ARCHIVE_DIR = Path(envstr("SPACE_AUDIT_ARCHIVE_DIR", str(VAR_DIR / "archive")))
+
+
+def _retention_problems(access: int, alarm: int, system: int) -> list[str]:
+    named = {"access": access, "alarm": alarm, "system": system}
+    problems = [f"SPACE_AUDIT_KEEP_{name.upper()}_DAYS is negative" for name, days in named.items() if days < 0]
+    forever = 10**9  # 0 keeps forever: longer than any number of days
+    for name in ("access", "alarm"):
+        if (system or forever) < (named[name] or forever):
+            problems.append(f"the system auditor would be kept less long than {name} events")
+    return problems
+
+
+if _problems := _retention_problems(
+    SPACE_AUDIT_KEEP_ACCESS_DAYS, SPACE_AUDIT_KEEP_ALARM_DAYS, SPACE_AUDIT_KEEP_SYSTEM_DAYS
+):
+    raise ImproperlyConfigured(
+        "SPACE_AUDIT_KEEP_*_DAYS: " + "; ".join(_problems) + " (0 keeps forever; the system auditor is kept longest)."
+    )
+
 # Health and metrics (space/health.py): /readyz fails when less than this many MB are free under VAR_DIR.
 SPACE_READY_MIN_FREE_MB = envint("SPACE_READY_MIN_FREE_MB", 200)
 # Addresses or networks (comma-separated, e.g. 10.0.0.5,10.1.0.0/24) that may read /metrics without an API key.
