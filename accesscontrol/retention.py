@@ -74,14 +74,14 @@ PAUSE_SECONDS = 0.01  # between windows at least: the live trail's writer takes 
 # How long the purge rests after each window, as a share of the time it worked on it, by database. On
 # PostgreSQL the database's share of a DELETE runs in other processes (the server backend, the WAL writer,
 # autovacuum) beside the purge's own: unrested, the purge took more than one core of two and the decisions'
-# p99 went from 6 to 51 ms (bench_purge); resting as long as it works halves that load. On SQLite the
+# p99 went from 6 to 51 ms (bench_backup's purge part); resting as long as it works halves that load. On SQLite the
 # database's work is the purge thread's own, one core at most, and decisions kept a p99 of 11 ms unrested.
 REST_SHARE = {"postgresql": 1.0}
 # An event stored this recently is left for the next run: the outbox rows of a transaction still committing
 # when the holds were read might not have been seen.
 RECENT = dt.timedelta(minutes=5)
 SQLITE_CACHE_KIB = 64 * 1024  # the purge connection's page cache while it runs (_large_page_cache)
-# How many steps lower the purge's thread may run than its caller. 0 by default, as measured (bench_purge):
+# How many steps lower the purge's thread may run than its caller. 0 by default, as measured (bench_backup, purge):
 # on SQLite a lower priority made decisions slower, not faster (the purge, preempted while it held the one
 # write lock, kept the bridge's writer waiting), and the purge slower on a busy machine.
 NICE = 0

@@ -12,9 +12,15 @@ made to the next through a :class:`Context`:
   PostgreSQL: a restore into a scratch database, dropped after);
 - ``restore``: ``core.backup.restore`` into a new empty database (a SQLite
   file beside the site's, or a database made on the same PostgreSQL server and
-  dropped after), counts checked.
+  dropped after), counts checked;
+- ``purge``: the audit purge (archive, then delete) of everything older than
+  30 days while the device bridge stores about 500 events/s from simulated
+  devices, and the decisions' p99 meanwhile
+  (``simulation.benchmarks.retention.measure_purge``); last, since it deletes.
 
-Goals: backup at most :data:`GOAL_BACKUP_SECONDS`, restore at most :data:`GOAL_RESTORE_SECONDS`.
+Goals: backup at most :data:`GOAL_BACKUP_SECONDS`, restore at most
+:data:`GOAL_RESTORE_SECONDS`, purge at least :data:`GOAL_PURGE_PER_SECOND`
+events/s with decisions' p99 at most :data:`GOAL_DECISION_P99_MS` ms.
 """
 
 import contextlib
@@ -30,9 +36,12 @@ from accesscontrol import backups
 from accesscontrol.models import BackupOutcome, BackupTrigger
 from core import backup as engine
 from core.backup import postgres
+from simulation.benchmarks import retention
 
 GOAL_BACKUP_SECONDS = 60
 GOAL_RESTORE_SECONDS = 120
+GOAL_PURGE_PER_SECOND = 20_000
+GOAL_DECISION_P99_MS = 20
 
 
 @dataclass
@@ -41,6 +50,7 @@ class Context:
 
     backup_path: Path | None = None
     facts: dict = field(default_factory=dict)
+    purge_options: dict = field(default_factory=dict)  # measure_purge's keywords (a test's small load)
 
     def backup_file(self) -> Path:
         if self.backup_path is None:  # a part run without the backup part: make one first, untimed
@@ -109,9 +119,15 @@ def measure_restore(context: Context) -> dict:
     }
 
 
+def measure_purge(context: Context) -> dict:
+    figures = retention.measure_purge(**context.purge_options)
+    return figures | {"goal_per_second": GOAL_PURGE_PER_SECOND, "goal_decision_p99_ms": GOAL_DECISION_P99_MS}
+
+
 # The parts, in the order they run; each takes the context and returns its figures.
 PARTS: dict[str, Callable[[Context], dict]] = {
     "backup": measure_backup,
     "verify": measure_verify,
     "restore": measure_restore,
+    "purge": measure_purge,
 }

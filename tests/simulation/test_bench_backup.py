@@ -18,7 +18,7 @@ def run(*arguments) -> dict:
 
 @pytest.mark.slow
 def test_bench_backup_backs_up_verifies_and_restores_a_generated_site_in_a_throwaway_database():
-    result = run()
+    result = run("--purge-rate=40", "--purge-devices=2", "--purge-baseline-seconds=1")
 
     assert result["throwaway"] is True and result["database"] == "sqlite"
     assert (result["cardholders"], result["audit_events"]) == (50, 500)
@@ -26,7 +26,11 @@ def test_bench_backup_backs_up_verifies_and_restores_a_generated_site_in_a_throw
     assert result["backup"]["rows"] >= 50 + 500
     assert result["verify"]["seconds"] > 0
     assert result["restore"]["rows"] == result["backup"]["rows"]
-    assert list(benchmark.PARTS) == ["backup", "verify", "restore"]
+    assert list(benchmark.PARTS) == ["backup", "verify", "restore", "purge"]
+    purge = result["purge"]
+    assert purge["decisions_without_purge"] > 0  # the bridge decided for the simulated devices
+    assert purge["events_archived"] == purge["events_deleted"] > 0
+    assert purge["events_after"] < purge["events_before"]
 
 
 @pytest.mark.slow

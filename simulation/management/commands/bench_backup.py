@@ -5,8 +5,9 @@ file in a temporary directory (``--postgres postgres://user@host:port``: a
 database made on that server for the run and dropped after it). The child
 generates the shared large site (100,000 cardholders, 1,000,000 audit events),
 then runs the parts of ``simulation.benchmarks.backup.PARTS`` in order
-(``--only`` to pick some): ``backup``, ``verify``, ``restore``. Goals: backup
-at most 60 s, restore at most 120 s.
+(``--only`` to pick some): ``backup``, ``verify``, ``restore``, ``purge``.
+Goals: backup at most 60 s, restore at most 120 s, purge at least 20,000
+events/s while the bridge stores about 500 events/s, decisions' p99 at most 20 ms.
 
 ``--keep`` works in the configured database instead, which must be empty of
 audit events when generating.
@@ -35,6 +36,13 @@ class Command(BaseCommand):
             "--only", choices=list(benchmark.PARTS), action="append", help="Only this part (repeatable)."
         )
         parser.add_argument("--postgres", help="A PostgreSQL server's URL: measure in a database made there.")
+        parser.add_argument(
+            "--purge-rate", type=float, default=580.0, help="The purge part's load: actions/s (580: ~500 events/s)."
+        )
+        parser.add_argument("--purge-devices", type=int, default=20, help="The purge part's simulated devices.")
+        parser.add_argument(
+            "--purge-baseline-seconds", type=float, default=10.0, help="Decisions timed before the purge starts."
+        )
         parser.add_argument("--keep", action="store_true", help="Use the configured database and keep the site.")
 
     def handle(self, *args, **options):
@@ -48,7 +56,13 @@ class Command(BaseCommand):
             result = web.generate(options["cardholders"], options["events"], options["seed"])
         except ValueError as error:
             raise CommandError(str(error)) from None
-        context = benchmark.Context()
+        context = benchmark.Context(
+            purge_options={
+                "rate": options["purge_rate"],
+                "devices": options["purge_devices"],
+                "baseline_seconds": options["purge_baseline_seconds"],
+            }
+        )
         parts = options["only"] or list(benchmark.PARTS)
         for name, measure in benchmark.PARTS.items():  # in their order, whatever the order of --only
             if name in parts:
@@ -59,7 +73,8 @@ class Command(BaseCommand):
         return result | web.machine()
 
     def run_in_child(self, options) -> dict:
-        arguments = [f"--{name}={options[name]}" for name in ("cardholders", "events", "seed")]
+        passed = ("cardholders", "events", "seed", "purge_rate", "purge_devices", "purge_baseline_seconds")
+        arguments = [f"--{name.replace('_', '-')}={options[name]}" for name in passed]
         arguments += [f"--only={part}" for part in options["only"] or ()]
         with _database(options["postgres"]) as url:
             return run_in_throwaway("bench_backup", arguments, database_url=url) | {"throwaway": True}
