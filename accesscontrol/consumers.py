@@ -29,6 +29,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 
+from accesscontrol import metrics
 from accesscontrol.live import MONITOR_GROUP
 from accesscontrol.models import ApiKey
 from accesscontrol.permissions import ALL, allowed_partitions
@@ -140,6 +141,7 @@ class MonitorConsumer(AsyncJsonWebsocketConsumer):
     session_key: str | None = None
     session_watch: asyncio.Task | None = None
     closed = False
+    counted = False  # in the websocket clients gauge (accesscontrol/metrics.py)
 
     async def connect(self):
         operator = self.scope.get("user")
@@ -159,6 +161,8 @@ class MonitorConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=FORBIDDEN)
             return
         await self.accept()
+        self.counted = True
+        metrics.MONITOR_CLIENTS.inc()
         if self.session_key:
             self.session_checked_at = time.monotonic()
             self.session_watch = asyncio.get_running_loop().create_task(self._watch_session())
@@ -167,6 +171,9 @@ class MonitorConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "hello", "operator": operator.get_username(), "partitions": partitions})
 
     async def disconnect(self, code):
+        if self.counted:
+            self.counted = False
+            metrics.MONITOR_CLIENTS.dec()
         hub.leave(self)
         if self.session_watch is not None and self.session_watch is not asyncio.current_task():
             self.session_watch.cancel()

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accesscontrol import metrics
 from accesscontrol.models import AccessPoint, AuditEvent
 
 logger = logging.getLogger("space.events")
@@ -145,6 +146,7 @@ def record(**fields) -> AuditEvent:
         event.save()
         point = event.access_point if event.access_point_id is not None else None
         _hand_over([event_payload(event, point.partition_id if point is not None else None)])
+        transaction.on_commit(metrics.events_committed(1))
     return event
 
 
@@ -162,6 +164,8 @@ def record_many(events: list[AuditEvent], now: dt.datetime | None = None) -> lis
     with transaction.atomic(savepoint=False):
         new = _insert(events, now)
         _hand_over([event_payload(event, _partition_of(event)) for event in new])
+        if new:
+            transaction.on_commit(metrics.events_committed(len(new)))
     return new
 
 

@@ -26,7 +26,7 @@ import time
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from devices import bridgewire, usb_encoders
+from devices import bridgewire, metrics, usb_encoders
 from devices.choices import EncodeStatus
 
 logger = logging.getLogger("space.encoders")
@@ -57,9 +57,12 @@ class EncoderConsumer(AsyncWebsocketConsumer):
     deadline = 0.0
     serving: asyncio.Task | None = None
     auth_timer: asyncio.Task | None = None
+    counted = False  # in the websocket clients gauge (devices/metrics.py)
 
     async def connect(self):
         await self.accept()
+        self.counted = True
+        metrics.ENCODER_CLIENTS.inc()
         self.challenge = secrets.token_bytes(bridgewire.CHALLENGE_SIZE)
         client = self.scope.get("client") or ("?", 0)
         self.address = f"{client[0]}:{client[1]}"[:64]
@@ -67,6 +70,9 @@ class EncoderConsumer(AsyncWebsocketConsumer):
         await self.send_json({"type": "challenge", "challenge": self.challenge.hex()})
 
     async def disconnect(self, code):
+        if self.counted:
+            self.counted = False
+            metrics.ENCODER_CLIENTS.dec()
         for task in (self.auth_timer, self.serving):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()

@@ -1,3 +1,5 @@
+import atexit
+
 from django.apps import AppConfig
 
 
@@ -6,3 +8,9 @@ class SpaceConfig(AppConfig):
 
     name = "space"
     verbose_name = "Space"
+
+    def ready(self):
+        from core import metrics
+
+        # A process that ends cleanly takes its live gauges (websocket clients, connector links) out of /metrics.
+        atexit.register(metrics.process_exited)

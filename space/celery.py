@@ -4,7 +4,7 @@ import os
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import worker_shutting_down
+from celery.signals import worker_init, worker_process_shutdown, worker_shutting_down
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "space.settings")
 
@@ -70,6 +70,21 @@ def add_directory_sync(sender, **kwargs):
 
     if entry := directory_sync_entry(settings):
         sender.conf.beat_schedule["sync-ldap"] = entry
+
+
+@worker_init.connect
+def sweep_metrics(**kwargs):
+    from core import metrics
+
+    metrics.sweep()  # the metrics files of processes a kill left behind
+
+
+@worker_process_shutdown.connect
+def metrics_process_exited(pid=None, **kwargs):
+    # A pool process ends with os._exit, past atexit: its live gauges leave /metrics here.
+    from core import metrics
+
+    metrics.process_exited(pid)
 
 
 @worker_shutting_down.connect

@@ -4,11 +4,15 @@
 them. They say what failed, never how things are reached: no URL, host name or
 error text goes out (the error is logged here instead).
 
-``/metrics`` is read from the database when it is scraped (:class:`SpaceCollector`),
-so every process serves the same figures and none keeps counters of its own. It
-takes an API key (``Authorization: Api-Key …``) or a scraper at an address of
-``SPACE_METRICS_ALLOWED_ADDRESSES``. Counters of decisions and latency histograms,
-which would have to be gathered across processes, are not there yet.
+``/metrics`` has two parts. The database's figures (devices online, outbox depth,
+webhook failures, backups ...) are read when it is scraped (:class:`SpaceCollector`).
+What processes count themselves (decisions by result, reason and driver, the
+decision latency histogram, events stored, websocket clients, connector links) is
+kept by the process that has it in prometheus_client's multiprocess files under
+``SPACE_METRICS_DIR`` and summed here (core/metrics.py), so a decision made by the
+bridge in a Celery worker shows at every web process's ``/metrics``. It takes an
+API key (``Authorization: Api-Key …``) or a scraper at an address of
+``SPACE_METRICS_ALLOWED_ADDRESSES``.
 """
 
 import ipaddress
@@ -32,6 +36,7 @@ from accesscontrol import backups
 from accesscontrol.api.authentication import ApiKeyAuthentication
 from accesscontrol.models import AuditEvent, BackupOutcome, Presence, Zone
 from accesscontrol.views.base import client_address
+from core import metrics as core_metrics
 from core.lease import KEY_PREFIX, redis_client
 from devices.models import Device
 from integrations.eventstream.models import StreamItem
@@ -270,5 +275,6 @@ def metrics(request):
     if not metrics_allowed(request):
         return JsonResponse({"detail": "An API key or an allowed address is needed."}, status=403)
     registry = CollectorRegistry(auto_describe=False)
+    core_metrics.add_collector(registry)
     registry.register(SpaceCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

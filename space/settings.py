@@ -9,6 +9,7 @@ unless the unsafe defaults have been replaced.
 import datetime
 import ipaddress
 import os
+import sys
 import tempfile
 import tomllib
 import zoneinfo
@@ -445,6 +446,13 @@ for _address in SPACE_METRICS_ALLOWED_ADDRESSES:
         raise ImproperlyConfigured(
             f"SPACE_METRICS_ALLOWED_ADDRESSES: {_address!r} is not an address or network (10.0.0.5, 10.1.0.0/24)"
         ) from None
+# Metrics processes keep (decisions, latency, websockets, links: core/metrics.py) go to files in this directory,
+# summed at /metrics. prometheus_client reads PROMETHEUS_MULTIPROC_DIR when first imported: set it before that.
+SPACE_METRICS_DIR = Path(envstr("SPACE_METRICS_DIR", str(VAR_DIR / "metrics")))
+if "prometheus_client.values" in sys.modules and os.environ.get("PROMETHEUS_MULTIPROC_DIR") != str(SPACE_METRICS_DIR):
+    raise ImproperlyConfigured("prometheus_client was imported before the settings set SPACE_METRICS_DIR")
+SPACE_METRICS_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(SPACE_METRICS_DIR)
 
 # Backups (core/backup, accesscontrol/backups.py, docs/backups.md): daily at SPACE_BACKUP_TIME (local, HH:MM) into
 # SPACE_BACKUP_DIR (where an off-site share is mounted); the newest of the last N days, ISO weeks and months kept.

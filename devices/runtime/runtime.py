@@ -43,6 +43,7 @@ from accesscontrol.choices import Decision as Reason
 from accesscontrol.engine import Decision
 from accesscontrol.models import AuditEvent
 from accesscontrol.presence import Passage
+from devices import metrics
 from devices.choices import AlarmKind, CommandOp
 from devices.places import Place
 from devices.runtime.decisions import Decider, EventIds, access_event
@@ -151,8 +152,10 @@ class Runtime:
         publish: Callable[[dict], None] = lambda payload: None,
         keypad: KeypadSettings = KeypadSettings(),
         clock: Callable[[], float] = time.monotonic,
+        driver_name: str = metrics.OSDP,
     ):
         self.decider = decider
+        self.driver_name = driver_name  # the driver label of the decision metrics (devices/metrics.py)
         self.driver = driver
         self.sink = sink
         self.publish = publish
@@ -207,6 +210,7 @@ class Runtime:
 
     def card(self, device_pk: int, reader_no: int, uid: str | None, *, detail: dict | None = None) -> Decision | None:
         """A card read at a reader; ``uid`` None: a read error (bad parity, unknown length), refused and counted."""
+        started = time.perf_counter()
         reader = self.readers.get((device_pk, reader_no))
         if reader is None:
             self.counters["reader_unknown"] += 1
@@ -215,10 +219,10 @@ class Runtime:
         detail = {"reader": reader_no, **(detail or {})}
         if uid is None:
             self.counters["card_read_errors"] += 1
-            self._refuse(reader, Reason.CARD_READ_ERROR, detail)
+            self._refuse(reader, Reason.CARD_READ_ERROR, detail, started=started)
             return None
         if reader.keypad.locked(now):
-            self._refuse(reader, Reason.PIN_LOCKED_OUT, detail, uid=uid)
+            self._refuse(reader, Reason.PIN_LOCKED_OUT, detail, uid=uid, started=started)
             return None
         decision = self.decider.card(reader.config.place, uid, timezone.now(), direction=reader.config.direction)
         if decision.reason == Reason.PIN_REQUIRED:
@@ -226,10 +230,11 @@ class Runtime:
             reader.keypad.await_pin(now, uid)
             self.driver.signal(device_pk, reader_no, signal_for(ASK_PIN, reader.keypad.timeout))
             return decision
-        self._decided(reader, decision, detail)
+        self._decided(reader, decision, detail, started)
         return decision
 
     def keys(self, device_pk: int, reader_no: int, keys: str) -> list[Decision]:
+        started = time.perf_counter()
         reader = self.readers.get((device_pk, reader_no))
         if reader is None:
             self.counters["reader_unknown"] += 1
@@ -237,14 +242,14 @@ class Runtime:
         now = self.clock()
         decisions = []
         for entry in reader.keypad.keys(now, keys):
-            decisions.append(self._pin_entered(reader, entry, now))
+            decisions.append(self._pin_entered(reader, entry, now, started))
         return decisions
 
-    def _pin_entered(self, reader: ReaderHandle, entry: PinEntered, now: float) -> Decision | None:
+    def _pin_entered(self, reader: ReaderHandle, entry: PinEntered, now: float, started: float) -> Decision | None:
         config = reader.config
         detail = {"reader": config.number, "credential": "card+pin" if entry.card_uid else "pin"}
         if reader.keypad.locked(now):
-            self._refuse(reader, Reason.PIN_LOCKED_OUT, detail, uid=entry.card_uid or "")
+            self._refuse(reader, Reason.PIN_LOCKED_OUT, detail, uid=entry.card_uid or "", started=started)
             return None
         at = timezone.now()
         if entry.card_uid is not None:
@@ -252,17 +257,18 @@ class Runtime:
         else:
             decision = self.decider.pin(config.place, entry.pin, at, direction=config.direction)
         if decision.reason in (Reason.WRONG_PIN, Reason.UNKNOWN_PIN):
-            self._decided(reader, decision, detail)
+            self._decided(reader, decision, detail, started)
             if reader.keypad.wrong_pin(now):
                 self._record(AuditKind.KEYPAD_LOCKED, config.place, config.device_pk, {"reader": config.number})
                 self.driver.signal(config.device_pk, config.number, signal_for(LOCKED_OUT, reader.keypad.lockout))
             return decision
         if decision.granted:
             reader.keypad.right_pin()
-        self._decided(reader, decision, detail)
+        self._decided(reader, decision, detail, started)
         return decision
 
-    def _decided(self, reader: ReaderHandle, decision: Decision, detail: dict) -> None:
+    def _decided(self, reader: ReaderHandle, decision: Decision, detail: dict, started: float | None = None) -> None:
+        """Answer a decision at its reader (and door), store its event; ``started``: when its request arrived."""
         config = reader.config
         self.counters["decisions"] += 1
         event = access_event(decision, config.place, config.device_pk, timezone.now(), {**detail, "online": True})
@@ -270,6 +276,7 @@ class Runtime:
         self.sink.event(event)
         if not decision.granted:
             self.driver.signal(config.device_pk, config.number, signal_for(REFUSED))
+            metrics.decided(self.driver_name, False, decision.reason, started)
             return
         if decision.warning == Reason.ANTI_PASSBACK:
             # Soft anti-passback: in, but the operators hear of it.
@@ -285,13 +292,13 @@ class Runtime:
             self.sink.alarm(AlarmKind.ANTI_PASSBACK, False, config.place, config.device_pk, now)
         self.driver.signal(config.device_pk, config.number, signal_for(GRANTED, decision.open_time))
         handle = self.door_for(reader)
-        if handle is None:
-            return
-        if self._toggles(handle, decision):
-            handle.toggled = not handle.toggled
-            self._follow_mode(handle)
-        else:
-            self._apply(handle, handle.door.release(self.clock(), decision.open_time))
+        if handle is not None:
+            if self._toggles(handle, decision):
+                handle.toggled = not handle.toggled
+                self._follow_mode(handle)
+            else:
+                self._apply(handle, handle.door.release(self.clock(), decision.open_time))
+        metrics.decided(self.driver_name, True, decision.reason, started)
 
     def _toggles(self, handle: DoorHandle, decision: Decision) -> bool:
         """Whether a grant at this door holds it released or ends the hold (toggle; office, for office rights)."""
@@ -303,9 +310,11 @@ class Runtime:
         holder = self.decider.store.snapshot.cardholders.get(decision.cardholder_id)
         return holder is not None and holder.office
 
-    def _refuse(self, reader: ReaderHandle, reason: str, detail: dict, *, uid: str = "") -> None:
+    def _refuse(
+        self, reader: ReaderHandle, reason: str, detail: dict, *, uid: str = "", started: float | None = None
+    ) -> None:
         decision = Decision(False, reason, None, uid, 0)
-        self._decided(reader, decision, detail)
+        self._decided(reader, decision, detail, started)
 
     # --- inputs ---------------------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ from accesscontrol.engine import normalize_uid
 from accesscontrol.models import AuditEvent
 from accesscontrol.snapshot import get_store
 from core.services import close_connection, run_orm
-from devices import encoding, jobwake, recorder
+from devices import encoding, jobwake, metrics, recorder
 from devices.choices import AlarmKind, CommandStatus, EncodeStatus
 from devices.encoding import JobUpdate
 from devices.recorder import AlarmChange, CommandUpdate, DeviceConfig
@@ -201,6 +201,7 @@ class Bridge:
         self.by_pk: dict[int, DeviceState] = {}
         self.decider = Decider(get_store(), on_passage=self._passed)
         self._passages: list = []  # presence passages decided, stored with the next batch
+        self._arrived: float | None = None  # perf_counter() when the datagram being handled arrived
         self._alarms: list[AlarmChange] = []  # alarms decisions raised (soft anti-passback), likewise
         self.transport: asyncio.DatagramTransport | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -320,6 +321,7 @@ class Bridge:
     # --- datagrams ------------------------------------------------------------
 
     def received(self, data: bytes, addr) -> None:
+        self._arrived = time.perf_counter()  # a decision's latency starts here (devices/metrics.py)
         self.counters["datagrams"] += 1
         try:
             frame = sdp1.parse(data, sdp1.FROM_DEVICE)
@@ -532,6 +534,7 @@ class Bridge:
         # Counted before it is answered: whoever reads the answer reads the count with it.
         self.counters["decisions"] += 1
         self.answer(state, session, seq, reply)
+        metrics.decided(metrics.SDP, decision.granted, decision.reason, self._arrived)
         self._enqueue(Pending(state, session, seq, event=audit, ack=False, journaled=journaled))
         if decision.warning == Reason.ANTI_PASSBACK:
             # Soft anti-passback: in, but the operators hear of it (an alarm to acknowledge).

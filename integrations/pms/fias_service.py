@@ -32,6 +32,7 @@ from core import net
 from core.net import Backoff
 from core.services import close_connection, run_orm
 from hotel import actions as hotel
+from integrations import metrics
 from integrations.pms import fias, fias_requests
 
 logger = logging.getLogger("space.fias")
@@ -137,11 +138,13 @@ class FiasService:
                     self.counters["reconnects"] += 1
                 logger.info("FIAS: connected to %s:%s", self.host, self.port)
                 link = _Link(self, reader, writer)
+                metrics.FIAS_LINKS.inc()
                 try:
                     await link.run()
                 except Exception:  # a fault of Space's own: the link is made again, the connector keeps running
                     logger.exception("FIAS: the link failed")
                 finally:
+                    metrics.FIAS_LINKS.dec()
                     self.connected.clear()
                     self.linked.clear()
                     await link.close()

@@ -26,6 +26,7 @@ from django.utils import timezone
 from accesscontrol.models import GuestArea
 from core.services import close_connection, run_orm
 from hotel import actions as hotel
+from integrations import metrics
 from integrations.pms import industry
 from integrations.pms.industry import ACK, ENQ, NAK, Answer, CardRequest, IndustryError
 
@@ -235,6 +236,7 @@ class PmsLink:
         self._worker = asyncio.create_task(self._work())
         service.links.add(self)
         service.counters.connections += 1
+        metrics.INDUSTRY_STANDARD_LINKS.inc()
         logger.info("Industry Standard: %s connected", name)
 
     def write(self, data: bytes) -> None:
@@ -278,6 +280,7 @@ class PmsLink:
         if self._closed:
             return
         self._closed = True
+        metrics.INDUSTRY_STANDARD_LINKS.dec()
         self.service.links.discard(self)
         self.service.counters.garbage_bytes += self.decoder.abandon()  # a frame the PMS dropped half-way
         self._worker.cancel()

@@ -27,6 +27,7 @@ from django.conf import settings
 
 from accesscontrol.api.authentication import use_api_key
 from core.services import close_connection, run_orm
+from integrations import metrics
 from integrations.ship import operations
 from integrations.ship.xml import (
     NOT_AUTHENTICATED,
@@ -121,6 +122,7 @@ class ShipService:
         self.counters["connections"] += 1
         peer = writer.get_extra_info("peername")
         session = Session(peer[0] if peer else None)
+        metrics.SHIP_LINKS.inc()
         try:
             await self._converse(reader, writer, session)
         except (ConnectionError, TimeoutError) as error:
@@ -130,6 +132,7 @@ class ShipService:
             self.counters["internal_errors"] += 1
             logger.exception("SHIP: the connection from %s failed", session.address)
         finally:
+            metrics.SHIP_LINKS.dec()
             self._connections.discard(task)
             writer.close()
             with contextlib.suppress(Exception):

@@ -14,7 +14,7 @@ import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from core import hosting
+from core import hosting, metrics
 from space.services import BUS_PREFIX, SERVICES, Entry, hosted, lookup
 
 
@@ -56,6 +56,7 @@ class Command(BaseCommand):
         return SERVICES[name]
 
     def handle(self, *args, **options):
+        metrics.sweep()  # the metrics files of processes a kill left behind (core/metrics.py)
         entry = self.entry(options)
         if not entry.configured:
             raise CommandError(f"The {entry.title} is not configured: set {entry.setting}.")

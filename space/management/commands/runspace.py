@@ -26,6 +26,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.http.request import validate_host
 from twisted.internet import defer, reactor
 
+from core import metrics
 from core.services import start_all, stop_all
 from core.tls import SchemeSniffingFactory, TLSConfigError, server_options
 from space.services import embedded_services
@@ -89,6 +90,7 @@ class Command(BaseCommand):
         host = options["host"] or settings.SPACE_HTTP_HOST
         port = options["port"] if options["port"] is not None else settings.SPACE_HTTP_PORT
         self.tls_options = self.tls()
+        metrics.sweep()  # the metrics files of processes a kill left behind (core/metrics.py)
         if not options["no_migrate"]:
             call_command("migrate", interactive=False, verbosity=max(0, options["verbosity"] - 1))
 
