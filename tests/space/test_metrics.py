@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.test import Client
 from django.utils import timezone
+from prometheus_client import values
 
 from accesscontrol import events
 from accesscontrol.choices import AuditKind
@@ -63,6 +64,8 @@ def key(db) -> str:
 def test_the_metrics_directory_is_the_settings(settings):
     assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(settings.SPACE_METRICS_DIR)
     assert settings.SPACE_METRICS_DIR.is_dir()
+    # prometheus_client was first imported after the settings: its values are the multiprocess ones.
+    assert values.ValueClass.__qualname__.startswith("MultiProcessValue")
 
 
 @pytest.mark.django_db

@@ -21,6 +21,7 @@ from devices.runtime.runtime import (
     Runtime,
 )
 from tests.factories import give_permission, make_access_point, make_cardholder, make_key
+from tests.support.metrics import own_sample
 
 pytestmark = pytest.mark.django_db
 
@@ -257,3 +258,28 @@ def test_event_ids_rise_and_never_repeat(door_site):
         runtime.card(READER, 1, "B2B2B2B2")
     ids = [event.device_event_id for event in store.events]
     assert ids == sorted(ids) and len(set(ids)) == 50
+
+
+def test_decisions_are_counted_for_the_driver_and_timed_except_a_pin_timeout(door_site):
+    point, _, _, _ = door_site
+    point.pin_required = True
+    point.save()
+    runtime, _, _, clock, _ = runtime_for(point)
+
+    def figures():
+        labels = {"result": "refused", "reason": Reason.PIN_REQUIRED, "driver": "osdp"}
+        return (
+            own_sample("space_decisions", "space_decisions_total", **labels),
+            own_sample("space_decisions", "space_decisions_total", result="granted", reason="granted", driver="osdp"),
+            own_sample("space_decision_seconds", "space_decision_seconds_count", driver="osdp"),
+        )
+
+    timed_out, granted, timed = figures()
+    runtime.card(READER, 1, "A1A1A1A1")  # asks for the PIN: no decision yet
+    assert figures() == (timed_out, granted, timed)
+    runtime.keys(READER, 1, "1234#")
+    assert figures() == (timed_out, granted + 1, timed + 1)
+    runtime.card(READER, 1, "A1A1A1A1")
+    clock.now += 10.5
+    runtime.tick()  # no PIN came: refused, with no request to time
+    assert figures() == (timed_out + 1, granted + 1, timed + 1)
