@@ -23,6 +23,7 @@ from integrations.pms.fias import ACK, ENQ, NAK, LinkByte, Record
 from integrations.pms.fias_service import FiasService
 from simulation.fias_pms import SimulatedPms
 from space.services import SERVICES, embedded_services
+from tests.support.metrics import own_sample
 from tests.support.waiting import until, wait_until
 
 CHECK_OUT = dt.time(11, 0)
@@ -543,3 +544,21 @@ def test_requests_for_other_rooms_and_encoders_go_on_side_by_side(fake_hotel):
         assert time.monotonic() - started < 1.1  # not 2 x 0.6 s one after the other
     finally:
         harness.stop()
+
+
+def test_the_link_is_a_gauge_of_metrics_while_it_is_up(fake_hotel):
+    def links() -> float:
+        return own_sample("space_connector_links", connector="fias")
+
+    before = links()
+    harness = Running(keepalive_seconds=30)
+    try:
+        harness.linked()
+        assert links() == before + 1
+        harness.call(harness.pms.drop())
+        assert wait_until(lambda: harness.pms.connections == 2)
+        harness.call(harness.pms._linked.wait())
+        assert links() == before + 1  # dropped and made again: one link, counted once
+    finally:
+        harness.stop()
+    assert links() == before

@@ -25,6 +25,7 @@ from simulation.industry_pms import SimulatedPms
 from space.services import SERVICES
 from tests.devices.encoders_support import ENCODER_ID, KEY, decoded, make_encoder, run
 from tests.integrations.running import LoopThread, RunningService
+from tests.support.metrics import own_sample
 from tests.support.waiting import until, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -256,6 +257,7 @@ def with_wrong_lrc(frame: bytes) -> bytes:
 
 def test_a_connection_over_the_limit_is_closed_and_counted(hotel_site, connector, monkeypatch):
     monkeypatch.setattr(industry_service, "MAX_CONNECTIONS", 1)
+    before = own_sample("space_connector_links", connector="industry_standard")
 
     async def scenario():
         first = await pms(connector)
@@ -263,12 +265,14 @@ def test_a_connection_over_the_limit_is_closed_and_counted(hotel_site, connector
         second = await pms(connector)
         closed = await second.reader.read()  # the connector hangs up at once
         await second.close()
+        links = own_sample("space_connector_links", connector="industry_standard")  # the refused one is not a link
         answer = (await first.exchange(CheckOutRequest("101"))).answer
         await first.close()
-        return closed, answer
+        return closed, answer, links
 
-    assert run(scenario()) == (b"", Answer("CO", error=industry.NO_GUEST))
+    assert run(scenario()) == (b"", Answer("CO", error=industry.NO_GUEST), before + 1)
     assert (connector.service.counters.connections, connector.service.counters.connections_refused) == (1, 1)
+    assert wait_until(lambda: own_sample("space_connector_links", connector="industry_standard") == before)
 
 
 def test_the_simulated_pms_measures_each_exchange(hotel_site, connector):

@@ -17,6 +17,7 @@ from integrations.ship.service import ShipService
 from space.services import SERVICES
 from tests.integrations.ship.conftest import api_key, integrator
 from tests.integrations.test_eventstream_service import Loop
+from tests.support.metrics import own_sample
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -179,14 +180,17 @@ def test_connections_over_the_limit_are_refused(token):
     loop = Loop()
     small = ShipService("127.0.0.1", 0, idle_seconds=30, max_connections=1)
     loop.call(small.start())
+    before = own_sample("space_connector_links", connector="ship")
     try:
         first = Client(small.port)
         assert first.request("GetInfo", [("ApiKey", token)]).error is None
         second = Client(small.port)
         assert second.closed()
         assert small.counters["connections_refused"] == 1
+        assert own_sample("space_connector_links", connector="ship") == before + 1  # the refused one is no link
         first.close()
         second.close()
+        assert wait_until(lambda: own_sample("space_connector_links", connector="ship") == before)
     finally:
         loop.call(small.stop())
         loop.close()
