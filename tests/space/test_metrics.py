@@ -121,6 +121,23 @@ def test_a_websocket_client_raises_the_gauge_and_leaving_lowers_it(transactional
     assert (during, after) == (before + 1, before)
 
 
+def test_an_encoder_bridge_is_counted_from_its_challenge_to_its_leaving(transactional_db):
+    def clients() -> float:
+        return own_sample("space_websocket_clients", endpoint="encoder")
+
+    async def scenario():
+        before = clients()
+        ws = WebsocketCommunicator(application, "/ws/encoder/")
+        assert (await ws.connect())[0] is True
+        assert (await ws.receive_json_from(5))["type"] == "challenge"
+        during = clients()
+        await ws.disconnect()
+        return before, during, clients()
+
+    before, during, after = asyncio.run(scenario())
+    assert (during, after) == (before + 1, before)
+
+
 def test_a_refused_websocket_client_is_not_counted(transactional_db):
     async def scenario():
         before = own_sample("space_websocket_clients", endpoint="monitor")
