@@ -17,7 +17,6 @@ app that owns them (``devices/metrics.py``, ``accesscontrol/metrics.py``,
 ``integrations/metrics.py``); this module is the plumbing.
 """
 
-import contextlib
 import logging
 import os
 import re
@@ -71,9 +70,14 @@ def sweep() -> int:
         match = _FILE.match(entry.name)
         if match is None or _alive(int(match.group(1))):
             continue
-        with contextlib.suppress(FileNotFoundError):  # another process swept it first
+        try:
             entry.unlink()
-            removed += 1
+        except FileNotFoundError:  # another process swept it first
+            continue
+        except OSError as error:  # not ours to remove (a manage.py run by another user): left, and said
+            logger.warning("Metrics: cannot remove %s (%s)", entry, error)
+            continue
+        removed += 1
     if removed:
         logger.info("Metrics: removed %d files of processes that are gone from %s", removed, path)
     return removed
