@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -37,6 +38,7 @@ import psycopg
 import pytest
 import redis
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 
 from core.lease import DEFAULT_TTL_SECONDS, KEY_PREFIX
 from simulation.benchmarks.webhooks import Receiver
@@ -391,6 +393,26 @@ def rows(database_url: str, query: str, *args) -> list[tuple]:
         return connection.execute(query, args).fetchall()
 
 
+def metrics_of(port: int, token: str) -> dict:
+    """The SDP/1 decisions a web server's /metrics counts, and how many of them it timed."""
+    headers = {"Authorization": f"Api-Key {token}", "X-Forwarded-Proto": "https"}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (a URL of our own)
+        families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+    return {
+        "decisions": sum(
+            s.value
+            for s in families["space_decisions"].samples
+            if s.name == "space_decisions_total" and s.labels["driver"] == "sdp"
+        ),
+        "timed": sum(
+            s.value
+            for s in families["space_decision_seconds"].samples
+            if s.name == "space_decision_seconds_count" and s.labels["driver"] == "sdp"
+        ),
+    }
+
+
 def worker(start, env: dict, name: str, queue: str, concurrency: int) -> Process:
     return start(
         name,
@@ -557,6 +579,9 @@ def test_the_device_runtime_and_a_web_server_killed_mid_load_lose_and_duplicate_
                 )
             )
             surviving_after_kill = surviving_client.after(killed_at)
+            # The surviving web server's /metrics sums what the bridge counted in its connectors worker.
+            decided_after_failover = sum(after[d]["decisions"] - back[d]["decisions"] for d in after)
+            counted = metrics_of(web_ports[0], setup["token"])
         finally:
             load.close()
 
@@ -581,6 +606,7 @@ def test_the_device_runtime_and_a_web_server_killed_mid_load_lose_and_duplicate_
             int(found) for found in re.findall(r"stored (\d+) of the \d+ decisions journaled", survivor.log())
         ),
         "load": {k: stats[k] for k in ("presentations", "decisions", "no_decision", "session_breaks", "handshakes")},
+        "metrics": {**counted, "decided_after_failover": decided_after_failover},
     }
     print(json.dumps(figures))
 
@@ -597,6 +623,10 @@ def test_the_device_runtime_and_a_web_server_killed_mid_load_lose_and_duplicate_
     # Every online decision a device received is in the audit trail (its row committed however the bridge died).
     for device, state in after.items():
         assert access_rows.get(device_pks[device], 0) >= state["decisions"], (device, state, access_rows)
+    # Decisions made in a Celery worker are in a web server's /metrics (prometheus_client's multiprocess files).
+    assert decided_after_failover > 0
+    assert counted["decisions"] >= decided_after_failover, figures
+    assert counted["timed"] >= decided_after_failover, figures
     # Every stored event reached the receiver exactly once, signed; nothing else did.
     assert bad_signatures == 0
     assert set(webhook_event_ids.values()) == {1}
