@@ -7,18 +7,36 @@ temporary directory (or at ``database_url``, an empty database the caller
 names), with fresh secrets, migrates it first, and returns the child's JSON line.
 """
 
+import contextlib
 import json
 import os
 import secrets
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import CommandError
 
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
+
+
+@contextlib.contextmanager
+def postgres_database(server: str, prefix: str):
+    """The URL of a database made on the PostgreSQL ``server`` (``postgres://user@host:port``), dropped after."""
+    import psycopg
+
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    base = server.rstrip("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run_in_throwaway(command: str, arguments: list[str], *, database_url: str | None = None) -> dict:

@@ -15,14 +15,12 @@ audit events when generating.
 
 import contextlib
 import json
-import os
-import uuid
 
 from django.core.management.base import BaseCommand, CommandError
 
 from simulation.benchmarks import backup as benchmark
 from simulation.benchmarks import web
-from simulation.benchrun import run_in_throwaway
+from simulation.benchrun import postgres_database, run_in_throwaway
 
 
 class Command(BaseCommand):
@@ -86,14 +84,5 @@ def _database(server: str | None):
     if not server:
         yield None
         return
-    import psycopg
-
-    name = f"space_bench_backup_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    base = server.rstrip("/")
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database(server, "space_bench_backup") as url:
+        yield url

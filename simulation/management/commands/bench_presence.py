@@ -20,11 +20,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+
+from simulation.benchrun import postgres_database
 
 PARTS = ("decisions", "boundary", "roll_call")
 
@@ -72,17 +73,8 @@ def _database(options, scratch: str):
     if not server:
         yield f"sqlite:///{Path(scratch) / 'bench.sqlite3'}"
         return
-    import psycopg
-
-    name = f"space_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    base = server.rstrip("/")
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database(server, "space_bench") as url:
+        yield url
 
 
 def measure(part: str, options) -> dict:
