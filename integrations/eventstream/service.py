@@ -261,7 +261,10 @@ class TcpConnection:
 
     @classmethod
     async def open(cls, host: str, port: int, drain_timeout: float = DRAIN_TIMEOUT_SECONDS) -> "TcpConnection":
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT_SECONDS)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that arrives as the
+        # connection completes, and the sender would go on with a connection it was told to drop.
+        async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+            reader, writer = await asyncio.open_connection(host, port)
         net.tune(writer.get_extra_info("socket"), WRITE_BUFFER_BYTES)
         writer.transport.set_write_buffer_limits(high=WRITE_BUFFER_BYTES)
         return cls(reader, writer, drain_timeout)
@@ -318,9 +321,8 @@ class UdpConnection(asyncio.DatagramProtocol):
     @classmethod
     async def open(cls, host: str, port: int, drain_timeout: float = DRAIN_TIMEOUT_SECONDS) -> "UdpConnection":
         loop = asyncio.get_running_loop()
-        _, protocol = await asyncio.wait_for(
-            loop.create_datagram_endpoint(cls, remote_addr=(host, port)), CONNECT_TIMEOUT_SECONDS
-        )
+        async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+            _, protocol = await loop.create_datagram_endpoint(cls, remote_addr=(host, port))
         protocol.drain_timeout = drain_timeout
         return protocol
 

@@ -125,9 +125,10 @@ class FiasService:
         while True:
             started = time.monotonic()
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.host, self.port), CONNECT_TIMEOUT_SECONDS
-                )
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that arrives as the
+                # connection completes, and stop() then waited for a link that kept running (seen once in CI).
+                async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                    reader, writer = await asyncio.open_connection(self.host, self.port)
             except (OSError, TimeoutError) as exc:
                 logger.warning("FIAS: cannot connect to %s:%s: %s", self.host, self.port, exc)
             else:
@@ -216,7 +217,8 @@ class _Link:
     async def close(self) -> None:
         self.writer.close()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.writer.wait_closed(), 1)
+            async with asyncio.timeout(1):
+                await self.writer.wait_closed()
 
     # --- sending ------------------------------------------------------------------------------------
 
@@ -242,7 +244,8 @@ class _Link:
         while not self.ended:
             if self.decoder.holding:
                 try:
-                    chunk = await asyncio.wait_for(self.reader.read(READ_BYTES), LRC_WAIT_SECONDS)
+                    async with asyncio.timeout(LRC_WAIT_SECONDS):
+                        chunk = await self.reader.read(READ_BYTES)
                 except TimeoutError:
                     await self._take(self.decoder.flush())
                     continue
