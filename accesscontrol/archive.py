@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import vault
+from core.files import fsync_directory
 
 FORMAT = "space-audit-archive/1"
 PURPOSE = "audit-archive"
@@ -145,15 +146,7 @@ class Signature:
             out.flush()
             os.fsync(out.fileno())
         if new:
-            _fsync_directory(path.parent)
-
-
-def _fsync_directory(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+            fsync_directory(path.parent)
 
 
 def members(data: bytes) -> Iterator[bytes]:
@@ -255,7 +248,7 @@ class ArchiveFile:
             out.flush()
             os.fsync(out.fileno())
         if self.length == 0:
-            _fsync_directory(self.path.parent)  # the new file's name is durable too
+            fsync_directory(self.path.parent)  # the new file's name is durable too
         self._mac.update(member)
         self.length += len(member)
         self.events += len(lines)

@@ -28,6 +28,7 @@ from core.backup import postgres, sqlite
 from core.backup.crypto import BackupError, Damaged, WrongKey, check_key
 from core.backup.packing import check_counts, pack, sha256_of, unpack
 from core.backup.retention import to_keep
+from core.files import fsync_directory
 
 __all__ = [
     "BackupError",
@@ -167,7 +168,7 @@ def make(
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(partial, final)
-            sqlite.fsync_directory(folder)
+            fsync_directory(folder)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from core.backup.crypto import BackupError
 from core.backup.packing import check_counts
+from core.files import fsync_directory
 
 MEMBER = "database.sqlite3"
 TIMEOUT_SECONDS = 60
@@ -107,11 +108,3 @@ def _member(files: dict[str, Path]) -> Path:
     if MEMBER not in files:
         raise BackupError(f"The backup holds no {MEMBER}.")
     return files[MEMBER]
-
-
-def fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
