@@ -524,10 +524,11 @@ class EventStreamService:
 
     async def _failed(self, state: StreamState, error: Exception, delay: float) -> None:
         message = f"{state.target.address}: {type(error).__name__}: {error}"
-        state.failures += 1
         if message != state.last_error:  # a receiver down for hours logs once, not every minute
             logger.warning("Event stream %s: %s; trying again in %.1fs", state.target.name, message, delay)
+        # The error before the count: a reader on another thread that sees the count sees its error too.
         state.last_error = message
+        state.failures += 1
         try:
             await self.db(record_error, state.target.pk, message)
         except asyncio.CancelledError:
