@@ -15,3 +15,11 @@ class IntegrationsConfig(AppConfig):
         from integrations.mobilekeys.services import cardholder_mobile_keys
 
         registry.add_cardholder_page(cardholder_mobile_keys)
+
+        # Cardholders from a directory: the "ldap" kind of cardholder source (python-ldap: requirements-ldap.txt).
+        try:
+            from integrations.ldap import cardholders
+        except ImportError:  # pragma: no cover - scripts/install.sh installs it
+            pass
+        else:
+            cardholders.register()

@@ -18,6 +18,7 @@ from django_auth_ldap.backend import LDAPBackend, ldap_error
 from accesscontrol.actions import record_operator_action
 from accesscontrol.views.base import client_address
 from integrations.ldap.config import normalize_dn
+from integrations.ldap.directory import describe
 from integrations.ldap.groups import follow_directory, mapped_operator_groups, wanted_group_names
 from integrations.ldap.models import DirectoryAccount
 
@@ -92,12 +93,6 @@ class DirectoryBackend(LDAPBackend):
         from django.conf import settings
 
         return settings.SPACE_LDAP
-
-
-def describe(exc: Exception) -> str:
-    """python-ldap's errors carry a dict: its description and detail read better than its repr."""
-    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-    return ": ".join(str(info[key]) for key in ("desc", "info") if info.get(key)) or repr(exc)
 
 
 _CONTEXTS = {"search_for_user_dn": "looking up the user", "authenticate": "checking the password"}

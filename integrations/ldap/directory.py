@@ -73,6 +73,12 @@ def connect(config: DirectoryConfig):
     return connection
 
 
+def describe(exc: Exception) -> str:
+    """python-ldap's errors carry a dict: its description and detail read better than its repr."""
+    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    return ": ".join(str(info[key]) for key in ("desc", "info") if info.get(key)) or repr(exc)
+
+
 def text(attributes: dict[str, list[bytes]], name: str) -> str:
     """The first value of an attribute as text ("" when the entry has none); attribute names are case-insensitive."""
     for key, values in attributes.items():

@@ -1,0 +1,1 @@
+"""A directory to sync cardholders from: slapd with an Active-Directory-like schema (tests, bench_directory)."""
