@@ -30,10 +30,8 @@ import uuid
 import ldap
 import ldap.dn
 from django.core.exceptions import ValidationError
-from django.utils import timezone
 
 from accesscontrol import sync
-from accesscontrol.models.cardholders import UID_PATTERN, normalize_uid
 from integrations.ldap.config import PAGE_SIZE, DirectoryConfig, normalize_dn
 from integrations.ldap.directory import connect, describe, paged_search
 
@@ -476,13 +474,9 @@ class Reader:
                 raise _BadValue(attribute, f"Cannot read {value!r}: {exc}.") from None
         if "disabled" in fields:
             fields["blocked"] = fields.pop("disabled")
-        attribute = self.map["card_uid"]
-        card = entry.text(attribute)
+        card = entry.text(self.map["card_uid"])
         if card:
-            card = normalize_uid(card)
-            if not UID_PATTERN.match(card):
-                raise _BadValue(attribute, f"A card UID is 2 to 64 hexadecimal digits, not {entry.text(attribute)!r}.")
-            fields["card_uid"] = card
+            fields["card_uid"] = card  # the core checks it is a UID (hex) and reports one that is not
         return fields
 
     # Groups --------------------------------------------------------------------------------------
@@ -586,20 +580,18 @@ def _fingerprint(settings: dict) -> str:
 
 
 def _wants_full(source, settings: dict, full: bool) -> bool:
+    """The core asks for a full read when there is no cursor or the last full read is old (full_every_hours);
+    a cursor made on another attribute or under other settings is not used either."""
     cursor = source.cursor or {}
     if full or not settings["incremental"] or not cursor.get("since"):
         return True
-    if cursor.get("fingerprint") != _fingerprint(settings) or cursor.get("attribute") != settings["incremental"]:
-        return True
-    every = source.full_every_hours
-    due = source.last_full_at is None or timezone.now() - source.last_full_at >= dt.timedelta(hours=every or 0)
-    return bool(every) and due
+    return cursor.get("fingerprint") != _fingerprint(settings) or cursor.get("attribute") != settings["incremental"]
 
 
-def _next_cursor(settings: dict, highest: str | None, previous: str | None, started: float) -> dict:
+def _next_cursor(settings: dict, highest: str | None, previous: str | None, started: float, entries: int) -> dict:
     attribute = settings["incremental"]
     if not attribute:
-        return {}
+        return {"entries": entries}
     since = previous
     if highest is not None:
         if attribute == "uSNChanged":
@@ -614,8 +606,8 @@ def _next_cursor(settings: dict, highest: str | None, previous: str | None, star
             if since is None or candidate > since:
                 since = candidate
     if since is None:
-        return {}
-    return {"attribute": attribute, "since": since, "fingerprint": _fingerprint(settings)}
+        return {"entries": entries}
+    return {"attribute": attribute, "since": since, "fingerprint": _fingerprint(settings), "entries": entries}
 
 
 def read_directory(source, *, full: bool, progress) -> sync.Snapshot:
@@ -626,6 +618,8 @@ def read_directory(source, *, full: bool, progress) -> sync.Snapshot:
         raise sync.SourceError(f"The source's settings are wrong: {'; '.join(exc.messages)}") from None
     reader = Reader(source, settings, progress)
     incremental = not _wants_full(source, settings, full)
+    # Entries to read, as the last run found them (an incremental run reads each twice: changed, then keys).
+    progress.set_total(int((source.cursor or {}).get("entries") or 1000))
     started = time.monotonic()
     connection = reader.connect()
     try:
@@ -646,7 +640,7 @@ def read_directory(source, *, full: bool, progress) -> sync.Snapshot:
     snapshot = sync.Snapshot(
         people=people,
         complete=not incremental,
-        cursor=_next_cursor(settings, highest, previous, started),
+        cursor=_next_cursor(settings, highest, previous, started, len(keys_by_dn)),
         errors=reader.errors,
     )
     if incremental:
