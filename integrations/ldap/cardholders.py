@@ -25,7 +25,6 @@ import hashlib
 import json
 import re
 import time
-import uuid
 
 import ldap
 import ldap.dn
@@ -112,6 +111,8 @@ SETTINGS = (
     "page_size",
 )
 ATTRIBUTE_NAME = re.compile(r"^(?:[A-Za-z][A-Za-z0-9-]*|\d+(?:\.\d+)+)$")
+_RDN = r"[A-Za-z][A-Za-z0-9-]*=[^,=+\"\\<>;#\s](?:[^,=+\"\\<>;]*[^,=+\"\\<>;\s])?"
+PLAIN_DN = re.compile(rf"^{_RDN}(?:,{_RDN})*$")
 GENERALIZED_TIME = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})?(?:[.,](\d+))?(Z|[+-]\d{4})$")
 
 
@@ -250,7 +251,9 @@ def guid_text(raw: bytes) -> str:
     """objectGUID (16 bytes, the first three fields little-endian) as Active Directory writes it, in lower case."""
     if len(raw) != 16:
         raise ValueError(f"an objectGUID is 16 bytes, not {len(raw)}")
-    return str(uuid.UUID(bytes_le=raw))
+    # uuid.UUID(bytes_le=raw), without making a UUID for each of 100,000 entries.
+    h = (raw[3::-1] + raw[5:3:-1] + raw[7:5:-1] + raw[8:]).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def filetime(value: str | int) -> dt.datetime | None:
@@ -392,7 +395,7 @@ class Reader:
         return sorted(names)
 
     def people(self, connection, search_filter: str) -> tuple[list[sync.Person], dict[str, str], str | None]:
-        """Every entry the filter finds, as people; their DNs (normalized) -> key; the highest change mark seen."""
+        """Every entry the filter finds, as people; their DNs (lower-cased) -> key; the highest change mark seen."""
         people: list[sync.Person] = []
         keys_by_dn: dict[str, str] = {}
         keys: set[str] = set()
@@ -412,12 +415,12 @@ class Reader:
                 self.errors.append(sync.RowError(dn, self.map["key"], f"Another entry has the key {person.key}."))
                 continue
             keys.add(person.key)
-            keys_by_dn[_dn_key(dn)] = person.key
+            keys_by_dn[dn.lower()] = person.key
             people.append(person)
         return people, keys_by_dn, highest
 
     def keys(self, connection) -> dict[str, str]:
-        """Every entry's DN (normalized) -> key, reading the key attribute alone."""
+        """Every entry's DN (lower-cased) -> key, reading the key attribute alone."""
         keys_by_dn: dict[str, str] = {}
         attribute = self.map["key"]
         for dn, values in self.search(connection, self.settings["filter"], [attribute]):
@@ -427,7 +430,7 @@ class Reader:
             except ValueError:
                 continue  # reported when the entry itself is read
             if key:
-                keys_by_dn[_dn_key(dn)] = key
+                keys_by_dn[dn.lower()] = key
             self.count()
         return keys_by_dn
 
@@ -482,8 +485,14 @@ class Reader:
     # Groups --------------------------------------------------------------------------------------
 
     def memberships(self, connection, keys_by_dn: dict[str, str]) -> dict[str, set[str]]:
-        """Key -> the groups of interest (as the source's configuration spells them) the entry is in."""
+        """Key -> the groups of interest (as the source's configuration spells them) the entry is in.
+
+        ``keys_by_dn``: the entries' DNs, lower-cased, as the directory answered them. A member value is
+        nearly always spelt as its entry's DN (Active Directory keeps it so); one that is not is compared
+        normalized (escapes, spaces), which costs more and is done only then.
+        """
         groups: dict[str, set[str]] = {}
+        normalized: dict[str, str] | None = None
         attribute = self.settings["member_attribute"]
         for dn, spellings in sorted(self.groups.items()):
             members = self.members(connection, dn, attribute)
@@ -492,7 +501,12 @@ class Reader:
                     f"The group {dn} (in the source's group map or scope groups) is not in the directory."
                 )
             for member in members:
-                key = keys_by_dn.get(_member_key(member))
+                text = _member_dn(member)
+                key = keys_by_dn.get(text.lower())
+                if key is None:
+                    if normalized is None:
+                        normalized = {dn_key(entry): key for entry, key in keys_by_dn.items()}
+                    key = normalized.get(dn_key(text))
                 if key is not None:
                     groups.setdefault(key, set()).update(spellings)
         return groups
@@ -540,19 +554,23 @@ def _key(attribute: str, raw: bytes | None) -> str:
     return text.lower() if attribute.lower() == "entryuuid" else text
 
 
-def _dn_key(dn: str) -> str:
+def dn_key(dn: str) -> str:
+    """The DN as :func:`normalize_dn` spells it; a plain DN (no escapes, no spaces around separators, one
+    attribute per RDN: nearly all) is only lower-cased, 50 times faster, which counts at 100,000 entries."""
+    if PLAIN_DN.match(dn):
+        return dn.lower()
     try:
         return normalize_dn(dn)
     except ValueError:
         return dn.lower()
 
 
-def _member_key(value: bytes) -> str:
+def _member_dn(value: bytes) -> str:
     text = value.decode("utf-8", "replace")
     # groupOfUniqueNames: a member may carry an optional UID after '#' (nameAndOptionalUID).
     if "#'" in text:
         text = text.split("#'", 1)[0]
-    return _dn_key(text)
+    return text
 
 
 def _groups_of_interest(source) -> dict[str, set[str]]:
@@ -588,12 +606,33 @@ def _wants_full(source, settings: dict, full: bool) -> bool:
     return cursor.get("fingerprint") != _fingerprint(settings) or cursor.get("attribute") != settings["incremental"]
 
 
-def _next_cursor(settings: dict, highest: str | None, previous: str | None, started: float, entries: int) -> dict:
+def domain_controller(connection) -> tuple[str, int | None]:
+    """Active Directory's rootDSE: the domain controller answering (dsServiceName) and its highestCommittedUSN.
+
+    USNs count one controller's changes: a cursor is used only with the controller that gave it. ("", None)
+    from a directory that is not Active Directory.
+    """
+    try:
+        found = connection.search_s("", ldap.SCOPE_BASE, "(objectClass=*)", ["dsServiceName", "highestCommittedUSN"])
+    except ldap.LDAPError:
+        return "", None
+    entry = Entries(found[0][1] if found else {})
+    committed = entry.text("highestCommittedUSN")
+    return entry.text("dsServiceName"), int(committed) if committed.isdigit() else None
+
+
+def _next_cursor(
+    settings: dict, highest: str | None, previous: str | None, started: float, entries: int, server: tuple
+) -> dict:
     attribute = settings["incremental"]
     if not attribute:
         return {"entries": entries}
     since = previous
-    if highest is not None:
+    controller, committed = server
+    if attribute == "uSNChanged" and committed is not None:
+        # Everything committed before the read began was read; what came during it is read next time.
+        since = str(committed + 1)
+    elif highest is not None:
         if attribute == "uSNChanged":
             candidate = str(int(highest) + 1)
             if since is None or int(candidate) > int(since):
@@ -607,7 +646,10 @@ def _next_cursor(settings: dict, highest: str | None, previous: str | None, star
                 since = candidate
     if since is None:
         return {"entries": entries}
-    return {"attribute": attribute, "since": since, "fingerprint": _fingerprint(settings), "entries": entries}
+    cursor = {"attribute": attribute, "since": since, "fingerprint": _fingerprint(settings), "entries": entries}
+    if controller:
+        cursor["server"] = controller
+    return cursor
 
 
 def read_directory(source, *, full: bool, progress) -> sync.Snapshot:
@@ -623,6 +665,9 @@ def read_directory(source, *, full: bool, progress) -> sync.Snapshot:
     started = time.monotonic()
     connection = reader.connect()
     try:
+        server = domain_controller(connection) if settings["incremental"] == "uSNChanged" else ("", None)
+        if incremental and (source.cursor or {}).get("server", "") != server[0]:
+            incremental = False  # another domain controller: its USNs are not the cursor's
         if incremental:
             previous = source.cursor["since"]
             changed_filter = f"(&{settings['filter']}({settings['incremental']}>={previous}))"
@@ -640,7 +685,7 @@ def read_directory(source, *, full: bool, progress) -> sync.Snapshot:
     snapshot = sync.Snapshot(
         people=people,
         complete=not incremental,
-        cursor=_next_cursor(settings, highest, previous, started, len(keys_by_dn)),
+        cursor=_next_cursor(settings, highest, previous, started, len(keys_by_dn), server),
         errors=reader.errors,
     )
     if incremental:

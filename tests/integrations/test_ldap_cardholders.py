@@ -39,6 +39,7 @@ from accesscontrol.models import (  # noqa: E402
     SystemAuditEntry,
 )
 from integrations.ldap import cardholders  # noqa: E402
+from integrations.ldap.config import normalize_dn  # noqa: E402
 from simulation.ldap import directory as corp  # noqa: E402
 from tests.factories import make_access_level, make_partition  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
@@ -94,7 +95,8 @@ def directory_entries() -> list[corp.Entry]:
     entries += [
         corp.ad_group("Staff", [dn(n) for n in range(ENTRIES) if in_staff(n)]),
         corp.ad_group("Engineering", [dn(n) for n in range(0, ENTRIES, 5)]),
-        corp.ad_group("Lab", [dn(n) for n in range(0, ENTRIES, 50)]),
+        # Some member values spelt otherwise than their entry's DN (case, spaces): the same DN all the same.
+        corp.ad_group("Lab", [dn(n) if n % 100 else dn(n).upper().replace(",", ", ") for n in range(0, ENTRIES, 50)]),
     ]
     odd_guid = corp.ad_user(9001, ou=ODD)
     odd_guid[1]["objectGUID"] = [b"\x01" * 15]
@@ -580,6 +582,23 @@ def test_user_account_control_is_disabled_by_its_second_bit(flags):
 
 def test_a_boolean_lock_attribute_reads_as_disabled():
     assert (cardholders.disabled("TRUE"), cardholders.disabled("false")) == (True, False)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["cn", "CN", "ou", "OU", "dc", "uid"]),
+            st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), min_size=1, max_size=12).filter(
+                lambda value: value == value.strip()  # normalize_dn strips the DN: an edge space is lost
+            ),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_a_dn_key_is_the_normalized_dn(rdns):
+    distinguished_name = ",".join(f"{attribute}={ldap.dn.escape_dn_chars(value)}" for attribute, value in rdns)
+    assert cardholders.dn_key(distinguished_name) == normalize_dn(distinguished_name)
 
 
 def test_active_directory_ranged_values_name_their_range():
