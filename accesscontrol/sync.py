@@ -641,6 +641,7 @@ class Applier:
                 ):
                     current.setdefault(holder_id, set()).add(level_id)
                 changed, add_levels, drop_levels, new_links, cards, details = [], [], [], [], [], []
+                fields_changed, returning = {"updated_at"}, False
                 for pk, person in chunk:
                     holder = holders.get(pk)
                     if holder is None:  # deleted meanwhile
@@ -661,6 +662,7 @@ class Applier:
                     if have != want:
                         changes["access_levels"] = [sorted(have), sorted(want)]
                     holder.updated_at = self.now
+                    fields_changed.update(name for name in changes if name != "access_levels")
                     changed.append(holder)
                     link = links.get(pk)
                     if link is None:
@@ -669,17 +671,19 @@ class Applier:
                         )
                         new_links.append(link)
                     link.digest, link.groups, link.seen_at = digest(person), sorted(person.groups), self.now
+                    returning = returning or link.left_at is not None
                     link.left_at, link.left_reason = None, ""
                     if _card(person) != link.card_uid:
                         cards.append((holder, person, link.card_uid))
                     details.append({"id": pk, "key": person.key, "name": person.name, "changes": changes})
-                Cardholder.objects.bulk_update(changed, names)
+                Cardholder.objects.bulk_update(changed, [name for name in names if name in fields_changed])
                 Through.objects.bulk_create(add_levels)
                 for pk, level in drop_levels:
                     Through.objects.filter(cardholder_id=pk, accesslevel_id=level).delete()
                 SourcedCardholder.objects.bulk_create(new_links)
                 SourcedCardholder.objects.bulk_update(
-                    [link for link in links.values()], ["digest", "groups", "seen_at", "left_at", "left_reason"]
+                    [link for link in links.values()],
+                    ["digest", "groups", "seen_at", *(["left_at", "left_reason"] if returning else [])],
                 )
                 for holder, person, old_uid in cards:
                     self._change_card(holder, person, old_uid)
