@@ -162,8 +162,11 @@ def validate_source(source: CardholderSource) -> None:
     """Check a source's configuration (the admin's form calls it); raises ValidationError({field: message})."""
     if source.kind not in _KINDS:
         raise ValidationError({"kind": f"Choose one of: {', '.join(sorted(_KINDS)) or 'none registered'}."})
-    source.settings = _KINDS[source.kind].validate(dict(source.settings or {}))
     errors = {}
+    try:
+        source.settings = _KINDS[source.kind].validate(dict(source.settings or {}))
+    except ValidationError as error:
+        errors.update(error.message_dict if hasattr(error, "error_dict") else {"settings": error.messages})
     try:
         source.group_map = clean_group_map(source.group_map)
     except ValidationError as error:
