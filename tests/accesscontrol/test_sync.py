@@ -12,8 +12,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from accesscontrol import sync
-from accesscontrol.choices import KeyStatus
+from accesscontrol.choices import AuditKind, KeyStatus
 from accesscontrol.models import (
+    AuditEvent,
     BlacklistEntry,
     Cardholder,
     CardholderSource,
@@ -189,6 +190,8 @@ def test_an_empty_answer_is_held_at_the_safety_limit_and_an_approval_applies_it(
     row = sync.run(source)
     assert row.status == SyncStatus.HELD
     assert "20 of 20 cardholders would be deactivated" in row.message
+    alarm = AuditEvent.objects.get(kind=AuditKind.SYNC_HELD)
+    assert alarm.detail == {"source": "HR", "run": row.pk, "message": row.message}
     assert SourcedCardholder.objects.filter(left_at__isnull=True).count() == 20
     assert not Cardholder.objects.filter(expiration__isnull=False).exists()
     assert FINISHED[-1:] == [("HR", True)]  # the first run's; a held run does not finish its read
@@ -294,6 +297,7 @@ def test_a_source_error_fails_the_run_and_changes_nothing(site):
     ANSWERS[source.name] = sync.SourceError("ldap://dc1: cannot connect")
     row = sync.run(source)
     assert row.status == SyncStatus.FAILED and row.message == "ldap://dc1: cannot connect"
+    assert AuditEvent.objects.filter(kind=AuditKind.SYNC_FAILED).count() == 1
     ANSWERS[source.name] = None
     assert sync.run(source).status == SyncStatus.NOTHING
     assert sync.run(source, scheduled=True) is None
@@ -328,9 +332,28 @@ def test_the_tick_runs_due_sources_and_skips_others(site):
     source.refresh_from_db()
     assert not sync.due(source, now + dt.timedelta(minutes=59))
     assert sync.due(source, now + dt.timedelta(minutes=61))
+    # Nothing new is not a run to keep, and waits for the next interval all the same.
+    ANSWERS[source.name] = None
+    assert sync.tick(now + dt.timedelta(minutes=61)) == "nothing due"
+    source.refresh_from_db()
+    assert source.last_run_at == now + dt.timedelta(minutes=61) and SyncRun.objects.count() == 1
     source.enabled = False
     source.save()
-    assert sync.tick(now + dt.timedelta(hours=2)) == "nothing due"
+    assert sync.tick(now + dt.timedelta(hours=3)) == "nothing due"
+
+
+def test_a_watched_source_is_looked_at_every_minute_and_after_a_failure_less_often(site):
+    sync.register_kind("test", label="Test", read=read, validate=validate, watch=True)
+    source = site["source"]
+    now = timezone.now()
+    ANSWERS[source.name] = None
+    assert sync.due(source, now) and sync.tick(now) == "nothing due"
+    assert not SyncRun.objects.exists()
+    ANSWERS[source.name] = sync.SourceError("The folder /srv/hr is not readable.")
+    assert "failed" in sync.tick(now + dt.timedelta(minutes=1))
+    source.refresh_from_db()
+    assert not sync.due(source, now + dt.timedelta(minutes=2))
+    assert sync.due(source, now + dt.timedelta(minutes=62))
 
 
 def test_one_run_at_a_time(site):
