@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -519,6 +519,26 @@ LIVE_KEY_STATUSES = [status for status in KeyStatus.values if status != KeyStatu
 # --- applying ----------------------------------------------------------------------------------------------
 
 
+def write_rows(rows: list, names: list[str]) -> None:
+    """Save ``names`` of each row, one UPDATE per row sent as one batch (executemany).
+
+    Django's bulk_update builds a CASE WHEN per field and row; at 500 rows that costs seconds in
+    Python where these statements take milliseconds.
+    """
+    if not rows or not names:
+        return
+    model = type(rows[0])
+    fields = [model._meta.get_field(name) for name in names]
+    columns = ", ".join(f"{connection.ops.quote_name(field.column)} = %s" for field in fields)
+    table = connection.ops.quote_name(model._meta.db_table)
+    pk = connection.ops.quote_name(model._meta.pk.column)
+    values = [
+        [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields] + [row.pk] for row in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(f"UPDATE {table} SET {columns} WHERE {pk} = %s", values)  # noqa: S608 (names only)
+
+
 def _batches(items: list, size: int = BATCH):
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -682,13 +702,13 @@ class Applier:
                     if _card(person) != link.card_uid:
                         cards.append((holder, person, link.card_uid))
                     details.append({"id": pk, "key": person.key, "name": person.name, "changes": changes})
-                Cardholder.objects.bulk_update(changed, [name for name in names if name in fields_changed])
+                write_rows(changed, [name for name in names if name in fields_changed])
                 Through.objects.bulk_create(add_levels)
                 for pk, level in drop_levels:
                     Through.objects.filter(cardholder_id=pk, accesslevel_id=level).delete()
                 SourcedCardholder.objects.bulk_create(new_links)
-                SourcedCardholder.objects.bulk_update(
-                    [link for link in links.values()],
+                write_rows(
+                    list(links.values()),
                     ["digest", "groups", "seen_at", *(["left_at", "left_reason"] if returning else [])],
                 )
                 for holder, person, old_uid in cards:
