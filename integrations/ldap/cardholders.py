@@ -420,18 +420,20 @@ class Reader:
         return people, keys_by_dn, highest
 
     def keys(self, connection) -> dict[str, str]:
-        """Every entry's DN (lower-cased) -> key, reading the key attribute alone."""
+        """Every entry's DN (lower-cased) -> key, reading the key attribute alone (the hot loop of a run)."""
         keys_by_dn: dict[str, str] = {}
         attribute = self.map["key"]
         for dn, values in self.search(connection, self.settings["filter"], [attribute]):
-            raw = Entries(values).raw(attribute)
+            # The answer holds the one attribute asked for (or none): no need to look it up by name.
+            raw = next(iter(values.values()))[0] if values else None
             try:
                 key = _key(attribute, raw)
             except ValueError:
                 continue  # reported when the entry itself is read
             if key:
                 keys_by_dn[dn.lower()] = key
-            self.count()
+        self.read += len(keys_by_dn)
+        self.progress.advance(len(keys_by_dn), f"{self.read:,} directory entries read")
         return keys_by_dn
 
     def count(self):
