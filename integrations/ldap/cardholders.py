@@ -120,6 +120,19 @@ GENERALIZED_TIME = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})?(?:[
 
 
 def validate_settings(settings: dict) -> dict:
+    """The settings as given, cleaned (what is saved); ValidationError({setting: message}) on a mistake.
+
+    The flavour's defaults are not written into them, so a source switched to another flavour takes
+    that flavour's defaults for whatever it does not set itself.
+    """
+    full = settings_with_defaults(settings)
+    cleaned = {name: full[name] for name in SETTINGS if name in settings}
+    if "attributes" in settings:
+        cleaned["attributes"] = {name: full["attributes"][name] for name in settings["attributes"]}
+    return cleaned
+
+
+def settings_with_defaults(settings: dict) -> dict:
     """The settings with the flavour's defaults filled in; ValidationError({setting: message}) on a mistake."""
     if not isinstance(settings, dict):
         raise ValidationError({"settings": "The settings must be a JSON object."})
@@ -657,7 +670,7 @@ def _next_cursor(
 def read_directory(source, *, full: bool, progress) -> sync.Snapshot:
     """Read the source's directory: everyone (full) or what changed since the cursor (incremental)."""
     try:
-        settings = validate_settings(source.settings)
+        settings = settings_with_defaults(source.settings)
     except ValidationError as exc:
         raise sync.SourceError(f"The source's settings are wrong: {'; '.join(exc.messages)}") from None
     reader = Reader(source, settings, progress)

@@ -484,7 +484,7 @@ def test_the_ldap_kind_is_registered():
 
 
 def test_settings_take_the_flavour_defaults():
-    cleaned = cardholders.validate_settings(
+    cleaned = cardholders.settings_with_defaults(
         {"url": "ldaps://dc1.corp.test", "bases": "OU=Staff,DC=corp,DC=test", "flavour": "active_directory"}
     )
     assert cleaned["bases"] == ["OU=Staff,DC=corp,DC=test"]
@@ -498,11 +498,16 @@ def test_settings_take_the_flavour_defaults():
         "member",
         "uSNChanged",
     )
-    plain = cardholders.validate_settings(
-        {"url": "ldap://ldap.test:389", "bases": ["ou=people,dc=test"], "attributes": {"key": "employeeNumber"}}
-    )
+    given = {"url": " ldap://ldap.test:389", "bases": ["ou=people,dc=test"], "attributes": {"key": "employeeNumber"}}
+    plain = cardholders.settings_with_defaults(given)
     assert plain["attributes"]["key"] == "employeeNumber" and plain["incremental"] == "modifyTimestamp"
     assert plain["attributes"]["photo"] == "jpegPhoto" and plain["page_size"] == 500
+    # What is saved is what was given, cleaned: a change of flavour later takes the new flavour's defaults.
+    assert cardholders.validate_settings(given) == {
+        "url": "ldap://ldap.test:389",
+        "bases": ["ou=people,dc=test"],
+        "attributes": {"key": "employeeNumber"},
+    }
 
 
 @pytest.mark.parametrize(
