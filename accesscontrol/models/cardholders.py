@@ -1,3 +1,4 @@
+import logging
 import re
 
 from django.core.exceptions import ValidationError
@@ -7,8 +8,42 @@ from accesscontrol.choices import CardholderKind, KeyKind, KeyStatus
 from accesscontrol.models.partitions import PartitionedModel
 from accesscontrol.pins import DIGEST_PURPOSE, INDEX_PURPOSE, hash_pin, pin_index, pin_matches
 from core import vault
+from core.files import SettingStorage
+
+# Private files (never under a public URL): served by views that check the operator may see the cardholder.
+photo_storage = SettingStorage("SPACE_PHOTO_DIR")
+THUMBNAIL_SUFFIX = ".thumb.jpg"
+
+
+def photo_name(cardholder_id: int, digest: str) -> str:
+    """Where a cardholder's photo of this content digest is kept: named by content, so a new one never
+    overwrites the photo a reader may be sending, and 256 folders rather than 100,000 files in one."""
+    return f"{cardholder_id % 256:02x}/{cardholder_id}-{digest}.jpg"
+
+
+def thumbnail_name(name: str) -> str:
+    return name.removesuffix(".jpg") + THUMBNAIL_SUFFIX
+
+
+def photo_version(name: str) -> str:
+    """The content digest in a photo's name: its version in URLs and its ETag ("" without a photo)."""
+    return name.rsplit("-", 1)[-1].removesuffix(".jpg") if name else ""
+
+
+def delete_photo_files(name: str) -> None:
+    """Remove a photo's files (the photo and its thumbnail); one already gone or not removable is logged, not raised:
+    called after a commit, when the row no longer names them."""
+    if not name:
+        return
+    for each in (name, thumbnail_name(name)):
+        try:
+            photo_storage.delete(each)
+        except OSError:
+            logger.exception("Could not remove the photo file %s", each)
 
 UID_PATTERN = re.compile(r"^[0-9A-F]{2,64}$")
+
+logger = logging.getLogger("space.photos")
 
 
 class Cardholder(PartitionedModel):
@@ -40,6 +75,9 @@ class Cardholder(PartitionedModel):
     key_cancellable_through_blacklist = models.BooleanField(default=True)
     access_levels = models.ManyToManyField("accesscontrol.AccessLevel", blank=True, related_name="cardholders")
     notes = models.TextField(blank=True)
+    # Written only through accesscontrol.photos (checked, resized, metadata stripped); the thumbnail sits beside it.
+    photo = models.FileField(storage=photo_storage, max_length=200, blank=True, editable=False)
+    photo_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -49,6 +87,10 @@ class Cardholder(PartitionedModel):
 
     def __str__(self):
         return f"{self.first_name} {self.last_name}".strip()
+
+    @property
+    def photo_version(self) -> str:
+        return photo_version(self.photo.name)
 
     @property
     def has_pin(self) -> bool:
