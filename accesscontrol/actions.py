@@ -170,8 +170,8 @@ def delete_cardholder(
     """Delete ``cardholder`` and their keys, each cancelled and blacklisted first (:func:`cancel_live_keys`).
 
     The blacklist entries outlive the keys (they keep the key's number, UID and
-    end); the photo's files are removed after the commit. Raises ProtectedError, changing nothing, while something else still
-    needs the cardholder (a hotel stay).
+    end); the photo's files are removed after the commit. Raises ProtectedError,
+    changing nothing, while something else still needs the cardholder (a hotel stay).
     """
     with transaction.atomic():
         cardholder = Cardholder.objects.select_for_update().get(pk=cardholder.pk)

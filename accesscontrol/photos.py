@@ -62,7 +62,7 @@ class Photo:
     image: bytes  # JPEG, at most PHOTO_SIZE, no metadata
     thumbnail: bytes  # JPEG, at most THUMBNAIL_SIZE, no metadata
     digest: str  # of ``image``: the photo's version
-    source: str  # what was sent, for the system auditor: "PNG 3000×4000, 1.2 MB"
+    source: str  # what was sent, for the system auditor: "PNG 3000x4000, 1.2 MB"
 
 
 # --- checking and normalising ------------------------------------------------------------------------
@@ -84,7 +84,7 @@ def normalise(data: bytes) -> Photo:
             # Pillow's own decompression-bomb guard warns at its limit and raises at twice it: both refuse here.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
-            source = f"{image.format} {image.width}×{image.height}, {_size(len(data))}"
+            source = f"{image.format} {image.width}x{image.height}, {_size(len(data))}"
             _check_dimensions(image.width, image.height)
             if image.format == "JPEG":
                 # libjpeg decodes at 1/2, 1/4 or 1/8 scale: a 12-megapixel photo costs what a small one does.
@@ -115,10 +115,10 @@ def normalise(data: bytes) -> Photo:
 def _check_dimensions(width: int, height: int) -> None:
     if width * height > MAX_PIXELS:
         raise PhotoError(
-            f"The image is {width}×{height} pixels; at most {MAX_PIXELS // 1_000_000} megapixels are accepted."
+            f"The image is {width}x{height} pixels; at most {MAX_PIXELS // 1_000_000} megapixels are accepted."
         )
     if min(width, height) < MIN_SIDE:
-        raise PhotoError(f"The image is {width}×{height} pixels; at least {MIN_SIDE} each way is needed.")
+        raise PhotoError(f"The image is {width}x{height} pixels; at least {MIN_SIDE} each way is needed.")
 
 
 def _rgb(image: Image.Image, icc: bytes | None) -> Image.Image:

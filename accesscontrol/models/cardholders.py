@@ -41,6 +41,7 @@ def delete_photo_files(name: str) -> None:
         except OSError:
             logger.exception("Could not remove the photo file %s", each)
 
+
 UID_PATTERN = re.compile(r"^[0-9A-F]{2,64}$")
 
 logger = logging.getLogger("space.photos")

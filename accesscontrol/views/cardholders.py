@@ -7,12 +7,12 @@ keys and PINs through ``accesscontrol.actions``.
 import datetime as dt
 import uuid
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Prefetch, ProtectedError, Q
 from django.db.models.functions import Lower
-from django.conf import settings
 from django.http import FileResponse, Http404, HttpResponseNotModified, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
