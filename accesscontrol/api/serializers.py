@@ -713,3 +713,24 @@ class RollCallPersonSerializer(serializers.ModelSerializer):
 
 class RollCallQuerySerializer(serializers.Serializer):
     q = serializers.CharField(required=False, allow_blank=True, max_length=100, help_text="Part of a name.")
+
+
+# --- cardholder photos ----------------------------------------------------------------------------
+
+
+class CardholderPhotoQuerySerializer(serializers.Serializer):
+    size = serializers.ChoiceField(
+        choices=["photo", "thumbnail"],
+        default="photo",
+        help_text="photo: at most 480x480 pixels; thumbnail: at most 96x96.",
+    )
+
+
+class CardholderPhotoUploadSerializer(serializers.Serializer):
+    photo = serializers.FileField(help_text="A JPEG, PNG, WebP or GIF image.")
+
+
+class CardholderPhotoSerializer(serializers.Serializer):
+    cardholder = serializers.IntegerField()
+    version = serializers.CharField(help_text="Changes with the photo; it is the photo's ETag.")
+    updated_at = serializers.DateTimeField()
