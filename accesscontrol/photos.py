@@ -15,6 +15,7 @@ and the old files go once that commits. The digest is the photo's version: it is
 in the photo's URLs, so a browser may keep a photo, and it is the photo's ETag.
 """
 
+import datetime as dt
 import hashlib
 import io
 import time
@@ -51,6 +52,7 @@ PHOTO_QUALITY = 85
 THUMBNAIL_QUALITY = 80
 WHITE = (255, 255, 255, 255)
 SRGB = ImageCms.createProfile("sRGB")
+ORPHAN_AGE = dt.timedelta(hours=1)
 
 
 class PhotoError(ValueError):
@@ -206,6 +208,27 @@ def _replace(holder: Cardholder, photo: Photo | None) -> tuple[Cardholder, str]:
     holder.photo.name, holder.photo_updated_at = name, changed_at
     transaction.on_commit(lambda: (delete_photo_files(before), thumbnails.forget(holder.pk)))
     return holder, before
+
+
+def sweep_orphans(now: dt.datetime | None = None) -> int:
+    """Remove photo files no cardholder names once they are an hour old; returns how many went.
+
+    A photo is written before the row names it: a transaction that rolled back after writing it (the
+    caller's, around the action) or a crash between the two leaves its files behind. The hour spares
+    a photo whose transaction has not committed yet.
+    """
+    root = Path(photo_storage.location)
+    if not root.is_dir():
+        return 0
+    named = set(Cardholder.objects.exclude(photo="").values_list("photo", flat=True))
+    kept = named | {thumbnail_name(name) for name in named}
+    cutoff = ((now or timezone.now()) - ORPHAN_AGE).timestamp()
+    removed = 0
+    for path in root.rglob("*"):
+        if path.is_file() and path.relative_to(root).as_posix() not in kept and path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 # --- where a browser finds them -------------------------------------------------------------------------
