@@ -34,9 +34,9 @@ from accesscontrol.models import (
     TimePeriod,
     Zone,
 )
-from accesscontrol.models.cardholders import delete_photo_files
 from accesscontrol.models.schedules import MAX_MODE_CHANGES
 from accesscontrol.permissions import may_use_partition, permission_name, restrict
+from accesscontrol.photofiles import delete_photo_files
 from accesscontrol.pins import PIN_TAKEN
 from accesscontrol.rulechanges import record_rule_changes
 

@@ -9,7 +9,7 @@ written again as a JPEG that carries no metadata at all (no EXIF, so no GPS
 position or camera serial number; no ICC profile, XMP or comment), with a
 ``THUMBNAIL_SIZE`` thumbnail for lists and the live monitor.
 
-Files are named by their content's digest (``accesscontrol.models.cardholders.photo_name``):
+Files are named by their content's digest (accesscontrol/photofiles.py):
 a new photo is written (atomically) beside the old one, the row then names it,
 and the old files go once that commits. The digest is the photo's version: it is
 in the photo's URLs, so a browser may keep a photo, and it is the photo's ETag.
@@ -29,9 +29,10 @@ from django.urls import reverse
 from django.utils import timezone
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from accesscontrol import photofiles
 from accesscontrol.actions import record_operator_action
 from accesscontrol.models import Cardholder
-from accesscontrol.models.cardholders import (
+from accesscontrol.photofiles import (
     delete_photo_files,
     photo_name,
     photo_storage,
@@ -217,17 +218,20 @@ def sweep_orphans(now: dt.datetime | None = None) -> int:
     caller's, around the action) or a crash between the two leaves its files behind. The hour spares
     a photo whose transaction has not committed yet.
     """
-    root = Path(photo_storage.location)
-    if not root.is_dir():
+    folder = photofiles.root()
+    if not folder.is_dir():
         return 0
-    named = set(Cardholder.objects.exclude(photo="").values_list("photo", flat=True))
-    kept = named | {thumbnail_name(name) for name in named}
     cutoff = ((now or timezone.now()) - ORPHAN_AGE).timestamp()
     removed = 0
-    for path in root.rglob("*"):
-        if path.is_file() and path.relative_to(root).as_posix() not in kept and path.stat().st_mtime < cutoff:
-            path.unlink(missing_ok=True)
-            removed += 1
+    with photofiles.deleting() as may:
+        if not may:
+            return 0  # a backup is copying the folder: next hour
+        named = set(Cardholder.objects.exclude(photo="").values_list("photo", flat=True))
+        kept = {photofiles.LOCK_NAME} | named | {thumbnail_name(name) for name in named}
+        for path in folder.rglob("*"):
+            if path.is_file() and path.relative_to(folder).as_posix() not in kept and path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                removed += 1
     return removed
 
 

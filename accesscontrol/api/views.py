@@ -43,8 +43,8 @@ from accesscontrol.models import (
     TimePeriod,
     Zone,
 )
-from accesscontrol.models.cardholders import photo_storage, thumbnail_name
 from accesscontrol.permissions import may_use_partition, partition_of, partition_path, permission_name, restrict
+from accesscontrol.photofiles import photo_storage, thumbnail_name
 from accesscontrol.snapshot import get_store
 
 VIA = "api"

@@ -1,4 +1,3 @@
-import logging
 import re
 
 from django.core.exceptions import ValidationError
@@ -6,45 +5,11 @@ from django.db import models
 
 from accesscontrol.choices import CardholderKind, KeyKind, KeyStatus
 from accesscontrol.models.partitions import PartitionedModel
+from accesscontrol.photofiles import photo_storage, photo_version
 from accesscontrol.pins import DIGEST_PURPOSE, INDEX_PURPOSE, hash_pin, pin_index, pin_matches
 from core import vault
-from core.files import SettingStorage
-
-# Private files (never under a public URL): served by views that check the operator may see the cardholder.
-photo_storage = SettingStorage("SPACE_PHOTO_DIR")
-THUMBNAIL_SUFFIX = ".thumb.jpg"
-
-
-def photo_name(cardholder_id: int, digest: str) -> str:
-    """Where a cardholder's photo of this content digest is kept: named by content, so a new one never
-    overwrites the photo a reader may be sending, and 256 folders rather than 100,000 files in one."""
-    return f"{cardholder_id % 256:02x}/{cardholder_id}-{digest}.jpg"
-
-
-def thumbnail_name(name: str) -> str:
-    return name.removesuffix(".jpg") + THUMBNAIL_SUFFIX
-
-
-def photo_version(name: str) -> str:
-    """The content digest in a photo's name: its version in URLs and its ETag ("" without a photo)."""
-    return name.rsplit("-", 1)[-1].removesuffix(".jpg") if name else ""
-
-
-def delete_photo_files(name: str) -> None:
-    """Remove a photo's files (the photo and its thumbnail); one already gone or not removable is logged, not raised:
-    called after a commit, when the row no longer names them."""
-    if not name:
-        return
-    for each in (name, thumbnail_name(name)):
-        try:
-            photo_storage.delete(each)
-        except OSError:
-            logger.exception("Could not remove the photo file %s", each)
-
 
 UID_PATTERN = re.compile(r"^[0-9A-F]{2,64}$")
-
-logger = logging.getLogger("space.photos")
 
 
 class Cardholder(PartitionedModel):

@@ -35,8 +35,8 @@ from accesscontrol.forms.people import (
     partitions_for,
 )
 from accesscontrol.models import AccessLevel, AuditEvent, Cardholder, CardholderPermission, Key, SystemAuditEntry
-from accesscontrol.models.cardholders import photo_storage, thumbnail_name
 from accesscontrol.permissions import may_use_partition, restrict
+from accesscontrol.photofiles import photo_storage, thumbnail_name
 from accesscontrol.views.base import VIA, OperatorPage, audit, client_address, paginate
 from accesscontrol.views.keys import issue_from_form
 

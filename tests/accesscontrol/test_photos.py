@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 
 from accesscontrol import actions, events, housekeeping, live, photos
 from accesscontrol.models import Cardholder, SystemAuditEntry
-from accesscontrol.models.cardholders import photo_storage, thumbnail_name
+from accesscontrol.photofiles import photo_storage, thumbnail_name
 from tests.factories import make_access_point, make_cardholder, make_operator, make_partition
 
 pytestmark = pytest.mark.django_db
@@ -106,7 +106,8 @@ def close(pixel, colour, tolerance=40) -> bool:
 
 
 def files(root) -> list[str]:
-    return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file())
+    """The photo files under ``root`` (not the folder's lock file, nor a half-written file)."""
+    return sorted(str(path.relative_to(root)) for path in root.rglob("[!.]*") if path.is_file())
 
 
 # --- normalising ------------------------------------------------------------------------------------------
