@@ -91,7 +91,7 @@ def normalise(data: bytes) -> Photo:
             _check_dimensions(image.width, image.height)
             if image.format == "JPEG":
                 # libjpeg decodes at 1/2, 1/4 or 1/8 scale: a 12-megapixel photo costs what a small one does.
-                image.draft("RGB", (PHOTO_SIZE[0] * 2, PHOTO_SIZE[1] * 2))
+                image.draft("RGB", PHOTO_SIZE)  # the scale that stays at least PHOTO_SIZE
             image.load()  # a GIF or an animated WebP: its first frame
             icc = image.info.get("icc_profile")
             image = ImageOps.exif_transpose(image)
