@@ -28,8 +28,8 @@ from accesscontrol.models import (
 )
 from core import backup as engine
 from integrations.models import WebhookDelivery, WebhookSubscription
-from tests.accesscontrol.test_photos import files, plain_jpeg
 from tests.factories import make_cardholder, make_operator
+from tests.support.photos import files, plain_jpeg
 
 KEY = "the site's backup key, longer than thirty-two characters"
 

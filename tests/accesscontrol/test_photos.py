@@ -3,7 +3,6 @@ refused with a reason; kept as private files; shown on the cardholder page, thro
 
 import datetime as dt
 import io
-import random
 import struct
 import zlib
 
@@ -12,20 +11,19 @@ from django.db import transaction
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from PIL import ExifTags, Image, ImageCms
+from PIL import Image
 from rest_framework.test import APIClient
 
 from accesscontrol import actions, events, housekeeping, live, photos
 from accesscontrol.models import Cardholder, SystemAuditEntry
 from accesscontrol.photofiles import photo_storage, thumbnail_name
 from tests.factories import make_access_point, make_cardholder, make_operator, make_partition
+from tests.support.photos import BLUE, RED, camera_jpeg, encoded, files, marked, noisy_jpeg, plain_jpeg
 
 pytestmark = pytest.mark.django_db
 
 VIEW = "accesscontrol.view_cardholder"
 CHANGE = "accesscontrol.change_cardholder"
-BLUE = (20, 40, 220)
-RED = (220, 30, 30)
 
 
 @pytest.fixture(autouse=True)
@@ -35,46 +33,6 @@ def photo_dir(settings, tmp_path):
 
 
 # --- images, made here ------------------------------------------------------------------------------------
-
-
-def encoded(image: Image.Image, kind: str, **options) -> bytes:
-    out = io.BytesIO()
-    image.save(out, kind, **options)
-    return out.getvalue()
-
-
-def marked(size=(800, 600)) -> Image.Image:
-    """Red, with its top-left quarter blue: where that quarter ends up shows how the image was turned."""
-    image = Image.new("RGB", size, RED)
-    image.paste(BLUE, (0, 0, size[0] // 2, size[1] // 2))
-    return image
-
-
-def camera_jpeg(orientation: int = 6) -> bytes:
-    """A JPEG as a phone writes it: EXIF with the camera, an orientation and a GPS position; ICC, XMP, a comment."""
-    exif = Image.Exif()
-    exif[ExifTags.Base.Make] = "Acme Camera Works"
-    exif[ExifTags.Base.Model] = "Pocketshot 9"
-    exif[ExifTags.Base.Orientation] = orientation
-    exif[ExifTags.IFD.GPSInfo] = {
-        ExifTags.GPS.GPSLatitudeRef: "N",
-        ExifTags.GPS.GPSLatitude: (59.0, 19.0, 47.0),
-        ExifTags.GPS.GPSLongitudeRef: "E",
-        ExifTags.GPS.GPSLongitude: (18.0, 4.0, 5.0),
-    }
-    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description by="Secret Person"/></rdf:RDF></x:xmpmeta>'
-    return encoded(marked(), "JPEG", exif=exif, icc_profile=icc, comment=b"taken at the back door", xmp=xmp, quality=95)
-
-
-def plain_jpeg(size=(640, 480)) -> bytes:
-    return encoded(marked(size), "JPEG")
-
-
-def noisy_jpeg(size=(400, 400)) -> bytes:
-    """A JPEG that does not compress: for the size limit."""
-    noise = random.Random(7).randbytes(size[0] * size[1] * 3)
-    return encoded(Image.frombytes("RGB", size, noise), "JPEG", quality=100)
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -103,11 +61,6 @@ def opened(data: bytes) -> Image.Image:
 
 def close(pixel, colour, tolerance=40) -> bool:
     return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=True))
-
-
-def files(root) -> list[str]:
-    """The photo files under ``root`` (not the folder's lock file, nor a half-written file)."""
-    return sorted(str(path.relative_to(root)) for path in root.rglob("[!.]*") if path.is_file())
 
 
 # --- normalising ------------------------------------------------------------------------------------------
