@@ -438,6 +438,8 @@ if _problems := _retention_problems(
 # (served only by views that check the operator may see the cardholder); an upload larger than this is refused.
 SPACE_PHOTO_DIR = Path(envstr("SPACE_PHOTO_DIR", str(VAR_DIR / "photos")))
 SPACE_PHOTO_MAX_BYTES = envint("SPACE_PHOTO_MAX_BYTES", 5 * 1024 * 1024)
+if STATIC_ROOT.resolve() in (SPACE_PHOTO_DIR.resolve(), *SPACE_PHOTO_DIR.resolve().parents):
+    raise ImproperlyConfigured("SPACE_PHOTO_DIR is inside SPACE_STATIC_ROOT, which anyone may read: keep photos apart.")
 if SPACE_PHOTO_MAX_BYTES < 1024:
     raise ImproperlyConfigured(f"SPACE_PHOTO_MAX_BYTES must be at least 1024, not {SPACE_PHOTO_MAX_BYTES}")
 
