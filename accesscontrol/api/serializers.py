@@ -341,6 +341,9 @@ class CardholderSerializer(PartitionedSerializer):
         help_text="4 to 8 digits; empty or null removes the PIN. Never shown.",
     )
     has_pin = serializers.BooleanField(read_only=True)
+    photo_updated_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="When the photo was set; null: none (GET .../photo/ for it)."
+    )
 
     class Meta:
         model = Cardholder
@@ -358,6 +361,7 @@ class CardholderSerializer(PartitionedSerializer):
             "expiration",
             "pin",
             "has_pin",
+            "photo_updated_at",
             "office",
             "override_privacy",
             "override_lockdown",

@@ -442,11 +442,13 @@ def test_the_api_puts_gets_and_deletes_a_photo(django_capture_on_commit_callback
     put = client.put(api_url(holder), {"photo": named(camera_jpeg(), "face.jpg")}, format="multipart")
     got = client.get(api_url(holder))
     small = client.get(api_url(holder), {"size": "thumbnail"})
+    listed = client.get(f"/api/v1/cardholders/{holder.pk}/").json()
     with django_capture_on_commit_callbacks(execute=True):
         deleted = client.delete(api_url(holder))
     gone = client.get(api_url(holder))
 
     assert put.status_code == 200, put.content
+    assert listed["photo_updated_at"] == put.json()["updated_at"]
     version = Cardholder.objects.filter(pk=holder.pk).values_list("photo", flat=True).get() or put.json()["version"]
     assert put.json()["cardholder"] == holder.pk
     assert put.json()["version"] in version
