@@ -127,7 +127,12 @@ class Kind:
     read: Callable[..., Snapshot | None]
     validate: Callable[[dict], dict]
     describe: Callable[[CardholderSource], str] | None = None
-    watch: bool = False  # looked at every tick (a watched folder), not only every sync_minutes
+    # Looked at every tick (a watched folder), not only every sync_minutes; a function of the source when only
+    # some sources of the kind watch (an HR feed's folder does, its HTTPS or SFTP address does not).
+    watch: bool | Callable[[CardholderSource], bool] = False
+
+    def watches(self, source: CardholderSource) -> bool:
+        return bool(self.watch(source) if callable(self.watch) else self.watch)
 
 
 _KINDS: dict[str, Kind] = {}
@@ -140,7 +145,7 @@ def register_kind(
     read: Callable[..., Snapshot | None],
     validate: Callable[[dict], dict],
     describe: Callable[[CardholderSource], str] | None = None,
-    watch: bool = False,
+    watch: bool | Callable[[CardholderSource], bool] = False,
 ) -> None:
     """Make a kind of source available (called from an app's ``ready``; registering twice replaces)."""
     _KINDS[name] = Kind(name, label, read, validate, describe, watch)
@@ -987,7 +992,7 @@ def held(source: CardholderSource) -> bool:
 def due(source: CardholderSource, now: dt.datetime) -> bool:
     if not source.enabled or source.kind not in _KINDS or held(source):
         return False
-    if _KINDS[source.kind].watch:
+    if _KINDS[source.kind].watches(source):
         return True
     if source.sync_minutes == 0:
         return False
@@ -1010,7 +1015,7 @@ def tick(now: dt.datetime | None = None) -> str:
             continue
         if row is None:
             continue
-        if row.status == SyncStatus.FAILED or _KINDS[source.kind].watch is False:
+        if row.status == SyncStatus.FAILED or not _KINDS[source.kind].watches(source):
             CardholderSource.objects.filter(pk=source.pk).update(last_run_at=now)
         done.append(f"{source}: {row.get_status_display().lower()}")
     return "; ".join(done) or "nothing due"

@@ -13,8 +13,13 @@ SFTP address, through a column map saved per feed (docs/hr-feeds.md). The kind "
 def register() -> None:
     from accesscontrol import sync
     from integrations.hrfeeds.config import validate_settings
-    from integrations.hrfeeds.reader import describe, read_feed
+    from integrations.hrfeeds.reader import describe, read_feed, watches
 
     sync.register_kind(
-        "hr_feed", label="HR feed (CSV / XLSX)", read=read_feed, validate=validate_settings, describe=describe
+        "hr_feed",
+        label="HR feed (CSV / XLSX)",
+        read=read_feed,
+        validate=validate_settings,
+        describe=describe,
+        watch=watches,
     )

@@ -137,3 +137,9 @@ def describe(source) -> str:
             settings.get("path", "")
         )
     return "not set up"
+
+
+def watches(source) -> bool:
+    """A watched folder is looked at every tick (a dropped file is read within the minute); an HTTPS or SFTP
+    address every ``sync_minutes``."""
+    return (source.settings or {}).get("location") == "folder"
