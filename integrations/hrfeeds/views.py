@@ -99,7 +99,10 @@ class ColumnMapView(OperatorPage, View):
             "page_title": f"Column map of {source}",
             "source": source,
             "where": describe(source),
-            "current": [(field, current.get(field, "")) for field in FIELDS],
+            "current": [(field, current[field]) for field in FIELDS if field in current],
+            "reading": ", ".join(
+                f"{name} {source.settings[name]!r}" for name in READING if source.settings.get(name) not in (None, "")
+            ),
             "sample_form": sample_form,
             "map_form": map_form,
             "table": table,
