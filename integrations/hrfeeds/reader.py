@@ -34,6 +34,7 @@ def read_feed(
     fetched = fetch(source, settings, full, clock())
     if fetched is None:
         return None
+    ready(archive_folder(source, settings))
     try:
         table = read_table(fetched.data, settings)
         progress.set_total(len(table.rows))
@@ -76,6 +77,16 @@ def archive_folder(source, settings: dict) -> Path:
     if settings["location"] == "folder":
         return Path(settings["path"]) / "archive"
     return Path(django_settings.VAR_DIR) / "hr-feeds" / str(source.pk) / "archive"
+
+
+def ready(folder: Path) -> None:
+    """Make the archive folder, so a file applied can be archived (else it would be read and applied again)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise sync.SourceError(f"The archive folder {folder} cannot be made: {error.strerror or error}.") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise sync.SourceError(f"The archive folder {folder} is not writable by Space.")
 
 
 def failed_folder(source, settings: dict) -> Path:

@@ -379,6 +379,16 @@ def test_hidden_partial_and_unmatched_files_are_never_read(tmp_path):
     assert read(folder_settings(tmp_path, pattern="*.csv"))[0] is None
 
 
+def test_an_archive_that_cannot_be_made_fails_the_run_before_anything_is_read(tmp_path):
+    drop(tmp_path, "people.csv", csv_bytes(ROWS))
+    (tmp_path / "not-a-folder").write_text("a file where the archive should be")
+
+    with pytest.raises(sync.SourceError, match=r"archive folder .* cannot be made"):
+        read(folder_settings(tmp_path, archive=str(tmp_path / "not-a-folder" / "archive")))
+
+    assert (tmp_path / "people.csv").exists()
+
+
 def test_a_missing_watched_folder_fails_the_run(tmp_path):
     with pytest.raises(sync.SourceError, match="does not exist"):
         read(folder_settings(tmp_path / "nowhere"))
