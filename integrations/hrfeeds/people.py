@@ -7,6 +7,8 @@ right is for HR to say.
 """
 
 import datetime as dt
+import functools
+import re
 from collections.abc import Callable
 
 from django.core.exceptions import ValidationError
@@ -26,6 +28,10 @@ TEXT_LIMITS = {
     "email": 254,
 }
 PROGRESS_EVERY = 100
+# Addresses of the commonest shape, all of which Django's EmailValidator accepts too (it is tried for the others).
+PLAIN_EMAIL = re.compile(
+    r"^[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}\Z"
+)
 
 
 def column_indexes(table: Table, columns: dict[str, str]) -> dict[str, int]:
@@ -44,10 +50,11 @@ def read_people(
     table: Table, settings: dict, zone: dt.tzinfo, advance: Callable[[int], None] = lambda count: None
 ) -> tuple[list[sync.Person], list[sync.RowError]]:
     indexes = column_indexes(table, settings["columns"])
+    readers = [(name, index, _FIELD_READERS.get(name, _text)) for name, index in indexes.items()]
     people, errors, lines_of = [], [], {}
     done = 0
     for where, cells in table.rows:
-        person, row_errors = read_row(where, cells, indexes, settings, zone)
+        person, row_errors = read_row(where, cells, readers, settings, zone)
         errors.extend(row_errors)
         if person is not None:
             people.append(person)
@@ -67,17 +74,14 @@ def read_people(
     return people, errors
 
 
-def read_row(where, cells, indexes, settings, zone) -> tuple[sync.Person | None, list[sync.RowError]]:
-    """One row as a Person, or None with the row's errors (each field's, with the key when it was read)."""
-
-    def cell(name):
-        index = indexes.get(name)
-        return cells[index] if index is not None and index < len(cells) else None
-
+def read_row(where, cells, readers, settings, zone) -> tuple[sync.Person | None, list[sync.RowError]]:
+    """One row as a Person, or None with the row's errors (each field's, with the key when it was read).
+    ``readers``: (field, index of its column, the function reading it) of each mapped field."""
     values, problems = {}, []
-    for name in indexes:
+    width = len(cells)
+    for name, index, reader in readers:
         try:
-            values[name] = _FIELD_READERS.get(name, _text)(name, cell(name), settings, zone)
+            values[name] = reader(name, cells[index] if index < width else None, settings, zone)
         except ValidationError as error:
             problems.append((name, error.messages[0]))
     key = values.get("key", "")
@@ -103,7 +107,7 @@ def _text(name, cell, settings, zone) -> str:
 
 def _email(name, cell, settings, zone) -> str:
     text = _text(name, cell, settings, zone)
-    if text:
+    if text and not PLAIN_EMAIL.match(text):  # the common shape first: Django's full check is slow for 100,000
         try:
             validate_email(text)
         except ValidationError:
@@ -128,20 +132,28 @@ def _date(name, cell, settings, zone) -> dt.datetime | None:
         moment, whole_day = dt.datetime.combine(cell, dt.time()), True
     else:
         text = cell_text(cell)
-        for pattern in settings["date_formats"]:
-            try:
-                moment = dt.datetime.strptime(text, pattern)
-            except ValueError:
-                continue
-            whole_day = not any(part in pattern for part in ("%H", "%I", "%M"))
-            break
-        else:
+        parsed = _parse_date(text, tuple(settings["date_formats"]))
+        if parsed is None:
             raise ValidationError(f"{text!r} is not a date ({' or '.join(settings['date_formats'])})")
+        moment, whole_day = parsed
     if moment.tzinfo is None:
         if whole_day and name == "expiration":
             moment = dt.datetime.combine(moment.date(), dt.time(23, 59, 59))
         moment = moment.replace(tzinfo=zone)
     return moment
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_date(text: str, formats: tuple[str, ...]) -> tuple[dt.datetime, bool] | None:
+    """(the moment, whether it is a whole day) by the first format that reads ``text``; cached, as strptime is slow
+    and an HR file repeats its dates (start of the month, end of the quarter)."""
+    for pattern in formats:
+        try:
+            moment = dt.datetime.strptime(text, pattern)
+        except ValueError:
+            continue
+        return moment, not any(part in pattern for part in ("%H", "%I", "%M"))
+    return None
 
 
 def _groups(name, cell, settings, zone) -> frozenset[str]:

@@ -113,6 +113,8 @@ def _filled(cell) -> bool:
 
 def cell_text(cell) -> str:
     """A cell as text: XLSX numbers that are whole (an employee number read as 1234.0) without their ".0"."""
+    if type(cell) is str:
+        return cell.strip()
     if cell is None:
         return ""
     if isinstance(cell, bool):
