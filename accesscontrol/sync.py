@@ -36,7 +36,8 @@ from django.db.models import Count
 from django.utils import timezone
 
 from accesscontrol import actions
-from accesscontrol.choices import KeyKind, KeyStatus
+from accesscontrol.choices import AuditKind, KeyKind, KeyStatus
+from accesscontrol.events import record
 from accesscontrol.models import (
     AccessLevel,
     Cardholder,
@@ -60,6 +61,8 @@ DIFF_LIMIT = 500
 ERROR_LIMIT = 1000
 # A run still "running" after this long lost its process.
 STALE_AFTER = dt.timedelta(hours=2)
+# A watched folder whose run failed is looked at again after this long (or sync_minutes, if longer).
+WATCH_RETRY = dt.timedelta(minutes=5)
 # The cardholder fields a source manages (Person attribute = Cardholder field).
 FIELDS = ("first_name", "last_name", "email", "phone_number", "department", "job_title", "activation", "expiration")
 
@@ -167,8 +170,11 @@ def validate_source(source: CardholderSource) -> None:
     """Check a source's configuration (the admin's form calls it); raises ValidationError({field: message})."""
     if source.kind not in _KINDS:
         raise ValidationError({"kind": f"Choose one of: {', '.join(sorted(_KINDS)) or 'none registered'}."})
-    source.settings = _KINDS[source.kind].validate(dict(source.settings or {}))
     errors = {}
+    try:
+        source.settings = _KINDS[source.kind].validate(dict(source.settings or {}))
+    except ValidationError as error:
+        errors.update(error.message_dict if hasattr(error, "error_dict") else {"settings": error.messages})
     try:
         source.group_map = clean_group_map(source.group_map)
     except ValidationError as error:
@@ -939,7 +945,15 @@ def run(
 
 def _finish(row: SyncRun, status: str, *, message: str, applied: Snapshot | None = None, failed=None) -> SyncRun:
     row.status, row.message, row.finished_at = status, message[:2000], timezone.now()
-    row.save()
+    with transaction.atomic():
+        row.save()
+        if status in (SyncStatus.HELD, SyncStatus.FAILED) and not row.dry_run:
+            # An alarm, so the monitor, webhooks and the event stream tell someone a source needs them.
+            record(
+                kind=AuditKind.SYNC_HELD if status == SyncStatus.HELD else AuditKind.SYNC_FAILED,
+                at=row.finished_at,
+                detail={"source": row.source.name, "run": row.pk, "message": row.message[:500]},
+            )
     done = applied or failed
     if done is not None and done.finish is not None:
         try:
@@ -992,11 +1006,15 @@ def held(source: CardholderSource) -> bool:
 def due(source: CardholderSource, now: dt.datetime) -> bool:
     if not source.enabled or source.kind not in _KINDS or held(source):
         return False
+    every = dt.timedelta(minutes=source.sync_minutes)
     if _KINDS[source.kind].watches(source):
-        return True
+        # A watched folder is looked at every minute; after a failure (an unreadable folder), once an interval.
+        newest = SyncRun.objects.filter(source=source).order_by("-started_at", "-id").first()
+        failed = newest is not None and newest.status == SyncStatus.FAILED
+        return not failed or source.last_run_at is None or now - source.last_run_at >= max(every, WATCH_RETRY)
     if source.sync_minutes == 0:
         return False
-    return source.last_run_at is None or now - source.last_run_at >= dt.timedelta(minutes=source.sync_minutes)
+    return source.last_run_at is None or now - source.last_run_at >= every
 
 
 def tick(now: dt.datetime | None = None) -> str:
@@ -1013,9 +1031,9 @@ def tick(now: dt.datetime | None = None) -> str:
         except Exception as error:  # one source's failure does not stop the others
             done.append(f"{source}: failed ({error})")
             continue
-        if row is None:
-            continue
-        if row.status == SyncStatus.FAILED or not _KINDS[source.kind].watches(source):
+        if not _KINDS[source.kind].watches(source) or (row is not None and row.status == SyncStatus.FAILED):
+            # Until the next interval, also after "nothing new" or a failure (not every minute).
             CardholderSource.objects.filter(pk=source.pk).update(last_run_at=now)
-        done.append(f"{source}: {row.get_status_display().lower()}")
+        if row is not None:
+            done.append(f"{source}: {row.get_status_display().lower()}")
     return "; ".join(done) or "nothing due"

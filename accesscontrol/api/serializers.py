@@ -354,6 +354,8 @@ class CardholderSerializer(PartitionedSerializer):
             "last_name",
             "email",
             "phone_number",
+            "department",
+            "job_title",
             "activation",
             "expiration",
             "pin",

@@ -76,6 +76,12 @@ class CardholderSource(models.Model):
         self.secret_sealed = vault.seal(text.encode(), self.secret_purpose) if text else b""
 
 
+class LeftReason(models.TextChoices):
+    GONE = "gone", "gone from the source"
+    BLOCKED = "blocked", "blocked at the source"
+    OUT_OF_SCOPE = "out_of_scope", "out of the synced groups"
+
+
 class SourcedCardholder(models.Model):
     """A cardholder the source manages: the source's id for them and what the last run applied."""
 
@@ -88,7 +94,7 @@ class SourcedCardholder(models.Model):
     card_uid = models.CharField(max_length=64, blank=True, help_text="The key issued from the source's card number.")
     seen_at = models.DateTimeField()
     left_at = models.DateTimeField(null=True, blank=True, help_text="When the sync deactivated them.")
-    left_reason = models.CharField(max_length=16, blank=True)
+    left_reason = models.CharField(max_length=16, choices=LeftReason.choices, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["source", "key"], name="sourced_cardholder_key")]

@@ -5,5 +5,5 @@ from django.urls import path
 from integrations.hrfeeds import views
 
 urlpatterns = [
-    path("cardholder-sources/<int:pk>/columns/", views.ColumnMapView.as_view(), name="hr_feed_columns"),
+    path("sources/<int:pk>/columns/", views.ColumnMapView.as_view(), name="hr_feed_columns"),
 ]

@@ -12,8 +12,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from accesscontrol import sync
-from accesscontrol.choices import KeyStatus
+from accesscontrol.choices import AuditKind, KeyStatus
 from accesscontrol.models import (
+    AuditEvent,
     BlacklistEntry,
     Cardholder,
     CardholderSource,
@@ -189,6 +190,8 @@ def test_an_empty_answer_is_held_at_the_safety_limit_and_an_approval_applies_it(
     row = sync.run(source)
     assert row.status == SyncStatus.HELD
     assert "20 of 20 cardholders would be deactivated" in row.message
+    alarm = AuditEvent.objects.get(kind=AuditKind.SYNC_HELD)
+    assert alarm.detail == {"source": "HR", "run": row.pk, "message": row.message}
     assert SourcedCardholder.objects.filter(left_at__isnull=True).count() == 20
     assert not Cardholder.objects.filter(expiration__isnull=False).exists()
     assert FINISHED[-1:] == [("HR", True)]  # the first run's; a held run does not finish its read
@@ -294,6 +297,7 @@ def test_a_source_error_fails_the_run_and_changes_nothing(site):
     ANSWERS[source.name] = sync.SourceError("ldap://dc1: cannot connect")
     row = sync.run(source)
     assert row.status == SyncStatus.FAILED and row.message == "ldap://dc1: cannot connect"
+    assert AuditEvent.objects.filter(kind=AuditKind.SYNC_FAILED).count() == 1
     ANSWERS[source.name] = None
     assert sync.run(source).status == SyncStatus.NOTHING
     assert sync.run(source, scheduled=True) is None
@@ -328,9 +332,28 @@ def test_the_tick_runs_due_sources_and_skips_others(site):
     source.refresh_from_db()
     assert not sync.due(source, now + dt.timedelta(minutes=59))
     assert sync.due(source, now + dt.timedelta(minutes=61))
+    # Nothing new is not a run to keep, and waits for the next interval all the same.
+    ANSWERS[source.name] = None
+    assert sync.tick(now + dt.timedelta(minutes=61)) == "nothing due"
+    source.refresh_from_db()
+    assert source.last_run_at == now + dt.timedelta(minutes=61) and SyncRun.objects.count() == 1
     source.enabled = False
     source.save()
-    assert sync.tick(now + dt.timedelta(hours=2)) == "nothing due"
+    assert sync.tick(now + dt.timedelta(hours=3)) == "nothing due"
+
+
+def test_a_watched_source_is_looked_at_every_minute_and_after_a_failure_less_often(site):
+    sync.register_kind("test", label="Test", read=read, validate=validate, watch=True)
+    source = site["source"]
+    now = timezone.now()
+    ANSWERS[source.name] = None
+    assert sync.due(source, now) and sync.tick(now) == "nothing due"
+    assert not SyncRun.objects.exists()
+    ANSWERS[source.name] = sync.SourceError("The folder /srv/hr is not readable.")
+    assert "failed" in sync.tick(now + dt.timedelta(minutes=1))
+    source.refresh_from_db()
+    assert not sync.due(source, now + dt.timedelta(minutes=2))
+    assert sync.due(source, now + dt.timedelta(minutes=62))
 
 
 def test_one_run_at_a_time(site):
@@ -355,3 +378,115 @@ def test_the_command_previews_and_applies(site, capsys):
     assert SourcedCardholder.objects.count() == 1
     with pytest.raises(CommandError, match="No source named Nope"):
         call_command("sync_cardholders", "Nope")
+
+
+# --- the web app's pages and the job ---------------------------------------------------------------------------
+
+
+def operator_client(*permissions):
+    from django.test import Client
+
+    from tests.factories import make_operator
+
+    operator = make_operator(*permissions, all_partitions=True)
+    client = Client()
+    client.force_login(operator)
+    return client, operator
+
+
+def test_preview_then_approve_through_the_web_app_with_the_diff_shown(site, monkeypatch):
+    from django.urls import reverse
+
+    from accesscontrol import jobs
+    from accesscontrol.models import Job
+
+    monkeypatch.setattr(jobs, "dispatch", lambda job_id: None)  # run below, in this thread
+    source = site["source"]
+    answer(source, [person(n, card_uid=f"BB{n:02d}") for n in range(10)])
+    sync.run(source)
+    client, operator = operator_client(
+        "accesscontrol.view_cardholdersource", "accesscontrol.change_cardholdersource", "accesscontrol.view_cardholder"
+    )
+    answer(
+        source,
+        [person(n, last_name="Renamed" if n == 0 else f"Person{n:04d}", card_uid=f"BB{n:02d}") for n in range(5)],
+    )
+
+    response = client.post(reverse("source_run", args=[source.pk]), {"what": "preview"})
+    job = Job.objects.get()
+    assert response["Location"] == reverse("job", args=[job.pk])
+    jobs.run(job.pk)
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.percent == 100, job.message
+    preview = SyncRun.objects.get(pk=job.result["run"])
+    assert preview.status == SyncStatus.PREVIEWED and preview.operator == operator
+    assert "See the run" in client.get(reverse("job", args=[job.pk])).content.decode()
+    page = client.get(reverse("sync_run", args=[preview.pk])).content.decode()
+    assert "Renamed" in page and "Gone from the source" in page and "Approve" not in page
+    assert page.count('<td class="num">1</td>') >= 5  # each leaver's one key to cancel
+
+    client.post(reverse("source_run", args=[source.pk]), {"what": "sync"})
+    held_job = Job.objects.latest("id")
+    jobs.run(held_job.pk)
+    held = SyncRun.objects.get(pk=Job.objects.get(pk=held_job.pk).result["run"])
+    assert held.status == SyncStatus.HELD
+    page = client.get(reverse("sync_run", args=[held.pk])).content.decode()
+    assert "Approve: deactivate 5" in page
+    assert "held" in client.get(reverse("source", args=[source.pk])).content.decode()
+
+    client.post(reverse("source_run", args=[source.pk]), {"what": "approve", "run": held.pk})
+    approve_job = Job.objects.latest("id")
+    assert approve_job.parameters["approves"] == held.pk
+    jobs.run(approve_job.pk)
+    applied = SyncRun.objects.get(pk=Job.objects.get(pk=approve_job.pk).result["run"])
+    assert applied.status == SyncStatus.APPLIED and applied.approved_by == operator and applied.approves == held
+    assert BlacklistEntry.objects.count() == 5
+    assert SystemAuditEntry.objects.filter(action="sync_approve", operator=operator).count() == 1
+    listing = client.get(reverse("sources")).content.decode()
+    assert "HR" in listing and "Applied" in listing
+    detail = client.get(reverse("cardholder", args=[holder("k0009").pk])).content.decode()
+    assert "deactivated" in detail and "k0009" in detail
+
+
+def test_the_pages_need_their_permissions(site):
+    from django.urls import reverse
+
+    client, _operator = operator_client("accesscontrol.view_cardholdersource")
+    source = site["source"]
+    assert client.get(reverse("sources")).status_code == 200
+    assert "Sync now" not in client.get(reverse("sources")).content.decode()
+    assert client.post(reverse("source_run", args=[source.pk]), {"what": "sync"}).status_code == 403
+    nobody, _ = operator_client("accesscontrol.view_cardholder")
+    assert nobody.get(reverse("sources")).status_code == 403
+    assert nobody.get(reverse("source", args=[source.pk])).status_code == 403
+
+
+def test_the_admin_checks_the_settings_and_seals_the_secret(site, admin_client):
+    from django.urls import reverse
+
+    source = site["source"]
+    url = reverse("admin:accesscontrol_cardholdersource_change", args=[source.pk])
+    data = {
+        "name": "HR",
+        "kind": "test",
+        "enabled": "on",
+        "settings": '{"bad": true}',
+        "group_map": '{"staff": {"access_levels": ["Missing"]}}',
+        "scope_groups": "[]",
+        "default_partition": source.default_partition_id,
+        "max_leaver_percent": 10,
+        "sync_minutes": 60,
+        "full_every_hours": 24,
+        "secret": "s3cret",
+    }
+    response = admin_client.post(url, data)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors["settings"] == ["Not allowed."]
+    assert "no access level named Missing" in str(errors["group_map"])
+    data.update(settings="{}", group_map='{"staff": {"access_levels": ["Staff doors"]}}')
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    source.refresh_from_db()
+    assert source.secret == "s3cret" and b"s3cret" not in bytes(source.secret_sealed)
+    assert source.group_map == {"staff": {"access_levels": ["Staff doors"], "partition": ""}}

@@ -153,6 +153,12 @@ def test_an_xlsx_sample_keeps_its_dates(source):
     assert (person.key, person.expiration.date()) == ("7", dt.date(2027, 1, 31))
 
 
+def test_the_sources_page_links_an_hr_feed_to_its_column_map(source):
+    page = client_for("accesscontrol.view_cardholdersource", CHANGE).get(reverse("source", args=[source.pk]))
+
+    assert page.status_code == 200 and url(source) in page.content.decode()
+
+
 def test_only_operators_who_may_change_sources_open_the_page_and_nothing_changes_otherwise(source):
     client = client_for("accesscontrol.view_cardholder")
 
