@@ -758,3 +758,24 @@ def test_the_kind_checks_a_sources_settings_and_describes_it(db, tmp_path):
     assert sync.kinds()["hr_feed"].watches(source)
     source.settings = {"location": "https", "url": "https://hr.example/p.csv"}
     assert not sync.kinds()["hr_feed"].watches(source)
+
+
+def test_an_https_feed_through_the_core_saves_its_etag_so_the_next_run_has_nothing_new(db, https_feed, tmp_path):
+    from accesscontrol.models import CardholderSource, SyncStatus
+    from tests.factories import make_partition
+
+    source = CardholderSource(name="HR web", kind="hr_feed", default_partition_id=make_partition("Main").pk,
+                              settings=https_settings(https_feed, tmp_path))  # fmt: skip
+    sync.validate_source(source)
+    source.save()
+    source.set_secret("s3cret")
+    source.save()
+
+    first = sync.run(source)
+
+    assert first.status == SyncStatus.APPLIED and first.counts["added"] == 2  # 1003 is blocked: not created
+    source.refresh_from_db()
+    assert source.cursor["etag"] == '"v1"'
+    assert sync.run(source).status == SyncStatus.NOTHING
+    assert https_feed.requests[-1]["If-None-Match"] == '"v1"'
+    assert not sync.kinds()["hr_feed"].watches(source)
