@@ -490,3 +490,47 @@ def test_the_admin_checks_the_settings_and_seals_the_secret(site, admin_client):
     source.refresh_from_db()
     assert source.secret == "s3cret" and b"s3cret" not in bytes(source.secret_sealed)
     assert source.group_map == {"staff": {"access_levels": ["Staff doors"], "partition": ""}}
+
+
+# --- the REST API ------------------------------------------------------------------------------------------------
+
+
+def test_the_api_lists_sources_and_runs_starts_a_run_and_approves_a_held_one(site, monkeypatch):
+    from accesscontrol import jobs
+    from accesscontrol.models import Job
+    from tests.support.api import client_with
+
+    monkeypatch.setattr(jobs, "dispatch", lambda job_id: None)
+    source = site["source"]
+    source.set_secret("bind-password")
+    source.save()
+    answer(source, [person(n) for n in range(4)])
+    sync.run(source)
+    viewer = client_with("accesscontrol.view_cardholdersource")
+    runner = client_with("accesscontrol.view_cardholdersource", "accesscontrol.change_cardholdersource")
+
+    listed = viewer.get("/api/v1/cardholder-sources/").json()["results"]
+    assert [(s["name"], s["cardholders"]) for s in listed] == [("HR", 4)]
+    assert "bind-password" not in str(listed) and "secret" not in listed[0]
+    assert viewer.post(f"/api/v1/cardholder-sources/{source.pk}/sync/", {}, format="json").status_code == 403
+    bad = runner.post(f"/api/v1/cardholder-sources/{source.pk}/sync/", {"dry_run": "perhaps"}, format="json")
+    assert bad.status_code == 400 and "dry_run" in bad.json()
+
+    answer(source, [])
+    started = runner.post(f"/api/v1/cardholder-sources/{source.pk}/sync/", {"full": True}, format="json")
+    assert started.status_code == 202
+    job = Job.objects.get(pk=started.json()["job"])
+    assert job.parameters == {"source": source.pk, "dry_run": False, "full": True}
+    jobs.run(job.pk)
+    (held,) = viewer.get(f"/api/v1/sync-runs/?job={job.pk}").json()["results"]
+    assert held["status"] == "held" and held["counts"]["left"] == 4
+    assert viewer.post(f"/api/v1/sync-runs/{held['id']}/approve/").status_code == 403
+
+    approved = runner.post(f"/api/v1/sync-runs/{held['id']}/approve/")
+    assert approved.status_code == 202
+    jobs.run(approved.json()["job"])
+    (applied,) = viewer.get(f"/api/v1/sync-runs/?job={approved.json()['job']}").json()["results"]
+    assert applied["status"] == "applied" and applied["approves"] == held["id"]
+    again = runner.post(f"/api/v1/sync-runs/{held['id']}/approve/")
+    assert again.status_code == 400 and "status" in again.json()
+    assert client_with("accesscontrol.view_cardholder").get("/api/v1/sync-runs/").status_code == 403
