@@ -61,7 +61,8 @@ DIFF_LIMIT = 500
 ERROR_LIMIT = 1000
 # A run still "running" after this long lost its process.
 STALE_AFTER = dt.timedelta(hours=2)
-# A watched folder whose run failed is looked at again after this long (or sync_minutes, if longer).
+# A watched folder whose run failed is looked at again after this long (a bad file has been moved to failed/
+# by then, so a corrected one is read within minutes; an unreadable folder is not tried every minute).
 WATCH_RETRY = dt.timedelta(minutes=5)
 # The cardholder fields a source manages (Person attribute = Cardholder field).
 FIELDS = ("first_name", "last_name", "email", "phone_number", "department", "job_title", "activation", "expiration")
@@ -121,6 +122,9 @@ class Snapshot:
     errors: list[RowError] = field(default_factory=list)
     description: str = ""
     finish: Callable[[bool], None] | None = None
+    # The Person fields (of FIELDS) the source has at all: only those are written (None: all of them), so a
+    # feed without an e-mail column leaves the e-mail addresses typed in Space alone.
+    fields: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +232,8 @@ class Rules:
     default_partition: int
     level_names: dict[int, str]
     partition_names: dict[int, str]
+    # The cardholder fields the source manages (Snapshot.fields); the others are left as they are.
+    fields: tuple[str, ...] = FIELDS
 
     @classmethod
     def of(cls, source: CardholderSource) -> "Rules":
@@ -435,10 +441,8 @@ def describe(plan_: Plan, rules: Rules) -> tuple[dict, dict]:
             return {}
         found = {}
         if person is not None:
-            for name in FIELDS:
-                before, after = getattr(holder, name), getattr(person, name)
-                if name not in ("activation", "expiration"):
-                    after = (after or "")[: Cardholder._meta.get_field(name).max_length]
+            for name, after in _fields(person, rules.fields).items():
+                before = getattr(holder, name)
                 if before != after:
                     found[name] = [_value(before), _value(after)]
         have = current_levels.get(holder_id, set())
@@ -529,14 +533,15 @@ def _batches(items: list, size: int = BATCH):
         yield items[start : start + size]
 
 
-def _fields(person: Person) -> dict:
+def _fields(person: Person, managed: Iterable[str] = FIELDS) -> dict:
+    """The cardholder fields ``person`` sets: those the source manages (``Snapshot.fields``), fitted to the columns."""
     values = {}
-    for name in FIELDS:
+    for name in managed:
         value = getattr(person, name)
         if name not in ("activation", "expiration"):
             value = (value or "").strip()[: Cardholder._meta.get_field(name).max_length]
         values[name] = value
-    if not values["last_name"]:
+    if "last_name" in values and not values["last_name"]:
         values["last_name"] = person.key[:100]
     return values
 
@@ -574,7 +579,7 @@ class Applier:
                     Cardholder(
                         ext_id=person.key if len(person.key) <= 64 and person.key not in taken else None,
                         partition_id=self.rules.partition_for(person.groups),
-                        **_fields(person),
+                        **_fields(person, self.rules.fields),
                     )
                     for person in chunk
                 ]
@@ -640,7 +645,7 @@ class Applier:
     # Changed, adopted and returning cardholders.
     def update(self, items: list[tuple[int, Person]], *, action: str, adopt: bool = False) -> None:
         Through = Cardholder.access_levels.through
-        names = [*FIELDS, "partition", "updated_at"]
+        names = [*self.rules.fields, "partition", "updated_at"]
         for chunk in _batches(items):
             with transaction.atomic():
                 ids = [pk for pk, _ in chunk]
@@ -657,7 +662,7 @@ class Applier:
                     if holder is None:  # deleted meanwhile
                         continue
                     changes = {}
-                    for name, value in _fields(person).items():
+                    for name, value in _fields(person, self.rules.fields).items():
                         if getattr(holder, name) != value:
                             changes[name] = [_value(getattr(holder, name)), _value(value)]
                             setattr(holder, name, value)
@@ -891,6 +896,8 @@ def run(
             return _finish(row, SyncStatus.NOTHING, message="The source has nothing new.")
         row.description = snapshot.description[:300]
         rules = Rules.of(source)
+        if snapshot.fields is not None:
+            rules.fields = tuple(name for name in FIELDS if name in snapshot.fields or name == "last_name")
         plan_ = plan(source, snapshot, rules)
         counts, diff = describe(plan_, rules)
         row.counts, row.diff = counts, diff
@@ -1011,7 +1018,7 @@ def due(source: CardholderSource, now: dt.datetime) -> bool:
         # A watched folder is looked at every minute; after a failure (an unreadable folder), once an interval.
         newest = SyncRun.objects.filter(source=source).order_by("-started_at", "-id").first()
         failed = newest is not None and newest.status == SyncStatus.FAILED
-        return not failed or source.last_run_at is None or now - source.last_run_at >= max(every, WATCH_RETRY)
+        return not failed or source.last_run_at is None or now - source.last_run_at >= WATCH_RETRY
     if source.sync_minutes == 0:
         return False
     return source.last_run_at is None or now - source.last_run_at >= every

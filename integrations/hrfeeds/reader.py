@@ -49,6 +49,8 @@ def read_feed(
         errors=errors,
         description=f"{fetched.name} from {fetched.where}: {len(table.rows):,} rows",
         finish=lambda applied: dispose(source, settings, fetched, applied=applied, now=clock()),
+        # Only the mapped columns are HR's: a field the feed does not carry is left as typed in Space.
+        fields=frozenset(settings["columns"]),
     )
 
 

@@ -534,3 +534,18 @@ def test_the_api_lists_sources_and_runs_starts_a_run_and_approves_a_held_one(sit
     again = runner.post(f"/api/v1/sync-runs/{held['id']}/approve/")
     assert again.status_code == 400 and "status" in again.json()
     assert client_with("accesscontrol.view_cardholder").get("/api/v1/sync-runs/").status_code == 403
+
+
+def test_only_the_fields_the_source_has_are_written(site):
+    source = site["source"]
+    answer(source, [person(1, email="hr@example.org")])
+    sync.run(source)
+    typed = holder("k0001")
+    typed.phone_number = "+4930123456"
+    typed.save()
+    # A source without phone numbers (an HR feed with no such column) leaves the one typed in Space.
+    answer(source, [person(1, last_name="Changed", email="new@example.org")], fields=frozenset({"last_name", "email"}))
+    row = sync.run(source)
+    assert set(row.diff["changed"][0]["changes"]) == {"last_name", "email"}
+    changed = holder("k0001")
+    assert (changed.last_name, changed.email, changed.phone_number) == ("Changed", "new@example.org", "+4930123456")
