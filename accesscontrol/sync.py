@@ -584,6 +584,7 @@ class Applier:
                     for person in chunk
                 ]
                 Cardholder.objects.bulk_create(holders)
+                cards = self._issue_cards(list(zip(holders, chunk, strict=True)))
                 SourcedCardholder.objects.bulk_create(
                     SourcedCardholder(
                         source=self.source,
@@ -591,6 +592,7 @@ class Applier:
                         cardholder=holder,
                         digest=digest(person),
                         groups=sorted(person.groups),
+                        card_uid=cards.get(holder.pk, ""),
                         seen_at=self.now,
                     )
                     for person, holder in zip(chunk, holders, strict=True)
@@ -600,7 +602,6 @@ class Applier:
                     for person, holder in zip(chunk, holders, strict=True)
                     for level in sorted(self.rules.levels_for(person.groups))
                 )
-                self._issue_cards([(holder, person) for holder, person in zip(holders, chunk, strict=True)])
                 self.audit(
                     "sync_add",
                     {
@@ -611,15 +612,18 @@ class Applier:
                 )
             self.progress.advance(len(chunk))
 
-    def _issue_cards(self, pairs: list[tuple[Cardholder, Person]]) -> None:
-        """Keys from the source's card numbers, for people that have one; a UID issued to another is an error."""
+    def _issue_cards(self, pairs: list[tuple[Cardholder, Person]]) -> dict[int, str]:
+        """Keys from the source's card numbers, for people that have one; a UID issued to another is an error.
+
+        Returns cardholder id -> the UID they now hold from the source (for their links' ``card_uid``).
+        """
         wanted = [(holder, person, _card(person)) for holder, person in pairs if person.card_uid]
         for _holder, person, uid in wanted:
             if not uid:
                 self.errors.append(RowError(person.origin, "card_uid", f"{person.card_uid!r} is not a card UID (hex)"))
         wanted = [(holder, person, uid) for holder, person, uid in wanted if uid]
         if not wanted:
-            return
+            return {}
         issued = dict(
             Key.objects.filter(uid__in=[uid for _h, _p, uid in wanted], status=KeyStatus.ISSUED).values_list(
                 "uid", "cardholder_id"
@@ -639,8 +643,7 @@ class Applier:
             links.append((holder.pk, uid))
         Key.objects.bulk_create(new_keys)
         self.keys_issued += len(new_keys)
-        for holder_id, uid in links:
-            SourcedCardholder.objects.filter(cardholder_id=holder_id).update(card_uid=uid)
+        return dict(links)
 
     # Changed, adopted and returning cardholders.
     def update(self, items: list[tuple[int, Person]], *, action: str, adopt: bool = False) -> None:
@@ -707,9 +710,8 @@ class Applier:
             for key in Key.objects.filter(cardholder=holder, uid=old_uid).exclude(status=KeyStatus.CANCELLED):
                 actions.cancel_key(key, operator=None, via=VIA, at=self.now)
                 self.keys_cancelled += 1
-        SourcedCardholder.objects.filter(cardholder=holder).update(card_uid="")
-        if person.card_uid:
-            self._issue_cards([(holder, person)])
+        held = self._issue_cards([(holder, person)]) if person.card_uid else {}
+        SourcedCardholder.objects.filter(cardholder=holder).update(card_uid=held.get(holder.pk, ""))
 
     def regroup(self, items: list[tuple[int, str, frozenset[str]]]) -> None:
         """Only the groups changed (an incremental run saw it in the group entries): levels and partition."""
