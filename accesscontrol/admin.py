@@ -12,6 +12,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
@@ -20,7 +21,7 @@ from django.utils.text import capfirst
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accesscontrol import photos
+from accesscontrol import photos, sync
 from accesscontrol.actions import (
     PERMISSION_FIELDS,
     add_cardholder_permission,
@@ -55,6 +56,7 @@ from accesscontrol.models import (
     CalendarDay,
     Cardholder,
     CardholderPermission,
+    CardholderSource,
     GuestArea,
     IdempotencyRecord,
     Key,
@@ -68,7 +70,9 @@ from accesscontrol.models import (
     Room,
     RuleChange,
     SiteSettings,
+    SourcedCardholder,
     Stay,
+    SyncRun,
     SystemAuditEntry,
     TimeInterval,
     TimePeriod,
@@ -486,6 +490,8 @@ CARDHOLDER_IDENTITY_FIELDS = [
     "partition",
     "email",
     "phone_number",
+    "department",
+    "job_title",
 ]
 CARDHOLDER_OPTION_FIELDS = [
     "office",
@@ -593,7 +599,20 @@ class CardholderAdmin(SpaceAdmin):
     fieldsets = [
         (
             None,
-            {"fields": ["kind", "title", "first_name", "last_name", "ext_id", "partition", "email", "phone_number"]},
+            {
+                "fields": [
+                    "kind",
+                    "title",
+                    "first_name",
+                    "last_name",
+                    "ext_id",
+                    "partition",
+                    "email",
+                    "phone_number",
+                    "department",
+                    "job_title",
+                ]
+            },
         ),
         ("Photo", {"fields": ["photo_thumbnail", "photo_updated_at"]}),
         ("Validity", {"fields": ["activation", "expiration", "banned"]}),
@@ -928,3 +947,94 @@ class IdempotencyRecordAdmin(ReadOnlyAdmin):
     list_display = ["key", "operator", "status", "created_at"]
     list_select_related = ["operator"]
     search_fields = ["key"]
+
+
+# --- cardholder sources (accesscontrol/sync.py) ------------------------------------------------------------------
+
+
+class CardholderSourceForm(forms.ModelForm):
+    """The kind's settings are checked by the kind itself; the secret is written only (blank keeps the one set)."""
+
+    kind = forms.ChoiceField(choices=())
+    secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="The bind password, the HTTPS token or the SFTP password or private key; kept sealed. "
+        "Blank keeps the one set.",
+    )
+    clear_secret = forms.BooleanField(required=False, help_text="Remove the secret set.")
+
+    class Meta:
+        model = CardholderSource
+        fields = [
+            "name",
+            "kind",
+            "enabled",
+            "settings",
+            "group_map",
+            "scope_groups",
+            "default_partition",
+            "max_leaver_percent",
+            "sync_minutes",
+            "full_every_hours",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = [(kind.name, kind.label) for kind in sync.kinds().values()]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        source = self.instance
+        for name in ("kind", "settings", "group_map", "scope_groups"):
+            setattr(source, name, cleaned.get(name))
+        try:
+            sync.validate_source(source)
+        except ValidationError as error:
+            for name, messages in error.message_dict.items():
+                self.add_error(name if name in self.fields else "settings", messages)
+            return cleaned
+        cleaned["settings"], cleaned["group_map"] = source.settings, source.group_map
+        return cleaned
+
+
+@admin.register(CardholderSource)
+class CardholderSourceAdmin(SpaceAdmin):
+    form = CardholderSourceForm
+    list_display = ["name", "kind", "enabled", "sync_minutes", "last_run_at", "last_full_at"]
+    list_filter = ["kind", "enabled"]
+    search_fields = ["name"]
+    readonly_fields = ["has_secret", "last_run_at", "last_full_at"]
+
+    @admin.display(boolean=True, description="Secret set")
+    def has_secret(self, obj):
+        return bool(obj.secret_sealed)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if form.cleaned_data.get("clear_secret"):
+            obj.set_secret("")
+        elif form.cleaned_data.get("secret"):
+            obj.set_secret(form.cleaned_data["secret"])
+        else:
+            return
+        obj.save(update_fields=["secret_sealed"])
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(ReadOnlyAdmin):
+    """Written by the sync only; the web app's Cardholder sources page shows each run's diff."""
+
+    list_display = ["started_at", "source", "status", "dry_run", "full", "operator", "message"]
+    list_filter = ["status", "source", "dry_run"]
+    date_hierarchy = "started_at"
+
+
+@admin.register(SourcedCardholder)
+class SourcedCardholderAdmin(ReadOnlyAdmin):
+    list_display = ["key", "source", "cardholder", "seen_at", "left_at", "left_reason"]
+    list_filter = ["source", "left_reason"]
+    search_fields = ["key", "cardholder__last_name"]
+    raw_id_fields = ["cardholder"]

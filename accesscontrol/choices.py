@@ -112,6 +112,8 @@ class AuditKind(models.TextChoices):
     ANTI_PASSBACK_VIOLATION = "anti_passback_violation", "Anti-passback violation (soft)"
     BACKUP_FAILED = "backup_failed", "Backup failed"
     BACKUP_OVERDUE = "backup_overdue", "Backup overdue"
+    SYNC_HELD = "sync_held", "Cardholder sync held for an operator"
+    SYNC_FAILED = "sync_failed", "Cardholder sync failed"
 
 
 # The alarms among the audit events, kept longer than the rest (SPACE_AUDIT_KEEP_ALARM_DAYS,
@@ -136,6 +138,8 @@ ALARM_KINDS = frozenset(
         AuditKind.ALARM_ACKNOWLEDGED,
         AuditKind.BACKUP_FAILED,
         AuditKind.BACKUP_OVERDUE,
+        AuditKind.SYNC_HELD,
+        AuditKind.SYNC_FAILED,
     )
 )
 

@@ -29,12 +29,14 @@ KINDS = {
     "cardholder_export": "accesscontrol.cardholder_jobs.export_cardholders",
     "cardholder_grant_level": "accesscontrol.cardholder_jobs.grant_access_level",
     "backup": "accesscontrol.backups.backup_job",
+    "cardholder_sync": "accesscontrol.sync.sync_job",
 }
 LABELS = {
     "cardholder_import": "Cardholder import",
     "cardholder_export": "Cardholder export",
     "cardholder_grant_level": "Grant an access level",
     "backup": "Backup",
+    "cardholder_sync": "Cardholder sync",
 }
 # A running job reports progress at least this often; one silent for longer lost its process.
 STALLED_AFTER = dt.timedelta(minutes=5)

@@ -56,7 +56,13 @@ MENU = [
             ("Operator groups", "operator_groups", "accesscontrol.view_operatorgroup"),
         ],
     ),
-    ("System", [("Backups", "backups", "accesscontrol.view_backup")]),
+    (
+        "System",
+        [
+            ("Cardholder sources", "sources", "accesscontrol.view_cardholdersource"),
+            ("Backups", "backups", "accesscontrol.view_backup"),
+        ],
+    ),
 ]
 
 

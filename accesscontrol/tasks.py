@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from accesscontrol import backups, housekeeping, jobs, retention
+from accesscontrol import backups, housekeeping, jobs, retention, sync
 
 
 @shared_task(ignore_result=True)
@@ -31,3 +31,10 @@ def purge_audit() -> str:
     """Beat's nightly audit purge: archive, then delete, what the retention policy no longer keeps
     (accesscontrol/retention.py; runspace: core.periodic). A second copy finds the purge's locks taken."""
     return f"audit purge: {retention.purge(via='scheduler').summary()}"
+
+
+@shared_task(ignore_result=True)
+def source_tick() -> str:
+    """Beat's minute for cardholder sources: each due directory or HR feed is synced (accesscontrol/sync.py;
+    runspace: the sources service). A run of a source already under way makes a second one skip it."""
+    return sync.tick()

@@ -20,6 +20,7 @@ from accesscontrol.views import (
     presence,
     records,
     schedules,
+    sources,
 )
 
 urlpatterns = [
@@ -161,4 +162,9 @@ urlpatterns = [
     # --- backups (administrators) -----------------------------------------------------------
     path("backups/", backups.BackupListView.as_view(), name="backups"),
     path("backups/now/", backups.BackupNowView.as_view(), name="backup_now"),
+    # --- cardholder sources (directories, HR feeds) -------------------------------------------
+    path("sources/", sources.SourceListView.as_view(), name="sources"),
+    path("sources/<int:pk>/", sources.SourceDetailView.as_view(), name="source"),
+    path("sources/<int:pk>/run/", sources.SourceRunView.as_view(), name="source_run"),
+    path("sources/runs/<int:pk>/", sources.SyncRunView.as_view(), name="sync_run"),
 ]

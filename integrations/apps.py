@@ -15,3 +15,8 @@ class IntegrationsConfig(AppConfig):
         from integrations.mobilekeys.services import cardholder_mobile_keys
 
         registry.add_cardholder_page(cardholder_mobile_keys)
+
+        # HR feeds are a kind of cardholder source of the sync core.
+        from integrations import hrfeeds
+
+        hrfeeds.register()

@@ -20,6 +20,8 @@ ENSURE_EVERY_SECONDS = 10.0
 PURGE_BLACKLIST_EVERY_SECONDS = 3600.0
 # The backups' minute: the daily backup once its time has come, the overdue alarm (accesscontrol/backups.py).
 BACKUP_TICK_SECONDS = 60.0
+# Cardholder sources (directories, HR feeds; accesscontrol/sync.py): due ones run, watched folders are looked at.
+SOURCE_TICK_SECONDS = 60.0
 # The audit retention purge (accesscontrol/retention.py): daily; runspace runs it this often without beat.
 PURGE_AUDIT_EVERY_SECONDS = 86400.0
 app.conf.beat_schedule = {
@@ -45,6 +47,11 @@ app.conf.beat_schedule = {
         "task": "accesscontrol.tasks.backup_tick",
         "schedule": BACKUP_TICK_SECONDS,
         "options": {"expires": BACKUP_TICK_SECONDS},
+    },
+    "source-tick": {
+        "task": "accesscontrol.tasks.source_tick",
+        "schedule": SOURCE_TICK_SECONDS,
+        "options": {"expires": SOURCE_TICK_SECONDS},
     },
     # One copy at a time whatever beat does: the purge holds its own locks (a second one finds them taken).
     "purge-audit": {

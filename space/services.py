@@ -106,6 +106,15 @@ def backup_scheduler() -> Service:
     return PeriodicService("backups", tick, BACKUP_TICK_SECONDS)
 
 
+def source_scheduler() -> Service:
+    """Cardholder sources: due directory and HR feed syncs, watched folders (beat's source_tick)."""
+    from accesscontrol.sync import tick
+    from core.periodic import PeriodicService
+    from space.celery import SOURCE_TICK_SECONDS
+
+    return PeriodicService("sources", tick, SOURCE_TICK_SECONDS)
+
+
 def audit_retention() -> Service:
     """The daily audit purge: archive, then delete, what the retention policy no longer keeps (beat's purge_audit)."""
     from accesscontrol.retention import purge
@@ -169,6 +178,14 @@ SERVICES: dict[str, Entry] = {
             # With Celery, beat's accesscontrol.tasks.backup_tick does it.
             without_celery,
             description="The daily backup at SPACE_BACKUP_TIME and the overdue alarm (docs/backups.md)",
+        ),
+        Entry(
+            "sources",
+            "cardholder sources",
+            source_scheduler,
+            # With Celery, beat's accesscontrol.tasks.source_tick does it.
+            without_celery,
+            description="Syncs cardholders from directories and HR feeds when due (docs/cardholder-sources.md)",
         ),
         Entry(
             "audit-retention",

@@ -27,6 +27,7 @@ from accesscontrol.models import (
     CalendarDay,
     Cardholder,
     CardholderPermission,
+    CardholderSource,
     Key,
     Location,
     ModeChange,
@@ -36,6 +37,7 @@ from accesscontrol.models import (
     Partition,
     Presence,
     SiteSettings,
+    SyncRun,
     SystemAuditEntry,
     TimeInterval,
     TimePeriod,
@@ -357,6 +359,8 @@ class CardholderSerializer(PartitionedSerializer):
             "last_name",
             "email",
             "phone_number",
+            "department",
+            "job_title",
             "activation",
             "expiration",
             "pin",
@@ -738,3 +742,68 @@ class CardholderPhotoSerializer(serializers.Serializer):
     cardholder = serializers.IntegerField()
     version = serializers.CharField(help_text="Changes with the photo; it is the photo's ETag.")
     updated_at = serializers.DateTimeField()
+
+
+# --- cardholder sources (accesscontrol/sync.py) ------------------------------------------------------------------
+
+
+class CardholderSourceSerializer(serializers.ModelSerializer):
+    """A source as configured (in the admin); its secret is never shown."""
+
+    cardholders = serializers.SerializerMethodField(help_text="Cardholders it manages that are active.")
+
+    class Meta:
+        model = CardholderSource
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "enabled",
+            "settings",
+            "group_map",
+            "scope_groups",
+            "default_partition",
+            "max_leaver_percent",
+            "sync_minutes",
+            "full_every_hours",
+            "last_run_at",
+            "last_full_at",
+            "cardholders",
+        ]
+        read_only_fields = fields
+
+    def get_cardholders(self, source) -> int:
+        return source.links.filter(left_at__isnull=True).count()
+
+
+class SyncStartSerializer(serializers.Serializer):
+    dry_run = serializers.BooleanField(default=False, help_text="Only compute the diff (a preview).")
+    full = serializers.BooleanField(default=False, help_text="Read everything, not only what changed.")
+
+
+class SyncStartedSerializer(serializers.Serializer):
+    job = serializers.IntegerField(help_text="The job running it; its run appears in sync-runs?job=<id>.")
+
+
+class SyncRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SyncRun
+        fields = [
+            "id",
+            "source",
+            "job",
+            "operator",
+            "started_at",
+            "finished_at",
+            "dry_run",
+            "full",
+            "status",
+            "description",
+            "counts",
+            "diff",
+            "errors",
+            "message",
+            "approved_by",
+            "approves",
+        ]
+        read_only_fields = fields

@@ -22,6 +22,8 @@ router.register("blacklist", views.BlacklistViewSet)
 router.register("operators", views.OperatorViewSet)
 router.register("operator-groups", views.OperatorGroupViewSet)
 router.register("api-keys", views.ApiKeyViewSet)
+router.register("cardholder-sources", views.CardholderSourceViewSet)
+router.register("sync-runs", views.SyncRunViewSet)
 
 urlpatterns = [
     path("site/", views.SiteSettingsView.as_view(), name="site-settings"),

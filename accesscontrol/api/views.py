@@ -18,7 +18,7 @@ from rest_framework import exceptions, generics, parsers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from accesscontrol import actions, engine, filtersets, muster, photos, presence
+from accesscontrol import actions, engine, filtersets, jobs, muster, photos, presence, sync
 from accesscontrol.api import serializers
 from accesscontrol.api.permissions import ACTIONS
 from accesscontrol.models import (
@@ -31,6 +31,7 @@ from accesscontrol.models import (
     Calendar,
     Cardholder,
     CardholderPermission,
+    CardholderSource,
     Key,
     Location,
     ModeSchedule,
@@ -39,6 +40,8 @@ from accesscontrol.models import (
     Partition,
     Presence,
     SiteSettings,
+    SyncRun,
+    SyncStatus,
     SystemAuditEntry,
     TimePeriod,
     Zone,
@@ -644,6 +647,74 @@ class ApiKeyViewSet(SpaceModelViewSet):
         """Revoke the key: it is refused from now on."""
         key = actions.revoke_api_key(self.get_object(), operator=request.user, via=VIA)
         return Response(self.get_serializer(key).data)
+
+
+# --- cardholder sources ---------------------------------------------------------------
+
+
+class CardholderSourceViewSet(SpaceReadOnlyViewSet):
+    """Directories and HR feeds the cardholders come from (configured in the admin); ``sync`` runs one."""
+
+    queryset = CardholderSource.objects.all()
+    serializer_class = serializers.CardholderSourceSerializer
+    filterset_fields = ["kind", "enabled"]
+    ordering_fields = ["id", "name", "last_run_at"]
+
+    @extend_schema(request=serializers.SyncStartSerializer, responses={202: serializers.SyncStartedSerializer})
+    @action(detail=True, methods=["post"], permission_action="change")
+    def sync(self, request, pk=None):
+        """Start a run (a preview with ``dry_run``) as a job; its run is listed in sync-runs once it starts."""
+        query = serializers.SyncStartSerializer(data=request.data)
+        query.is_valid(raise_exception=True)
+        source = self.get_object()
+        parameters = {"source": source.pk, "dry_run": query.validated_data["dry_run"]}
+        if query.validated_data["full"]:
+            parameters["full"] = True
+        with transaction.atomic():
+            job = jobs.start("cardholder_sync", request.user, parameters)
+            actions.record_operator_action(
+                request.user,
+                "sync_preview" if parameters["dry_run"] else "sync_sync",
+                source,
+                via=VIA,
+                detail={"job": job.pk, **parameters},
+            )
+        return Response({"job": job.pk}, status=202)
+
+
+class SyncRunViewSet(SpaceReadOnlyViewSet):
+    """Each run of a source: its outcome, counts, diff and errors; ``approve`` applies a held one."""
+
+    queryset = SyncRun.objects.all()
+    serializer_class = serializers.SyncRunSerializer
+    filterset_fields = ["source", "status", "job", "dry_run"]
+    ordering_fields = ["id", "started_at"]
+
+    # Runs belong to their source: whoever may see the sources sees their runs.
+    required_permission = "accesscontrol.view_cardholdersource"
+
+    def get_queryset(self):
+        if not self.request.user.has_perm("accesscontrol.view_cardholdersource"):
+            return SyncRun.objects.none()
+        return SyncRun.objects.all()
+
+    @extend_schema(request=None, responses={202: serializers.SyncStartedSerializer})
+    @action(detail=True, methods=["post"], permission_action="change")
+    def approve(self, request, pk=None):
+        """Apply a held run: a new run that deactivates at most as many cardholders as this one would have."""
+        held = self.get_object()
+        if held.status != SyncStatus.HELD:
+            raise exceptions.ValidationError({"status": f"Only a held run can be approved; this one is {held.status}."})
+        if SyncRun.objects.filter(approves=held).exists() or not sync.held(held.source):
+            raise exceptions.ValidationError({"status": "A later run has dealt with this one already."})
+        if not request.user.has_perm("accesscontrol.change_cardholdersource"):
+            raise exceptions.PermissionDenied("You may not run this source.")
+        with transaction.atomic():
+            job = jobs.start("cardholder_sync", request.user, {"source": held.source_id, "approves": held.pk})
+            actions.record_operator_action(
+                request.user, "sync_approve", held.source, via=VIA, detail={"job": job.pk, "approves": held.pk}
+            )
+        return Response({"job": job.pk}, status=202)
 
 
 # --- site --------------------------------------------------------------------------

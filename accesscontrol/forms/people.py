@@ -48,6 +48,8 @@ class CardholderForm(forms.ModelForm):
             "ext_id",
             "email",
             "phone_number",
+            "department",
+            "job_title",
             "activation",
             "expiration",
             "key_revalidation_days",

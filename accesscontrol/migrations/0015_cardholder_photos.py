@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accesscontrol', '0013_backups'),
+        ('accesscontrol', '0014_cardholder_sources'),
     ]
 
     operations = [

@@ -11,6 +11,7 @@ from accesscontrol.models.places import AccessPoint, Location, Zone
 from accesscontrol.models.presence import Presence, PresenceChange
 from accesscontrol.models.schedules import Calendar, CalendarDay, ModeChange, ModeSchedule, TimeInterval, TimePeriod
 from accesscontrol.models.secondfactor import Authenticator, BackupCode, BackupCodes
+from accesscontrol.models.sources import CardholderSource, SourcedCardholder, SyncRun, SyncStatus
 
 __all__ = [
     "AccessLevel",
@@ -30,6 +31,7 @@ __all__ = [
     "CalendarDay",
     "Cardholder",
     "CardholderPermission",
+    "CardholderSource",
     "GuestArea",
     "IdempotencyRecord",
     "Job",
@@ -48,7 +50,10 @@ __all__ = [
     "Room",
     "RuleChange",
     "SiteSettings",
+    "SourcedCardholder",
     "Stay",
+    "SyncRun",
+    "SyncStatus",
     "SystemAuditEntry",
     "TimeInterval",
     "TimePeriod",

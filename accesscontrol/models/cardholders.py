@@ -22,6 +22,8 @@ class Cardholder(PartitionedModel):
     last_name = models.CharField(max_length=100)
     email = models.EmailField(blank=True)
     phone_number = models.CharField(max_length=32, blank=True, help_text="E.164, for mobile keys.")
+    department = models.CharField(max_length=100, blank=True)
+    job_title = models.CharField(max_length=100, blank=True)
     activation = models.DateTimeField(null=True, blank=True, help_text="Access starts here; empty = at once.")
     expiration = models.DateTimeField(null=True, blank=True, help_text="Access ends here; empty = never.")
     # A keyed digest (accesscontrol/pins.py): the key is derived from the master key, so a dump reveals no PIN.

@@ -34,7 +34,15 @@ from accesscontrol.forms.people import (
     PinForm,
     partitions_for,
 )
-from accesscontrol.models import AccessLevel, AuditEvent, Cardholder, CardholderPermission, Key, SystemAuditEntry
+from accesscontrol.models import (
+    AccessLevel,
+    AuditEvent,
+    Cardholder,
+    CardholderPermission,
+    Key,
+    SourcedCardholder,
+    SystemAuditEntry,
+)
 from accesscontrol.permissions import may_use_partition, restrict
 from accesscontrol.photofiles import photo_storage, thumbnail_name
 from accesscontrol.views.base import VIA, OperatorPage, audit, client_address, paginate
@@ -275,6 +283,8 @@ def show_detail(request, holder: Cardholder, status: int = 200, **forms):
             object_type="accesscontrol.key", object_id__in=[str(key.pk) for key in keys]
         )
         context["entries"] = SystemAuditEntry.objects.filter(about).order_by("-at", "-id")[:RECENT]
+    context["source_link"] = SourcedCardholder.objects.select_related("source").filter(cardholder=holder).first()
+    context["may_view_sources"] = operator.has_perm("accesscontrol.view_cardholdersource")
     return render(request, "accesscontrol/cardholders/detail.html", context, status=status)
 
 

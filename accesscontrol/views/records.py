@@ -33,6 +33,8 @@ ALERT_KINDS = frozenset(
         AuditKind.DEVICE_OFFLINE,
         AuditKind.BACKUP_FAILED,
         AuditKind.BACKUP_OVERDUE,
+        AuditKind.SYNC_HELD,
+        AuditKind.SYNC_FAILED,
     }
 )
 # A spreadsheet runs a cell starting with these as a formula; the export makes it text.
