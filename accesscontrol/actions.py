@@ -6,6 +6,7 @@ system auditor, so an action is recorded the same way whoever asked for it.
 """
 
 import datetime as dt
+from functools import partial
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -35,6 +36,7 @@ from accesscontrol.models import (
 )
 from accesscontrol.models.schedules import MAX_MODE_CHANGES
 from accesscontrol.permissions import may_use_partition, permission_name, restrict
+from accesscontrol.photofiles import delete_photo_files
 from accesscontrol.pins import PIN_TAKEN
 from accesscontrol.rulechanges import record_rule_changes
 
@@ -168,8 +170,8 @@ def delete_cardholder(
     """Delete ``cardholder`` and their keys, each cancelled and blacklisted first (:func:`cancel_live_keys`).
 
     The blacklist entries outlive the keys (they keep the key's number, UID and
-    end). Raises ProtectedError, changing nothing, while something else still
-    needs the cardholder (a hotel stay).
+    end); the photo's files are removed after the commit. Raises ProtectedError,
+    changing nothing, while something else still needs the cardholder (a hotel stay).
     """
     with transaction.atomic():
         cardholder = Cardholder.objects.select_for_update().get(pk=cardholder.pk)
@@ -188,6 +190,8 @@ def delete_cardholder(
         for key in keys:
             key.delete()
         cardholder.delete()
+        # The photo's files go once the row has (a rollback leaves the cardholder with their photo).
+        transaction.on_commit(partial(delete_photo_files, cardholder.photo.name))
 
 
 def revalidation_end(key: Key, now: dt.datetime) -> dt.datetime | None:

@@ -16,11 +16,12 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.text import capfirst
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accesscontrol import sync
+from accesscontrol import photos, sync
 from accesscontrol.actions import (
     PERMISSION_FIELDS,
     add_cardholder_permission,
@@ -613,6 +614,7 @@ class CardholderAdmin(SpaceAdmin):
                 ]
             },
         ),
+        ("Photo", {"fields": ["photo_thumbnail", "photo_updated_at"]}),
         ("Validity", {"fields": ["activation", "expiration", "banned"]}),
         ("PIN", {"fields": ["has_pin", "new_pin", "clear_pin"]}),
         ("Access", {"fields": ["access_levels"]}),
@@ -634,9 +636,17 @@ class CardholderAdmin(SpaceAdmin):
         ),
         ("Notes", {"fields": ["notes"]}),
     ]
-    readonly_fields = ["has_pin"]
+    # The photo is set on the cardholder's page or through the API (accesscontrol/photos.py checks and strips it).
+    readonly_fields = ["has_pin", "photo_thumbnail", "photo_updated_at"]
 
     audit_deletions = False
+
+    @admin.display(description="photo")
+    def photo_thumbnail(self, cardholder):
+        if not cardholder.photo:
+            return "none (set it on the cardholder's page)"
+        url = photos.thumbnail_url(cardholder.pk, cardholder.photo.name)
+        return format_html('<img src="{}" alt="Photo of {}" width="96">', url, cardholder)
 
     def delete_model(self, request, obj):
         delete_cardholder(obj, operator=request.user, via=VIA)

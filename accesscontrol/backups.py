@@ -25,6 +25,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import Min, Sum
 from django.utils import timezone
 
+from accesscontrol import photofiles
 from accesscontrol.choices import AuditKind
 from accesscontrol.events import record
 from accesscontrol.models import AuditEvent, Backup, BackupOutcome, BackupTrigger, SiteSettings
@@ -43,6 +44,11 @@ def folder() -> Path:
 def work_dir() -> Path:
     """Where the database is copied before it is packed: local disk, not the (maybe remote) backup folder."""
     return Path(settings.VAR_DIR) / "tmp"
+
+
+def files() -> dict[str, Path]:
+    """The folders backed up beside the database, by their names in the backup."""
+    return {"photos": photofiles.root()}
 
 
 def database() -> dict:
@@ -88,7 +94,19 @@ def back_up(trigger: str, *, operator=None, now: dt.datetime | None = None, veri
     started = time.monotonic()
     try:
         key = backup_key()
-        made = engine.make(database(), folder(), key, work_dir=work_dir(), about=about(), now=now, name=row.file_name)
+        # No photo file is removed from the database snapshot to the end of the folder's copy: every photo the
+        # snapshot names is in the backup.
+        with photofiles.deletions_held():
+            made = engine.make(
+                database(),
+                folder(),
+                key,
+                work_dir=work_dir(),
+                about=about(),
+                now=now,
+                name=row.file_name,
+                folders=files(),
+            )
     except Exception as error:
         logger.warning("Backup %s failed: %s", row.file_name, error, exc_info=not isinstance(error, engine.BackupError))
         return _failed(row, describe(error), seconds=time.monotonic() - started)

@@ -6,7 +6,9 @@ them commits, :func:`publish` sends their payloads over the channel layer to
 the monitoring websockets (``accesscontrol.consumers.MonitorConsumer``):
 in-memory inside ``runspace``, channels-redis across processes when
 ``REDIS_URL`` is set. Door states, which are not audit events, are published
-by the device bridge through the same :func:`publish`.
+by the device bridge through the same :func:`publish`. An audit event of a
+cardholder with a photo carries ``cardholder_photo``, the URL of their
+thumbnail (accesscontrol/photos.py), for the monitor only.
 
 The device bridge sends what happened in batches of its own, a few tens of
 milliseconds apart, from its event loop: around its writes it gathers the
@@ -23,7 +25,7 @@ from contextlib import contextmanager
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from accesscontrol import events
+from accesscontrol import events, photos
 
 logger = logging.getLogger("space.live")
 
@@ -86,6 +88,9 @@ def collect() -> Iterator[list[dict]]:
 
 
 def _committed(payloads: list[dict]) -> None:
+    # The cardholder's thumbnail URL beside each access event, so the operator compares a face with the name;
+    # the browser loads the image (through a view that checks the operator may see the cardholder).
+    payloads = photos.thumbnails.add_to(payloads)
     gathered = getattr(_collecting, "payloads", None)
     if gathered is not None:
         gathered.extend(payloads)

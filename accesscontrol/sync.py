@@ -61,7 +61,8 @@ DIFF_LIMIT = 500
 ERROR_LIMIT = 1000
 # A run still "running" after this long lost its process.
 STALE_AFTER = dt.timedelta(hours=2)
-# A watched folder whose run failed is looked at again after this long (or sync_minutes, if longer).
+# A watched folder whose run failed is looked at again after this long (a bad file has been moved to failed/
+# by then, so a corrected one is read within minutes; an unreadable folder is not tried every minute).
 WATCH_RETRY = dt.timedelta(minutes=5)
 # The cardholder fields a source manages (Person attribute = Cardholder field).
 FIELDS = ("first_name", "last_name", "email", "phone_number", "department", "job_title", "activation", "expiration")
@@ -121,6 +122,9 @@ class Snapshot:
     errors: list[RowError] = field(default_factory=list)
     description: str = ""
     finish: Callable[[bool], None] | None = None
+    # The Person fields (of FIELDS) the source has at all: only those are written (None: all of them), so a
+    # feed without an e-mail column leaves the e-mail addresses typed in Space alone.
+    fields: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,12 @@ class Kind:
     read: Callable[..., Snapshot | None]
     validate: Callable[[dict], dict]
     describe: Callable[[CardholderSource], str] | None = None
-    watch: bool = False  # looked at every tick (a watched folder), not only every sync_minutes
+    # Looked at every tick (a watched folder), not only every sync_minutes; a function of the source when only
+    # some sources of the kind watch (an HR feed's folder does, its HTTPS or SFTP address does not).
+    watch: bool | Callable[[CardholderSource], bool] = False
+
+    def watches(self, source: CardholderSource) -> bool:
+        return bool(self.watch(source) if callable(self.watch) else self.watch)
 
 
 _KINDS: dict[str, Kind] = {}
@@ -143,7 +152,7 @@ def register_kind(
     read: Callable[..., Snapshot | None],
     validate: Callable[[dict], dict],
     describe: Callable[[CardholderSource], str] | None = None,
-    watch: bool = False,
+    watch: bool | Callable[[CardholderSource], bool] = False,
 ) -> None:
     """Make a kind of source available (called from an app's ``ready``; registering twice replaces)."""
     _KINDS[name] = Kind(name, label, read, validate, describe, watch)
@@ -223,6 +232,8 @@ class Rules:
     default_partition: int
     level_names: dict[int, str]
     partition_names: dict[int, str]
+    # The cardholder fields the source manages (Snapshot.fields); the others are left as they are.
+    fields: tuple[str, ...] = FIELDS
 
     @classmethod
     def of(cls, source: CardholderSource) -> "Rules":
@@ -430,10 +441,8 @@ def describe(plan_: Plan, rules: Rules) -> tuple[dict, dict]:
             return {}
         found = {}
         if person is not None:
-            for name in FIELDS:
-                before, after = getattr(holder, name), getattr(person, name)
-                if name not in ("activation", "expiration"):
-                    after = (after or "")[: Cardholder._meta.get_field(name).max_length]
+            for name, after in _fields(person, rules.fields).items():
+                before = getattr(holder, name)
                 if before != after:
                     found[name] = [_value(before), _value(after)]
         have = current_levels.get(holder_id, set())
@@ -544,14 +553,15 @@ def _batches(items: list, size: int = BATCH):
         yield items[start : start + size]
 
 
-def _fields(person: Person) -> dict:
+def _fields(person: Person, managed: Iterable[str] = FIELDS) -> dict:
+    """The cardholder fields ``person`` sets: those the source manages (``Snapshot.fields``), fitted to the columns."""
     values = {}
-    for name in FIELDS:
+    for name in managed:
         value = getattr(person, name)
         if name not in ("activation", "expiration"):
             value = (value or "").strip()[: Cardholder._meta.get_field(name).max_length]
         values[name] = value
-    if not values["last_name"]:
+    if "last_name" in values and not values["last_name"]:
         values["last_name"] = person.key[:100]
     return values
 
@@ -589,11 +599,12 @@ class Applier:
                     Cardholder(
                         ext_id=person.key if len(person.key) <= 64 and person.key not in taken else None,
                         partition_id=self.rules.partition_for(person.groups),
-                        **_fields(person),
+                        **_fields(person, self.rules.fields),
                     )
                     for person in chunk
                 ]
                 Cardholder.objects.bulk_create(holders)
+                cards = self._issue_cards(list(zip(holders, chunk, strict=True)))
                 SourcedCardholder.objects.bulk_create(
                     SourcedCardholder(
                         source=self.source,
@@ -601,6 +612,7 @@ class Applier:
                         cardholder=holder,
                         digest=digest(person),
                         groups=sorted(person.groups),
+                        card_uid=cards.get(holder.pk, ""),
                         seen_at=self.now,
                     )
                     for person, holder in zip(chunk, holders, strict=True)
@@ -610,7 +622,6 @@ class Applier:
                     for person, holder in zip(chunk, holders, strict=True)
                     for level in sorted(self.rules.levels_for(person.groups))
                 )
-                self._issue_cards([(holder, person) for holder, person in zip(holders, chunk, strict=True)])
                 self.audit(
                     "sync_add",
                     {
@@ -621,15 +632,18 @@ class Applier:
                 )
             self.progress.advance(len(chunk))
 
-    def _issue_cards(self, pairs: list[tuple[Cardholder, Person]]) -> None:
-        """Keys from the source's card numbers, for people that have one; a UID issued to another is an error."""
+    def _issue_cards(self, pairs: list[tuple[Cardholder, Person]]) -> dict[int, str]:
+        """Keys from the source's card numbers, for people that have one; a UID issued to another is an error.
+
+        Returns cardholder id -> the UID they now hold from the source (for their links' ``card_uid``).
+        """
         wanted = [(holder, person, _card(person)) for holder, person in pairs if person.card_uid]
         for _holder, person, uid in wanted:
             if not uid:
                 self.errors.append(RowError(person.origin, "card_uid", f"{person.card_uid!r} is not a card UID (hex)"))
         wanted = [(holder, person, uid) for holder, person, uid in wanted if uid]
         if not wanted:
-            return
+            return {}
         issued = dict(
             Key.objects.filter(uid__in=[uid for _h, _p, uid in wanted], status=KeyStatus.ISSUED).values_list(
                 "uid", "cardholder_id"
@@ -649,13 +663,12 @@ class Applier:
             links.append((holder.pk, uid))
         Key.objects.bulk_create(new_keys)
         self.keys_issued += len(new_keys)
-        for holder_id, uid in links:
-            SourcedCardholder.objects.filter(cardholder_id=holder_id).update(card_uid=uid)
+        return dict(links)
 
     # Changed, adopted and returning cardholders.
     def update(self, items: list[tuple[int, Person]], *, action: str, adopt: bool = False) -> None:
         Through = Cardholder.access_levels.through
-        names = [*FIELDS, "partition", "updated_at"]
+        names = [*self.rules.fields, "partition", "updated_at"]
         for chunk in _batches(items):
             with transaction.atomic():
                 ids = [pk for pk, _ in chunk]
@@ -673,7 +686,7 @@ class Applier:
                     if holder is None:  # deleted meanwhile
                         continue
                     changes = {}
-                    for name, value in _fields(person).items():
+                    for name, value in _fields(person, self.rules.fields).items():
                         if getattr(holder, name) != value:
                             changes[name] = [_value(getattr(holder, name)), _value(value)]
                             setattr(holder, name, value)
@@ -721,9 +734,8 @@ class Applier:
             for key in Key.objects.filter(cardholder=holder, uid=old_uid).exclude(status=KeyStatus.CANCELLED):
                 actions.cancel_key(key, operator=None, via=VIA, at=self.now)
                 self.keys_cancelled += 1
-        SourcedCardholder.objects.filter(cardholder=holder).update(card_uid="")
-        if person.card_uid:
-            self._issue_cards([(holder, person)])
+        held = self._issue_cards([(holder, person)]) if person.card_uid else {}
+        SourcedCardholder.objects.filter(cardholder=holder).update(card_uid=held.get(holder.pk, ""))
 
     def regroup(self, items: list[tuple[int, str, frozenset[str]]]) -> None:
         """Only the groups changed (an incremental run saw it in the group entries): levels and partition."""
@@ -910,6 +922,8 @@ def run(
             return _finish(row, SyncStatus.NOTHING, message="The source has nothing new.")
         row.description = snapshot.description[:300]
         rules = Rules.of(source)
+        if snapshot.fields is not None:
+            rules.fields = tuple(name for name in FIELDS if name in snapshot.fields or name == "last_name")
         plan_ = plan(source, snapshot, rules)
         counts, diff = describe(plan_, rules)
         row.counts, row.diff = counts, diff
@@ -1026,11 +1040,11 @@ def due(source: CardholderSource, now: dt.datetime) -> bool:
     if not source.enabled or source.kind not in _KINDS or held(source):
         return False
     every = dt.timedelta(minutes=source.sync_minutes)
-    if _KINDS[source.kind].watch:
+    if _KINDS[source.kind].watches(source):
         # A watched folder is looked at every minute; after a failure (an unreadable folder), once an interval.
         newest = SyncRun.objects.filter(source=source).order_by("-started_at", "-id").first()
         failed = newest is not None and newest.status == SyncStatus.FAILED
-        return not failed or source.last_run_at is None or now - source.last_run_at >= max(every, WATCH_RETRY)
+        return not failed or source.last_run_at is None or now - source.last_run_at >= WATCH_RETRY
     if source.sync_minutes == 0:
         return False
     return source.last_run_at is None or now - source.last_run_at >= every
@@ -1050,7 +1064,7 @@ def tick(now: dt.datetime | None = None) -> str:
         except Exception as error:  # one source's failure does not stop the others
             done.append(f"{source}: failed ({error})")
             continue
-        if not _KINDS[source.kind].watch or (row is not None and row.status == SyncStatus.FAILED):
+        if not _KINDS[source.kind].watches(source) or (row is not None and row.status == SyncStatus.FAILED):
             # Until the next interval, also after "nothing new" or a failure (not every minute).
             CardholderSource.objects.filter(pk=source.pk).update(last_run_at=now)
         if row is not None:

@@ -14,8 +14,8 @@ def run_job(job_id: int) -> str:
 
 @shared_task(ignore_result=True)
 def purge_blacklist() -> str:
-    """Beat's hourly purge: the blacklist, and the change logs of rules and presence (accesscontrol/housekeeping.py;
-    runspace: core.periodic)."""
+    """Beat's hourly purge: the blacklist, the change logs of rules and presence, orphaned photo files
+    (accesscontrol/housekeeping.py; runspace: core.periodic)."""
     return f"purged {housekeeping.summary(housekeeping.purge())}"
 
 

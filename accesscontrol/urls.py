@@ -118,6 +118,22 @@ urlpatterns = [
     ),
     path("cardholders/<int:pk>/delete/", cardholders.CardholderDeleteView.as_view(), name="cardholder_delete"),
     path("cardholders/<int:pk>/pin/", cardholders.CardholderPinView.as_view(), name="cardholder_pin"),
+    path("cardholders/<int:pk>/photo/", cardholders.CardholderPhotoView.as_view(), name="cardholder_photo"),
+    path(
+        "cardholders/<int:pk>/photo/thumbnail/",
+        cardholders.CardholderPhotoView.as_view(thumbnail=True),
+        name="cardholder_photo_thumbnail",
+    ),
+    path(
+        "cardholders/<int:pk>/photo/upload/",
+        cardholders.CardholderPhotoUploadView.as_view(),
+        name="cardholder_photo_upload",
+    ),
+    path(
+        "cardholders/<int:pk>/photo/remove/",
+        cardholders.CardholderPhotoRemoveView.as_view(),
+        name="cardholder_photo_remove",
+    ),
     path("cardholders/<int:pk>/keys/", cardholders.CardholderKeyIssueView.as_view(), name="cardholder_key_issue"),
     path("cardholders/<int:pk>/levels/", cardholders.CardholderLevelGrantView.as_view(), name="cardholder_level_grant"),
     path(

@@ -23,3 +23,8 @@ class IntegrationsConfig(AppConfig):
             pass
         else:
             cardholders.register()
+
+        # HR feeds are a kind of cardholder source of the sync core.
+        from integrations import hrfeeds
+
+        hrfeeds.register()

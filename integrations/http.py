@@ -1,9 +1,9 @@
-"""Outbound HTTP: every request Space makes to another system goes through :func:`post`.
+"""Outbound HTTP: every request Space makes to another system goes through :func:`post` or :func:`get`.
 
-Webhooks (integrations/webhooks/transport.py) and the SHIP-host client
-(integrations/ship/host.py) use it, so timeouts, TLS and size limits are the
-same everywhere, and a test that must trust a test certificate patches one
-place (:data:`TLS_CONTEXT`).
+Webhooks (integrations/webhooks/transport.py), the SHIP-host client
+(integrations/ship/host.py) and HR feeds fetched over HTTPS (integrations/hrfeeds/)
+use it, so timeouts, TLS and size limits are the same everywhere, and a test that
+must trust a test certificate patches one place (:data:`TLS_CONTEXT`).
 
 - **Timeouts**: connecting, each read of the answer, and the whole request
   (a deadline), so a peer that answers slowly, or a byte at a time, costs one
@@ -13,6 +13,8 @@ place (:data:`TLS_CONTEXT`).
 - **Addresses**: an :class:`Endpoint` may carry addresses already checked
   (webhooks connect only to those, never to a fresh DNS answer); without them
   the host name is resolved when connecting.
+- **Site CA**: :func:`tls_context` trusts one CA file instead of the system's store, for a peer whose
+  certificate a site's own CA signed (an HR feed's ``ca_file``).
 - **Size**: at most ``limit`` bytes of the answer's body are read;
   :attr:`Response.truncated` says when there was more.
 - **Errors**: nothing raises for what the network or the peer does. A
@@ -123,14 +125,16 @@ class _DeadlineSSLSocket(_Deadline, ssl.SSLSocket):
     pass
 
 
-def _tls_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()  # verifies the certificate and the host name
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """A client context that verifies the certificate and the host name, against ``ca_file`` (PEM) when given
+    (then only that CA is trusted), else the system's trust store. OSError/ssl.SSLError for an unreadable file."""
+    context = ssl.create_default_context(cafile=ca_file or None)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.sslsocket_class = _DeadlineSSLSocket
     return context
 
 
-TLS_CONTEXT = _tls_context()
+TLS_CONTEXT = tls_context()
 
 
 def _addresses(endpoint) -> list[str]:
@@ -154,7 +158,7 @@ def _connect(address: str, port: int, timeouts: Timeouts, deadline: float) -> so
     return sock
 
 
-def _open(endpoint, timeouts: Timeouts, deadline: float) -> socket.socket:
+def _open(endpoint, timeouts: Timeouts, deadline: float, context: ssl.SSLContext | None) -> socket.socket:
     """A socket to the first of the endpoint's addresses that accepts (TLS-wrapped for https)."""
     error = None
     for address in _addresses(endpoint):
@@ -166,7 +170,7 @@ def _open(endpoint, timeouts: Timeouts, deadline: float) -> socket.socket:
         if endpoint.scheme != "https":
             return sock
         try:
-            tls = TLS_CONTEXT.wrap_socket(sock, server_hostname=endpoint.host)
+            tls = (context or TLS_CONTEXT).wrap_socket(sock, server_hostname=endpoint.host)
         except BaseException:
             sock.close()
             raise
@@ -189,12 +193,28 @@ def post(
 ) -> Response:
     """POST ``body`` to ``endpoint`` (an :class:`Endpoint`, or anything with its fields); never raises for the
     network's or the peer's doing. Redirects are not followed."""
+    return _request("POST", endpoint, body, headers, timeouts, limit, None)
+
+
+def get(
+    endpoint,
+    headers: dict,
+    timeouts: Timeouts | None = None,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    context: ssl.SSLContext | None = None,
+) -> Response:
+    """GET ``endpoint``, as :func:`post` (``context``: a :func:`tls_context` of its own, else :data:`TLS_CONTEXT`)."""
+    return _request("GET", endpoint, None, headers, timeouts, limit, context)
+
+
+def _request(method, endpoint, body, headers, timeouts, limit, context) -> Response:
     timeouts = timeouts or Timeouts()
     deadline = time.monotonic() + timeouts.total
     connection = None
     try:
-        connection = _Connection(endpoint, _open(endpoint, timeouts, deadline), timeouts.read)
-        connection.request("POST", endpoint.path, body=body, headers=headers)
+        connection = _Connection(endpoint, _open(endpoint, timeouts, deadline, context), timeouts.read)
+        connection.request(method, endpoint.path, body=body, headers=headers)
         response = connection.getresponse()
         text = response.read(limit + 1)
     except ssl.SSLCertVerificationError as error:

@@ -12,8 +12,9 @@ cd "$(dirname "$0")/.."
 SYSTEM_PACKAGES=(python3 python3-venv python3-dev gcc libpq5 postgresql-client tzdata ca-certificates
   libldap2-dev libsasl2-dev slapd ldap-utils)
 # The browser tests drive Debian's Chromium through Playwright (never a browser Playwright downloads);
-# real fonts so that pages and screenshots render as an operator sees them.
-if [ "${1:-}" = "--test" ]; then SYSTEM_PACKAGES+=(chromium fonts-dejavu-core fonts-liberation2); fi
+# real fonts so that pages and screenshots render as an operator sees them. The HR feed tests start
+# OpenSSH's sshd on a free port as the SFTP server a feed is fetched from.
+if [ "${1:-}" = "--test" ]; then SYSTEM_PACKAGES+=(chromium fonts-dejavu-core fonts-liberation2 openssh-server); fi
 
 missing=()
 for package in "${SYSTEM_PACKAGES[@]}"; do
@@ -23,8 +24,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing system packages: ${missing[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq
-  # Only slapd's binary is wanted (the tests run their own on a free port): keep the package's
-  # service from starting while it installs, unless the machine already has a policy of its own.
+  # Only slapd's and sshd's binaries are wanted (the tests run their own on free ports): keep the
+  # packages' services from starting while they install, unless the machine already has a policy of its own.
   policy=
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     policy=/usr/sbin/policy-rc.d

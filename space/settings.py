@@ -434,6 +434,15 @@ if _problems := _retention_problems(
         "SPACE_AUDIT_KEEP_*_DAYS: " + "; ".join(_problems) + " (0 keeps forever; the system auditor is kept longest)."
     )
 
+# Cardholder photos (accesscontrol/photos.py, docs/photos.md): files under SPACE_PHOTO_DIR, never under a public URL
+# (served only by views that check the operator may see the cardholder); an upload larger than this is refused.
+SPACE_PHOTO_DIR = Path(envstr("SPACE_PHOTO_DIR", str(VAR_DIR / "photos")))
+SPACE_PHOTO_MAX_BYTES = envint("SPACE_PHOTO_MAX_BYTES", 5 * 1024 * 1024)
+if STATIC_ROOT.resolve() in (SPACE_PHOTO_DIR.resolve(), *SPACE_PHOTO_DIR.resolve().parents):
+    raise ImproperlyConfigured("SPACE_PHOTO_DIR is inside SPACE_STATIC_ROOT, which anyone may read: keep photos apart.")
+if SPACE_PHOTO_MAX_BYTES < 1024:
+    raise ImproperlyConfigured(f"SPACE_PHOTO_MAX_BYTES must be at least 1024, not {SPACE_PHOTO_MAX_BYTES}")
+
 # Health and metrics (space/health.py): /readyz fails when less than this many MB are free under VAR_DIR.
 SPACE_READY_MIN_FREE_MB = envint("SPACE_READY_MIN_FREE_MB", 200)
 # Addresses or networks (comma-separated, e.g. 10.0.0.5,10.1.0.0/24) that may read /metrics without an API key.

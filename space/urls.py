@@ -13,6 +13,7 @@ urlpatterns = [
     path("", include("hotel.urls")),  # the front desk
     path("", include("devices.urls")),
     path("", include("integrations.mobilekeys.urls")),
+    path("", include("integrations.hrfeeds.urls")),  # an HR feed's column map
     path("", include("integrations.ship.urls")),  # SHIP over HTTP(S): POST /ship/
     # The admin logs in and out through the web app's views (lockout, second factor, system auditor).
     path("admin/login/", admin_login),

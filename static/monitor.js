@@ -126,6 +126,17 @@
     row.appendChild(kindCell);
     row.appendChild(cell(item.access_point_name || (item.detail && item.detail.device)));
     const who = cell(item.cardholder_name);
+    if (item.cardholder_photo) {
+      // The face beside the name; an operator who may not see the cardholder gets a 404: no broken image then.
+      const photo = document.createElement("img");
+      photo.className = "monitor-photo";
+      photo.alt = "";
+      photo.width = 36;
+      photo.height = 36;
+      photo.addEventListener("error", function () { photo.remove(); });
+      photo.src = item.cardholder_photo;
+      who.insertBefore(photo, who.firstChild);
+    }
     if (item.key_uid) {
       const uid = document.createElement("small");
       uid.className = "mono";

@@ -343,6 +343,9 @@ class CardholderSerializer(PartitionedSerializer):
         help_text="4 to 8 digits; empty or null removes the PIN. Never shown.",
     )
     has_pin = serializers.BooleanField(read_only=True)
+    photo_updated_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="When the photo was set; null: none (GET .../photo/ for it)."
+    )
 
     class Meta:
         model = Cardholder
@@ -362,6 +365,7 @@ class CardholderSerializer(PartitionedSerializer):
             "expiration",
             "pin",
             "has_pin",
+            "photo_updated_at",
             "office",
             "override_privacy",
             "override_lockdown",
@@ -717,6 +721,27 @@ class RollCallPersonSerializer(serializers.ModelSerializer):
 
 class RollCallQuerySerializer(serializers.Serializer):
     q = serializers.CharField(required=False, allow_blank=True, max_length=100, help_text="Part of a name.")
+
+
+# --- cardholder photos ----------------------------------------------------------------------------
+
+
+class CardholderPhotoQuerySerializer(serializers.Serializer):
+    size = serializers.ChoiceField(
+        choices=["photo", "thumbnail"],
+        default="photo",
+        help_text="photo: at most 480x480 pixels; thumbnail: at most 96x96.",
+    )
+
+
+class CardholderPhotoUploadSerializer(serializers.Serializer):
+    photo = serializers.FileField(help_text="A JPEG, PNG, WebP or GIF image.")
+
+
+class CardholderPhotoSerializer(serializers.Serializer):
+    cardholder = serializers.IntegerField()
+    version = serializers.CharField(help_text="Changes with the photo; it is the photo's ETag.")
+    updated_at = serializers.DateTimeField()
 
 
 # --- cardholder sources (accesscontrol/sync.py) ------------------------------------------------------------------

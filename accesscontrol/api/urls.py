@@ -29,5 +29,6 @@ urlpatterns = [
     path("site/", views.SiteSettingsView.as_view(), name="site-settings"),
     path("roll-call/", views.RollCallAreaList.as_view(), name="roll-call"),
     path("roll-call/<int:zone_id>/", views.RollCallPeopleList.as_view(), name="roll-call-area"),
+    path("cardholders/<int:id>/photo/", views.CardholderPhotoView.as_view(), name="cardholder-photo"),
     *router.urls,
 ]

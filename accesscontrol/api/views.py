@@ -6,17 +6,19 @@ writes into partitions the operator may not use, wraps each write in a
 transaction and records it in the system auditor.
 """
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import Prefetch
-from django.http import Http404
+from django.http import FileResponse, Http404
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import exceptions, generics, viewsets
+from rest_framework import exceptions, generics, parsers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from accesscontrol import actions, engine, filtersets, jobs, muster, presence, sync
+from accesscontrol import actions, engine, filtersets, jobs, muster, photos, presence, sync
 from accesscontrol.api import serializers
 from accesscontrol.api.permissions import ACTIONS
 from accesscontrol.models import (
@@ -45,6 +47,7 @@ from accesscontrol.models import (
     Zone,
 )
 from accesscontrol.permissions import may_use_partition, partition_of, partition_path, permission_name, restrict
+from accesscontrol.photofiles import photo_storage, thumbnail_name
 from accesscontrol.snapshot import get_store
 
 VIA = "api"
@@ -369,6 +372,101 @@ class CardholderViewSet(SpaceModelViewSet):
     def perform_destroy(self, instance):
         # A stay that still needs the cardholder raises ProtectedError: a 409 (accesscontrol/api/exceptions.py).
         actions.delete_cardholder(instance, operator=self.request.user, via=VIA)
+
+
+class ImageParser(parsers.BaseParser):
+    """A body that is the image itself (``Content-Type: image/jpeg``, ``image/png``...): read up to one byte past
+    the photo limit, enough to refuse a larger one without holding it."""
+
+    media_type = "image/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return {"photo": stream.read(settings.SPACE_PHOTO_MAX_BYTES + 1) if stream is not None else b""}
+
+
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="v1_cardholders_photo_retrieve",
+        parameters=[serializers.CardholderPhotoQuerySerializer],
+        responses={(200, "image/jpeg"): OpenApiTypes.BINARY},
+        filters=False,
+    ),
+    put=extend_schema(
+        operation_id="v1_cardholders_photo_update",
+        request={
+            "multipart/form-data": serializers.CardholderPhotoUploadSerializer,
+            **{media_type: OpenApiTypes.BINARY for media_type in photos.ACCEPTED_TYPES},
+        },
+        responses=serializers.CardholderPhotoSerializer,
+    ),
+    delete=extend_schema(operation_id="v1_cardholders_photo_destroy", responses={204: None}),
+)
+class CardholderPhotoView(generics.GenericAPIView):
+    """A cardholder's photo: GET the JPEG (``size=thumbnail`` for the small one), PUT a new one (the multipart
+    field ``photo``, or the image as the body with its ``image/...`` type), DELETE it.
+
+    A photo is checked, turned upright, resized and stripped of its metadata (accesscontrol/photos.py); one that
+    is refused is a 400 naming why under ``photo``. Reading needs ``view_cardholder``, writing
+    ``change_cardholder``, each in the cardholder's partition.
+    """
+
+    queryset = Cardholder.objects.all()
+    lookup_url_kwarg = "id"
+    parser_classes = [parsers.MultiPartParser, ImageParser]
+    serializer_class = serializers.CardholderPhotoSerializer
+    filter_backends = []
+    pagination_class = None
+
+    @property
+    def required_permission(self) -> str:
+        return permission_name(Cardholder, "view" if self.request.method in ("GET", "HEAD", "OPTIONS") else "change")
+
+    def perform_content_negotiation(self, request, force=False):
+        # The photo is JPEG whatever the client accepts; an error answers in JSON.
+        return super().perform_content_negotiation(request, force=True)
+
+    def holder(self, action: str) -> Cardholder:
+        operator = self.request.user
+        holder = generics.get_object_or_404(restrict(Cardholder.objects.all(), operator, "view"), pk=self.kwargs["id"])
+        if action != "view" and not restrict(Cardholder.objects.filter(pk=holder.pk), operator, action).exists():
+            raise exceptions.PermissionDenied(f"You may not {action} this cardholder.")
+        return holder
+
+    def get(self, request, id):
+        query = _query(serializers.CardholderPhotoQuerySerializer, request)
+        holder = self.holder("view")
+        if not holder.photo:
+            raise Http404("This cardholder has no photo.")
+        name = thumbnail_name(holder.photo.name) if query["size"] == "thumbnail" else holder.photo.name
+        try:
+            file = photo_storage.open(name, "rb")
+        except FileNotFoundError:
+            raise Http404("The photo's file is missing.") from None
+        etag = f'"{holder.photo_version}-thumbnail"' if query["size"] == "thumbnail" else f'"{holder.photo_version}"'
+        headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+        return FileResponse(file, content_type="image/jpeg", headers=headers)
+
+    def put(self, request, id):
+        holder = self.holder("change")
+        sent = request.data.get("photo")
+        if isinstance(sent, bytes):
+            data = sent
+        elif hasattr(sent, "read"):
+            data = sent.read(settings.SPACE_PHOTO_MAX_BYTES + 1)
+        else:
+            raise exceptions.ValidationError(
+                {"photo": ["Send the image as the multipart file field photo, or as the body with its image type."]}
+            )
+        try:
+            holder = photos.set_photo(holder, data, operator=request.user, via=VIA)
+        except photos.PhotoError as error:
+            raise exceptions.ValidationError({"photo": [str(error)]}) from None
+        data = {"cardholder": holder.pk, "version": holder.photo_version, "updated_at": holder.photo_updated_at}
+        return Response(serializers.CardholderPhotoSerializer(data).data)
+
+    def delete(self, request, id):
+        photos.remove_photo(self.holder("change"), operator=request.user, via=VIA)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class CardholderPermissionViewSet(SpaceModelViewSet):

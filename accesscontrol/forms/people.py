@@ -169,6 +169,16 @@ class PinForm(forms.Form):
         return pin
 
 
+class PhotoForm(forms.Form):
+    """A photo file; whether it is one Space accepts is for accesscontrol.photos to say (its PhotoError)."""
+
+    photo = forms.FileField(
+        label="Photo",
+        help_text="JPEG, PNG, WebP or GIF. It is resized and its metadata (EXIF, GPS position) removed.",
+        widget=forms.FileInput(attrs={"accept": "image/jpeg,image/png,image/webp,image/gif"}),
+    )
+
+
 class CardholderImportForm(forms.Form):
     file = forms.FileField(label="CSV file", help_text="UTF-8, with a header row; the columns are listed below.")
     partition = forms.ModelChoiceField(

@@ -5,6 +5,7 @@ from django.db import models
 
 from accesscontrol.choices import CardholderKind, KeyKind, KeyStatus
 from accesscontrol.models.partitions import PartitionedModel
+from accesscontrol.photofiles import photo_storage, photo_version
 from accesscontrol.pins import DIGEST_PURPOSE, INDEX_PURPOSE, hash_pin, pin_index, pin_matches
 from core import vault
 
@@ -42,6 +43,9 @@ class Cardholder(PartitionedModel):
     key_cancellable_through_blacklist = models.BooleanField(default=True)
     access_levels = models.ManyToManyField("accesscontrol.AccessLevel", blank=True, related_name="cardholders")
     notes = models.TextField(blank=True)
+    # Written only through accesscontrol.photos (checked, resized, metadata stripped); the thumbnail sits beside it.
+    photo = models.FileField(storage=photo_storage, max_length=200, blank=True, editable=False)
+    photo_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -51,6 +55,10 @@ class Cardholder(PartitionedModel):
 
     def __str__(self):
         return f"{self.first_name} {self.last_name}".strip()
+
+    @property
+    def photo_version(self) -> str:
+        return photo_version(self.photo.name)
 
     @property
     def has_pin(self) -> bool:

@@ -7,19 +7,20 @@ keys and PINs through ``accesscontrol.actions``.
 import datetime as dt
 import uuid
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Prefetch, ProtectedError, Q
 from django.db.models.functions import Lower
-from django.http import QueryDict
+from django.http import FileResponse, Http404, HttpResponseNotModified, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views import View
 from django.views.generic import TemplateView
 
-from accesscontrol import actions, extensions, jobs
+from accesscontrol import actions, extensions, jobs, photos
 from accesscontrol.cardholder_jobs import COLUMNS, imports_dir
 from accesscontrol.choices import CardholderKind, KeyKind, KeyStatus
 from accesscontrol.filtersets import CardholderSearchFilterSet
@@ -29,6 +30,7 @@ from accesscontrol.forms.people import (
     CardholderForm,
     CardholderImportForm,
     CardholderPermissionForm,
+    PhotoForm,
     PinForm,
     partitions_for,
 )
@@ -42,6 +44,7 @@ from accesscontrol.models import (
     SystemAuditEntry,
 )
 from accesscontrol.permissions import may_use_partition, restrict
+from accesscontrol.photofiles import photo_storage, thumbnail_name
 from accesscontrol.views.base import VIA, OperatorPage, audit, client_address, paginate
 from accesscontrol.views.keys import issue_from_form
 
@@ -267,6 +270,8 @@ def show_detail(request, holder: Cardholder, status: int = 200, **forms):
         "level_form": forms.get("level_form") or AccessLevelGrantForm(operator=operator, cardholder=holder),
         "permission_form": forms.get("permission_form") or CardholderPermissionForm(operator=operator),
         "pin_form": forms.get("pin_form") or PinForm(),
+        "photo_form": forms.get("photo_form") or PhotoForm(),
+        "photo_url": photos.photo_url(holder.pk, holder.photo.name) if holder.photo else "",
     }
     for part in extensions.registry.cardholder_page:
         context.update(part(holder, keys))
@@ -307,6 +312,60 @@ class CardholderPinView(CardholderChangeView):
         actions.set_cardholder_pin(holder, pin, operator=request.user, via=VIA, address=client_address(request))
         messages.success(request, "PIN set.")
         return None
+
+
+class CardholderPhotoUploadView(CardholderChangeView):
+    def change(self, request, holder):
+        form = PhotoForm(request.POST, request.FILES)
+        if form.is_valid():
+            # One byte past the limit is enough to refuse it: a large upload is never read whole into memory.
+            data = form.cleaned_data["photo"].read(settings.SPACE_PHOTO_MAX_BYTES + 1)
+            try:
+                photos.set_photo(holder, data, operator=request.user, via=VIA, address=client_address(request))
+            except photos.PhotoError as error:
+                form.add_error("photo", str(error))
+        if form.errors:
+            return show_detail(request, holder, status=400, photo_form=form)
+        messages.success(request, "Photo saved.")
+        return None
+
+
+class CardholderPhotoRemoveView(CardholderChangeView):
+    def change(self, request, holder):
+        photos.remove_photo(holder, operator=request.user, via=VIA, address=client_address(request))
+        messages.success(request, "Photo removed.")
+        return None
+
+
+class CardholderPhotoView(OperatorPage, View):
+    """The photo (or its thumbnail) of a cardholder the operator may see; 404 for any other.
+
+    Private to the operator's browser. Asked for with its version (``?v=``, as the pages link it), it is
+    kept for good: a new photo has a new version. Asked for without, the browser checks its ETag each time.
+    """
+
+    permission_required = "accesscontrol.view_cardholder"
+    thumbnail = False
+
+    def get(self, request, pk):
+        holder = cardholder_for(request, pk)
+        name = holder.photo.name
+        if not name:
+            raise Http404("This cardholder has no photo.")
+        version = holder.photo_version
+        headers = {
+            "ETag": f'"{version}-thumbnail"' if self.thumbnail else f'"{version}"',
+            "Cache-Control": "private, max-age=31536000, immutable"
+            if request.GET.get("v") == version
+            else "private, no-cache",
+        }
+        if headers["ETag"] in request.headers.get("If-None-Match", ""):
+            return HttpResponseNotModified(headers=headers)
+        try:
+            file = photo_storage.open(thumbnail_name(name) if self.thumbnail else name, "rb")
+        except FileNotFoundError:
+            raise Http404("The photo's file is missing.") from None
+        return FileResponse(file, content_type="image/jpeg", headers=headers)
 
 
 class CardholderLevelGrantView(CardholderChangeView):

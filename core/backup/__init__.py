@@ -11,6 +11,9 @@ renamed, so the folder never holds half a backup under a real name.
 checksum, the row counts of the database inside) and restores nothing.
 :func:`restore` puts a backup into an empty database and checks its counts.
 
+Folders of files that belong with the database (cardholder photos) go in
+beside it, each as one member (:mod:`core.backup.folders`), named by the caller.
+
 It knows no app: the database is a Django ``DATABASES`` entry, the rest is
 given by the caller (docs/backups.md).
 """
@@ -26,6 +29,7 @@ from types import ModuleType
 
 from core.backup import postgres, sqlite
 from core.backup.crypto import BackupError, Damaged, WrongKey, check_key
+from core.backup.folders import check_folder, pack_folder, restore_folder
 from core.backup.packing import check_counts, pack, sha256_of, unpack
 from core.backup.retention import to_keep
 from core.files import fsync_directory
@@ -133,8 +137,11 @@ def make(
     about: dict,
     now: dt.datetime,
     name: str | None = None,
+    folders: dict[str, Path] | None = None,
 ) -> Made:
-    """Back up ``database`` into ``folder``; ``about``: space_version, site (name, time_zone)."""
+    """Back up ``database`` into ``folder``; ``about``: space_version, site (name, time_zone); ``folders``: name ->
+    a folder of files packed beside the database, after its snapshot (so every file the snapshot names is there
+    if the caller keeps files from going meanwhile)."""
     check_key(key)
     started = time.monotonic()
     vendor = vendor_of(database)
@@ -156,6 +163,12 @@ def make(
             "tables": facts["tables"],
             "secrets": SECRETS_NOTE,
         }
+        if folders:
+            manifest["folders"] = {}
+            for label, source in folders.items():
+                member = f"{label}.tar"
+                members[member] = Path(scratch) / member
+                manifest["folders"][label] = {"member": member, **pack_folder(source, members[member])}
         note = Path(scratch) / NOTE
         note.write_bytes(_note(manifest))
         members[NOTE] = note
@@ -189,11 +202,14 @@ def verify(path: Path, key: str, *, database: dict, work_dir: Path) -> dict:
         manifest, files = _unpacked(path, key, Path(scratch))
         vendor = _vendor_for(manifest, database, "Verifying")
         check_counts(manifest["tables"], vendor.verify(files, database, Path(scratch)))
+        for packed in manifest.get("folders", {}).values():
+            check_folder(_member(files, packed), packed)
     return manifest
 
 
-def restore(path: Path, key: str, *, database: dict, work_dir: Path) -> dict:
-    """Restore the backup into ``database``, which must be empty; its manifest."""
+def restore(path: Path, key: str, *, database: dict, work_dir: Path, folders: dict[str, Path] | None = None) -> dict:
+    """Restore the backup into ``database``, which must be empty, and its folders into ``folders`` (name -> where);
+    its manifest."""
     vendor = vendor_of(database)
     if not vendor.is_empty(database):
         raise NotEmpty(_not_empty(database))
@@ -207,8 +223,20 @@ def restore(path: Path, key: str, *, database: dict, work_dir: Path) -> dict:
             )
         if not vendor.is_empty(database):  # unpacking took a while: someone may have migrated meanwhile
             raise NotEmpty(_not_empty(database))
+        for packed in manifest.get("folders", {}).values():
+            check_folder(_member(files, packed), packed)
         check_counts(manifest["tables"], vendor.restore(files, database, Path(scratch), manifest["tables"]))
+        for label, packed in manifest.get("folders", {}).items():
+            if folders and label in folders:
+                restore_folder(_member(files, packed), folders[label])
     return manifest
+
+
+def _member(files: dict[str, Path], packed) -> Path:
+    member = files.get(packed.get("member")) if isinstance(packed, dict) else None
+    if member is None:
+        raise Damaged("The backup's manifest names a folder it does not hold.")
+    return member
 
 
 def _not_empty(database: dict) -> str:

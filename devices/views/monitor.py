@@ -19,7 +19,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.generic import TemplateView, View
 
-from accesscontrol import muster
+from accesscontrol import muster, photos
 from accesscontrol.choices import AuditKind, Decision
 from accesscontrol.models import AccessPoint, AuditEvent, SiteSettings, Zone
 from accesscontrol.permissions import ALL, allowed_partitions, permission_name, restrict
@@ -132,8 +132,12 @@ class MonitorView(OperatorPage, TemplateView):
         else:
             devices = Device.objects.filter(doors__access_point__in=[point.pk for point in points]).distinct()
         site = SiteSettings.load()
+        events = list(events)
+        thumbnails = photos.thumbnail_urls(event.cardholder_id for event in events if event.cardholder_id)
+        for event in events:
+            event.cardholder_photo = thumbnails.get(event.cardholder_id)
         context.update(
-            events=list(events),
+            events=events,
             access_points=points,
             zones=zones,
             devices=list(devices.only("id", "name", "online", "last_seen_at", "tamper", "battery").order_by("name")),

@@ -667,6 +667,13 @@ def _next_cursor(
     return cursor
 
 
+def managed_fields(settings: dict) -> frozenset[str]:
+    """The cardholder fields the directory manages: those its attribute map fills (activation: none), so a
+    field left unmapped (an OpenLDAP directory's expiration) keeps what is set in Space."""
+    mapped = {name for name, attribute in settings["attributes"].items() if attribute}
+    return frozenset(name for name in sync.FIELDS if name in mapped)
+
+
 def read_directory(source, *, full: bool, progress) -> sync.Snapshot:
     """Read the source's directory: everyone (full) or what changed since the cursor (incremental)."""
     try:
@@ -702,6 +709,7 @@ def read_directory(source, *, full: bool, progress) -> sync.Snapshot:
         complete=not incremental,
         cursor=_next_cursor(settings, highest, previous, started, len(keys_by_dn), server),
         errors=reader.errors,
+        fields=managed_fields(settings),
     )
     if incremental:
         snapshot.present = set(keys_by_dn.values()) | {person.key for person in people}

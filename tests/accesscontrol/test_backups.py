@@ -14,12 +14,22 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from accesscontrol import backups, jobs
+from accesscontrol import backups, jobs, photofiles, photos
 from accesscontrol.choices import AuditKind
-from accesscontrol.models import AuditEvent, Backup, BackupOutcome, BackupTrigger, Job, JobStatus, SystemAuditEntry
+from accesscontrol.models import (
+    AuditEvent,
+    Backup,
+    BackupOutcome,
+    BackupTrigger,
+    Cardholder,
+    Job,
+    JobStatus,
+    SystemAuditEntry,
+)
 from core import backup as engine
 from integrations.models import WebhookDelivery, WebhookSubscription
 from tests.factories import make_cardholder, make_operator
+from tests.support.photos import files, plain_jpeg
 
 KEY = "the site's backup key, longer than thirty-two characters"
 
@@ -33,8 +43,10 @@ def site(settings, tmp_path, transactional_db):
     settings.SPACE_BACKUP_KEY_PATH = None
     settings.TIME_ZONE = "Europe/Madrid"
     settings.SPACE_BACKUP_TIME = "02:30"
+    settings.SPACE_PHOTO_DIR = tmp_path / "photos"
     for n in range(3):
-        make_cardholder(first_name=f"Person {n}")
+        holder = make_cardholder(first_name=f"Person {n}")
+    photos.set_photo_from_source(holder, plain_jpeg())
     return tmp_path
 
 
@@ -70,6 +82,28 @@ def test_a_backup_is_recorded_with_its_file_size_and_rows(site):
     assert manifest["space_version"] == django_settings.SPACE_VERSION
     assert ["accesscontrol", "0013_backups"] in manifest["migrations"]
     assert events_of(AuditKind.BACKUP_FAILED) == []
+
+
+def test_a_backup_holds_every_photo(site):
+    row = backups.back_up(BackupTrigger.MANUAL)
+
+    manifest = engine.verify(site / "backups" / row.file_name, KEY, database=backups.database(), work_dir=site / "w")
+    assert manifest["folders"]["photos"]["files"] == 2  # the photo and its thumbnail
+    assert manifest["folders"]["photos"]["bytes"] == sum(
+        (site / "photos" / name).stat().st_size for name in files(site / "photos")
+    )
+
+
+def test_no_photo_file_is_removed_while_a_backup_copies_the_folder(site):
+    name = Cardholder.objects.exclude(photo="").get().photo.name
+
+    with photofiles.deletions_held():
+        photofiles.delete_photo_files(name)  # the commit that stopped naming it, while a backup runs
+        assert len(files(site / "photos")) == 2
+    Cardholder.objects.update(photo="")
+
+    assert photos.sweep_orphans(timezone.now() + dt.timedelta(hours=2)) == 2
+    assert files(site / "photos") == []
 
 
 def test_a_backup_is_read_back_and_verified_after_it_is_made(site, settings):
@@ -308,6 +342,10 @@ def test_manage_py_restore_brings_a_sqlite_site_back_in_an_empty_database(site, 
     assert second.returncode == 1 and "is not empty" in second.stderr and "Traceback" not in second.stderr
     counts = engine.sqlite.counts_of_file(restored / "space.sqlite3")
     assert counts["accesscontrol_cardholder"] == 3
+    assert "2 photo files" in first.stdout
+    assert files(restored / "photos") == files(site / "photos") != []
+    for name in files(site / "photos"):
+        assert (restored / "photos" / name).read_bytes() == (site / "photos" / name).read_bytes()
     # The backup's own row was "running" in its snapshot; the restore notes it as the good backup it is.
     check = run("shell", "-c", "from accesscontrol.models import Backup; print(Backup.objects.get().outcome)")
     assert check.stdout.strip().splitlines()[-1] == "ok", check.stderr

@@ -145,7 +145,7 @@ def test_the_purge_task_purges(settings):
     entry(timezone.now() - DAY)
     kept = entry(timezone.now() + DAY)
 
-    assert purge_blacklist.run() == "purged 1 blacklist entries, 0 rule changes, 0 presence changes"
+    assert purge_blacklist.run() == "purged 1 blacklist entries, 0 rule changes, 0 presence changes, 0 photo files"
     assert list(BlacklistEntry.objects.values_list("pk", flat=True)) == [kept.pk]
 
 

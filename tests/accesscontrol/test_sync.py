@@ -25,6 +25,7 @@ from accesscontrol.models import (
     SystemAuditEntry,
 )
 from tests.factories import make_access_level, make_cardholder, make_partition
+from tests.support.photos import camera_jpeg, files, plain_jpeg
 
 pytestmark = pytest.mark.django_db
 
@@ -534,3 +535,40 @@ def test_the_api_lists_sources_and_runs_starts_a_run_and_approves_a_held_one(sit
     again = runner.post(f"/api/v1/sync-runs/{held['id']}/approve/")
     assert again.status_code == 400 and "status" in again.json()
     assert client_with("accesscontrol.view_cardholder").get("/api/v1/sync-runs/").status_code == 403
+
+
+def test_only_the_fields_the_source_has_are_written(site):
+    source = site["source"]
+    answer(source, [person(1, email="hr@example.org")])
+    sync.run(source)
+    typed = holder("k0001")
+    typed.phone_number = "+4930123456"
+    typed.save()
+    # A source without phone numbers (an HR feed with no such column) leaves the one typed in Space.
+    answer(source, [person(1, last_name="Changed", email="new@example.org")], fields=frozenset({"last_name", "email"}))
+    row = sync.run(source)
+    assert set(row.diff["changed"][0]["changes"]) == {"last_name", "email"}
+    changed = holder("k0001")
+    assert (changed.last_name, changed.email, changed.phone_number) == ("Changed", "new@example.org", "+4930123456")
+
+
+def test_a_sources_photos_are_stored_stripped_and_a_bad_one_is_a_row_error(
+    site, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.SPACE_PHOTO_DIR = photo_dir = tmp_path / "photos"
+    source = site["source"]
+    answer(source, [person(1, photo=camera_jpeg()), person(2, photo=b"not a photo"), person(3)])
+
+    row = sync.run(source)
+
+    assert row.status == SyncStatus.APPLIED, row.message
+    first = holder("k0001")
+    assert first.photo and b"Acme Camera Works" not in (photo_dir / first.photo.name).read_bytes()
+    assert not holder("k0002").photo and not holder("k0003").photo
+    assert any("not an image Space reads" in str(error) for error in row.errors), row.errors
+    assert not SystemAuditEntry.objects.filter(action="set_photo").exists()  # the run records it, not the action
+    answer(source, [person(1, photo=plain_jpeg()), person(2), person(3)])
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sync.run(source).status == SyncStatus.APPLIED
+    assert Cardholder.objects.get(pk=first.pk).photo.name != first.photo.name
+    assert len(files(photo_dir)) == 2  # the old photo's files went once the run committed

@@ -5,6 +5,7 @@ import datetime as dt
 import io
 import os
 import sqlite3
+import tarfile
 import threading
 
 import pytest
@@ -216,6 +217,45 @@ def test_a_restore_into_an_empty_sqlite_file_is_allowed(tmp_path):
     backup.restore(made.path, KEY, database={"ENGINE": "x.sqlite3", "NAME": str(target)}, work_dir=tmp_path / "w")
 
     assert backup.sqlite.counts_of_file(target)["events"] == 5
+
+
+def test_a_folder_goes_in_beside_the_database_and_comes_back_where_the_restore_says(tmp_path):
+    photos = tmp_path / "photos"
+    (photos / "0a").mkdir(parents=True)
+    (photos / "0a" / "10-abc.jpg").write_bytes(os.urandom(5000))
+    (photos / "0a" / "10-abc.thumb.jpg").write_bytes(os.urandom(500))
+    (photos / ".backup.lock").write_bytes(b"")  # dot files (a lock, a file being written) stay out
+    (photos / "0b").mkdir()
+    (photos / "0b" / ".11-def.jpg.123.tmp").write_bytes(b"half")
+    source = sqlite_database(tmp_path / "live.sqlite3", rows=5)
+    made = backup.make(
+        source, tmp_path / "backups", KEY, work_dir=tmp_path / "w", about=ABOUT, now=NOW, folders={"photos": photos}
+    )
+    target = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "restored" / "space.sqlite3")}
+    elsewhere = tmp_path / "restored" / "photos"
+
+    verified = backup.verify(made.path, KEY, database=target, work_dir=tmp_path / "w")
+    backup.restore(made.path, KEY, database=target, work_dir=tmp_path / "w", folders={"photos": elsewhere})
+
+    assert verified["folders"] == {"photos": {"member": "photos.tar", "files": 2, "bytes": 5500}}
+    assert sorted(str(path.relative_to(elsewhere)) for path in elsewhere.rglob("*") if path.is_file()) == [
+        "0a/10-abc.jpg",
+        "0a/10-abc.thumb.jpg",
+    ]
+    assert (elsewhere / "0a" / "10-abc.jpg").read_bytes() == (photos / "0a" / "10-abc.jpg").read_bytes()
+
+
+def test_a_packed_folder_whose_files_would_leave_it_is_refused(tmp_path):
+    member = tmp_path / "photos.tar"
+    with tarfile.open(member, "w") as tar:
+        info = tarfile.TarInfo("../outside.jpg")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+
+    with pytest.raises(backup.Damaged, match="could not be restored"):
+        backup.folders.restore_folder(member, tmp_path / "photos")
+
+    assert not (tmp_path / "outside.jpg").exists()
 
 
 def test_a_backup_is_never_written_over_another(tmp_path):

@@ -42,6 +42,7 @@ from integrations.ldap import cardholders  # noqa: E402
 from integrations.ldap.config import normalize_dn  # noqa: E402
 from simulation.ldap import directory as corp  # noqa: E402
 from tests.factories import make_access_level, make_partition  # noqa: E402
+from tests.support.photos import plain_jpeg  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 
 HQ = f"ou=hq,{corp.USERS}"
@@ -55,7 +56,7 @@ PEOPLE_GROUP = f"cn=doors,{corp.GROUPS}"
 ENTRIES = 5000
 EXPIRES = dt.datetime(2027, 6, 30, 18, 0, tzinfo=dt.UTC)
 OLD = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # the inetOrgPerson entries' first modifyTimestamp
-PHOTO = b"\xff\xd8\xff\xe0 a JPEG's first bytes, as the directory stores them"
+PHOTO = plain_jpeg((96, 96))  # a thumbnailPhoto
 
 
 def ou_of(number: int) -> str:
@@ -207,6 +208,7 @@ def test_the_first_sync_creates_a_cardholder_per_entry_with_levels_partition_val
     )
     assert levels(engineer) == {"Engineering"} and engineer.partition == site["lab"]
     assert engineer.ext_id == key(4950) and engineer.expiration is None
+    assert holder(4900).photo and not holder(4901).photo
     plain = holder(4904)
     assert levels(plain) == set() and plain.partition == site["main"]
     assert holder(4901).expiration == EXPIRES
@@ -398,6 +400,22 @@ def test_entries_that_cannot_be_read_are_reported_and_not_taken_for_leavers(dire
         (corp.user_dn(9002, ODD), "accountExpires", "Cannot read '-5': not a FILETIME: -5.", key(9002)),
         (corp.user_dn(9003, ODD), "displayName", "The entry has no last name.", key(9003)),
     ]
+
+
+def test_fields_the_attribute_map_leaves_out_keep_what_is_set_in_space(directory, site):
+    source = ad_source(directory, site, attributes={"expiration": "", "phone_number": ""})
+    run(source)
+    holder_ = holder(4904)
+    until = dt.datetime(2027, 3, 31, tzinfo=dt.UTC)
+    Cardholder.objects.filter(pk=holder_.pk).update(expiration=until, phone_number="+4930111")
+
+    snapshot = cardholders.read_directory(source, full=True, progress=sync.Progress())
+    assert "expiration" not in snapshot.fields and "phone_number" not in snapshot.fields
+    assert {"first_name", "last_name", "email", "department", "job_title"} <= snapshot.fields
+    run(source, full=True)
+
+    holder_.refresh_from_db()
+    assert (holder_.expiration, holder_.phone_number) == (until, "+4930111")
 
 
 def test_photos_and_card_numbers_are_read_as_they_are(directory, site):

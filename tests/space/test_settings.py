@@ -143,3 +143,19 @@ def test_a_malformed_boolean_is_refused(tmp_path):
     result = check(tmp_path, SPACE_DEBUG="maybe")
     assert result.returncode != 0
     assert "SPACE_DEBUG must be a boolean" in result.stderr
+
+
+def test_photos_go_under_var_by_default_and_never_inside_the_public_static_folder(tmp_path):
+    assert print_setting("SPACE_PHOTO_DIR", tmp_path) == str(tmp_path / "var" / "photos")
+    static = tmp_path / "static"
+
+    result = check(tmp_path, SPACE_STATIC_ROOT=str(static), SPACE_PHOTO_DIR=str(static / "photos"))
+
+    assert result.returncode != 0
+    assert "SPACE_PHOTO_DIR is inside SPACE_STATIC_ROOT" in result.stderr
+
+
+def test_a_photo_size_limit_below_a_kilobyte_is_refused(tmp_path):
+    result = check(tmp_path, SPACE_PHOTO_MAX_BYTES="100")
+    assert result.returncode != 0
+    assert "SPACE_PHOTO_MAX_BYTES must be at least 1024" in result.stderr

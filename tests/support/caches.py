@@ -6,7 +6,7 @@ running hosts...). Add a new per-process cache here when you write one.
 
 
 def reset_process_caches() -> None:
-    from accesscontrol import events, security, snapshot
+    from accesscontrol import events, photos, security, snapshot
     from core import hosting, vault
     from devices import carddata, cards, jobwake, recorder
     from integrations import webhooks
@@ -21,6 +21,7 @@ def reset_process_caches() -> None:
     carddata._rights_aead.cache_clear()
     events._cached_partition.partitions.clear()  # access point -> partition, for payloads of batches
     recorder._name_cardholders.__self__.names.clear()  # cardholder names, for audit rows
+    photos.thumbnails.clear()  # cardholder thumbnail URLs, for the monitor's items
     webhooks.forget_subscriptions()
     eventstream.forget_streams()
     wakeup._wakers.clear()  # deliverers of embedded services this process runs

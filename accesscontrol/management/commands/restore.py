@@ -36,7 +36,9 @@ class Command(BaseCommand):
             if verify:
                 manifest = engine.verify(path, key, database=backups.database(), work_dir=backups.work_dir())
             else:
-                manifest = engine.restore(path, key, database=backups.database(), work_dir=backups.work_dir())
+                manifest = engine.restore(
+                    path, key, database=backups.database(), work_dir=backups.work_dir(), folders=backups.files()
+                )
         except engine.WrongKey as error:
             raise CommandError(str(error) + WRONG_KEY_HINT) from None
         except engine.BackupError as error:
@@ -45,17 +47,20 @@ class Command(BaseCommand):
             raise CommandError(backups.describe(error)) from None
         seconds = time.monotonic() - started
         tables, rows = len(manifest["tables"]), sum(manifest["tables"].values())
+        photos = manifest.get("folders", {}).get("photos", {}).get("files", 0)
         made = f"made {manifest['created_at']} by Space {manifest['space_version']}"
         if verify:
             self.stdout.write(
-                f"{path.name} is sound ({made}): {tables} tables, {rows:,} rows, checked in {seconds:.1f} s"
+                f"{path.name} is sound ({made}): {tables} tables, {rows:,} rows, {photos:,} photo files, "
+                f"checked in {seconds:.1f} s"
             )
             return
         # The backup's own row was "running" in its snapshot (a backup of a Space older than that table: no row).
         with contextlib.suppress(DatabaseError):
             backups.note_restored(path, manifest)
         self.stdout.write(
-            f"Restored {path.name} ({made}): {tables} tables, {rows:,} rows, in {seconds:.1f} s.\n"
+            f"Restored {path.name} ({made}): {tables} tables, {rows:,} rows, {photos:,} photo files, "
+            f"in {seconds:.1f} s.\n"
             "Next: manage.py migrate (if this Space is newer than the backup), with the same master key "
             "(SPACE_MASTER_KEY) as the site had."
         )
