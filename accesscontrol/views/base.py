@@ -12,7 +12,7 @@ import math
 from django.conf import settings
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
+from django.core.paginator import Page, PageNotAnInteger, Paginator
 from django.utils.functional import cached_property
 
 from accesscontrol import actions
@@ -78,11 +78,15 @@ class CountedUpTo(Paginator):
     Up to ``limit`` it is Django's paginator. Past that the total is left open (``open_ended``: the page says
     "more than 1,000"): a page reads one row more than it shows to know whether another follows, any page
     number may be asked for, and one past the end is answered with the last page, counted then.
+
+    ``rows``: given the ids of a page (in order), its rows. Then an open-ended page is read as ids first,
+    so the database sorts the matches as narrow (id, sort key) rows, and only the page's rows are read whole.
     """
 
-    def __init__(self, object_list, per_page, limit: int):
+    def __init__(self, object_list, per_page, limit: int, rows=None):
         super().__init__(object_list, per_page)
         self.limit = limit
+        self.rows = rows
 
     @cached_property
     def count(self) -> int:
@@ -104,16 +108,19 @@ class CountedUpTo(Paginator):
             number = int(number)
         except (TypeError, ValueError):
             raise PageNotAnInteger(self.error_messages["invalid_page"]) from None
-        if number < 1:
-            raise EmptyPage(self.error_messages["min_page"])
-        return min(number, FARTHEST_PAGE)  # past the end anyway; the offset stays a 64-bit integer
+        return min(max(number, 1), FARTHEST_PAGE)  # past the end anyway; the offset stays a 64-bit integer
 
     def page(self, number):
         if not self.open_ended:
             return super().page(number)
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
-        rows = list(self.object_list[bottom : bottom + self.per_page + 1])
+        if self.rows is None:
+            rows = list(self.object_list[bottom : bottom + self.per_page + 1])
+        else:
+            ids = list(self.object_list.values_list("pk", flat=True)[bottom : bottom + self.per_page + 1])
+            found = {row.pk: row for row in self.rows(ids[: self.per_page])}
+            rows = [found[pk] for pk in ids[: self.per_page] if pk in found] + ids[self.per_page :]
         if not rows and number > 1:  # past the end: count them after all, and show the last page
             self.__dict__["count"] = self.object_list.count()
             self.limit = self.count
@@ -132,15 +139,21 @@ class OpenPage(Page):
 
 
 def paginate(
-    request, queryset, per_page: int | None = None, count: int | None = None, count_up_to: int | None = None
+    request,
+    queryset,
+    per_page: int | None = None,
+    count: int | None = None,
+    count_up_to: int | None = None,
+    rows=None,
 ) -> dict:
     """A page of ``queryset`` (``?page=``, ``?per_page=``) and what the pagination partial needs to link the others.
 
     ``count``: the number of rows when the caller has it already (one COUNT fewer on a large list).
-    ``count_up_to``: count no further than this (:class:`CountedUpTo`); past it the page says "more than" it.
+    ``count_up_to``: count no further than this (:class:`CountedUpTo`, with its ``rows``); past it the page
+    says "more than" it.
     """
     size = per_page or page_size(request)
-    paginator = Paginator(queryset, size) if count_up_to is None else CountedUpTo(queryset, size, count_up_to)
+    paginator = Paginator(queryset, size) if count_up_to is None else CountedUpTo(queryset, size, count_up_to, rows)
     if count is not None:
         paginator.count = count  # a cached_property: set, it is not computed
     page = paginator.get_page(request.GET.get("page"))
