@@ -2,10 +2,9 @@
 
 SQLite: an FTS5 table of last and first names with the trigram tokenizer, filled
 from the cardholders and kept current by triggers, and an index on
-``lower(email)``. PostgreSQL: an index on ``UPPER(email) text_pattern_ops`` for
-the e-mail prefix (names have the trigram index of 0006). Other databases get
-nothing; the search still works there, scanning the table. Reversed, they are
-dropped.
+``lower(email)``; reversed, they are dropped. PostgreSQL has what it needs in the
+trigram index of 0006, and other databases get nothing: the search still works
+there, reading the table.
 """
 
 from django.db import migrations

@@ -117,16 +117,18 @@ class CountedUpTo(Paginator):
         bottom = (number - 1) * self.per_page
         if self.rows is None:
             rows = list(self.object_list[bottom : bottom + self.per_page + 1])
+            following, rows = len(rows) > self.per_page, rows[: self.per_page]
         else:
             ids = list(self.object_list.values_list("pk", flat=True)[bottom : bottom + self.per_page + 1])
-            found = {row.pk: row for row in self.rows(ids[: self.per_page])}
-            rows = [found[pk] for pk in ids[: self.per_page] if pk in found] + ids[self.per_page :]
+            following, ids = len(ids) > self.per_page, ids[: self.per_page]
+            found = {row.pk: row for row in self.rows(ids)}
+            rows = [found[pk] for pk in ids if pk in found]
         if not rows and number > 1:  # past the end: count them after all, and show the last page
             self.__dict__["count"] = self.object_list.count()
             self.limit = self.count
             self.__dict__["num_pages"] = max(1, math.ceil(self.count / self.per_page))
             return super().page(self.num_pages)
-        return OpenPage(rows[: self.per_page], number, self, following=len(rows) > self.per_page)
+        return OpenPage(rows, number, self, following=following)
 
 
 class OpenPage(Page):

@@ -225,29 +225,25 @@ def test_a_search_counts_up_to_a_limit_and_still_pages(monkeypatch):
 # --- the migration ------------------------------------------------------------------
 
 
-def installed() -> bool:
-    with connection.cursor() as cursor:
-        if SQLITE:
-            return search.index_ready(connection)
-        cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname = %s", [search.EMAIL_INDEX_POSTGRES])
-        return cursor.fetchone()[0] == 1
+def installed() -> bool | None:
+    """On SQLite, whether the index is there; elsewhere the migration does nothing (None)."""
+    return search.index_ready(connection) if SQLITE else None
 
 
-@pytest.mark.skipif(connection.vendor not in ("sqlite", "postgresql"), reason="nothing to migrate elsewhere")
 def test_the_migration_goes_forwards_and_backwards(transactional_db):
     holder = make_cardholder(last_name="Okafor", first_name="Chidi", email="chidi@example.org")
     executor = MigrationExecutor(connection)
     before = [key for key in executor.loader.get_migration("accesscontrol", MIGRATION).dependencies]
-    assert installed()
+    assert installed() in (True, None)
     try:
         executor.migrate(before)
-        assert not installed()
+        assert installed() in (False, None)
         assert found("chidi oka") == {holder.pk}  # the plain filter
         assert found("chidi@") == {holder.pk}
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
-    assert installed()
+    assert installed() in (True, None)
     if SQLITE:
         assert index_rows() == table_rows()
         assert search._candidates("default", ["okafor"], "okafor") is not None
