@@ -75,23 +75,26 @@ class OperatorPage(LoginRequiredMixin, PermissionRequiredMixin):
 class CountedUpTo(Paginator):
     """A paginator that counts at most ``limit`` rows, so a long list costs no full count.
 
-    Up to ``limit`` it is Django's paginator. Past that the total is left open (``open_ended``: the page says
-    "more than 1,000"): a page reads one row more than it shows to know whether another follows, any page
-    number may be asked for, and one past the end is answered with the last page, counted then.
-
-    ``rows``: given the ids of a page (in order), its rows. Then an open-ended page is read as ids first,
-    so the database sorts the matches as narrow (id, sort key) rows, and only the page's rows are read whole.
+    One query reads the ids of the first ``limit + 1`` rows in order (``head``): their number is the count
+    when it is at most ``limit``, and the pages within them are sliced from it, so a page costs that query
+    and the read of its own rows (``rows``: given ids in order, their rows; the database sorts the matches
+    as narrow (id, sort key) rows). Past ``limit`` the total is left open (``open_ended``: the page says
+    "more than 1,000"): a page beyond the head reads one id more than it shows to know whether another
+    follows, and a page past the end is answered with the last page, counted then.
     """
 
-    def __init__(self, object_list, per_page, limit: int, rows=None):
+    def __init__(self, object_list, per_page, limit: int, rows):
         super().__init__(object_list, per_page)
         self.limit = limit
         self.rows = rows
 
     @cached_property
+    def head(self) -> list:
+        return list(self.object_list.values_list("pk", flat=True)[: self.limit + 1])
+
+    @cached_property
     def count(self) -> int:
-        # Unordered and unjoined, so the database stops at limit + 1 rows instead of sorting them all first.
-        return self.object_list.order_by().values("pk")[: self.limit + 1].count()
+        return len(self.head)
 
     @property
     def open_ended(self) -> bool:
@@ -111,24 +114,24 @@ class CountedUpTo(Paginator):
         return min(max(number, 1), FARTHEST_PAGE)  # past the end anyway; the offset stays a 64-bit integer
 
     def page(self, number):
-        if not self.open_ended:
-            return super().page(number)
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
-        if self.rows is None:
-            rows = list(self.object_list[bottom : bottom + self.per_page + 1])
-            following, rows = len(rows) > self.per_page, rows[: self.per_page]
+        top = bottom + self.per_page
+        if top < len(self.head) or not self.open_ended:
+            ids, following = self.head[bottom:top], top < len(self.head)
         else:
-            ids = list(self.object_list.values_list("pk", flat=True)[bottom : bottom + self.per_page + 1])
-            following, ids = len(ids) > self.per_page, ids[: self.per_page]
-            found = {row.pk: row for row in self.rows(ids)}
-            rows = [found[pk] for pk in ids if pk in found]
-        if not rows and number > 1:  # past the end: count them after all, and show the last page
-            self.__dict__["count"] = self.object_list.count()
-            self.limit = self.count
-            self.__dict__["num_pages"] = max(1, math.ceil(self.count / self.per_page))
-            return super().page(self.num_pages)
-        return OpenPage(rows, number, self, following=following)
+            ids = list(self.object_list.values_list("pk", flat=True)[bottom : top + 1])
+            ids, following = ids[: self.per_page], len(ids) > self.per_page
+            if not ids:  # past the end: count them after all, and show the last page
+                self.limit = self.__dict__["count"] = self.object_list.count()
+                self.__dict__["num_pages"] = number = max(1, math.ceil(self.count / self.per_page))
+                bottom = (number - 1) * self.per_page
+                ids, following = (
+                    list(self.object_list.values_list("pk", flat=True)[bottom : bottom + self.per_page]),
+                    False,
+                )
+        found = {row.pk: row for row in self.rows(ids)} if ids else {}
+        return OpenPage([found[pk] for pk in ids if pk in found], number, self, following=following)
 
 
 class OpenPage(Page):
@@ -155,7 +158,10 @@ def paginate(
     says "more than" it.
     """
     size = per_page or page_size(request)
-    paginator = Paginator(queryset, size) if count_up_to is None else CountedUpTo(queryset, size, count_up_to, rows)
+    if count_up_to is None:
+        paginator = Paginator(queryset, size)
+    else:
+        paginator = CountedUpTo(queryset, size, count_up_to, rows or (lambda ids: queryset.filter(pk__in=ids)))
     if count is not None:
         paginator.count = count  # a cached_property: set, it is not computed
     page = paginator.get_page(request.GET.get("page"))

@@ -187,8 +187,9 @@ def test_without_its_triggers_the_index_is_not_used_and_repair_restores_it():
 
 
 @pytest.mark.django_db
-def test_a_search_counts_up_to_a_limit_and_still_pages(monkeypatch):
-    monkeypatch.setattr(cardholder_views, "SEARCH_COUNTED", 5)
+@pytest.mark.parametrize("limit", [5, 15])  # page 1 past the counted ids; page 1 within them, page 2 past them
+def test_a_search_counts_up_to_a_limit_and_still_pages(monkeypatch, limit):
+    monkeypatch.setattr(cardholder_views, "SEARCH_COUNTED", limit)
     smiths = Cardholder.objects.bulk_create(
         [Cardholder(last_name="Smith", first_name=f"N{number:02}") for number in range(23)]
     )
@@ -204,8 +205,12 @@ def test_a_search_counts_up_to_a_limit_and_still_pages(monkeypatch):
 
     first = page()
     assert [holder.first_name for holder in first.context["page_obj"]] == [f"N{n:02}" for n in range(10)]
-    assert "more than 5 cardholders" in first.content.decode()
+    assert f"more than {limit} cardholders" in first.content.decode()
     assert first.context["page_obj"].has_next() and not first.context["page_obj"].has_previous()
+
+    second = page(page=2)
+    assert [holder.first_name for holder in second.context["page_obj"]] == [f"N{n:02}" for n in range(10, 20)]
+    assert second.context["page_obj"].has_next() and second.context["page_obj"].has_previous()
 
     third = page(page=3)
     assert [holder.first_name for holder in third.context["page_obj"]] == ["N20", "N21", "N22"]
