@@ -8,12 +8,12 @@ import datetime as dt
 
 import django_filters as filters
 from django import forms
-from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 from django_filters.fields import DateRangeWidget, IsoDateTimeField, RangeField
 from drf_spectacular.utils import extend_schema_field
 
+from accesscontrol import search
 from accesscontrol.choices import AccessPointKind, AuditKind, CardholderKind, Decision, KeyKind, KeyStatus
 from accesscontrol.models import (
     AccessLevel,
@@ -36,7 +36,6 @@ from accesscontrol.models import (
     Zone,
     normalize_uid,
 )
-from accesscontrol.models.cardholders import UID_PATTERN
 
 
 class IdField(forms.IntegerField):
@@ -179,18 +178,26 @@ class CardholderFilterSet(filters.FilterSet):
     partition = IdFilter(field_name="partition_id")
     kind = filters.ChoiceFilter(choices=CardholderKind.choices)
     name = filters.CharFilter(method="filter_name", label="Name contains")
+    q = filters.CharFilter(
+        method="filter_q",
+        label="Search",
+        help_text="Every word in the last or first name, or the start of the e-mail address, or the external id, "
+        "or a key's UID: the web app's search.",
+    )
     access_level = IdFilter(field_name="access_levels__id", distinct=True)
     expiration_after = UtcDateTimeFilter(field_name="expiration", lookup_expr="gte")
     expiration_before = UtcDateTimeFilter(field_name="expiration", lookup_expr="lt")
 
     class Meta:
         model = Cardholder
-        fields = ["partition", "kind", "ext_id", "banned", "access_level"]
+        fields = ["partition", "kind", "ext_id", "banned", "access_level", "q"]
 
     def filter_name(self, queryset, name, value):
-        for word in value.split():
-            queryset = queryset.filter(Q(last_name__icontains=word) | Q(first_name__icontains=word))
-        return queryset
+        return search.search_names(queryset, value)
+
+    def filter_q(self, queryset, name, value):
+        """Names (every word), e-mail, external id, or a key's UID (accesscontrol/search.py)."""
+        return search.search(queryset, value)
 
 
 def valid_keys(now):
@@ -207,10 +214,6 @@ def active_cardholders(now) -> Q:
         & (Q(activation__isnull=True) | Q(activation__lte=now))
         & (Q(expiration__isnull=True) | Q(expiration__gt=now))
     )
-
-
-# Within each database's limit on query parameters (SQL Server: 2,100; SQLite: 32,766; PostgreSQL: 65,535).
-SEARCH_IDS_AT_ONCE = {"microsoft": 1000, "default": 5000}
 
 
 class CardholderSearchFilterSet(CardholderFilterSet):
@@ -231,7 +234,6 @@ class CardholderSearchFilterSet(CardholderFilterSet):
         "-expiration": ("-expiration", "-id"),
     }
 
-    q = filters.CharFilter(method="filter_q", label="Search")
     access_level = IdFilter(method="filter_access_level")
     active = filters.BooleanFilter(method="filter_active")
     has_valid_key = filters.BooleanFilter(method="filter_has_valid_key", label="Has a valid key")
@@ -240,33 +242,7 @@ class CardholderSearchFilterSet(CardholderFilterSet):
     )
 
     class Meta(CardholderFilterSet.Meta):
-        fields = [*CardholderFilterSet.Meta.fields, "q", "active", "has_valid_key", "sort"]
-
-    def filter_q(self, queryset, name, value):
-        """Names (every word), e-mail, external id, or a key's UID."""
-        value = value.strip()
-        if not value:
-            return queryset
-        uid = normalize_uid(value)
-        if UID_PATTERN.match(uid):
-            # A key's UID names its holders outright (one indexed lookup); a name that merely looks like hex
-            # ("Abe") finds no key and is searched as a name below.
-            holders = list(Key.objects.filter(uid=uid).values_list("cardholder_id", flat=True)[:100])
-            if holders:
-                return queryset.filter(pk__in=holders)
-        words = Q()
-        for word in value.split():
-            words &= Q(last_name__icontains=word) | Q(first_name__icontains=word)
-        match = words | Q(email__istartswith=value) | Q(ext_id=value)
-        # The matching ids are found in one scan of the table, and the page is then read in name order from
-        # the name index, checking ids only. Filtered in place, SQLite walks the name index and fetches row
-        # after row to test the pattern (a second's worth of random reads for a name late in the alphabet).
-        # Up to SEARCH_IDS_AT_ONCE ids are read once and given as a list, so the count and the page do not
-        # scan the table again; more (a search for one letter) stay a subquery.
-        matching = Cardholder.objects.filter(match).order_by().values_list("pk", flat=True)
-        most = SEARCH_IDS_AT_ONCE.get(connection.vendor, SEARCH_IDS_AT_ONCE["default"])
-        ids = list(matching[: most + 1])
-        return queryset.filter(pk__in=ids if len(ids) <= most else matching)
+        fields = [*CardholderFilterSet.Meta.fields, "active", "has_valid_key", "sort"]
 
     def filter_access_level(self, queryset, name, value):
         return queryset.filter(
