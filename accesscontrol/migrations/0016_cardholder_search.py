@@ -23,6 +23,6 @@ def drop(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("accesscontrol", "0013_backups")]
+    dependencies = [("accesscontrol", "0015_cardholder_photos")]
 
     operations = [migrations.RunPython(create, drop, elidable=False)]
