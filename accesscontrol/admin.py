@@ -599,20 +599,7 @@ class CardholderAdmin(SpaceAdmin):
     fieldsets = [
         (
             None,
-            {
-                "fields": [
-                    "kind",
-                    "title",
-                    "first_name",
-                    "last_name",
-                    "ext_id",
-                    "partition",
-                    "email",
-                    "phone_number",
-                    "department",
-                    "job_title",
-                ]
-            },
+            {"fields": CARDHOLDER_IDENTITY_FIELDS},
         ),
         ("Photo", {"fields": ["photo_thumbnail", "photo_updated_at"]}),
         ("Validity", {"fields": ["activation", "expiration", "banned"]}),
