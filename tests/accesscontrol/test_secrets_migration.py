@@ -71,7 +71,8 @@ def test_pin_digests_are_keyed_in_batches_and_every_pin_still_checks(before_0012
     migrate(AFTER)
 
     for name, pin in pins.items():
-        holder = Cardholder.objects.get(last_name=name)
+        # Only the columns 0012 knows: later migrations add others this database does not have yet.
+        holder = Cardholder.objects.only("last_name", "pin_hash").get(last_name=name)
         version, salt, digest = holder.pin_hash.split("$")
         assert (version, salt) == ("v2", salt_of(name))
         assert digest != hashlib.sha256((salt + pin).encode()).hexdigest()
@@ -79,7 +80,7 @@ def test_pin_digests_are_keyed_in_batches_and_every_pin_still_checks(before_0012
         assert not holder.check_pin("9999")
         # A digest made today for the same PIN and salt is the one the migration made: one format.
         assert hash_pin(vault.derive(DIGEST_PURPOSE), pin, salt) == holder.pin_hash
-    assert Cardholder.objects.get(last_name="No PIN").pin_hash == ""
+    assert Cardholder.objects.only("pin_hash").get(last_name="No PIN").pin_hash == ""
 
 
 def test_clear_totp_seeds_and_backup_codes_move_sealed_and_are_deleted(before_0012):

@@ -336,6 +336,7 @@ def test_no_model_stores_a_password_but_the_operators_hash():
     }
     assert columns == {
         "accesscontrol.Operator.password",  # Argon2 hash
+        "accesscontrol.CardholderSource.secret_sealed",  # sealed (a directory's bind password, a feed's token)
         "integrations.WebhookSubscription.secret_sealed",  # sealed
         "otp_static.StaticToken.token",  # django-otp's own, unused: emptied by migration 0012, as TOTPDevice
     }

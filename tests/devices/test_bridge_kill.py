@@ -2,9 +2,11 @@
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +16,7 @@ from tests.support.processes import BASE_DIR, environment, migrated_var_dir, sto
 pytestmark = pytest.mark.slow
 
 DEVICES = 20
-LOAD = ["--rate", "150", "--seconds", "8"]
+LOAD = ["--rate", "150", "--seconds", "10"]
 
 
 def manage(env, *args, timeout=180) -> dict:
@@ -23,6 +25,20 @@ def manage(env, *args, timeout=180) -> dict:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def wait_for_stored_events(database: Path, at_least: int, deadline: float = 90.0) -> None:
+    """Until the bridge has stored ``at_least`` audit events (read from its SQLite file), within ``deadline`` s."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as db:
+                if db.execute("SELECT count(*) FROM accesscontrol_auditevent").fetchone()[0] >= at_least:
+                    return
+        except sqlite3.OperationalError:  # locked for a moment by the bridge's write
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"the bridge stored fewer than {at_least} events in {deadline} s")
 
 
 def start_bridge(env, port) -> subprocess.Popen:
@@ -54,7 +70,9 @@ def test_a_killed_bridge_loses_and_duplicates_no_event(tmp_path_factory):
         text=True,
     )
     try:
-        time.sleep(4)
+        # Killed once the devices' events are being stored (not after a fixed time: a slow start would let the
+        # kill land before any session, and the devices would have nothing to notice).
+        wait_for_stored_events(var / "space.sqlite3", at_least=200)
         bridge.send_signal(signal.SIGKILL)
         bridge.wait(10)
         time.sleep(0.5)

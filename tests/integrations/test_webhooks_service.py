@@ -83,5 +83,5 @@ def test_the_embedded_profile_runs_the_webhook_service_and_production_leaves_it_
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
     production = [service.name for service in embedded_services()]
 
-    assert embedded == ["usb-encoder-sweep", "webhooks", "blacklist-purge", "backups", "audit-retention"]
+    assert embedded == ["usb-encoder-sweep", "webhooks", "blacklist-purge", "backups", "sources", "audit-retention"]
     assert production == ["usb-encoder-sweep"]

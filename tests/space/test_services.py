@@ -49,6 +49,7 @@ def test_every_entry_makes_a_service_that_starts_and_stops(everything_configured
         "webhooks",
         "blacklist-purge",
         "backups",
+        "sources",
         "audit-retention",
         "event-stream",
         "mode-scheduler",
@@ -70,7 +71,15 @@ def test_the_leases_keep_their_names_and_the_other_services_run_inside_runspace_
         "industry": "connector-industry",
         "ship": "connector-ship",
     }
-    assert runspace_only == ["osdp", "usb-encoder-sweep", "webhooks", "blacklist-purge", "backups", "audit-retention"]
+    assert runspace_only == [
+        "osdp",
+        "usb-encoder-sweep",
+        "webhooks",
+        "blacklist-purge",
+        "backups",
+        "sources",
+        "audit-retention",
+    ]
     assert [entry.name for entry in connectors()] == ["fias", "industry", "ship"]
 
 
@@ -103,9 +112,10 @@ def test_the_embedded_profile_runs_the_bridge_webhooks_and_event_stream_inside_r
         Buses,
         EncoderSweep,
         WebhookService,
-        PeriodicService,
-        PeriodicService,
-        PeriodicService,
+        PeriodicService,  # blacklist purge
+        PeriodicService,  # backups
+        PeriodicService,  # cardholder sources
+        PeriodicService,  # audit retention
         EventStreamService,
         ModeScheduler,
     ]
