@@ -30,6 +30,7 @@ import numpy as np
 
 DTYPE = np.float32
 FREE = -1  # the owner of a row no template uses
+TABLE_LIMIT = 50_000_000  # cardholder ids up to this are masked through a lookup table, past it with np.isin
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,21 @@ class Gallery:
         self._size = 0  # rows in use or freed; rows past it are spare
         self._rows: dict[int, list[int]] = {}
         self._free = 0
+        self._top = 0  # the highest cardholder id ever added
+
+    @classmethod
+    def of(cls, owners, matrix) -> "Gallery":
+        """A gallery of ``matrix``'s rows ((N, d), normalised here), row i belonging to cardholder ``owners[i]``."""
+        owners = np.asarray(owners, dtype=np.int64)
+        matrix = _unit_rows(matrix) if len(owners) else np.empty((0, np.shape(matrix)[-1]), dtype=DTYPE)
+        gallery = cls(matrix.shape[1], capacity=max(1024, len(owners) + len(owners) // 8))
+        gallery._matrix[: len(owners)] = matrix
+        gallery._owners[: len(owners)] = owners
+        gallery._size = len(owners)
+        gallery._top = int(owners.max(initial=0))
+        for row, owner in enumerate(owners.tolist()):
+            gallery._rows.setdefault(owner, []).append(row)
+        return gallery
 
     # --- writing (one writer at a time) ----------------------------------------------
 
@@ -81,6 +97,7 @@ class Gallery:
             if self._size + count > self._matrix.shape[0]:
                 self._grow(self._size + count)
             matrix, owners, start = self._matrix, self._owners, self._size
+            self._top = max(self._top, cardholder_id)  # before the owners: readers' lookup tables must hold them
             matrix[start : start + count] = vectors
             owners[start : start + count] = cardholder_id  # after the vectors: a reader never sees a row half-written
             self._size = start + count
@@ -131,11 +148,17 @@ class Gallery:
         size = min(self._size, matrix.shape[0])
         return matrix[:size], owners[:size]
 
-    def _candidates(self, owners: np.ndarray, allowed) -> np.ndarray:
-        """Row indices of the allowed cardholders (None: everyone's)."""
+    def _mask(self, owners: np.ndarray, allowed) -> np.ndarray:
+        """A boolean mask of the rows of the allowed cardholders (None: everyone's), in O(rows + allowed)."""
         if allowed is None:
-            return np.flatnonzero(owners != FREE)
-        return np.flatnonzero(np.isin(owners, _ids(allowed)))
+            return owners != FREE
+        ids = _ids(allowed)
+        top = self._top
+        if top > TABLE_LIMIT:
+            return np.isin(owners, ids)
+        table = np.zeros(top + 2, dtype=bool)  # table[-1], a free row's, stays False
+        table[ids[(ids >= 0) & (ids <= top)]] = True
+        return table[owners]
 
     def identify(self, probe, allowed: Iterable[int] | None, threshold: float) -> Match | None:
         """1:N: the allowed cardholder whose template is nearest ``probe``, if it scores at least ``threshold``."""
@@ -149,19 +172,24 @@ class Gallery:
         if len(allowed) != count:
             raise ValueError(f"{count} probes and {len(allowed)} allowed sets")
         matrix, owners = self._view()
-        per_probe = [self._candidates(owners, one) for one in allowed]
-        rows = per_probe[0] if count == 1 else np.unique(np.concatenate(per_probe))
+        everyone = None
+        masks = []
+        for one in allowed:
+            if one is None:
+                everyone = self._mask(owners, None) if everyone is None else everyone
+                masks.append(everyone)
+            else:
+                masks.append(self._mask(owners, one))
+        union = everyone if everyone is not None else np.logical_or.reduce(masks) if count > 1 else masks[0]
+        rows = np.flatnonzero(union)
         if rows.size == 0:
             return [None] * count
-        everyone = rows.size == owners.size
-        candidates = matrix if everyone else matrix[rows]
+        candidates = matrix if rows.size == owners.size else matrix[rows]
         scores = candidates @ probes.T  # (rows, probes)
         if count > 1:
-            for column, mine in enumerate(per_probe):
-                if mine.size != rows.size:
-                    excluded = np.ones(rows.size, dtype=bool)
-                    excluded[np.searchsorted(rows, mine)] = False
-                    scores[excluded, column] = -np.inf
+            for column, mask in enumerate(masks):
+                if mask is not union:
+                    scores[~mask[rows], column] = -np.inf
         best = np.argmax(scores, axis=0)
         results = []
         for column in range(count):
@@ -252,13 +280,7 @@ class GalleryStore:
         recent = list(RuleChange.objects.order_by("-id").values_list("id", flat=True)[:2000])
         last = recent[0] if recent else 0
         owners, matrix = faces.load_templates(self.model_name)
-        gallery = Gallery(self.dimension, capacity=max(1024, 2 * len(owners)))
-        if len(owners):
-            order = np.argsort(owners, kind="stable")
-            owners, matrix = owners[order], matrix[order]
-            starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
-            for start, end in zip(starts, np.r_[starts[1:], len(owners)], strict=True):
-                gallery.add(int(owners[start]), matrix[start:end])
+        gallery = Gallery.of(owners, matrix) if len(owners) else Gallery(self.dimension)
         self._gallery, self._last_change_id = gallery, last
         self._gaps.clear()
         # Ids missing among the recent ones may belong to transactions still open: watch them too.
