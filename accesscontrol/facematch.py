@@ -30,6 +30,7 @@ import numpy as np
 
 DTYPE = np.float32
 FREE = -1  # the owner of a row no template uses
+GATHER_SHARE = 0.3  # allowed rows are copied out and searched when fewer than this share of all rows
 TABLE_LIMIT = 50_000_000  # cardholder ids up to this are masked through a lookup table, past it with np.isin
 
 
@@ -184,12 +185,19 @@ class Gallery:
         rows = np.flatnonzero(union)
         if rows.size == 0:
             return [None] * count
-        candidates = matrix if rows.size == owners.size else matrix[rows]
-        scores = candidates @ probes.T  # (rows, probes)
-        if count > 1:
+        if rows.size > owners.size * GATHER_SHARE:
+            # Most rows: reading the whole matrix once costs less than copying those rows out of it first.
+            rows = np.arange(owners.size)
+            scores = matrix @ probes.T  # (rows, probes)
             for column, mask in enumerate(masks):
-                if mask is not union:
-                    scores[~mask[rows], column] = -np.inf
+                if mask is not everyone:
+                    scores[~mask, column] = -np.inf
+        else:
+            scores = matrix[rows] @ probes.T
+            if count > 1:
+                for column, mask in enumerate(masks):
+                    if mask is not union:
+                        scores[~mask[rows], column] = -np.inf
         best = np.argmax(scores, axis=0)
         results = []
         for column in range(count):
@@ -200,7 +208,7 @@ class Gallery:
         return results
 
     def verify(self, probe, cardholder_id: int, threshold: float) -> Match | None:
-        """1:1: ``probe`` against ``cardholder_id``'s templates; a Match with the best score when it reaches ``threshold``."""
+        """1:1: ``probe`` against ``cardholder_id``'s templates; a Match (best score) if it reaches ``threshold``."""
         matrix, owners = self._view()
         rows = self._rows.get(cardholder_id)
         if not rows:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from accesscontrol import actions, faces
 from accesscontrol.facematch import Gallery, GalleryStore, face_threshold
-from accesscontrol.models import FaceConsent, FaceTemplate, SystemAuditEntry
+from accesscontrol.models import FaceTemplate, SystemAuditEntry
 from simulation.synthetic_faces import Population
 from tests.factories import make_access_point, make_cardholder, make_operator
 
