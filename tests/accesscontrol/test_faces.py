@@ -113,6 +113,20 @@ def test_deactivating_or_deleting_a_cardholder_erases_their_templates(population
 
 
 @pytest.mark.django_db
+def test_no_api_shows_templates(api_admin, population):
+    alice = make_cardholder()
+    faces.record_consent(alice, operator=None, via="test")
+    enrol(alice, population.capture(0))
+
+    cardholder = api_admin.get(f"/api/v1/cardholders/{alice.pk}/")
+    schema = api_admin.get("/api/schema/", HTTP_ACCEPT="application/json")
+
+    assert cardholder.status_code == 200 and schema.status_code == 200
+    assert "face" not in cardholder.content.decode().lower()
+    assert "facetemplate" not in schema.content.decode().lower() and "vector" not in schema.content.decode().lower()
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("model", "vector", "message"),
     [
