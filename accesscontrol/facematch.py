@@ -12,8 +12,9 @@ threshold (``SPACE_FACE_THRESHOLD``, or the access point's ``face_threshold``).
 
 Rows are appended; a removed cardholder's rows are zeroed and marked free (owner
 -1) and the matrix is compacted once they are many. Readers take no lock: a
-writer replaces the arrays whole when it grows or compacts, and a reader keeps
-the arrays it started with.
+writer publishes the matrix and owners (views of the rows in use) as one
+attribute after each change, and grows or compacts into new arrays; a reader
+keeps the pair it started with.
 
 :class:`GalleryStore` builds the gallery from the sealed templates once and then
 follows the RuleChange rows naming cardholders whose templates changed
@@ -64,6 +65,7 @@ class Gallery:
         self._rows: dict[int, list[int]] = {}
         self._free = 0
         self._top = 0  # the highest cardholder id ever added
+        self._publish()
 
     @classmethod
     def of(cls, owners, matrix) -> "Gallery":
@@ -77,6 +79,7 @@ class Gallery:
         gallery._top = int(owners.max(initial=0))
         for row, owner in enumerate(owners.tolist()):
             gallery._rows.setdefault(owner, []).append(row)
+        gallery._publish()
         return gallery
 
     # --- writing (one writer at a time) ----------------------------------------------
@@ -103,6 +106,7 @@ class Gallery:
             owners[start : start + count] = cardholder_id  # after the vectors: a reader never sees a row half-written
             self._size = start + count
             self._rows.setdefault(cardholder_id, []).extend(range(start, start + count))
+            self._publish()
 
     def remove(self, cardholder_id: int) -> int:
         """Forget ``cardholder_id``'s templates (zeroed in memory); returns how many."""
@@ -114,6 +118,7 @@ class Gallery:
                 self._free += len(rows)
                 if self._free > max(1024, self._size // 4):
                     self._compact()
+                    self._publish()
             return len(rows)
 
     def replace(self, cardholder_id: int, vectors) -> None:
@@ -143,11 +148,12 @@ class Gallery:
 
     # --- reading (no lock) -------------------------------------------------------------
 
+    def _publish(self) -> None:
+        # One attribute, swapped whole: a reader gets a matrix and owners that agree, rows added later unseen.
+        self._published = (self._matrix[: self._size], self._owners[: self._size])
+
     def _view(self) -> tuple[np.ndarray, np.ndarray]:
-        # _size last: the arrays read first are at least that long (they only grow until compaction swaps them).
-        matrix, owners = self._matrix, self._owners
-        size = min(self._size, matrix.shape[0])
-        return matrix[:size], owners[:size]
+        return self._published
 
     def _mask(self, owners: np.ndarray, allowed) -> np.ndarray:
         """A boolean mask of the rows of the allowed cardholders (None: everyone's), in O(rows + allowed)."""
@@ -210,11 +216,7 @@ class Gallery:
     def verify(self, probe, cardholder_id: int, threshold: float) -> Match | None:
         """1:1: ``probe`` against ``cardholder_id``'s templates; a Match (best score) if it reaches ``threshold``."""
         matrix, owners = self._view()
-        rows = self._rows.get(cardholder_id)
-        if not rows:
-            return None
-        rows = np.asarray([row for row in rows if row < owners.size], dtype=np.int64)
-        rows = rows[owners[rows] == cardholder_id]
+        rows = np.flatnonzero(owners == cardholder_id)  # tens of microseconds at 100,000 rows
         if rows.size == 0:
             return None
         score = float(np.max(matrix[rows] @ _unit_rows(probe)[0]))

@@ -5,6 +5,8 @@ person, noise per capture; genuine captures score about 0.6, strangers about 0
 with a standard deviation of 0.044 at 512 dimensions.
 """
 
+import threading
+
 import numpy as np
 import pytest
 from django.conf import settings
@@ -237,7 +239,36 @@ def test_removed_rows_are_zeroed_and_compacted_away():
         assert (gallery.verify(population.capture(person), person, THRESHOLD) is not None) == (person % 3 == 2)
 
 
-@hypothesis_settings(max_examples=40)
+def test_readers_need_no_lock_while_a_writer_adds_removes_and_compacts():
+    population = Population(400, DIMENSION, seed=11)
+    gallery = gallery_of(population, range(100), templates_each=1)  # 1000..1099 stay throughout
+    probes = population.captures(np.arange(100))
+    churn = [(1000 + person, population.captures([person] * 20)) for person in range(100, 400)]
+    errors = []
+
+    def writer():
+        try:
+            for _ in range(3):  # 300 people x 20 rows in and out: grows and compacts several times
+                for cardholder_id, vectors in churn:
+                    gallery.add(cardholder_id, vectors)
+                for cardholder_id, _ in churn:
+                    gallery.remove(cardholder_id)
+        except Exception as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    answers = 0
+    while thread.is_alive() or answers == 0:
+        person = answers % 100
+        assert gallery.identify(probes[person], None, THRESHOLD).cardholder_id == 1000 + person
+        assert gallery.verify(probes[person], 1000 + person, THRESHOLD) is not None
+        answers += 1
+    thread.join()
+    assert not errors and len(gallery) == 100
+
+
+@hypothesis_settings(max_examples=40, deadline=None)  # a shared machine: no timing in a property
 @given(
     probes=st.lists(st.tuples(st.integers(0, 59), st.booleans(), st.sets(st.integers(0, 59))), min_size=1, max_size=12)
 )
