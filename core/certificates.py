@@ -251,6 +251,29 @@ def sign_client(common_name: str, key, ca_key, ca_cert: x509.Certificate, now: d
     )
 
 
+def sign_revocations(revoked: dict[int, datetime.datetime], ca_key, ca_cert: x509.Certificate, now: datetime.datetime):
+    """The CA's revocation list of ``revoked`` (serial number → when), valid as long as the CA.
+
+    A TLS server that checks a CRL refuses every client once the list is past its next update, so the list
+    stays valid until the CA itself runs out; it is signed again at every revocation.
+    """
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now - CLOCK_SKEW)
+        .next_update(ca_cert.not_valid_after_utc)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
+            critical=False,
+        )
+    )
+    for serial, when in sorted(revoked.items()):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build()
+        )
+    return builder.sign(ca_key, hashes.SHA256())
+
+
 def certificate_pem(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(serialization.Encoding.PEM)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from core.certificates import write_public
 from devices.face import topics
-from devices.face.pki import SPACE_IDENTITY, DevicePaths
+from devices.face.pki import SPACE_IDENTITY, DevicePaths, revocations, write_revocations
 
 PORT = 8883
 # The broker's ceiling for one packet; Space's own (devices.face.connector.MAX_PAYLOAD) is lower, so an
@@ -50,6 +50,7 @@ def config_text(
         f"cafile {broker.ca}",
         f"certfile {broker.cert}",
         f"keyfile {broker.key}",
+        f"crlfile {paths.crl}",  # decommissioned terminals (devices.face.pki.revoke_terminal)
         "tls_version tlsv1.2",  # the least it takes; TLS 1.3 too
         "require_certificate true",
         "use_identity_as_username true",
@@ -85,6 +86,8 @@ def write_broker_config(
             raise FileNotFoundError(f"{path} is missing: issue the broker's certificate first")
     files = BrokerFiles(paths.folder / "mosquitto.conf", paths.folder / "mosquitto.acl")
     (paths.folder / "broker-data").mkdir(parents=True, exist_ok=True)
+    if not paths.crl.exists():
+        write_revocations(paths, revocations(paths))
     write_public(files.acl, acl_text().encode())
     write_public(files.config, config_text(paths, files.acl, port, bind, run_as).encode())
     return files

@@ -5,13 +5,17 @@ each terminal's client certificate (common name = the terminal's id, which the
 broker takes as its user name), Space's own client certificate (common name
 ``SPACE_IDENTITY``) and the broker's server certificate (its host names and
 addresses). A terminal trusts the broker because the CA signed it; the broker
-lets in only clients the CA signed. Keys are written 0600, whole or not at all.
+lets in only clients the CA signed and has not revoked (``revoke_terminal``
+adds a decommissioned terminal's certificate to the CA's revocation list, which
+the broker reads when it starts or is sent SIGHUP). Keys are written 0600, whole or not at all.
 """
 
 import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 
 from core.certificates import (
@@ -21,9 +25,11 @@ from core.certificates import (
     SitePaths,
     certificate_pem,
     key_pem,
+    load_ca,
     load_or_make_ca,
     new_key,
     sign_client,
+    sign_revocations,
     sign_server,
     subject_names,
     write_private,
@@ -54,6 +60,10 @@ class DevicePaths:
 
     def identity(self, name: str) -> Identity:
         return Identity(self.folder / f"{name}.crt", self.folder / f"{name}.key", self.ca.ca_cert)
+
+    @property
+    def crl(self) -> Path:
+        return self.folder / "crl.pem"
 
     @property
     def broker(self) -> Identity:
@@ -116,3 +126,40 @@ def issue_broker(hosts: list[str], folder: Path | None = None, days: int = SERVE
     return _issue(
         paths, paths.broker, lambda key, ca_key, ca_cert, now: sign_server(hosts, key, ca_key, ca_cert, now, days)
     )
+
+
+def revocations(paths: DevicePaths) -> dict[int, datetime.datetime]:
+    """The serial numbers the CA has revoked, and when."""
+    if not paths.crl.exists():
+        return {}
+    crl = x509.load_pem_x509_crl(paths.crl.read_bytes())
+    return {entry.serial_number: entry.revocation_date_utc for entry in crl}
+
+
+def write_revocations(paths: DevicePaths, revoked: dict[int, datetime.datetime]) -> Path:
+    """Sign and write the CA's revocation list (an empty one the first time: the broker needs the file)."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, ca_cert, _ = load_or_make_ca(paths.ca, CA_NAME, now)
+    crl = sign_revocations(revoked, ca_key, ca_cert, now)
+    write_public(paths.crl, crl.public_bytes(serialization.Encoding.PEM))
+    return paths.crl
+
+
+def revoke_terminal(terminal_id: str, folder: Path | None = None) -> bool:
+    """Decommission ``terminal_id``: its certificate is revoked and its files removed. False if it had none.
+
+    The broker refuses the certificate from its next reload (SIGHUP) on; a connection already open stays
+    until it closes.
+    """
+    paths = DevicePaths(folder or device_ca_folder())
+    identity = paths.terminal(terminal_id)
+    if not TERMINAL_ID.fullmatch(terminal_id) or not identity.cert.exists():
+        return False
+    load_ca(paths.ca)  # the CA must be there, and be this terminal's
+    certificate = x509.load_pem_x509_certificate(identity.cert.read_bytes())
+    revoked = revocations(paths)
+    revoked[certificate.serial_number] = datetime.datetime.now(datetime.UTC)
+    write_revocations(paths, revoked)
+    identity.key.unlink(missing_ok=True)
+    identity.cert.unlink(missing_ok=True)
+    return True

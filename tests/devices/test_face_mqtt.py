@@ -3,6 +3,7 @@ writes it, and Space's connector. What a broker drops silently is shown absent b
 same client: one client's messages reach a subscriber in order, so once the marker is in, the other would be too."""
 
 import json
+import signal
 import ssl
 import subprocess
 import threading
@@ -12,7 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from devices.face import topics
+from devices.face import pki, topics
 from devices.face.connector import MAX_PAYLOAD, FaceConnector, tls_context
 from devices.face.pki import SPACE_IDENTITY
 from tests.support.mosquitto import HOST, MOSQUITTO_PUB, other_ca_terminal, running_broker
@@ -187,6 +188,22 @@ def test_a_certificate_from_another_ca_cannot_connect(broker, tmp_path):
 
 def test_the_broker_certificate_is_no_client_certificate(broker):
     assert not connects(broker, broker.paths.broker)
+
+
+def test_a_decommissioned_terminal_cannot_connect_once_the_broker_reloads(broker):
+    identity = broker.terminal("door-a")
+    kept = pki.Identity(identity.cert.with_suffix(".kept"), identity.key, identity.ca)
+    kept.cert.write_bytes(identity.cert.read_bytes())  # what the terminal holds, after Space removed its copy
+    key = identity.key.read_bytes()
+    assert connects(broker, identity)
+
+    assert pki.revoke_terminal("door-a", broker.folder)
+    kept.key.write_bytes(key)
+    broker.process.send_signal(signal.SIGHUP)
+
+    wait_until(lambda: not connects(broker, kept), WAIT, broker.output)
+    assert connects(broker, broker.terminal("door-b"))  # the others still can
+    assert not identity.cert.exists()
 
 
 # --- a terminal's own topics only -----------------------------------------------------------------------------
