@@ -2,6 +2,7 @@
 writes it, and Space's connector. What a broker drops silently is shown absent by a marker sent after it by the
 same client: one client's messages reach a subscriber in order, so once the marker is in, the other would be too."""
 
+import io
 import json
 import signal
 import ssl
@@ -12,6 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from django.core.management import CommandError, call_command
 
 from devices.face import pki, topics
 from devices.face.connector import MAX_PAYLOAD, FaceConnector, tls_context
@@ -157,6 +159,35 @@ def test_a_terminal_id_that_is_not_a_topic_level_is_refused(tmp_path):
         with pytest.raises(CertificateError):
             issue_terminal(bad, tmp_path)
     assert not (tmp_path / "terminals").exists()
+
+
+def test_the_commands_set_up_the_broker_and_commission_and_decommission_a_terminal(tmp_path):
+    folder = tmp_path / "device-ca"
+    output = io.StringIO()
+
+    call_command("face_broker", "broker.site", "10.0.0.5", "--port", "18883", "--out", str(folder), stdout=output)
+    call_command("face_terminal", "door-a", "--out", str(folder), stdout=output)
+
+    paths = pki.DevicePaths(folder)
+    config = (folder / "mosquitto.conf").read_text()
+    assert "listener 18883\n" in config
+    assert f"crlfile {paths.crl}" in config
+    assert "pattern write space/face/%u/request" in (folder / "mosquitto.acl").read_text()
+    for key in (paths.ca.ca_key, paths.broker.key, paths.space.key, paths.terminal("door-a").key):
+        assert key.stat().st_mode & 0o777 == 0o600, key
+    names = x509.load_pem_x509_certificate(paths.broker.cert.read_bytes()).extensions
+    assert names.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == [
+        "broker.site"
+    ]
+
+    call_command("face_terminal", "door-a", "--revoke", "--out", str(folder), stdout=output)
+    assert len(pki.revocations(paths)) == 1
+    with pytest.raises(CommandError, match="no certificate"):
+        call_command("face_terminal", "door-a", "--revoke", "--out", str(folder))
+    with pytest.raises(CommandError, match="not a terminal id"):
+        call_command("face_terminal", "door/a", "--out", str(folder))
+    with pytest.raises(CommandError, match="not a host name"):
+        call_command("face_broker", "bad host", "--out", str(folder))
 
 
 # --- connecting -----------------------------------------------------------------------------------------------
