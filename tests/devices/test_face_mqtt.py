@@ -280,6 +280,20 @@ def test_a_terminal_cannot_take_over_spaces_session(space, terminal, broker):
     rogue.close()
 
 
+def test_requests_sent_while_space_is_away_reach_it_when_it_is_back(broker, terminal):
+    space = Space(broker)
+    space.running.stop()
+    door = terminal("door-a")
+
+    door.request(request("while-away"))  # acknowledged by the broker, which keeps it for Space's session
+    space = Space(broker)
+    try:
+        wait_until(lambda: space.messages, WAIT)
+        assert space.ids() == [("door-a", "while-away")]
+    finally:
+        space.running.stop()
+
+
 # --- garbage --------------------------------------------------------------------------------------------------
 
 
