@@ -18,6 +18,7 @@ from django.core.management import CommandError, call_command
 from devices.face import pki, topics
 from devices.face.connector import MAX_PAYLOAD, FaceConnector, tls_context
 from devices.face.pki import SPACE_IDENTITY
+from tests.support.metrics import own_sample
 from tests.support.mosquitto import HOST, MOSQUITTO_PUB, other_ca_terminal, running_broker
 from tests.support.services import RunningService
 from tests.support.waiting import wait_until
@@ -324,15 +325,57 @@ def test_garbage_payloads_are_dropped_and_counted(space, terminal):
 
 
 def test_drops_are_a_metric(space, terminal):
-    from devices.metrics import FACE_MQTT_DROPPED
+    def dropped() -> float:
+        return own_sample("space_face_mqtt_dropped", "space_face_mqtt_dropped_total", reason="not_json")
 
-    before = FACE_MQTT_DROPPED.labels("not_json")._value.get()
+    before = dropped()
     door = terminal("door-a")
     door.request(b"garbage")
     door.request(request("marker"))
 
     wait_until(lambda: space.messages, WAIT)
-    assert FACE_MQTT_DROPPED.labels("not_json")._value.get() == before + 1
+    assert dropped() == before + 1
+
+
+def test_a_handler_that_fails_does_not_stop_the_connector(broker, terminal):
+    handled = []
+
+    def handler(message):
+        if message.payload["id"] == "boom":
+            raise RuntimeError("boom")
+        handled.append(message.payload["id"])
+
+    connector = FaceConnector(HOST, broker.port, broker.paths.space, on_message=handler)
+    running = RunningService(connector)
+    try:
+        wait_until(lambda: connector.connected, WAIT, broker.output)
+        door = terminal("door-a")
+        door.request(request("boom"))
+        door.request(request("after"))
+
+        wait_until(lambda: handled, WAIT)
+        assert handled == ["after"]
+        assert connector.counters["handler_errors"] == 1
+        assert connector.counters["disconnects"] == 0
+    finally:
+        running.stop()
+
+
+def test_a_terminal_gets_its_retained_configuration_and_no_one_elses(space, terminal):
+    space.running.call(space.connector.configure("door-b", {"id": "b", "threshold": 0.1}))
+    space.running.call(space.connector.configure("door-a", {"id": "a", "threshold": 0.4}))
+    door_a = terminal("door-a")
+
+    door_a.subscribe(topics.every(topics.CONFIG))  # retained messages come with the SUBACK's flow
+
+    wait_until(lambda: door_a.received, WAIT)
+    door_a.subscribe(topics.topic("door-b", topics.CONFIG))
+    door_a.subscribe(topics.topic("door-a", topics.CONFIG))  # the retained one again: a marker after door-b's
+    wait_until(lambda: [json.loads(payload)["id"] for _, payload in door_a.received].count("a") == 2, WAIT)
+    assert [(topic, json.loads(payload)["id"]) for topic, payload in door_a.received] == [
+        (topics.topic("door-a", topics.CONFIG), "a"),
+        (topics.topic("door-a", topics.CONFIG), "a"),
+    ]
 
 
 # --- online and offline ---------------------------------------------------------------------------------------
