@@ -19,6 +19,8 @@ PORT = 8883
 # The broker's ceiling for one packet; Space's own (devices.face.connector.MAX_PAYLOAD) is lower, so an
 # oversized payload reaches Space and is counted there rather than only closing the terminal's connection.
 MAX_PACKET_BYTES = 256 * 1024
+MAX_QUEUED_MESSAGES = 100_000  # per client, QoS 1 messages waiting for it (Space's subscription above all)
+MAX_INFLIGHT_MESSAGES = 100  # per client, QoS 1 messages sent and not yet acknowledged (default 20)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,10 @@ def config_text(
         "allow_anonymous false",
         f"acl_file {acl}",
         f"max_packet_size {MAX_PACKET_BYTES}",
+        # Space's one connection carries every terminal's requests: the default queue (1,000 messages) would
+        # drop requests in a burst or while Space restarts; this holds 100 s of 1,000 terminals at 1 a second.
+        f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+        f"max_inflight_messages {MAX_INFLIGHT_MESSAGES}",
         "set_tcp_nodelay true",  # answers go out at once, not after Nagle's delay
         "persistence true",  # retained configurations and statuses, and Space's queued messages, survive a restart
         f"persistence_location {paths.folder / 'broker-data'}/",

@@ -173,6 +173,7 @@ def test_the_commands_set_up_the_broker_and_commission_and_decommission_a_termin
     config = (folder / "mosquitto.conf").read_text()
     assert "listener 18883\n" in config
     assert f"crlfile {paths.crl}" in config
+    assert "max_queued_messages 100000\n" in config
     assert "pattern write space/face/%u/request" in (folder / "mosquitto.acl").read_text()
     for key in (paths.ca.ca_key, paths.broker.key, paths.space.key, paths.terminal("door-a").key):
         assert key.stat().st_mode & 0o777 == 0o600, key
