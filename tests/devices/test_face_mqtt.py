@@ -286,12 +286,14 @@ def test_requests_sent_while_space_is_away_reach_it_when_it_is_back(broker, term
     space = Space(broker)
     space.running.stop()
     door = terminal("door-a")
+    sent = [f"while-away-{n}" for n in range(1500)]  # more than Mosquitto's default queue (1,000) holds
 
-    door.request(request("while-away"))  # acknowledged by the broker, which keeps it for Space's session
+    for message_id in sent:  # each acknowledged by the broker, which keeps it for Space's session
+        door.request(request(message_id))
     space = Space(broker)
     try:
-        wait_until(lambda: space.messages, WAIT)
-        assert space.ids() == [("door-a", "while-away")]
+        wait_until(lambda: len(space.messages) >= len(sent), WAIT, broker.output)
+        assert space.ids() == [("door-a", message_id) for message_id in sent]
     finally:
         space.running.stop()
 
