@@ -25,6 +25,7 @@ from accesscontrol.models import (
     CalendarDay,
     Cardholder,
     CardholderPermission,
+    FaceTemplate,
     Key,
     ModeChange,
     ModeSchedule,
@@ -138,6 +139,20 @@ def cancel_live_keys(
         return [cancel_key(key, operator=operator, via=via, at=at, address=address) for key in keys]
 
 
+FACE_TEMPLATE_CHANGE = "facetemplate"  # RuleChange rows naming a cardholder whose face templates changed
+
+
+def erase_face_templates(cardholder: Cardholder) -> int:
+    """Erase every face template of ``cardholder`` (the one place they are erased); returns how many.
+
+    A RuleChange row tells every face gallery (accesscontrol/facematch.py) to drop them.
+    """
+    erased, _ = FaceTemplate.objects.filter(cardholder_id=cardholder.pk).delete()
+    if erased:
+        record_rule_changes(FACE_TEMPLATE_CHANGE, [cardholder.pk])
+    return erased
+
+
 def deactivate_cardholder(
     cardholder: Cardholder, *, operator, via: str, at: dt.datetime | None = None, address: str | None = None
 ) -> Cardholder:
@@ -146,11 +161,13 @@ def deactivate_cardholder(
     The cardholder stays, with their history and their keys' blacklist entries.
     An expiration alone would not reach offline locks: the cards carry the end
     they were written with.
+    Their face templates are erased (:func:`erase_face_templates`).
     """
     now = at or timezone.now()
     with transaction.atomic():
         cardholder = Cardholder.objects.select_for_update().get(pk=cardholder.pk)
         cancelled = cancel_live_keys(cardholder, operator=operator, via=via, at=now, address=address)
+        faces_erased = erase_face_templates(cardholder)
         before = _iso(cardholder.expiration)
         cardholder.expiration = now
         if cardholder.activation and cardholder.activation >= now:
@@ -160,6 +177,8 @@ def deactivate_cardholder(
             "changes": {"expiration": {"from": before, "to": _iso(now)}},
             "keys_cancelled": [key.pk for key in cancelled],
         }
+        if faces_erased:
+            detail["face_templates_erased"] = faces_erased
         record_operator_action(operator, "deactivate", cardholder, via=via, detail=detail, address=address)
     return cardholder
 
@@ -171,11 +190,13 @@ def delete_cardholder(
 
     The blacklist entries outlive the keys (they keep the key's number, UID and
     end); the photo's files are removed after the commit. Raises ProtectedError,
-    changing nothing, while something else still needs the cardholder (a hotel stay).
+    changing nothing, while something else still needs the cardholder (a hotel stay). Their face
+    templates are erased (:func:`erase_face_templates`).
     """
     with transaction.atomic():
         cardholder = Cardholder.objects.select_for_update().get(pk=cardholder.pk)
         cancel_live_keys(cardholder, operator=operator, via=via, at=at, address=address)
+        faces_erased = erase_face_templates(cardholder)
         keys = list(cardholder.keys.order_by("id"))
         detail = {
             "fields": {name: getattr(cardholder, name) for name in ("last_name", "first_name", "ext_id")},
@@ -184,6 +205,8 @@ def delete_cardholder(
                 BlacklistEntry.objects.filter(key__in=keys).order_by("id").values_list("id", flat=True)
             ),
         }
+        if faces_erased:
+            detail["face_templates_erased"] = faces_erased
         record_operator_action(operator, "delete", cardholder, via=via, detail=detail, address=address)
         # Keys one by one, as the rules snapshot hears of each (accesscontrol/rulechanges.py); Key -> Cardholder
         # is PROTECT so that no other path deletes a cardholder's keys without cancelling them.

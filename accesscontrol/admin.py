@@ -344,7 +344,7 @@ class AccessPointAdmin(SpaceAdmin):
                 ]
             },
         ),
-        ("Rules", {"fields": ["calendar", "direction", "pin_required", "lockdown"]}),
+        ("Rules", {"fields": ["calendar", "direction", "pin_required", "lockdown", "face_threshold"]}),
     ]
 
 

@@ -7,6 +7,12 @@ certificate and CRL signing); a server certificate names every host it serves
 in its subject alternative names (DNS names and IP addresses, which browsers
 check; the common name is only the first host, for people) and may serve TLS
 only (extended key usage serverAuth).
+
+The same pieces make a device CA (``make_ca``) whose client certificates
+(``sign_client``) name one device in their common name and may authenticate a
+TLS client only (extended key usage clientAuth): face terminals and Space
+itself present them to the MQTT broker, which takes the common name as the
+user name its ACL checks.
 """
 
 import datetime
@@ -24,6 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 CA_DAYS = 3650
 SERVER_DAYS = 397  # what public CAs may issue; browsers refuse more than 825 days even from a site's own CA
 SERVER_DAYS_MAX = 825
+CLIENT_DAYS = 825  # a device's certificate; a terminal is commissioned again (a new key) before it runs out
 CLOCK_SKEW = datetime.timedelta(hours=1)  # valid from a little before now, for clients whose clocks run slow
 
 
@@ -204,6 +211,81 @@ def sign_server(hosts: list[str], key, ca_key, ca_cert: x509.Certificate, now: d
         )
         .sign(ca_key, hashes.SHA256())
     )
+
+
+def sign_client(common_name: str, key, ca_key, ca_cert: x509.Certificate, now: datetime.datetime, days: int):
+    """A certificate for a TLS client named ``common_name``, signed by the CA (chain: this one, then the CA)."""
+    if not 1 <= days <= CLIENT_DAYS:
+        raise CertificateError(f"a client certificate is valid 1 to {CLIENT_DAYS} days")
+    not_after = min(now + datetime.timedelta(days=days), ca_cert.not_valid_after_utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def sign_revocations(revoked: dict[int, datetime.datetime], ca_key, ca_cert: x509.Certificate, now: datetime.datetime):
+    """The CA's revocation list of ``revoked`` (serial number → when), valid as long as the CA.
+
+    A TLS server that checks a CRL refuses every client once the list is past its next update, so the list
+    stays valid until the CA itself runs out; it is signed again at every revocation.
+    """
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now - CLOCK_SKEW)
+        .next_update(ca_cert.not_valid_after_utc)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
+            critical=False,
+        )
+    )
+    for serial, when in sorted(revoked.items()):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build()
+        )
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+def certificate_pem(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def load_or_make_ca(paths: SitePaths, ca_name: str, now: datetime.datetime):
+    """The CA in ``paths.folder``, made (key 0600) the first time; its key, its certificate and whether it is new."""
+    if paths.ca_key.exists() or paths.ca_cert.exists():
+        return (*load_ca(paths), False)
+    ca_key, ca_cert = make_ca(ca_name, now)
+    write_private(paths.ca_key, key_pem(ca_key))
+    write_public(paths.ca_cert, certificate_pem(ca_cert))
+    return ca_key, ca_cert, True
 
 
 @dataclass(frozen=True)

@@ -42,3 +42,16 @@ def decided(driver: str, granted: bool, reason: str, started: float | None = Non
         if histogram is None:
             histogram = _timed[driver] = DECISION_SECONDS.labels(driver)
         histogram.observe(time.perf_counter() - started)
+
+
+FACE_MQTT_DROPPED = Counter(
+    "space_face_mqtt_dropped", "Messages from face terminals dropped by Space (bad topic, not JSON, …)", ["reason"]
+)
+_face_dropped: dict[str, object] = {}
+
+
+def face_mqtt_dropped(reason: str) -> None:
+    counter = _face_dropped.get(reason)
+    if counter is None:
+        counter = _face_dropped[reason] = FACE_MQTT_DROPPED.labels(reason)
+    counter.inc()

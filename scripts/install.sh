@@ -9,8 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # postgresql-client: pg_dump and pg_restore, for backups of a PostgreSQL site (docs/backups.md).
+# mosquitto: the site's MQTT broker for face terminals (docs/face-terminals.md), configured by Space;
+# mosquitto-clients: mosquitto_pub, to try a terminal's certificate by hand (and a terminal in the tests).
 SYSTEM_PACKAGES=(python3 python3-venv python3-dev gcc libpq5 postgresql-client tzdata ca-certificates
-  libldap2-dev libsasl2-dev slapd ldap-utils)
+  libldap2-dev libsasl2-dev slapd ldap-utils mosquitto mosquitto-clients)
 # The browser tests drive Debian's Chromium through Playwright (never a browser Playwright downloads);
 # real fonts so that pages and screenshots render as an operator sees them. The HR feed tests start
 # OpenSSH's sshd on a free port as the SFTP server a feed is fetched from.
@@ -24,7 +26,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing system packages: ${missing[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq
-  # Only slapd's and sshd's binaries are wanted (the tests run their own on free ports): keep the
+  # Only slapd's, sshd's and Mosquitto's binaries are wanted (the tests run their own on free ports): keep the
   # packages' services from starting while they install, unless the machine already has a policy of its own.
   policy=
   if [ ! -e /usr/sbin/policy-rc.d ]; then

@@ -18,7 +18,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from space.env import envbool, envint, envlist, envstr, generated_secret
+from space.env import envbool, envfloat, envint, envlist, envstr, generated_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("SPACE_VAR_DIR", str(BASE_DIR / "var")))
@@ -487,3 +487,10 @@ for _name, _least in [
 ]:
     if globals()[_name] < _least:
         raise ImproperlyConfigured(f"{_name} must be at least {_least}, not {globals()[_name]}")
+
+# Face matching (accesscontrol/facematch.py, docs/face-matching.md): the cosine score a face must reach, unless an
+# access point sets its own. 0.40 keeps a 512-d model's impostors (scores ~N(0, 1/512): 0.40 is 9 standard
+# deviations) out even among 100,000 people while genuine captures (~0.6) pass; calibrate to the terminals' model.
+SPACE_FACE_THRESHOLD = envfloat("SPACE_FACE_THRESHOLD", 0.40)
+if not 0.0 < SPACE_FACE_THRESHOLD < 1.0:
+    raise ImproperlyConfigured(f"SPACE_FACE_THRESHOLD must be between 0 and 1, not {SPACE_FACE_THRESHOLD}")

@@ -2,6 +2,7 @@ from accesscontrol.models.audit import AppendOnlyError, AuditEvent, SystemAuditE
 from accesscontrol.models.backups import Backup, BackupOutcome, BackupTrigger
 from accesscontrol.models.cardholders import BlacklistEntry, Cardholder, Key, normalize_uid
 from accesscontrol.models.changes import RuleChange
+from accesscontrol.models.faces import FaceConsent, FaceTemplate
 from accesscontrol.models.hotel import GuestArea, IdempotencyRecord, Room, Stay
 from accesscontrol.models.jobs import Job, JobStatus
 from accesscontrol.models.operators import ApiKey, LoginAttempt, Operator, OperatorGroup
@@ -32,6 +33,8 @@ __all__ = [
     "Cardholder",
     "CardholderPermission",
     "CardholderSource",
+    "FaceConsent",
+    "FaceTemplate",
     "GuestArea",
     "IdempotencyRecord",
     "Job",

@@ -1,4 +1,5 @@
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from accesscontrol.choices import AccessPointKind, Connection, Direction, ModeSource, OpeningMode, PassbackKind
@@ -97,6 +98,12 @@ class AccessPoint(PartitionedModel):
         on_delete=models.PROTECT,
         related_name="+",
         help_text="When the door stays open by itself (timed mode) or office mode may be set.",
+    )
+    face_threshold = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="The cosine score a face must reach here; the site's SPACE_FACE_THRESHOLD when empty.",
     )
     open_time = models.PositiveSmallIntegerField("open time (s)", default=4)
     extended_open_time = models.PositiveSmallIntegerField("extended open time (s)", default=10)

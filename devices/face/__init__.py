@@ -1,0 +1,1 @@
+"""Face terminals (docs/face-terminals.md): their device CA, the MQTT broker's configuration, Space's MQTT link."""

@@ -1,0 +1,52 @@
+"""The topic layout between face terminals and Space (docs/face-terminals.md), written once.
+
+Every topic is ``space/face/<terminal id>/<kind>``. The broker's ACL lets a
+terminal write and read only the topics with its own id (its certificate's
+common name), so the id in a topic Space receives is the terminal's proven
+identity: a terminal cannot speak for another.
+"""
+
+import re
+
+ROOT = "space/face"
+REQUEST = "request"  # terminal → Space: an access request or an enrolment capture (JSON)
+EVENT = "event"  # terminal → Space: what happened at the terminal (JSON)
+STATUS = "status"  # terminal → Space: "online" (retained), "offline" (its last will, retained)
+ANSWER = "answer"  # Space → terminal: the answer to a request (JSON)
+CONFIG = "config"  # Space → terminal: the terminal's configuration (JSON, retained)
+
+TERMINAL_WRITES = (REQUEST, EVENT, STATUS)
+TERMINAL_READS = (ANSWER, CONFIG)
+KINDS = TERMINAL_WRITES + TERMINAL_READS
+
+# At least once everywhere: the broker and the client store a message until it is acknowledged, and Space
+# records each request and event once by its message id, so a redelivered one changes nothing. QoS 2's two
+# extra round trips would buy nothing more.
+QOS = 1
+
+ONLINE = "online"
+OFFLINE = "offline"
+
+# A terminal's id is its certificate's common name, its MQTT user name and a topic level: no "/", "+", "#",
+# and no "." (Space's own identity has one, so no terminal can take it).
+TERMINAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def topic(terminal_id: str, kind: str) -> str:
+    return f"{ROOT}/{terminal_id}/{kind}"
+
+
+def every(kind: str) -> str:
+    """The subscription filter for ``kind`` of every terminal."""
+    return f"{ROOT}/+/{kind}"
+
+
+def parse(name: str) -> tuple[str, str] | None:
+    """``(terminal id, kind)`` of a topic of the layout, or None for any other topic."""
+    prefix = ROOT + "/"
+    if not name.startswith(prefix):
+        return None
+    parts = name[len(prefix) :].split("/")
+    if len(parts) != 2 or parts[1] not in KINDS or not TERMINAL_ID.fullmatch(parts[0]):
+        return None
+    return parts[0], parts[1]
