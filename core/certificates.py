@@ -175,20 +175,21 @@ def server_request(hosts: list[str], key) -> x509.CertificateSigningRequest:
     )
 
 
-def sign_server(hosts: list[str], key, ca_key, ca_cert: x509.Certificate, now: datetime.datetime, days: int):
-    if not 1 <= days <= SERVER_DAYS_MAX:
-        raise CertificateError(f"a server certificate is valid 1 to {SERVER_DAYS_MAX} days (browsers refuse more)")
-    not_after = min(now + datetime.timedelta(days=days), ca_cert.not_valid_after_utc)
-    return (
+def _sign_leaf(common_name: str, key, ca_key, ca_cert: x509.Certificate, now, not_after, usage, alt_names=None):
+    """An end-entity certificate (not a CA; signing only) for ``usage`` (an ExtendedKeyUsageOID), signed by the CA."""
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0].strip("[]"))]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - CLOCK_SKEW)
         .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName(subject_names(hosts)), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    )
+    if alt_names is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+    return (
+        builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -203,13 +204,29 @@ def sign_server(hosts: list[str], key, ca_key, ca_cert: x509.Certificate, now: d
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
             critical=False,
         )
         .sign(ca_key, hashes.SHA256())
+    )
+
+
+def sign_server(hosts: list[str], key, ca_key, ca_cert: x509.Certificate, now: datetime.datetime, days: int):
+    if not 1 <= days <= SERVER_DAYS_MAX:
+        raise CertificateError(f"a server certificate is valid 1 to {SERVER_DAYS_MAX} days (browsers refuse more)")
+    not_after = min(now + datetime.timedelta(days=days), ca_cert.not_valid_after_utc)
+    return _sign_leaf(
+        hosts[0].strip("[]"),
+        key,
+        ca_key,
+        ca_cert,
+        now,
+        not_after,
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        alt_names=subject_names(hosts),
     )
 
 
@@ -218,37 +235,7 @@ def sign_client(common_name: str, key, ca_key, ca_cert: x509.Certificate, now: d
     if not 1 <= days <= CLIENT_DAYS:
         raise CertificateError(f"a client certificate is valid 1 to {CLIENT_DAYS} days")
     not_after = min(now + datetime.timedelta(days=days), ca_cert.not_valid_after_utc)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    return _sign_leaf(common_name, key, ca_key, ca_cert, now, not_after, ExtendedKeyUsageOID.CLIENT_AUTH)
 
 
 def sign_revocations(revoked: dict[int, datetime.datetime], ca_key, ca_cert: x509.Certificate, now: datetime.datetime):
