@@ -858,8 +858,10 @@ class Progress:
         share = min(self.done, self.total) / self.total if self.total else 0
         percent = int(50 * self.phase + 50 * share)
         self.job_progress.total = 100
-        self.job_progress.done = percent - 1
-        self.job_progress.advance(1, message or ("Reading the source" if self.phase == 0 else "Applying"))
+        # The job's own steps are percent points: advance by what was gained since the last report.
+        self.job_progress.advance(
+            percent - self.job_progress.done, message or ("Reading the source" if self.phase == 0 else "Applying")
+        )
 
 
 def needs_full(source: CardholderSource, now: dt.datetime) -> bool:
