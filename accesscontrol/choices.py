@@ -173,6 +173,14 @@ class Decision(models.TextChoices):
     WRONG_SITE = "wrong_site", "Card of another site"
     UNSUPPORTED_VERSION = "unsupported_version", "Card data of an unknown version"
     REPLAYED = "replayed", "Mobile key replayed"
+    # Face terminals (devices/face/): the face itself is refused, before or after the rules.
+    UNKNOWN_CARDHOLDER = "unknown_cardholder", "Cardholder unknown or deactivated"
+    FACE_NOT_RECOGNISED = "face_not_recognised", "Face not recognised among those allowed here"
+    FACE_MISMATCH = "face_mismatch", "Face does not match the cardholder"
+    NO_FACE_ENROLLED = "no_face_enrolled", "No face enrolled for the cardholder"
+    LIVENESS_FAILED = "liveness_failed", "Liveness check failed at the terminal"
+    LOW_QUALITY = "low_quality", "Face capture quality too low"
+    METHOD_NOT_ACCEPTED = "method_not_accepted", "This way of identifying is not accepted here"
 
 
 class StayStatus(models.TextChoices):

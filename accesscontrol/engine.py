@@ -33,6 +33,10 @@ point must take PINs alone (``pin_not_accepted``), the PIN must be a
 cardholder's (``unknown_pin``, found by its index, accesscontrol/pins.py), and
 then checks 3 to 8 apply to that cardholder as to a card's.
 
+A cardholder identified otherwise (a face terminal's 1:N match,
+:func:`decide_holder`) stands for the key lookup too: checks 3 to 8 apply, and
+9 unless the caller checked a PIN itself.
+
 Times: validity windows are absolute instants (POSIX timestamps, compared as
 floats); schedules are wall-clock times in the site's time zone. On the
 spring-forward day the skipped wall-clock hour simply never happens; on the
@@ -90,6 +94,7 @@ UNKNOWN_PIN = Reason.UNKNOWN_PIN.value
 PIN_NOT_ACCEPTED = Reason.PIN_NOT_ACCEPTED.value
 ZONE_FULL = Reason.ZONE_FULL.value
 DOOR_LOCKED = Reason.DOOR_LOCKED.value
+UNKNOWN_CARDHOLDER = Reason.UNKNOWN_CARDHOLDER.value
 _SOFT = PassbackKind.SOFT.value
 _LOCKED = OpeningMode.LOCKED.value
 _OPEN = OpeningMode.OPEN.value
@@ -320,6 +325,43 @@ def decide_pin(
     # The PIN identified the cardholder: no second PIN is asked for.
     return _evaluate_holder(
         snapshot, holder, "", point, at, None, inside_zones, privacy, True, direction, occupancy, pin_checked=True
+    )
+
+
+def decide_holder(
+    snapshot: Snapshot,
+    holder_id: int,
+    access_point_id: int,
+    at: dt.datetime,
+    *,
+    pin: str | None = None,
+    pin_checked: bool = False,
+    inside_zones: Mapping[int, float] | frozenset[int] = _EMPTY,
+    privacy: bool = False,
+    direction: str | None = None,
+    occupancy: Mapping[int, int] = _NOBODY,
+) -> Decision:
+    """Whether cardholder ``holder_id``, identified without a key (a face), opens ``access_point_id`` at ``at``.
+
+    ``pin``: typed at the access point, checked when it requires one; ``pin_checked``: the caller found the
+    cardholder by their PIN already (PIN + face), so none is asked for."""
+    holder = snapshot.cardholders.get(holder_id)
+    if holder is None:
+        return _refuse(UNKNOWN_CARDHOLDER, None, "")
+    point = snapshot.access_points.get(access_point_id)
+    return _evaluate_holder(
+        snapshot,
+        holder,
+        "",
+        point,
+        at,
+        pin,
+        inside_zones,
+        privacy,
+        True,
+        direction,
+        occupancy,
+        pin_checked=pin_checked,
     )
 
 

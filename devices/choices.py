@@ -1,4 +1,10 @@
+import re
+
 from django.db import models
+
+# A face terminal's id is its certificate's common name, its MQTT user name and a topic level
+# (devices/face/topics.py): no "/", "+", "#", and no "." (Space's own identity has one, so no terminal can take it).
+FACE_TERMINAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 class DeviceKind(models.TextChoices):

@@ -11,6 +11,7 @@ from django.utils import timezone
 from core import vault
 from devices.choices import (
     BAUD_RATES,
+    FACE_TERMINAL_ID,
     AlarmKind,
     CardFormat,
     CommandOp,
@@ -294,6 +295,98 @@ class Alarm(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} at {self.access_point or self.device}"
+
+
+def validate_terminal_id(value: str) -> None:
+    if not FACE_TERMINAL_ID.fullmatch(value or ""):
+        raise ValidationError("1 to 64 letters, digits, '-' and '_', starting with a letter or digit.")
+
+
+class FaceTerminal(models.Model):
+    """A face terminal (devices/face/): the MQTT id its certificate names, the door it guards and what it takes.
+
+    Its :class:`Device` (kind ``face_terminal``) carries the name, the enabled switch and the live status.
+    """
+
+    device = models.OneToOneField(Device, on_delete=models.CASCADE, related_name="face_terminal")
+    terminal_id = models.CharField(
+        max_length=64,
+        unique=True,
+        validators=[validate_terminal_id],
+        help_text="Its MQTT identity: the common name of its certificate (manage.py face_terminal ID).",
+    )
+    access_point = models.ForeignKey(
+        "accesscontrol.AccessPoint", on_delete=models.PROTECT, related_name="face_terminals"
+    )
+    direction = models.CharField(max_length=8, choices=ReaderDirection.choices, default="", blank=True)
+    face_only = models.BooleanField(default=True, help_text="A face alone opens (1:N among those allowed now).")
+    card_and_face = models.BooleanField(default=True, help_text="A card, then the card holder's face (1:1).")
+    pin_and_face = models.BooleanField(default=False, help_text="A PIN, then the PIN holder's face (1:1).")
+    model_name = models.CharField(max_length=32, default="xs4face-v1", help_text="The terminal's face model.")
+    min_quality = models.FloatField(
+        default=0.5,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Captures the terminal scores below this are refused (0 to 1).",
+    )
+    require_liveness = models.BooleanField(
+        default=True, help_text="Refuse a capture the terminal did not find live (a photo, a screen, a mask)."
+    )
+
+    class Meta:
+        ordering = ["terminal_id"]
+
+    def __str__(self):
+        return f"face terminal {self.terminal_id}"
+
+    def clean(self):
+        from accesscontrol.faces import FACE_MODELS
+
+        if self.model_name not in FACE_MODELS:
+            raise ValidationError({"model_name": f"Known face models: {', '.join(sorted(FACE_MODELS))}."})
+        if not (self.face_only or self.card_and_face or self.pin_and_face):
+            raise ValidationError("A face terminal takes at least one of face only, card + face, PIN + face.")
+
+    @property
+    def methods(self) -> list[str]:
+        """What it takes, as requests name it (devices/face/requests.py)."""
+        taken = (("face", self.face_only), ("card_face", self.card_and_face), ("pin_face", self.pin_and_face))
+        return [name for name, on in taken if on]
+
+
+class FaceEnrolment(models.Model):
+    """An operator's request that a terminal capture a cardholder's face, followed until the template arrives."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to be sent"
+        SENT = "sent", "Sent to the terminal"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        EXPIRED = "expired", "Expired"
+
+    OPEN = (Status.PENDING, Status.SENT)
+
+    cardholder = models.ForeignKey("accesscontrol.Cardholder", on_delete=models.CASCADE, related_name="face_enrolments")
+    terminal = models.ForeignKey(FaceTerminal, on_delete=models.CASCADE, related_name="enrolments")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.CharField(max_length=200, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    template = models.ForeignKey(
+        "accesscontrol.FaceTemplate", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        indexes = [models.Index(fields=["status", "terminal"], name="face_enrolment_status")]
+
+    def __str__(self):
+        return f"face enrolment #{self.pk} of cardholder {self.cardholder_id} at {self.terminal.terminal_id}"
 
 
 class LockState(models.Model):

@@ -6,7 +6,7 @@ common name), so the id in a topic Space receives is the terminal's proven
 identity: a terminal cannot speak for another.
 """
 
-import re
+from devices.choices import FACE_TERMINAL_ID
 
 ROOT = "space/face"
 REQUEST = "request"  # terminal → Space: an access request or an enrolment capture (JSON)
@@ -14,9 +14,10 @@ EVENT = "event"  # terminal → Space: what happened at the terminal (JSON)
 STATUS = "status"  # terminal → Space: "online" (retained), "offline" (its last will, retained)
 ANSWER = "answer"  # Space → terminal: the answer to a request (JSON)
 CONFIG = "config"  # Space → terminal: the terminal's configuration (JSON, retained)
+COMMAND = "command"  # Space → terminal: what an operator asks of it, e.g. capture a face for enrolment (JSON)
 
 TERMINAL_WRITES = (REQUEST, EVENT, STATUS)
-TERMINAL_READS = (ANSWER, CONFIG)
+TERMINAL_READS = (ANSWER, CONFIG, COMMAND)
 KINDS = TERMINAL_WRITES + TERMINAL_READS
 
 # At least once everywhere: the broker and the client store a message until it is acknowledged, and Space
@@ -27,9 +28,7 @@ QOS = 1
 ONLINE = "online"
 OFFLINE = "offline"
 
-# A terminal's id is its certificate's common name, its MQTT user name and a topic level: no "/", "+", "#",
-# and no "." (Space's own identity has one, so no terminal can take it).
-TERMINAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+TERMINAL_ID = FACE_TERMINAL_ID
 
 
 def topic(terminal_id: str, kind: str) -> str:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from accesscontrol.choices import AuditKind, PresenceSource
-from accesscontrol.engine import Decision, decide, decide_pin, normalize_uid, passage
+from accesscontrol.engine import Decision, decide, decide_holder, decide_pin, normalize_uid, passage
 from accesscontrol.models import AuditEvent
 from accesscontrol.presence import Passage, PresenceView
 from accesscontrol.snapshot import SnapshotStore
@@ -79,6 +79,38 @@ class Decider:
             inside = self.presence.inside.get(holder.id, _NOBODY) if holder else _NOBODY
             decision = decide_pin(
                 snapshot, pin, point_id, at, inside_zones=inside, direction=direction, occupancy=self.presence.counts
+            )
+            self._passed(snapshot, decision, point_id, at, direction)
+        return decision
+
+    def holder(
+        self,
+        place: Place | None,
+        holder_id: int,
+        at,
+        *,
+        pin: str | None = None,
+        pin_checked: bool = False,
+        direction: str | None = None,
+    ) -> Decision:
+        """A cardholder identified at a reader of ``place`` without a key: by their face (face terminals)."""
+        snapshot = self.store.snapshot
+        point_id = place.id if place else -1
+        if not snapshot.tracked_zones:
+            return decide_holder(
+                snapshot, holder_id, point_id, at, pin=pin, pin_checked=pin_checked, direction=direction
+            )
+        with self._lock:
+            decision = decide_holder(
+                snapshot,
+                holder_id,
+                point_id,
+                at,
+                pin=pin,
+                pin_checked=pin_checked,
+                inside_zones=self.presence.inside.get(holder_id, _NOBODY),
+                direction=direction,
+                occupancy=self.presence.counts,
             )
             self._passed(snapshot, decision, point_id, at, direction)
         return decision
