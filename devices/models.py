@@ -365,6 +365,8 @@ class FaceEnrolment(models.Model):
         EXPIRED = "expired", "Expired"
 
     OPEN = (Status.PENDING, Status.SENT)
+    # An enrolment is the cardholder's: it belongs to their partition (accesscontrol.permissions).
+    partition_path = "cardholder__partition"
 
     cardholder = models.ForeignKey("accesscontrol.Cardholder", on_delete=models.CASCADE, related_name="face_enrolments")
     terminal = models.ForeignKey(FaceTerminal, on_delete=models.CASCADE, related_name="enrolments")
