@@ -28,6 +28,7 @@ from accesscontrol.models import (
     Cardholder,
     CardholderPermission,
     CardholderSource,
+    FaceTemplate,
     Key,
     Location,
     ModeChange,
@@ -742,6 +743,25 @@ class CardholderPhotoSerializer(serializers.Serializer):
     cardholder = serializers.IntegerField()
     version = serializers.CharField(help_text="Changes with the photo; it is the photo's ETag.")
     updated_at = serializers.DateTimeField()
+
+
+class FaceConsentSerializer(serializers.Serializer):
+    given_at = serializers.DateTimeField()
+    given_by = serializers.CharField(source="given_by.get_username", default=None, help_text="The operator's username.")
+
+
+class FaceTemplateInfoSerializer(serializers.ModelSerializer):
+    """What is known of an enrolled template; the vector itself is never serialised."""
+
+    class Meta:
+        model = FaceTemplate
+        fields = ["id", "model_name", "dimension", "quality", "created_at", "source_terminal"]
+
+
+class CardholderFaceSerializer(serializers.Serializer):
+    cardholder = serializers.IntegerField()
+    consent = FaceConsentSerializer(allow_null=True, help_text="The live consent; null: none (face matching is off).")
+    templates = FaceTemplateInfoSerializer(many=True)
 
 
 # --- cardholder sources (accesscontrol/sync.py) ------------------------------------------------------------------
