@@ -747,7 +747,9 @@ class CardholderPhotoSerializer(serializers.Serializer):
 
 class FaceConsentSerializer(serializers.Serializer):
     given_at = serializers.DateTimeField()
-    given_by = serializers.CharField(source="given_by.get_username", default=None, help_text="The operator's username.")
+    given_by = serializers.CharField(
+        source="given_by.get_username", default=None, allow_null=True, help_text="The operator's username."
+    )
 
 
 class FaceTemplateInfoSerializer(serializers.ModelSerializer):

@@ -424,8 +424,16 @@ class CardholderFaceView(OneCardholder):
 
 
 @extend_schema_view(
-    post=extend_schema(operation_id="v1_cardholders_face_consent_create", request=None),
-    delete=extend_schema(operation_id="v1_cardholders_face_consent_destroy", request=None),
+    post=extend_schema(
+        operation_id="v1_cardholders_face_consent_create",
+        request=None,
+        responses={200: serializers.CardholderFaceSerializer},
+    ),
+    delete=extend_schema(
+        operation_id="v1_cardholders_face_consent_destroy",
+        request=None,
+        responses={200: serializers.CardholderFaceSerializer},
+    ),
 )
 class CardholderFaceConsentView(OneCardholder):
     """POST: record the cardholder's consent to face matching (once; again changes nothing). DELETE: withdraw it,

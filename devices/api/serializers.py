@@ -531,9 +531,13 @@ class FaceEnrolmentSerializer(ModelSerializer):
     # Terminals are site-wide devices: enrolling at one needs no permission to see the terminals.
     terminal = serializers.PrimaryKeyRelatedField(queryset=FaceTerminal.objects.select_related("device"))
     terminal_id = serializers.CharField(source="terminal.terminal_id", read_only=True)
-    requested_by = serializers.CharField(source="requested_by.get_username", read_only=True, default=None)
+    requested_by = serializers.CharField(
+        source="requested_by.get_username", read_only=True, default=None, allow_null=True, help_text="Who asked."
+    )
     template = serializers.PrimaryKeyRelatedField(
-        read_only=True, help_text="The template it stored, when completed (its metadata: /cardholders/{id}/face/)."
+        read_only=True,
+        allow_null=True,
+        help_text="The template it stored, when completed (its metadata: /cardholders/{id}/face/).",
     )
 
     class Meta:

@@ -312,7 +312,13 @@ class FaceEnrolmentViewSet(SpaceModelViewSet):
 
     audited_by_actions = True  # devices.actions start_face_enrolment
 
-    @extend_schema(request=None, responses=serializers.FaceEnrolmentSerializer)
+    @extend_schema(
+        request=None,
+        responses={
+            200: serializers.FaceEnrolmentSerializer,
+            400: OpenApiResponse(description="The enrolment is over already: completed, failed, cancelled, expired."),
+        },
+    )
     @action(detail=True, methods=["post"], permission_action="change")
     def cancel(self, request, pk=None):
         """Stop an open enrolment (400 when it is over already); a capture sent for it afterwards is refused."""
