@@ -5,9 +5,10 @@ import re
 
 import pytest
 from django.contrib.messages import get_messages
+from django.urls import reverse
 
 from accesscontrol import faces
-from accesscontrol.models import FaceConsent, FaceTemplate
+from accesscontrol.models import FaceConsent, FaceTemplate, SystemAuditEntry
 from devices import actions
 from devices.models import Device, FaceEnrolment, FaceTerminal
 from tests.accesscontrol.web.places_helpers import client_with, page_text, web_rows
@@ -225,3 +226,47 @@ def test_editing_needs_the_change_permission():
     client = client_with("devices.view_faceterminal")
     assert client.get(f"/face-terminals/{terminal.pk}/edit/").status_code == 403
     assert client.get("/face-terminals/add/").status_code == 403
+
+
+# --- the admin ------------------------------------------------------------------------------------
+
+
+def admin_url(model, view, *args):
+    return reverse(f"admin:devices_{model._meta.model_name}_{view}", args=args)
+
+
+def test_the_admin_commissions_and_changes_a_terminal_through_the_actions(admin_client):
+    point = make_access_point(name="Dock")
+    form = {
+        "terminal_id": "dock-1",
+        "name": "Dock face",
+        "access_point": point.pk,
+        "direction": "",
+        "face_only": "on",
+        "model_name": "xs4face-v1",
+        "min_quality": "0.5",
+        "enabled": "on",
+    }
+
+    added = admin_client.post(admin_url(FaceTerminal, "add"), form)
+
+    assert added.status_code == 302
+    terminal = FaceTerminal.objects.select_related("device").get()
+    assert terminal.device.name == "Dock face" and terminal.device.kind == "face_terminal"
+    changed = admin_client.post(admin_url(FaceTerminal, "change", terminal.pk), form | {"enabled": ""})
+    assert changed.status_code == 302 and not Device.objects.get(pk=terminal.device_id).enabled
+    assert [row.action for row in SystemAuditEntry.objects.order_by("id")] == ["commission_face_terminal", "update"]
+    taken = admin_client.post(admin_url(FaceTerminal, "add"), form | {"terminal_id": "dock-2"})
+    assert taken.status_code == 200 and FaceTerminal.objects.count() == 1
+    for view, args in (("changelist", ()), ("change", (terminal.pk,))):
+        assert admin_client.get(admin_url(FaceTerminal, view, *args)).status_code == 200
+
+
+def test_the_admin_lists_enrolments_read_only(admin_client):
+    holder = consenting()
+    enrolment = actions.start_face_enrolment(holder, make_terminal(), operator=None, via="test")
+
+    assert admin_client.get(admin_url(FaceEnrolment, "changelist")).status_code == 200
+    page = admin_client.get(admin_url(FaceEnrolment, "change", enrolment.pk))
+    assert page.status_code == 200 and 'name="_save"' not in page_text(page)
+    assert admin_client.get(admin_url(FaceEnrolment, "add")).status_code == 403
