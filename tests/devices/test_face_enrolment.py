@@ -2,11 +2,13 @@
 (consent first, one open enrolment per terminal, only that terminal's capture, in time, sealed)."""
 
 import datetime as dt
+import io
 
 import numpy as np
 import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from accesscontrol import actions as domain
@@ -14,6 +16,7 @@ from accesscontrol import faces
 from accesscontrol.models import FaceTemplate, SystemAuditEntry
 from devices import actions
 from devices.choices import DeviceKind
+from devices.face import pki
 from devices.models import Device, FaceEnrolment, FaceTerminal
 from tests.devices.face_support import DIMENSION, capture, make_terminal
 from tests.factories import make_access_point, make_cardholder, make_operator
@@ -301,3 +304,56 @@ def test_expiry_closes_only_the_open_enrolments_past_their_time(operator, consen
 
     statuses = dict(FaceEnrolment.objects.values_list("pk", "status"))
     assert statuses == {late.pk: Status.EXPIRED, young.pk: Status.PENDING, finished.pk: Status.COMPLETED}
+
+
+# --- manage.py face_terminal ----------------------------------------------------------------------
+
+
+def test_the_command_commissions_the_rows_with_the_certificate_and_revoke_disables_them(tmp_path):
+    folder = tmp_path / "device-ca"
+    output = io.StringIO()
+    call_command("face_broker", "broker.site", "--out", str(folder), stdout=output)
+    point = make_access_point(name="Loading dock")
+
+    call_command(
+        "face_terminal",
+        "dock-1",
+        "--name",
+        "Dock face",
+        "--access-point",
+        "Loading dock",
+        "--out",
+        str(folder),
+        stdout=output,
+    )
+
+    terminal = FaceTerminal.objects.select_related("device").get()
+    assert (terminal.terminal_id, terminal.device.name, terminal.access_point) == ("dock-1", "Dock face", point)
+    assert pki.DevicePaths(folder).terminal("dock-1").cert.exists()
+    assert SystemAuditEntry.objects.get(action="commission_face_terminal").via == "command"
+    with pytest.raises(CommandError, match="commissioned already"):
+        call_command(
+            "face_terminal", "dock-1", "--name", "Again", "--access-point", str(point.pk), "--out", str(folder)
+        )
+    call_command("face_terminal", "dock-1", "--out", str(folder), stdout=output)  # a new certificate, as before
+
+    call_command("face_terminal", "dock-1", "--revoke", "--out", str(folder), stdout=output)
+
+    assert not Device.objects.get(pk=terminal.device_id).enabled
+    assert len(pki.revocations(pki.DevicePaths(folder))) == 1
+
+
+def test_the_command_refuses_half_or_bad_rows_before_issuing_anything(tmp_path):
+    folder = tmp_path / "device-ca"
+    call_command("face_broker", "broker.site", "--out", str(folder), stdout=io.StringIO())
+
+    with pytest.raises(CommandError, match="go together"):
+        call_command("face_terminal", "gate-1", "--name", "Gate face", "--out", str(folder))
+    with pytest.raises(CommandError, match="no access point"):
+        call_command("face_terminal", "gate-1", "--name", "Gate", "--access-point", "Nowhere", "--out", str(folder))
+    make_access_point(name="Gate")
+    with pytest.raises(CommandError, match="name"):
+        call_command("face_terminal", "gate-1", "--name", "", "--access-point", "Gate", "--out", str(folder))
+
+    assert not FaceTerminal.objects.exists()
+    assert not pki.DevicePaths(folder).terminal("gate-1").cert.exists()
