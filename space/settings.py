@@ -331,6 +331,8 @@ SPECTACULAR_SETTINGS = {
         "KeyKindEnum": "accesscontrol.choices.KeyKind",
         "KeyStatusEnum": "accesscontrol.choices.KeyStatus",
         "OpeningModeEnum": "accesscontrol.choices.OpeningMode",
+        # A reader's and a face terminal's direction: one choice set, one name.
+        "ReaderDirectionEnum": "devices.choices.ReaderDirection",
     },
 }
 

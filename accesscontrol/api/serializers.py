@@ -752,8 +752,8 @@ class FaceConsentSerializer(serializers.Serializer):
     )
 
 
-class FaceTemplateInfoSerializer(serializers.ModelSerializer):
-    """What is known of an enrolled template; the vector itself is never serialised."""
+class EnrolledFaceSerializer(serializers.ModelSerializer):
+    """What the operator may know of an enrolled face: its model, size, quality, date and terminal; no more."""
 
     class Meta:
         model = FaceTemplate
@@ -763,7 +763,7 @@ class FaceTemplateInfoSerializer(serializers.ModelSerializer):
 class CardholderFaceSerializer(serializers.Serializer):
     cardholder = serializers.IntegerField()
     consent = FaceConsentSerializer(allow_null=True, help_text="The live consent; null: none (face matching is off).")
-    templates = FaceTemplateInfoSerializer(many=True)
+    templates = EnrolledFaceSerializer(many=True)
 
 
 # --- cardholder sources (accesscontrol/sync.py) ------------------------------------------------------------------

@@ -415,7 +415,7 @@ def face_state(holder: Cardholder) -> dict:
 
 class CardholderFaceView(OneCardholder):
     """A cardholder's face matching: their live consent (when, by whom) and their enrolled templates' model,
-    quality, date and terminal. No template's vector is ever in an answer (docs/face-matching.md)."""
+    quality, date and terminal; never the template itself (docs/face-matching.md)."""
 
     serializer_class = serializers.CardholderFaceSerializer
 
