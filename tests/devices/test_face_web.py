@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 SEE = ("accesscontrol.view_cardholder",)
 CHANGE = (*SEE, "accesscontrol.change_cardholder")
-ENROL = (*CHANGE, "devices.add_faceenrolment", "devices.change_faceenrolment")
+ENROL = (*CHANGE, "devices.view_faceenrolment", "devices.add_faceenrolment", "devices.change_faceenrolment")
 TERMINALS = ("devices.view_faceterminal", "devices.add_faceterminal", "devices.change_faceterminal")
 TERMINALS += ("accesscontrol.view_accesspoint",)
 
@@ -47,7 +47,7 @@ def test_the_panel_shows_the_consent_and_the_templates_metadata_never_a_vector()
     enrolment = actions.start_face_enrolment(holder, terminal, operator=None, via="test")
     actions.complete_face_enrolment("hall-1", enrolment.pk, capture(quality=0.87))
     template = FaceTemplate.objects.get()
-    client = client_with(*SEE, all_partitions=True)
+    client = client_with(*SEE, "devices.view_faceenrolment", all_partitions=True)
 
     response = client.get(f"/cardholders/{holder.pk}/")
 
@@ -59,6 +59,8 @@ def test_the_panel_shows_the_consent_and_the_templates_metadata_never_a_vector()
     sealed = bytes(template.vector_sealed)
     assert sealed.hex() not in page_text(response)
     assert str(faces.template_vector(template)[0])[:8] not in page_text(response)
+    without = face_panel(client_with(*SEE, all_partitions=True).get(f"/cardholders/{holder.pk}/"))
+    assert "hall-1" in without and "Recent enrolments" not in without  # the template's terminal, not the enrolments
 
 
 def test_an_operator_records_consent_then_withdraws_it_erasing_the_templates():
