@@ -10,7 +10,7 @@ No page shows a template's vector.
 from functools import cached_property
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
@@ -18,7 +18,7 @@ from django.views import View
 from django.views.generic import FormView
 
 from accesscontrol.models import AccessPoint
-from accesscontrol.permissions import permission_name, restrict
+from accesscontrol.permissions import may_use_partition, permission_name, restrict
 from accesscontrol.views.base import OperatorPage
 from accesscontrol.views.cardholders import cardholder_for
 from accesscontrol.views.editing import ListPage
@@ -129,6 +129,8 @@ class StartFaceEnrolment(OperatorPage, View):
 
     def post(self, request, pk):
         holder = cardholder_for(request, pk, "change")
+        if not may_use_partition(request.user, permission_name(FaceEnrolment, "add"), holder.partition_id):
+            raise PermissionDenied("You may not enrol this cardholder's face.")
         form = FaceEnrolForm(request.POST)
         if not form.is_valid():
             messages.error(request, "Choose an enabled face terminal.")

@@ -5,6 +5,7 @@ import re
 
 import pytest
 from django.contrib.messages import get_messages
+from django.test import Client
 from django.urls import reverse
 
 from accesscontrol import faces
@@ -13,7 +14,8 @@ from devices import actions
 from devices.models import Device, FaceEnrolment, FaceTerminal
 from tests.accesscontrol.web.places_helpers import client_with, page_text, web_rows
 from tests.devices.face_support import capture, make_terminal
-from tests.factories import make_access_point, make_cardholder, make_partition
+from tests.factories import make_access_point, make_cardholder, make_operator, make_partition
+from tests.support.api import grant
 
 pytestmark = pytest.mark.django_db
 
@@ -133,13 +135,18 @@ def test_enrolling_without_consent_or_at_a_disabled_terminal_says_why_and_starts
     assert not FaceEnrolment.objects.exists()
 
 
-def test_enrolling_needs_the_enrolment_permission():
+def test_enrolling_needs_the_enrolment_permission_in_the_cardholders_partition():
     holder = consenting()
     terminal = make_terminal()
     client = client_with(*CHANGE, all_partitions=True)
+    operator = make_operator(*CHANGE, all_partitions=True)
+    grant(operator, "devices.add_faceenrolment", partitions=[make_partition()])
+    elsewhere = Client()
+    elsewhere.force_login(operator)
 
     assert "Enrol at terminal" not in face_panel(client.get(f"/cardholders/{holder.pk}/"))
     assert client.post(f"/cardholders/{holder.pk}/face/enrol/", {"terminal": terminal.pk}).status_code == 403
+    assert elsewhere.post(f"/cardholders/{holder.pk}/face/enrol/", {"terminal": terminal.pk}).status_code == 403
     assert not FaceEnrolment.objects.exists()
 
 
