@@ -386,6 +386,14 @@ class FaceEnrolment(models.Model):
     class Meta:
         ordering = ["-requested_at", "-id"]
         indexes = [models.Index(fields=["status", "terminal"], name="face_enrolment_status")]
+        # A terminal captures one face at a time (devices.actions.start_face_enrolment cancels the earlier one).
+        constraints = [
+            models.UniqueConstraint(
+                fields=["terminal"],
+                condition=models.Q(status__in=("pending", "sent")),
+                name="one_open_face_enrolment_per_terminal",
+            )
+        ]
 
     def __str__(self):
         return f"face enrolment #{self.pk} of cardholder {self.cardholder_id} at {self.terminal.terminal_id}"

@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accesscontrol import actions as domain
@@ -357,3 +358,17 @@ def test_the_command_refuses_half_or_bad_rows_before_issuing_anything(tmp_path):
 
     assert not FaceTerminal.objects.exists()
     assert not pki.DevicePaths(folder).terminal("gate-1").cert.exists()
+
+
+def test_the_database_itself_refuses_a_second_open_enrolment_at_a_terminal(operator, consenting):
+    terminal = make_terminal()
+    first = start(consenting, terminal, operator)
+    second = FaceEnrolment(cardholder=consenting, terminal=terminal, expires_at=first.expires_at)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        second.save()
+
+    FaceEnrolment.objects.create(
+        cardholder=consenting, terminal=terminal, expires_at=first.expires_at, status=Status.FAILED
+    )
+    assert FaceEnrolment.objects.filter(terminal=terminal).count() == 2
