@@ -3,6 +3,7 @@
 import dataclasses
 import datetime as dt
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from hypothesis import given, settings
@@ -184,6 +185,24 @@ def test_the_cache_keeps_answers_per_access_point_and_evicts_the_least_recently_
 
     assert cache.get(rules, DOOR, monday) is not door
     assert ids(door) == [1]
+
+
+def test_the_cache_answers_right_from_many_threads_at_once():
+    rules = site(cardholder(1, level_ids=(STAFF,)), cardholder(2, ("point", LOBBY, None)), cardholder(3))
+    cache = AllowedCache(size=1)  # the two doors keep evicting each other
+    asked = [
+        (door, local("2024-03-04 07:00") + dt.timedelta(minutes=7 * n)) for n in range(150) for door in (DOOR, LOBBY)
+    ]
+
+    def ask_all():
+        return [ids(cache.get(rules, door, at)) for door, at in asked]
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: ask_all(), range(4)))
+
+    expected = [ids(allowed_holders(rules, door, at)) for door, at in asked]
+    assert answers == [expected] * 4
+    assert [1] in expected and [] in expected
 
 
 # --- properties over random sites -------------------------------------------------
