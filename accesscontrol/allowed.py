@@ -224,10 +224,11 @@ def _boundaries(snapshot: Snapshot, holders: dict) -> tuple[int, ...]:
     found = set()
     for periods in holders:
         for period_id in periods:
-            period = snapshot.periods.get(period_id)
-            for start, end, _days in period.intervals if period is not None else ():
-                found.update(moment for moment in (start, end) if 0 < moment < DAY)
             found.add(DAY)
+            period = snapshot.periods.get(period_id)
+            if period is not None:
+                for start, end, _days in period.intervals:
+                    found.update(moment for moment in (start, end) if 0 < moment < DAY)
     return tuple(sorted(found))
 
 
@@ -247,7 +248,8 @@ def _next_boundary(snapshot: Snapshot, boundaries: tuple[int, ...], now: float) 
 
     Until the UTC offset changes the wall clock runs with the instant, so the next boundary
     is found by arithmetic; a change of offset (summer time) before it is found by bisection
-    over whole seconds, where zone transitions fall."""
+    over whole seconds, where zone transitions fall (at most one a day: none undoes another
+    between ``now`` and the boundary)."""
     if not boundaries:
         return math.inf
     offset = _offset(snapshot, now)
