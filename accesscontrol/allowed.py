@@ -32,13 +32,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from accesscontrol.choices import OpeningMode
-from accesscontrol.engine import ANY_TIME, AccessPointRule, Snapshot, period_active
+from accesscontrol.engine import ANY_TIME, AccessPointRule, Snapshot, door_refusal, period_active
 
 DAY = 86_400
 CACHE_SIZE = 4_096
 _MEMO = "allowed"
-_LOCKED = OpeningMode.LOCKED.value
 _POSITION = np.int32  # a cardholder's position in the index's columns
 _build_lock = threading.Lock()
 
@@ -127,10 +125,7 @@ def allowed(snapshot: Snapshot, access_point_id: int, at: dt.datetime) -> Allowe
         if periods == ANY_TIME or any(_active(snapshot, point, period_id, at, active) for period_id in periods):
             for positions in arrays:
                 named[positions] = True
-    closed = point.mode == _LOCKED or (
-        snapshot.lockdown or point.lockdown or not snapshot.lockdown_zones.isdisjoint(point.zone_ids)
-    )
-    named &= index.closed_to if closed else index.open_to
+    named &= index.closed_to if door_refusal(snapshot, point.id) else index.open_to
     valid_from = index.valid_from[named]
     valid_until = index.valid_until[named]
     ids = index.ids[named][(valid_from <= now) & (now < valid_until)]
