@@ -163,6 +163,7 @@ class AccessPointSerializer(PartitionedSerializer):
             "pin_only",
             "held_open_time",
             "lockdown",
+            "face_threshold",
         ]
         read_only_fields = ["mode_source", "mode_changed_at"]
 

@@ -80,6 +80,7 @@ class AccessPointForm(OperatorModelForm):
             "pin_required",
             "pin_only",
             "held_open_time",
+            "face_threshold",
         ]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2}),

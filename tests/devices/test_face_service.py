@@ -312,3 +312,13 @@ def test_an_enrolment_cancelled_after_it_was_sent_is_cancelled_at_the_terminal(l
     actions.cancel_face_enrolment(FaceEnrolment.objects.get(pk=enrolment.pk), operator=None, via="test")
     cancel = wait_until(lambda: lab.commands[-1]["type"] == "cancel_enrol" and lab.commands[-1], WAIT)
     assert cancel["enrolment"] == enrolment.pk
+
+
+def test_the_access_points_own_threshold_wins_over_the_sites(lab, site, population, space):
+    _, ada = site["people"]["Ada"]
+    assert lab.ask("card_face", population.capture(ada), card="CAFE0000")["granted"] is True
+    site["door"].face_threshold = 0.95  # no capture scores that: genuine faces are refused here now
+    site["door"].save()
+    wait_until(lambda: space.terminals["lab-1"].threshold == 0.95, WAIT)
+    assert lab.ask("card_face", population.capture(ada), card="CAFE0000")["reason"] == Reason.FACE_MISMATCH.value
+    assert lab.ask("face", population.capture(ada))["reason"] == Reason.FACE_NOT_RECOGNISED.value
