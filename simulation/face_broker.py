@@ -77,7 +77,7 @@ def running_broker(folder: Path):
             [MOSQUITTO, "-c", str(files.config)],
             stdout=output,
             stderr=subprocess.STDOUT,
-            preexec_fn=raise_open_files,  # noqa: PLW1509 (only setrlimit: safe between fork and exec)
+            preexec_fn=raise_open_files,  # only setrlimit: safe between fork and exec
         )
     broker = Broker(folder, port, process, log)
     try:
