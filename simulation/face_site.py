@@ -134,7 +134,10 @@ def _levels(doors, door_groups, groups: int) -> dict:
     levels[None] = AccessLevel(name="face everyone")
     AccessLevel.objects.bulk_create(levels.values())
     AccessLevelEntry.objects.bulk_create(
-        [AccessLevelEntry(access_level=levels[group], access_point=door) for door, group in zip(doors, door_groups)],
+        [
+            AccessLevelEntry(access_level=levels[group], access_point=door)
+            for door, group in zip(doors, door_groups, strict=True)
+        ],
         batch_size=sitegen.BATCH,
     )
     return levels

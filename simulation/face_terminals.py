@@ -154,7 +154,7 @@ class Fleet:
         )
         await self._stack.enter_async_context(client)
         await client.subscribe(
-            [(topics.topic(terminal_id, topics.ANSWER), topics.QOS), (topics.topic(terminal_id, topics.COMMAND), topics.QOS)]
+            [(topics.topic(terminal_id, kind), topics.QOS) for kind in (topics.ANSWER, topics.COMMAND)]
         )
         await client.publish(status, topics.ONLINE, qos=topics.QOS, retain=True)
         self.clients[terminal_id] = client
@@ -197,10 +197,8 @@ class Fleet:
             measured = self.window[0] <= sent < self.window[1]
             self.pending[message_id] = _Pending(sent, truth, method, measured)
             self.sent += measured
-            try:
+            with contextlib.suppress(aiomqtt.MqttError):  # counted as lost: no answer comes
                 await client.publish(topic, json.dumps(payload, separators=(",", ":")), qos=topics.QOS)
-            except aiomqtt.MqttError:
-                pass  # counted as lost: no answer comes
             at += period
 
     def request(self, plan: TerminalPlan, message_id: str) -> tuple[dict, str, str]:
