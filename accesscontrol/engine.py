@@ -365,6 +365,21 @@ def decide_holder(
     )
 
 
+def door_refusal(snapshot: Snapshot, access_point_id: int) -> str | None:
+    """What refuses everyone at the access point who does not override lockdown: ``unknown_access_point``,
+    ``lockdown`` or ``door_locked``; None when the door itself refuses no one.
+
+    For a face searched among those allowed and matching none: the door's own state is the better answer."""
+    point = snapshot.access_points.get(access_point_id)
+    if point is None:
+        return UNKNOWN_ACCESS_POINT
+    if snapshot.lockdown or point.lockdown or not snapshot.lockdown_zones.isdisjoint(point.zone_ids):
+        return LOCKDOWN
+    if point.mode == _LOCKED:
+        return DOOR_LOCKED
+    return None
+
+
 def who_may_open(snapshot: Snapshot, access_point_id: int, at: dt.datetime) -> list[int]:
     """Ids of the cardholders one of whose keys would be granted (ignoring PIN, anti-passback and privacy)."""
     point = snapshot.access_points.get(access_point_id)

@@ -180,14 +180,23 @@ class Gallery:
             raise ValueError(f"{count} probes and {len(allowed)} allowed sets")
         matrix, owners = self._view()
         everyone = None
+        made: dict[int, np.ndarray] = {}  # one mask per allowed set: probes at one door share theirs
         masks = []
         for one in allowed:
             if one is None:
                 everyone = self._mask(owners, None) if everyone is None else everyone
                 masks.append(everyone)
             else:
-                masks.append(self._mask(owners, one))
-        union = everyone if everyone is not None else np.logical_or.reduce(masks) if count > 1 else masks[0]
+                mask = made.get(id(one))
+                if mask is None:
+                    mask = made[id(one)] = self._mask(owners, one)
+                masks.append(mask)
+        if everyone is not None:
+            union = everyone
+        elif len(made) == 1:
+            union = masks[0]
+        else:
+            union = np.logical_or.reduce(list(made.values()))
         rows = np.flatnonzero(union)
         if rows.size == 0:
             return [None] * count
@@ -212,6 +221,16 @@ class Gallery:
             matched = score >= thresholds[column] and owner != FREE
             results.append(Match(owner, score) if matched else None)
         return results
+
+    def enrolled(self, cardholder_id: int) -> bool:
+        """Whether ``cardholder_id`` has a template here."""
+        return cardholder_id in self._rows
+
+    def best_score(self, probe, cardholder_id: int) -> float | None:
+        """``probe``'s best score against ``cardholder_id``'s templates (None: they have none), for the record."""
+        matrix, owners = self._view()
+        rows = np.flatnonzero(owners == cardholder_id)
+        return float(np.max(matrix[rows] @ _unit_rows(probe)[0])) if rows.size else None
 
     def verify(self, probe, cardholder_id: int, threshold: float) -> Match | None:
         """1:1: ``probe`` against ``cardholder_id``'s templates; a Match (best score) if it reaches ``threshold``."""

@@ -212,6 +212,15 @@ SERVICES: dict[str, Entry] = {
             description="Automatic opening mode changes at their instants (docs/modes.md)",
         ),
         Entry(
+            "face-terminals",
+            "face terminal service",
+            "devices.face.service.FaceService",
+            setting_on("SPACE_FACE_IN_RUNSPACE"),
+            setting="SPACE_FACE_MQTT_HOST",
+            lease="face-terminals",
+            description="Face terminals over MQTT: access requests, enrolment, status (docs/face-terminals.md)",
+        ),
+        Entry(
             "fias",
             "FIAS connector",
             "integrations.pms.fias_service.FiasService",

@@ -372,6 +372,13 @@ SPACE_EVENT_STREAM_IN_RUNSPACE = envbool("SPACE_EVENT_STREAM_IN_RUNSPACE", not P
 SPACE_MODE_SCHEDULER_IN_RUNSPACE = envbool("SPACE_MODE_SCHEDULER_IN_RUNSPACE", not PRODUCTION)
 # The PMS and SHIP connectors (space/services.py): in runspace, or as Celery long-lived tasks.
 SPACE_CONNECTORS_IN_RUNSPACE = envbool("SPACE_CONNECTORS_IN_RUNSPACE", not PRODUCTION)
+# Face terminals (devices/face/, docs/face-terminals.md): the site's MQTT broker Space connects to over TLS with
+# its client certificate (manage.py face_broker); unset host: no face terminal service. The device CA's folder
+# holds Space's certificate and key.
+SPACE_FACE_MQTT_HOST = envstr("SPACE_FACE_MQTT_HOST", "")
+SPACE_FACE_MQTT_PORT = envint("SPACE_FACE_MQTT_PORT", 8883)
+SPACE_FACE_CA_DIR = envstr("SPACE_FACE_CA_DIR", "")
+SPACE_FACE_IN_RUNSPACE = envbool("SPACE_FACE_IN_RUNSPACE", not PRODUCTION)
 # FIAS (integrations/pms/fias_service.py): the PMS interface Space connects to, "host:port"; unset: no FIAS.
 SPACE_FIAS_ADDRESS = envstr("SPACE_FIAS_ADDRESS", "")
 # The hotel's check-out time (local, HH:MM): a guest key's end when a PMS gives a departure date only,

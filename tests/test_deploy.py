@@ -61,7 +61,8 @@ def test_the_units_run_manage_py_commands_and_celery_queues_that_exist():
     commands = exec_starts()
     manage = [command for command in commands if "manage.py" in command]
     celery = [command for command in commands if command[0].endswith("/celery")]
-    assert len(manage) + len(celery) == len(commands)
+    broker = [command for command in commands if command[0] == "/usr/sbin/mosquitto"]
+    assert len(manage) + len(celery) + len(broker) == len(commands)
     for command in manage:
         assert command[0] == f"{INSTALLED_AT}/.venv/bin/python"
         assert command[command.index("manage.py") + 1] in get_commands()
@@ -72,6 +73,20 @@ def test_the_units_run_manage_py_commands_and_celery_queues_that_exist():
             assert command[command.index("-Q") + 1] in queues
     assert {command[3] for command in celery} == {"worker", "beat"}
     assert sorted(command[command.index("-Q") + 1] for command in celery if command[3] == "worker") == sorted(queues)
+
+
+def test_the_face_broker_unit_runs_the_configuration_face_broker_writes(settings, tmp_path):
+    """Debian's Mosquitto (scripts/install.sh) with the mosquitto.conf of the production VAR_DIR's device CA."""
+    from devices.face.pki import device_ca_folder
+
+    unit = (UNITS / "space-face-broker.service").read_text()
+    env = dict(re.findall(r"^#?([A-Z_]+)=(.*)$", (DEPLOY / "space.env.example").read_text(), re.MULTILINE))
+    settings.VAR_DIR, settings.SPACE_FACE_CA_DIR = env["SPACE_VAR_DIR"], ""
+    config = device_ca_folder() / "mosquitto.conf"
+    assert [["/usr/sbin/mosquitto", "-c", str(config)]] == [c for c in exec_starts() if "mosquitto" in c[0]]
+    assert f"ConditionPathExists={config}" in unit
+    assert "LimitNOFILE=65536" in unit and "ExecReload=/bin/kill -HUP $MAINPID" in unit
+    assert re.search(r"^\s+.* mosquitto mosquitto-clients\)$", (BASE_DIR / "scripts" / "install.sh").read_text(), re.M)
 
 
 def test_every_web_server_runs_without_migrating_after_the_migrations_unit():

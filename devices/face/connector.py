@@ -124,6 +124,10 @@ class FaceConnector:
         """Publish the terminal's configuration, retained: it gets it whenever it (re)connects."""
         await self._publish(topics.topic(terminal_id, topics.CONFIG), config, retain=True)
 
+    async def command(self, terminal_id: str, payload: dict) -> None:
+        """Ask something of a terminal (an enrolment capture) on its command topic."""
+        await self._publish(topics.topic(terminal_id, topics.COMMAND), payload, retain=False)
+
     async def _publish(self, topic: str, payload: dict, retain: bool) -> None:
         client = self._client
         if client is None or not self.connected:

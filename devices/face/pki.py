@@ -82,7 +82,8 @@ class DevicePaths:
 
 
 def device_ca_folder() -> Path:
-    return Path(settings.VAR_DIR) / "device-ca"
+    """SPACE_FACE_CA_DIR, or VAR_DIR/device-ca."""
+    return Path(getattr(settings, "SPACE_FACE_CA_DIR", "") or Path(settings.VAR_DIR) / "device-ca")
 
 
 def _issue(paths: DevicePaths, identity: Identity, sign) -> Identity:
