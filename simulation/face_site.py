@@ -54,6 +54,7 @@ class FaceSite:
     terminals: tuple[TerminalPlan, ...]  # in door order, with the people each door admits
     cards: tuple[str, ...]  # person i's card UID
     names: dict  # a cardholder's name -> person index (what an enrol command names)
+    holders: tuple[int, ...]  # person i's cardholder id
     counts: dict
 
     @property
@@ -61,6 +62,11 @@ class FaceSite:
         people = len(self.cards)
         sizes = [people if plan.allowed is None else plan.allowed[1] - plan.allowed[0] for plan in self.terminals]
         return sum(sizes) / len(sizes)
+
+
+def probes(spec: FaceSiteSpec) -> Population:
+    """The site's people, for fresh captures: the enrolled identities, with noise drawn apart from the enrolments'."""
+    return Population(spec.people, FACE_MODELS[MODEL], noise=spec.noise, seed=spec.seed, capture_seed=spec.seed + 1)
 
 
 def everyone_doors(spec: FaceSiteSpec) -> int:
@@ -125,7 +131,7 @@ def generate(spec: FaceSiteSpec) -> FaceSite:
         "face_terminals": len(terminals),
         "generate_s": round(time.perf_counter() - started, 1),
     }
-    return FaceSite(plans, tuple(cards[holder] for holder in holders), names, counts)
+    return FaceSite(plans, tuple(cards[holder] for holder in holders), names, tuple(holders), counts)
 
 
 def _levels(doors, door_groups, groups: int) -> dict:

@@ -105,7 +105,10 @@ class Fleet:
     def __init__(self, spec: FleetSpec):
         self.spec = spec
         self.rng = random.Random(spec.seed)
-        self.population = Population(spec.people, spec.dimension, noise=spec.noise, seed=spec.seed)
+        # The enrolled people's identities; captures of them with noise of their own, not the enrolments'.
+        self.population = Population(
+            spec.people, spec.dimension, noise=spec.noise, seed=spec.seed, capture_seed=spec.seed + 2
+        )
         self.impostors = Population(
             min(IMPOSTOR_POOL, max(spec.people, 1)), spec.dimension, noise=spec.noise, seed=spec.seed + 7919
         )
@@ -329,7 +332,9 @@ class FleetProcess:
         context = multiprocessing.get_context("spawn")
         self.pipe, child_end = context.Pipe()
         self.process = context.Process(
-            target=childprocess.run, args=("simulation.face_terminals:serve", spec, child_end), daemon=True
+            target=childprocess.run,
+            args=("simulation.face_terminals:serve", childprocess.pack(spec), child_end),
+            daemon=True,
         )
 
     def start(self) -> "FleetProcess":
