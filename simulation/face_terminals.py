@@ -295,6 +295,17 @@ class Fleet:
         )
 
 
+async def run(spec: FleetSpec) -> FleetResult:
+    """The fleet in this process: connect, present, and what came of it."""
+    fleet = Fleet(spec)
+    try:
+        connect_s = await fleet.connect()
+        await fleet.present()
+        return fleet.result(connect_s)
+    finally:
+        await fleet.close()
+
+
 # --- in a child process ---------------------------------------------------------------------------------------
 
 
