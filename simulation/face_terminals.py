@@ -87,6 +87,7 @@ class FleetResult:
     errors: int  # "error" answers (a request Space could not read)
     enrolments: int  # enrol commands answered with a capture
     enrolled: list  # the "enrolled" answers received
+    cpu_s: float = 0.0  # the fleet's own CPU time while presenting
 
     @property
     def lost(self) -> int:
@@ -323,8 +324,11 @@ async def _serve(spec: FleetSpec, pipe) -> None:
             await asyncio.sleep(0.05)
         if pipe.recv() != "go":
             return
+        cpu = time.process_time()
         await fleet.present()
-        pipe.send(("result", fleet.result(connect_s)))
+        result = fleet.result(connect_s)
+        result.cpu_s = round(time.process_time() - cpu, 2)
+        pipe.send(("result", result))
     except Exception as error:  # the parent reports it; a bench never hangs on a dead child
         pipe.send(("failed", f"{type(error).__name__}: {error}"))
         raise

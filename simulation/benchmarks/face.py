@@ -13,10 +13,12 @@ second: a warm-up, then ``seconds`` measured. Figures:
 - ``offered_per_s`` and ``answered_per_s``: requests sent in the measured
   window, and those answered, per second;
 - ``answer_ms``: send to answer at the terminal, p50/p99/max; ``lost``: sent in
-  the window and not answered within the grace period after it;
+  the window and not answered within ``grace_s`` after it;
 - ``accuracy``: by method, the false reject rate (genuine requests refused) and
   the false accept rate (impostors granted) of the synthetic population at the
   threshold, with the refusal reasons genuine requests got;
+- ``cpu_s``: the CPU seconds Space's process, the fleet and the broker used
+  from the start of presenting to the last answer (``run_s`` of wall time);
 - ``search_ms``: one 1:N identification alone (``Gallery.identify`` on the
   gallery Space built from the database), among everyone and among one group,
   p50/p99, after the fleet has stopped.
@@ -90,6 +92,12 @@ def wait(predicate, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"bench_face: {what} within {timeout} s")
         time.sleep(0.05)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process ``pid`` so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rates(outcomes: dict) -> dict:
@@ -189,9 +197,16 @@ def measure(
             ids = [plan.terminal_id for plan in site.terminals]
             statuses = service.connector.statuses
             wait(lambda: all(statuses.get(i) == topics.ONLINE for i in ids), 60, "every terminal online at Space")
+            began, space_cpu, broker_cpu = time.perf_counter(), time.process_time(), cpu_seconds(broker.process.pid)
             fleet.go()
             result = fleet.result(warmup + seconds + GRACE_SECONDS + 120)
             load = [round(value, 2) for value in os.getloadavg()]
+            cpu = {
+                "run_s": round(time.perf_counter() - began, 1),
+                "space": round(time.process_time() - space_cpu, 1),
+                "terminals": result.cpu_s,
+                "broker": round(cpu_seconds(broker.process.pid) - broker_cpu, 1),
+            }
             counters = dict(service.counters)
         finally:
             if fleet is not None:
@@ -217,6 +232,7 @@ def measure(
         "requests": result.sent,
         "answered": result.answered,
         "lost": result.lost,
+        "grace_s": GRACE_SECONDS,
         "errors": result.errors,
         "answer_ms": answer,
         "accuracy": rates(result.outcomes),
@@ -236,6 +252,7 @@ def measure(
             "search_p99_ms": GOAL_SEARCH_P99_MS,
             "search_met": search_p99 is not None and search_p99 <= GOAL_SEARCH_P99_MS,
         },
+        "cpu_s": cpu,
         "load_average": load,
         "open_files": open_files,
     }

@@ -162,6 +162,7 @@ def test_bench_face_prints_every_figure_on_a_tiny_site(transactional_db, monkeyp
         "answer_p99_ms", "answer_rate_per_terminal", "answer_met", "search_p99_ms", "search_met"
     }  # fmt: skip
     assert len(result["load_average"]) == 3 and result["cores"] >= 1
+    assert result["cpu_s"]["run_s"] > 0 and result["cpu_s"]["space"] > 0 and result["cpu_s"]["terminals"] > 0
 
 
 @pytest.mark.parametrize(
