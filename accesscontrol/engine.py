@@ -236,6 +236,9 @@ class Snapshot:
     pins: dict[str, int] = field(init=False, repr=False, compare=False)
     # Access point id -> its tracked zones, a memo made as passages ask for it.
     tracked_of: dict[int, frozenset[int]] = field(init=False, repr=False, compare=False)
+    # Indexes other modules derive from this snapshot, by name, made once (the class has slots and no
+    # weak references, so a memo kept elsewhere could not follow the snapshot's life): accesscontrol/allowed.py.
+    derived: dict[str, object] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "lockdown_zones", frozenset(z.id for z in self.zones.values() if z.lockdown))
@@ -247,6 +250,7 @@ class Snapshot:
         object.__setattr__(self, "day_types", {})
         object.__setattr__(self, "pins", {})
         object.__setattr__(self, "tracked_of", {})
+        object.__setattr__(self, "derived", {})
 
     def holder_by_pin(self, pin: str) -> "CardholderRule | None":
         if not self.pin_key:
@@ -410,6 +414,12 @@ def who_may_open(snapshot: Snapshot, access_point_id: int, at: dt.datetime) -> l
         if _evaluate(snapshot, key, access_point_id, at, None, _EMPTY, False, False, None, _NOBODY).granted:
             granted.add(holder_id)
     return sorted(granted)
+
+
+def may_open(snapshot: Snapshot, holder: CardholderRule, access_point_id: int, at: dt.datetime) -> bool:
+    """Whether the cardholder, however identified, passes checks 3 to 7 (not PIN, anti-passback, occupancy, privacy)."""
+    point = snapshot.access_points.get(access_point_id)
+    return _evaluate_holder(snapshot, holder, "", point, at, None, _EMPTY, False, False, None).granted
 
 
 def passage(

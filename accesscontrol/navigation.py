@@ -31,6 +31,7 @@ MENU = [
             ("Devices", "devices", "devices.view_device"),
             ("Offline locks", "offline_locks", "devices.view_device"),
             ("OSDP buses", "osdp_buses", "devices.view_osdpbus"),
+            ("Face terminals", "face_terminals", "devices.view_faceterminal"),
         ],
     ),
     (

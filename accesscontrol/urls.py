@@ -134,6 +134,16 @@ urlpatterns = [
         cardholders.CardholderPhotoRemoveView.as_view(),
         name="cardholder_photo_remove",
     ),
+    path(
+        "cardholders/<int:pk>/face/consent/",
+        cardholders.CardholderFaceConsentView.as_view(),
+        name="cardholder_face_consent",
+    ),
+    path(
+        "cardholders/<int:pk>/face/withdraw/",
+        cardholders.CardholderFaceWithdrawView.as_view(),
+        name="cardholder_face_withdraw",
+    ),
     path("cardholders/<int:pk>/keys/", cardholders.CardholderKeyIssueView.as_view(), name="cardholder_key_issue"),
     path("cardholders/<int:pk>/levels/", cardholders.CardholderLevelGrantView.as_view(), name="cardholder_level_grant"),
     path(

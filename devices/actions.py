@@ -1,5 +1,5 @@
 """Business operations on devices: commissioning, new keys, which access points their doors and readers are;
-OSDP buses and readers; acknowledging alarms.
+OSDP buses and readers; face terminals and enrolling faces at them; acknowledging alarms.
 
 The API, the admin, the web app and ``manage.py commission_device`` call these.
 Each owns its transaction and records the operator's action in the system
@@ -9,21 +9,33 @@ makes it and gives it to the reader over the bus, so no action here returns it.
 Commands to doors (open, modes, emergencies) are issued by devices/commands.py.
 """
 
+import dataclasses
 import datetime as dt
 import itertools
 import re
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from accesscontrol import events
+from accesscontrol import events, faces
 from accesscontrol.actions import record_operator_action
 from accesscontrol.choices import AuditKind
+from accesscontrol.models import Cardholder
 from devices.choices import DeviceKind
-from devices.models import Alarm, Device, DeviceDoor, DeviceReader, OsdpBus, OsdpReader
+from devices.models import (
+    Alarm,
+    Device,
+    DeviceDoor,
+    DeviceReader,
+    FaceEnrolment,
+    FaceTerminal,
+    OsdpBus,
+    OsdpReader,
+)
 
 MAPPINGS = {"doors": DeviceDoor, "readers": DeviceReader}
 # What a door's and a reader's mapping may say besides its number and access point (the door's wiring).
@@ -398,10 +410,12 @@ def commission_osdp_reader(
     return device
 
 
-def _save_with_free_id(device: Device, attempts: int = 5) -> None:
-    """Save the new device under a free id, with a key sealed for that id; another commission may take one first."""
+def _save_with_free_id(device: Device, attempts: int = 5, keyed: bool = True) -> None:
+    """Save the new device under a free id, with a key sealed for that id (``keyed``); another commission may
+    take one first."""
     for _ in range(attempts):
-        device.set_key()
+        if keyed:
+            device.set_key()
         try:
             with transaction.atomic():
                 device.save()
@@ -509,6 +523,285 @@ def update_door_wiring(
                 address=address,
             )
     return door
+
+
+# --- face terminals ------------------------------------------------------------------------------
+
+FACE_DEVICE_FIELDS = ["name", "description", "enabled"]
+FACE_TERMINAL_FIELDS = [
+    "access_point",
+    "direction",
+    "face_only",
+    "card_and_face",
+    "pin_and_face",
+    "model_name",
+    "min_quality",
+    "require_liveness",
+]
+FACE_VIA = "face terminal"
+
+
+def _face_values(terminal: FaceTerminal) -> dict:
+    values = {name: getattr(terminal.device, name) for name in FACE_DEVICE_FIELDS}
+    values |= {name: getattr(terminal, name) for name in FACE_TERMINAL_FIELDS}
+    values["access_point"] = terminal.access_point_id
+    return values
+
+
+def _check_face_terminal(terminal: FaceTerminal) -> None:
+    """The device's and the terminal's rules at once, so a form shows all its errors."""
+    errors = {}
+    for obj, exclude in ((terminal.device, []), (terminal, ["device"])):
+        try:
+            obj.full_clean(exclude=exclude)
+        except ValidationError as error:
+            for name, messages in error.message_dict.items():
+                errors.setdefault(name, []).extend(messages)
+    if errors:
+        raise ValidationError(errors)
+
+
+def _split_face_fields(changes: dict) -> tuple[dict, dict]:
+    unknown = set(changes) - set(FACE_DEVICE_FIELDS) - set(FACE_TERMINAL_FIELDS)
+    if unknown:
+        raise ValueError(f"A face terminal has no field {', '.join(sorted(unknown))} to set.")
+    device = {name: value for name, value in changes.items() if name in FACE_DEVICE_FIELDS}
+    return device, {name: value for name, value in changes.items() if name in FACE_TERMINAL_FIELDS}
+
+
+def commission_face_terminal(
+    *, name: str, terminal_id: str, access_point, operator, via: str, address: str | None = None, **options
+) -> FaceTerminal:
+    """Register the face terminal ``terminal_id`` (its certificate's common name) guarding ``access_point``.
+
+    ``options`` are the device's description and enabled switch and the terminal's
+    settings (direction, methods, model, quality, liveness). Its device gets the next
+    free device id and no key: the terminal proves who it is with its certificate
+    (``manage.py face_terminal ID``), which this does not issue.
+    """
+    device_fields, terminal_fields = _split_face_fields(options)
+    device = Device(name=name, kind=DeviceKind.FACE_TERMINAL, device_id=next_device_id(), **device_fields)
+    terminal = FaceTerminal(device=device, terminal_id=terminal_id, access_point=access_point, **terminal_fields)
+    _check_face_terminal(terminal)
+    with transaction.atomic():
+        _save_with_free_id(device, keyed=False)
+        terminal.device = device  # now with its primary key
+        terminal.save()
+        detail = {**_face_values(terminal), "terminal_id": terminal.terminal_id, "device_id": device.device_id}
+        record_operator_action(operator, "commission_face_terminal", terminal, via=via, detail=detail, address=address)
+    return terminal
+
+
+def update_face_terminal(
+    terminal: FaceTerminal, *, operator, via: str, address: str | None = None, **changes
+) -> FaceTerminal:
+    """Change a terminal's device (name, description, enabled) and settings; its id stays (its certificate
+    names it). Disabling it cancels its open enrolments: it will not be asked to capture. One auditor row
+    says what changed; nothing changed, no row."""
+    device_fields, terminal_fields = _split_face_fields(changes)
+    for name, value in device_fields.items():
+        setattr(terminal.device, name, value)
+    for name, value in terminal_fields.items():
+        setattr(terminal, name, value)
+    _check_face_terminal(terminal)
+    with transaction.atomic():
+        stored = FaceTerminal.objects.select_for_update().select_related("device").get(pk=terminal.pk)
+        if stored.terminal_id != terminal.terminal_id:
+            raise ValidationError({"terminal_id": "A terminal keeps its id: its certificate names it."})
+        before = _face_values(stored)
+        terminal.device.save()
+        terminal.save()
+        after = _face_values(terminal)
+        changes = {name: {"from": before[name], "to": after[name]} for name in after if before[name] != after[name]}
+        if not terminal.device.enabled:
+            _close_open_enrolments(terminal, FaceEnrolment.Status.CANCELLED, "The terminal was disabled.")
+        if changes:
+            record_operator_action(operator, "update", terminal, via=via, detail={"changes": changes}, address=address)
+    return terminal
+
+
+def decommission_face_terminal(
+    terminal: FaceTerminal, *, operator, via: str, address: str | None = None
+) -> FaceTerminal:
+    """Take a terminal out of service: its device is disabled (its row and history stay). Revoking its
+    certificate is ``manage.py face_terminal ID --revoke``, which calls this too."""
+    return update_face_terminal(terminal, enabled=False, operator=operator, via=via, address=address)
+
+
+# --- enrolling faces at terminals ---------------------------------------------------------------
+
+
+def _close_open_enrolments(terminal: FaceTerminal, status: str, error: str, now: dt.datetime | None = None) -> int:
+    open_ones = FaceEnrolment.objects.filter(terminal=terminal, status__in=FaceEnrolment.OPEN)
+    return open_ones.update(status=status, error=error, finished_at=now or timezone.now())
+
+
+def enrolment_refusals(cardholder: Cardholder, terminal: FaceTerminal, now: dt.datetime) -> dict:
+    """Why ``cardholder`` cannot be enrolled at ``terminal`` now, by field; empty when they can.
+
+    A cardholder whose access starts later may be enrolled (new staff before their first day);
+    one banned or whose access has ended may not.
+    """
+    errors = {}
+    if cardholder.banned:
+        errors["cardholder"] = "This cardholder is banned."
+    elif cardholder.expiration is not None and cardholder.expiration <= now:
+        errors["cardholder"] = "This cardholder's access has ended (deactivated or expired)."
+    elif faces.live_consent(cardholder) is None:
+        errors["cardholder"] = "This cardholder has not consented to face matching: record their consent first."
+    if not terminal.device.enabled:
+        errors["terminal"] = "This terminal is disabled."
+    elif terminal.model_name not in faces.FACE_MODELS:
+        errors["terminal"] = f"This terminal's face model {terminal.model_name!r} is unknown to Space."
+    return errors
+
+
+def start_face_enrolment(
+    cardholder: Cardholder, terminal: FaceTerminal, *, operator, via: str, address: str | None = None
+) -> FaceEnrolment:
+    """Ask ``terminal`` to capture ``cardholder``'s face, within ``SPACE_FACE_ENROL_SECONDS``.
+
+    A terminal captures one face at a time: an earlier open enrolment there is
+    cancelled. The face service (devices/face/) sends the command and calls
+    :func:`complete_face_enrolment` when the template arrives.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        terminal = FaceTerminal.objects.select_for_update().select_related("device").get(pk=terminal.pk)
+        cardholder = Cardholder.objects.get(pk=cardholder.pk)
+        errors = enrolment_refusals(cardholder, terminal, now)
+        if errors:
+            raise ValidationError(errors)
+        replaced = _close_open_enrolments(terminal, FaceEnrolment.Status.CANCELLED, "Replaced by a newer enrolment.")
+        enrolment = FaceEnrolment.objects.create(
+            cardholder=cardholder,
+            terminal=terminal,
+            requested_by=operator if getattr(operator, "is_authenticated", False) else None,
+            expires_at=now + dt.timedelta(seconds=settings.SPACE_FACE_ENROL_SECONDS),
+        )
+        detail = {"enrolment": enrolment.pk, "terminal": terminal.terminal_id, "replaced": replaced}
+        record_operator_action(operator, "face enrolment", cardholder, via=via, detail=detail, address=address)
+    return enrolment
+
+
+def cancel_face_enrolment(enrolment: FaceEnrolment, *, operator, via: str, address: str | None = None) -> FaceEnrolment:
+    """Stop an open enrolment; a template the terminal sends for it afterwards is refused."""
+    with transaction.atomic():
+        stored = FaceEnrolment.objects.select_for_update().get(pk=enrolment.pk)
+        if stored.status not in FaceEnrolment.OPEN:
+            raise ValidationError({"status": f"This enrolment is {stored.get_status_display().lower()} already."})
+        stored.status, stored.finished_at = FaceEnrolment.Status.CANCELLED, timezone.now()
+        stored.save(update_fields=["status", "finished_at"])
+        detail = {"enrolment": stored.pk, "terminal": enrolment.terminal.terminal_id}
+        record_operator_action(
+            operator, "face enrolment cancelled", stored.cardholder, via=via, detail=detail, address=address
+        )
+    enrolment.status, enrolment.finished_at = stored.status, stored.finished_at
+    return enrolment
+
+
+def mark_face_enrolment_sent(enrolment_id: int, now: dt.datetime | None = None) -> bool:
+    """The service has sent the command to the terminal: PENDING becomes SENT. False if it was no longer pending."""
+    pending = FaceEnrolment.objects.filter(pk=enrolment_id, status=FaceEnrolment.Status.PENDING)
+    return bool(pending.update(status=FaceEnrolment.Status.SENT, sent_at=now or timezone.now()))
+
+
+def _open_enrolment_of(terminal_id: str, enrolment_id: int) -> FaceEnrolment:
+    """The enrolment, locked, if it is open at the terminal ``terminal_id``; else a ValidationError."""
+    enrolment = (
+        FaceEnrolment.objects.select_for_update(of=("self",))
+        .select_related("terminal", "cardholder", "requested_by")
+        .filter(pk=enrolment_id, terminal__terminal_id=terminal_id)
+        .first()
+    )
+    if enrolment is None:
+        raise ValidationError({"enrolment": f"Terminal {terminal_id} has no enrolment #{enrolment_id}."})
+    if enrolment.status not in FaceEnrolment.OPEN:
+        raise ValidationError({"enrolment": f"Enrolment #{enrolment_id} is {enrolment.status}, not open."})
+    return enrolment
+
+
+def _finish(enrolment: FaceEnrolment, status: str, now: dt.datetime, error: str = "", template=None) -> None:
+    enrolment.status, enrolment.finished_at, enrolment.error, enrolment.template = status, now, error[:200], template
+    enrolment.save(update_fields=["status", "finished_at", "error", "template"])
+
+
+def _error_text(error: ValidationError) -> str:
+    if hasattr(error, "error_dict"):
+        return "; ".join(f"{name}: {' '.join(messages)}" for name, messages in error.message_dict.items())
+    return " ".join(error.messages)
+
+
+def complete_face_enrolment(
+    terminal_id: str, enrolment_id: int, capture: faces.Capture, now: dt.datetime | None = None
+) -> FaceEnrolment:
+    """The terminal ``terminal_id`` sent the capture asked for by enrolment ``enrolment_id``: store it.
+
+    Only an open, unexpired enrolment of that very terminal takes a capture (else
+    ValidationError, and an expired one is marked so). The template is stored
+    through :func:`accesscontrol.faces.store_template` in the name of the operator
+    who asked; a capture it refuses (no consent any more, the wrong dimension...),
+    of another model than the terminal's or below its quality fails the enrolment
+    with the reason, and the ValidationError is raised again.
+    """
+    now = now or timezone.now()
+    refusal = None
+    with transaction.atomic():
+        enrolment = _open_enrolment_of(terminal_id, enrolment_id)
+        terminal = enrolment.terminal
+        if enrolment.expires_at <= now:
+            _finish(enrolment, FaceEnrolment.Status.EXPIRED, now, "The capture came after the enrolment expired.")
+            refusal = ValidationError({"enrolment": f"Enrolment #{enrolment_id} has expired."})
+        else:
+            capture = dataclasses.replace(capture, source_terminal=terminal_id)
+            try:
+                _check_capture(terminal, capture)
+                with transaction.atomic():
+                    template = faces.store_template(
+                        enrolment.cardholder, capture, operator=enrolment.requested_by, via=FACE_VIA
+                    )
+            except ValidationError as error:
+                _finish(enrolment, FaceEnrolment.Status.FAILED, now, _error_text(error))
+                refusal = error
+            else:
+                _finish(enrolment, FaceEnrolment.Status.COMPLETED, now, template=template)
+    if refusal is not None:
+        raise refusal
+    return enrolment
+
+
+def _check_capture(terminal: FaceTerminal, capture: faces.Capture) -> None:
+    if capture.model_name != terminal.model_name:
+        raise ValidationError({"model": f"The terminal runs {terminal.model_name}, not {capture.model_name}."})
+    quality = capture.quality
+    if isinstance(quality, int | float) and quality < terminal.min_quality:
+        raise ValidationError({"quality": f"Quality {quality:.2f} is below the terminal's {terminal.min_quality}."})
+
+
+def fail_face_enrolment(
+    terminal_id: str, enrolment_id: int, error: str, now: dt.datetime | None = None
+) -> FaceEnrolment:
+    """The terminal ``terminal_id`` reports it could not capture for enrolment ``enrolment_id`` (no face, not live,
+    the person left): the enrolment fails with ``error``. ValidationError if it is not open there."""
+    with transaction.atomic():
+        enrolment = _open_enrolment_of(terminal_id, enrolment_id)
+        _finish(enrolment, FaceEnrolment.Status.FAILED, now or timezone.now(), str(error) or "The terminal failed.")
+    return enrolment
+
+
+def expire_face_enrolments(now: dt.datetime | None = None) -> int:
+    """Open enrolments past their time become EXPIRED; returns how many."""
+    now = now or timezone.now()
+    due = FaceEnrolment.objects.filter(status__in=FaceEnrolment.OPEN, expires_at__lte=now)
+    return due.update(
+        status=FaceEnrolment.Status.EXPIRED, finished_at=now, error="The terminal sent no capture in time."
+    )
+
+
+def open_face_enrolments(now: dt.datetime | None = None):
+    """The enrolments waiting to be sent to their terminals (PENDING, not expired), oldest first, for the service."""
+    pending = FaceEnrolment.objects.filter(status=FaceEnrolment.Status.PENDING, expires_at__gt=now or timezone.now())
+    return pending.select_related("terminal", "cardholder").order_by("requested_at", "id")
 
 
 # --- alarms --------------------------------------------------------------------------------------

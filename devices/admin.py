@@ -1,5 +1,6 @@
 """Devices in the admin: commissioning (with the key shown once), door and reader mappings with their wiring,
-commands sent; OSDP buses, OSDP readers (on their device's page) and alarms.
+commands sent; OSDP buses, OSDP readers (on their device's page), face terminals, face enrolments (read only)
+and alarms.
 
 Every save goes through devices.actions, which records it in the system auditor.
 An OSDP device is commissioned like any device, with its bus and address in the
@@ -16,7 +17,18 @@ from accesscontrol.models import AccessPoint
 from accesscontrol.permissions import restrict
 from devices import actions, alarms, commands
 from devices.choices import DeviceKind
-from devices.models import DEVICE_KEY_SIZE, Alarm, Device, DeviceCommand, DeviceDoor, DeviceReader, OsdpBus, OsdpReader
+from devices.models import (
+    DEVICE_KEY_SIZE,
+    Alarm,
+    Device,
+    DeviceCommand,
+    DeviceDoor,
+    DeviceReader,
+    FaceEnrolment,
+    FaceTerminal,
+    OsdpBus,
+    OsdpReader,
+)
 
 LIVE_STATUS = ["online", "last_seen_at", "address", "firmware", "battery", "tamper", "door_states"]
 OSDP_REPORTED = ["key_set_at", "secure", "vendor_code", "model", "serial_number", "firmware", "capabilities"]
@@ -328,6 +340,90 @@ class OsdpBusAdmin(SpaceAdmin):
         fields = {name: form.cleaned_data[name] for name in actions.BUS_FIELDS}
         saved = actions.create_osdp_bus(**fields, **by, recorded_as="add")
         obj.pk, obj._state.adding, obj._state.db = saved.pk, False, saved._state.db
+
+
+# --- face terminals -------------------------------------------------------------------------------------
+
+
+class FaceTerminalAdminForm(forms.ModelForm):
+    """A face terminal with its device's name, description and enabled switch on the same page."""
+
+    name = forms.CharField(max_length=100)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    enabled = forms.BooleanField(required=False, initial=True, help_text="A disabled terminal enrols nobody.")
+
+    class Meta:
+        model = FaceTerminal
+        fields = ["terminal_id", *actions.FACE_TERMINAL_FIELDS]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            for name in actions.FACE_DEVICE_FIELDS:
+                self.initial[name] = getattr(self.instance.device, name)
+
+    def clean_name(self):
+        name = self.cleaned_data["name"]
+        taken = Device.objects.filter(name=name)
+        if self.instance.pk is not None:
+            taken = taken.exclude(pk=self.instance.device_id)
+        if taken.exists():
+            raise forms.ValidationError("A device with this name exists already.")
+        return name
+
+
+@admin.register(FaceTerminal)
+class FaceTerminalAdmin(SpaceAdmin):
+    """Saved through devices.actions (commission_face_terminal, update_face_terminal), which record themselves.
+    A terminal is disabled, not deleted; its certificate comes from ``manage.py face_terminal ID``."""
+
+    form = FaceTerminalAdminForm
+    audit_additions = False
+    audit_changes = False
+    list_display = ["terminal_id", "device", "access_point", "model_name", "enabled", "online", "last_seen_at"]
+    list_select_related = ["device", "access_point"]
+    search_fields = ["terminal_id", "device__name"]
+    autocomplete_fields = ["access_point"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["terminal_id"] if obj else []
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(boolean=True)
+    def enabled(self, terminal):
+        return terminal.device.enabled
+
+    @admin.display(boolean=True)
+    def online(self, terminal):
+        return terminal.device.online
+
+    @admin.display(description="last seen")
+    def last_seen_at(self, terminal):
+        return terminal.device.last_seen_at
+
+    def save_model(self, request, obj, form, change):
+        by = {"operator": request.user, "via": VIA}
+        values = {
+            name: form.cleaned_data[name] for name in [*actions.FACE_DEVICE_FIELDS, *actions.FACE_TERMINAL_FIELDS]
+        }
+        if change:
+            actions.update_face_terminal(obj, **values, **by)
+            return
+        saved = actions.commission_face_terminal(terminal_id=form.cleaned_data["terminal_id"], **values, **by)
+        obj.pk, obj.device, obj._state.adding, obj._state.db = saved.pk, saved.device, False, saved._state.db
+
+
+@admin.register(FaceEnrolment)
+class FaceEnrolmentAdmin(ReadOnlyAdmin):
+    """Enrolments are started from the cardholder's page or the API, and finished by the terminal."""
+
+    list_display = ["id", "cardholder", "terminal", "status", "requested_by", "requested_at", "finished_at", "error"]
+    list_filter = ["status"]
+    list_select_related = ["cardholder", "terminal", "requested_by"]
+    search_fields = ["terminal__terminal_id", "cardholder__last_name", "cardholder__first_name"]
+    date_hierarchy = "requested_at"
 
 
 # --- alarms ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from django.db.models import Q
 
 from accesscontrol.filtersets import IdFilter, UtcDateTimeFromToRangeFilter
 from devices.choices import AlarmKind, CardFormat, DeviceKind
-from devices.models import Alarm, DeviceDoor, DeviceReader, OsdpBus, OsdpReader
+from devices.models import Alarm, DeviceDoor, DeviceReader, FaceEnrolment, FaceTerminal, OsdpBus, OsdpReader
 
 
 class OsdpBusFilterSet(filters.FilterSet):
@@ -55,3 +55,25 @@ class AlarmFilterSet(filters.FilterSet):
     class Meta:
         model = Alarm
         fields = ["kind", "access_point", "device", "open", "acknowledged", "cleared", "raised"]
+
+
+class FaceTerminalFilterSet(filters.FilterSet):
+    terminal_id = filters.CharFilter()
+    name = filters.CharFilter(field_name="device__name", lookup_expr="icontains")
+    access_point = IdFilter(field_name="access_point_id")
+    enabled = filters.BooleanFilter(field_name="device__enabled")
+    online = filters.BooleanFilter(field_name="device__online")
+
+    class Meta:
+        model = FaceTerminal
+        fields = ["terminal_id", "name", "access_point", "enabled", "online"]
+
+
+class FaceEnrolmentFilterSet(filters.FilterSet):
+    cardholder = IdFilter(field_name="cardholder_id")
+    terminal = IdFilter(field_name="terminal_id")
+    status = filters.MultipleChoiceFilter(choices=FaceEnrolment.Status.choices)
+
+    class Meta:
+        model = FaceEnrolment
+        fields = ["cardholder", "terminal", "status"]

@@ -1,5 +1,5 @@
 """Forms of the web app that reach devices: issuing a key and writing it on a card on an encoder; OSDP buses,
-commissioning an OSDP reader, a door's wiring; acknowledging an alarm.
+commissioning an OSDP reader, a door's wiring; face terminals and enrolling a face; acknowledging an alarm.
 
 They validate what a form can; the actions (devices.actions) check the rest and
 their ValidationErrors are shown on the form (``add_validation_errors``).
@@ -8,6 +8,7 @@ their ValidationErrors are shown on the form (``add_validation_errors``).
 from django import forms
 from django.core.exceptions import ValidationError
 
+from accesscontrol.faces import FACE_MODELS
 from accesscontrol.forms.partitioned import OperatorModelForm
 from accesscontrol.forms.people import KeyIssueForm
 from accesscontrol.models import AccessPoint
@@ -15,7 +16,7 @@ from accesscontrol.permissions import restrict
 from devices import actions
 from devices.choices import CardFormat, DeviceKind, ReaderDirection
 from devices.encoding import ENCODED_KINDS, ENCODER_KINDS
-from devices.models import Alarm, Device, DeviceDoor, OsdpBus, OsdpReader
+from devices.models import Alarm, Device, DeviceDoor, FaceTerminal, OsdpBus, OsdpReader
 
 
 class EncodingKeyIssueForm(KeyIssueForm):
@@ -173,3 +174,58 @@ class DoorWiringForm(forms.ModelForm):
 
 class AcknowledgeAlarmForm(forms.Form):
     note = forms.CharField(required=False, max_length=Alarm._meta.get_field("note").max_length)
+
+
+# --- face terminals -------------------------------------------------------------------------------
+
+
+def _help(name: str) -> str:
+    return FaceTerminal._meta.get_field(name).help_text
+
+
+class FaceTerminalForm(forms.Form):
+    """A face terminal's device and settings; its id only when it is commissioned (its certificate names it)."""
+
+    name = forms.CharField(max_length=100)
+    terminal_id = forms.CharField(
+        max_length=64, label="Terminal id", help_text=FaceTerminal._meta.get_field("terminal_id").help_text
+    )
+    access_point = forms.ModelChoiceField(queryset=AccessPoint.objects.none(), help_text="The door it guards.")
+    direction = forms.ChoiceField(choices=ReaderDirection.choices, required=False)
+    face_only = forms.BooleanField(required=False, initial=True, label="Face only", help_text=_help("face_only"))
+    card_and_face = forms.BooleanField(
+        required=False, initial=True, label="Card + face", help_text=_help("card_and_face")
+    )
+    pin_and_face = forms.BooleanField(required=False, label="PIN + face", help_text=_help("pin_and_face"))
+    model_name = forms.ChoiceField(label="Face model", help_text=_help("model_name"))
+    min_quality = forms.FloatField(min_value=0.0, max_value=1.0, initial=0.5, help_text=_help("min_quality"))
+    require_liveness = forms.BooleanField(required=False, initial=True, help_text=_help("require_liveness"))
+    enabled = forms.BooleanField(required=False, initial=True, help_text="A disabled terminal enrols nobody.")
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args, operator, terminal: FaceTerminal | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["access_point"].queryset = restrict(AccessPoint.objects.order_by("name"), operator, "view")
+        self.fields["model_name"].choices = [(name, name) for name in sorted(FACE_MODELS)]
+        if terminal is not None:
+            del self.fields["terminal_id"]
+
+    def changes(self) -> dict:
+        """The cleaned values as the actions take them (devices.actions.FACE_*_FIELDS)."""
+        return {name: value for name, value in self.cleaned_data.items() if name != "terminal_id"}
+
+
+class FaceEnrolForm(forms.Form):
+    """Which enabled face terminal captures the cardholder's face."""
+
+    terminal = forms.ModelChoiceField(
+        queryset=FaceTerminal.objects.none(), empty_label=None, label="Terminal", help_text="An enabled face terminal."
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        enabled = FaceTerminal.objects.filter(device__enabled=True).select_related("device", "access_point")
+        self.fields["terminal"].queryset = enabled.order_by("device__name")
+        self.fields["terminal"].label_from_instance = lambda terminal: (
+            f"{terminal.device.name} ({terminal.terminal_id})"
+        )

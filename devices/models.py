@@ -365,6 +365,8 @@ class FaceEnrolment(models.Model):
         EXPIRED = "expired", "Expired"
 
     OPEN = (Status.PENDING, Status.SENT)
+    # An enrolment is the cardholder's: it belongs to their partition (accesscontrol.permissions).
+    partition_path = "cardholder__partition"
 
     cardholder = models.ForeignKey("accesscontrol.Cardholder", on_delete=models.CASCADE, related_name="face_enrolments")
     terminal = models.ForeignKey(FaceTerminal, on_delete=models.CASCADE, related_name="enrolments")
@@ -384,6 +386,14 @@ class FaceEnrolment(models.Model):
     class Meta:
         ordering = ["-requested_at", "-id"]
         indexes = [models.Index(fields=["status", "terminal"], name="face_enrolment_status")]
+        # A terminal captures one face at a time (devices.actions.start_face_enrolment cancels the earlier one).
+        constraints = [
+            models.UniqueConstraint(
+                fields=["terminal"],
+                condition=models.Q(status__in=("pending", "sent")),
+                name="one_open_face_enrolment_per_terminal",
+            )
+        ]
 
     def __str__(self):
         return f"face enrolment #{self.pk} of cardholder {self.cardholder_id} at {self.terminal.terminal_id}"

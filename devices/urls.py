@@ -1,9 +1,10 @@
-"""The web app's device pages (devices.views), OSDP buses and readers, and the live monitor with its alarms."""
+"""The web app's device pages (devices.views), OSDP buses and readers, face terminals and enrolment, and the live
+monitor with its alarms."""
 
 from django.urls import path
 
 from devices.views import devices as views
-from devices.views import monitor, osdp
+from devices.views import faces, monitor, osdp
 
 urlpatterns = [
     path("monitor/", monitor.MonitorView.as_view(), name="monitor"),
@@ -23,6 +24,11 @@ urlpatterns = [
     path("osdp-buses/<int:pk>/", osdp.OsdpBusDetail.as_view(), name="osdp_bus"),
     path("osdp-buses/<int:pk>/edit/", osdp.OsdpBusEdit.as_view(), name="osdp_bus_edit"),
     path("osdp-readers/add/", osdp.CommissionOsdpReader.as_view(), name="osdp_reader_add"),
+    path("face-terminals/", faces.FaceTerminalList.as_view(), name="face_terminals"),
+    path("face-terminals/add/", faces.CommissionFaceTerminal.as_view(), name="face_terminal_add"),
+    path("face-terminals/<int:pk>/edit/", faces.EditFaceTerminal.as_view(), name="face_terminal_edit"),
+    path("cardholders/<int:pk>/face/enrol/", faces.StartFaceEnrolment.as_view(), name="face_enrolment_start"),
+    path("face-enrolments/<int:pk>/cancel/", faces.CancelFaceEnrolment.as_view(), name="face_enrolment_cancel"),
     path("offline-locks/", views.OfflineLockList.as_view(), name="offline_locks"),
     path("encode-jobs/<int:pk>/", views.EncodeJobPanel.as_view(), name="encode_job"),
 ]

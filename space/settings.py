@@ -331,6 +331,8 @@ SPECTACULAR_SETTINGS = {
         "KeyKindEnum": "accesscontrol.choices.KeyKind",
         "KeyStatusEnum": "accesscontrol.choices.KeyStatus",
         "OpeningModeEnum": "accesscontrol.choices.OpeningMode",
+        # A reader's and a face terminal's direction: one choice set, one name.
+        "ReaderDirectionEnum": "devices.choices.ReaderDirection",
     },
 }
 
@@ -501,3 +503,7 @@ for _name, _least in [
 SPACE_FACE_THRESHOLD = envfloat("SPACE_FACE_THRESHOLD", 0.40)
 if not 0.0 < SPACE_FACE_THRESHOLD < 1.0:
     raise ImproperlyConfigured(f"SPACE_FACE_THRESHOLD must be between 0 and 1, not {SPACE_FACE_THRESHOLD}")
+# How long a face terminal has to capture the face an operator asked it to enrol (devices/actions.py).
+SPACE_FACE_ENROL_SECONDS = envint("SPACE_FACE_ENROL_SECONDS", 120)
+if SPACE_FACE_ENROL_SECONDS < 10:
+    raise ImproperlyConfigured(f"SPACE_FACE_ENROL_SECONDS must be at least 10, not {SPACE_FACE_ENROL_SECONDS}")

@@ -28,7 +28,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from accesscontrol.models import ApiKey, Operator
+from accesscontrol import faces
+from accesscontrol.models import AccessPoint, ApiKey, Cardholder, Operator
+from devices import actions
 from devices.models import Alarm, Device, DeviceDoor, DeviceReader, OsdpBus, OsdpReader
 from integrations.models import WebhookDelivery, WebhookSubscription
 from tests.factories import (
@@ -101,6 +103,18 @@ def seed_site():
         DeviceReader.objects.create(device=reader, number=1, access_point=keypad, direction="entry")
         Alarm.objects.create(kind="forced", access_point=keypad, device=reader, raised_at=timezone.now())
         Alarm.objects.create(kind="tamper", device=reader, raised_at=timezone.now(), acknowledged_at=timezone.now())
+    for partition in (mine, theirs):  # after the devices with fixed ids: a terminal's device takes the next free one
+        holder = Cardholder.objects.filter(partition=partition).first()
+        door = AccessPoint.objects.filter(partition=partition).first()
+        terminal = actions.commission_face_terminal(
+            name=f"Face {partition.name}",
+            terminal_id=f"face-{partition.pk}",
+            access_point=door,
+            operator=None,
+            via="seed",
+        )
+        faces.record_consent(holder, operator=None, via="seed")
+        actions.start_face_enrolment(holder, terminal, operator=None, via="seed")
     make_calendar(("2030-12-25", "holiday"), ("2030-05-01", "special1"))
     make_room("101")
     subscription = WebhookSubscription(name="Hook", url="https://192.0.2.10/space", all_partitions=True)

@@ -1,5 +1,6 @@
 """Turn the errors a write can meet into 400s with field errors, never a 500."""
 
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.db.models import ProtectedError, RestrictedError
@@ -14,7 +15,14 @@ from accesscontrol.models import AppendOnlyError
 
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        if hasattr(exc, "error_dict"):
+            # A model's clean() names no field ("__all__"): the API calls that non_field_errors, as DRF does.
+            detail = {
+                "non_field_errors" if name == NON_FIELD_ERRORS else name: text
+                for name, text in exc.message_dict.items()
+            }
+        else:
+            detail = {"non_field_errors": exc.messages}
         exc = exceptions.ValidationError(detail)
     elif isinstance(exc, (ProtectedError, RestrictedError)):
         names = sorted({str(obj) for obj in list(exc.args[1])[:5]})

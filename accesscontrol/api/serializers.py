@@ -28,6 +28,7 @@ from accesscontrol.models import (
     Cardholder,
     CardholderPermission,
     CardholderSource,
+    FaceTemplate,
     Key,
     Location,
     ModeChange,
@@ -742,6 +743,27 @@ class CardholderPhotoSerializer(serializers.Serializer):
     cardholder = serializers.IntegerField()
     version = serializers.CharField(help_text="Changes with the photo; it is the photo's ETag.")
     updated_at = serializers.DateTimeField()
+
+
+class FaceConsentSerializer(serializers.Serializer):
+    given_at = serializers.DateTimeField()
+    given_by = serializers.CharField(
+        source="given_by.get_username", default=None, allow_null=True, help_text="The operator's username."
+    )
+
+
+class EnrolledFaceSerializer(serializers.ModelSerializer):
+    """What the operator may know of an enrolled face: its model, size, quality, date and terminal; no more."""
+
+    class Meta:
+        model = FaceTemplate
+        fields = ["id", "model_name", "dimension", "quality", "created_at", "source_terminal"]
+
+
+class CardholderFaceSerializer(serializers.Serializer):
+    cardholder = serializers.IntegerField()
+    consent = FaceConsentSerializer(allow_null=True, help_text="The live consent; null: none (face matching is off).")
+    templates = EnrolledFaceSerializer(many=True)
 
 
 # --- cardholder sources (accesscontrol/sync.py) ------------------------------------------------------------------

@@ -30,5 +30,9 @@ urlpatterns = [
     path("roll-call/", views.RollCallAreaList.as_view(), name="roll-call"),
     path("roll-call/<int:zone_id>/", views.RollCallPeopleList.as_view(), name="roll-call-area"),
     path("cardholders/<int:id>/photo/", views.CardholderPhotoView.as_view(), name="cardholder-photo"),
+    path("cardholders/<int:id>/face/", views.CardholderFaceView.as_view(), name="cardholder-face"),
+    path(
+        "cardholders/<int:id>/face/consent/", views.CardholderFaceConsentView.as_view(), name="cardholder-face-consent"
+    ),
     *router.urls,
 ]

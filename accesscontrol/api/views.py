@@ -18,7 +18,7 @@ from rest_framework import exceptions, generics, parsers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from accesscontrol import actions, engine, filtersets, jobs, muster, photos, presence, sync
+from accesscontrol import actions, engine, faces, filtersets, jobs, muster, photos, presence, sync
 from accesscontrol.api import serializers
 from accesscontrol.api.permissions import ACTIONS
 from accesscontrol.models import (
@@ -382,6 +382,74 @@ class ImageParser(parsers.BaseParser):
 
     def parse(self, stream, media_type=None, parser_context=None):
         return {"photo": stream.read(settings.SPACE_PHOTO_MAX_BYTES + 1) if stream is not None else b""}
+
+
+class OneCardholder(generics.GenericAPIView):
+    """A part of one cardholder (``/cardholders/{id}/...``): reading it needs ``view_cardholder``, writing it
+    ``change_cardholder``, each in the cardholder's partition."""
+
+    queryset = Cardholder.objects.all()
+    lookup_url_kwarg = "id"
+    filter_backends = []
+    pagination_class = None
+
+    @property
+    def required_permission(self) -> str:
+        return permission_name(Cardholder, "view" if self.request.method in ("GET", "HEAD", "OPTIONS") else "change")
+
+    def holder(self, action: str) -> Cardholder:
+        operator = self.request.user
+        holder = generics.get_object_or_404(restrict(Cardholder.objects.all(), operator, "view"), pk=self.kwargs["id"])
+        if action != "view" and not restrict(Cardholder.objects.filter(pk=holder.pk), operator, action).exists():
+            raise exceptions.PermissionDenied(f"You may not {action} this cardholder.")
+        return holder
+
+
+def face_state(holder: Cardholder) -> dict:
+    consent = faces.live_consent(holder)
+    templates = holder.face_templates.defer("vector_sealed").order_by("created_at", "id")
+    return serializers.CardholderFaceSerializer(
+        {"cardholder": holder.pk, "consent": consent, "templates": list(templates)}
+    ).data
+
+
+class CardholderFaceView(OneCardholder):
+    """A cardholder's face matching: their live consent (when, by whom) and their enrolled templates' model,
+    quality, date and terminal; never the template itself (docs/face-matching.md)."""
+
+    serializer_class = serializers.CardholderFaceSerializer
+
+    def get(self, request, id):
+        return Response(face_state(self.holder("view")))
+
+
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="v1_cardholders_face_consent_create",
+        request=None,
+        responses={200: serializers.CardholderFaceSerializer},
+    ),
+    delete=extend_schema(
+        operation_id="v1_cardholders_face_consent_destroy",
+        request=None,
+        responses={200: serializers.CardholderFaceSerializer},
+    ),
+)
+class CardholderFaceConsentView(OneCardholder):
+    """POST: record the cardholder's consent to face matching (once; again changes nothing). DELETE: withdraw it,
+    erasing every template of theirs. Both answer the face state, as ``GET /cardholders/{id}/face/``."""
+
+    serializer_class = serializers.CardholderFaceSerializer
+
+    def post(self, request, id):
+        holder = self.holder("change")
+        faces.record_consent(holder, operator=request.user, via=VIA)
+        return Response(face_state(holder))
+
+    def delete(self, request, id):
+        holder = self.holder("change")
+        faces.withdraw_consent(holder, operator=request.user, via=VIA)
+        return Response(face_state(holder))
 
 
 @extend_schema_view(

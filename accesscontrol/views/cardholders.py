@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.views import View
 from django.views.generic import TemplateView
 
-from accesscontrol import actions, extensions, jobs, photos
+from accesscontrol import actions, extensions, faces, jobs, photos
 from accesscontrol.cardholder_jobs import COLUMNS, imports_dir
 from accesscontrol.choices import CardholderKind, KeyKind, KeyStatus
 from accesscontrol.filtersets import CardholderSearchFilterSet
@@ -288,6 +288,7 @@ def show_detail(request, holder: Cardholder, status: int = 200, **forms):
         "photo_form": forms.get("photo_form") or PhotoForm(),
         "photo_url": photos.photo_url(holder.pk, holder.photo.name) if holder.photo else "",
     }
+    context.update(face_panel(holder))
     for part in extensions.registry.cardholder_page:
         context.update(part(holder, keys))
     if may["audit"]:
@@ -301,6 +302,13 @@ def show_detail(request, holder: Cardholder, status: int = 200, **forms):
     context["source_link"] = SourcedCardholder.objects.select_related("source").filter(cardholder=holder).first()
     context["may_view_sources"] = operator.has_perm("accesscontrol.view_cardholdersource")
     return render(request, "accesscontrol/cardholders/detail.html", context, status=status)
+
+
+def face_panel(holder: Cardholder) -> dict:
+    """The face panel's consent and templates: when, by whom, model, quality, terminal; never a vector."""
+    consent = faces.live_consent(holder)
+    templates = holder.face_templates.defer("vector_sealed").order_by("-created_at", "-id")
+    return {"face_consent": consent, "face_templates": list(templates)}
 
 
 class CardholderChangeView(OperatorPage, View):
@@ -327,6 +335,24 @@ class CardholderPinView(CardholderChangeView):
         actions.set_cardholder_pin(holder, pin, operator=request.user, via=VIA, address=client_address(request))
         messages.success(request, "PIN set.")
         return None
+
+
+class CardholderFaceConsentView(CardholderChangeView):
+    """POST: the cardholder consents to face matching (recorded once, with the operator and the time)."""
+
+    def change(self, request, holder):
+        faces.record_consent(holder, operator=request.user, via=VIA, address=client_address(request))
+        messages.success(request, f"{holder}'s consent to face matching is recorded.")
+        return redirect(f"{reverse('cardholder', args=[holder.pk])}#face")
+
+
+class CardholderFaceWithdrawView(CardholderChangeView):
+    """POST: the cardholder withdraws their consent; every face template of theirs is erased."""
+
+    def change(self, request, holder):
+        erased = faces.withdraw_consent(holder, operator=request.user, via=VIA, address=client_address(request))
+        messages.success(request, f"Consent withdrawn; {erased} face template{'s' if erased != 1 else ''} erased.")
+        return redirect(f"{reverse('cardholder', args=[holder.pk])}#face")
 
 
 class CardholderPhotoUploadView(CardholderChangeView):

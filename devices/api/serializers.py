@@ -13,6 +13,7 @@ from rest_framework import serializers
 
 from accesscontrol.api.serializers import ModelSerializer, VisibleRelatedField, WholeListSerializer, by_request
 from accesscontrol.choices import OpeningMode
+from accesscontrol.faces import FACE_MODELS
 from accesscontrol.models import AccessPoint, Zone
 from accesscontrol.permissions import restrict
 from devices import actions, encoding
@@ -27,6 +28,8 @@ from devices.models import (
     DeviceDoor,
     DeviceReader,
     EncodeJob,
+    FaceEnrolment,
+    FaceTerminal,
     OsdpBus,
     OsdpReader,
 )
@@ -456,6 +459,113 @@ class OsdpReaderSerializer(ModelSerializer):
         for name, value in validated_data.items():
             setattr(instance, name, value)
         return actions.update_osdp_reader(instance, **mappings, **by_request(self))
+
+
+# --- face terminals --------------------------------------------------------------------------------
+
+
+class FaceTerminalSerializer(ModelSerializer):
+    """A face terminal: its MQTT id (its certificate's common name, fixed once commissioned), its device's name
+    and enabled switch, the door it guards and what it takes. Its certificate is issued by
+    ``manage.py face_terminal ID``; disabling it (``enabled: false``) decommissions it."""
+
+    device = serializers.PrimaryKeyRelatedField(read_only=True, help_text="Its device, as in /devices/.")
+    device_id = serializers.IntegerField(source="device.device_id", read_only=True)
+    name = serializers.CharField(source="device.name", max_length=100)
+    description = serializers.CharField(source="device.description", allow_blank=True, default="")
+    enabled = serializers.BooleanField(source="device.enabled", default=True)
+    model_name = serializers.ChoiceField(choices=sorted(FACE_MODELS), default="xs4face-v1")
+    methods = serializers.ListField(child=serializers.CharField(), read_only=True)
+    online = serializers.BooleanField(source="device.online", read_only=True)
+    last_seen_at = serializers.DateTimeField(source="device.last_seen_at", read_only=True, allow_null=True)
+
+    class Meta:
+        model = FaceTerminal
+        fields = [
+            "id",
+            "terminal_id",
+            "device",
+            "device_id",
+            "name",
+            "description",
+            "enabled",
+            "access_point",
+            "direction",
+            "face_only",
+            "card_and_face",
+            "pin_and_face",
+            "model_name",
+            "min_quality",
+            "require_liveness",
+            "methods",
+            "online",
+            "last_seen_at",
+        ]
+        # The terminal id once: checked by the action with the device's rules, in one 400.
+        validators = []
+        extra_kwargs = {"terminal_id": {"validators": []}}
+
+    def validate(self, attrs):
+        # The device's and the terminal's rules are checked together by the action (one 400 with every error).
+        return attrs
+
+    def validate_terminal_id(self, terminal_id):
+        if self.instance is not None and terminal_id != self.instance.terminal_id:
+            raise serializers.ValidationError("A terminal keeps its id: its certificate names it.")
+        return terminal_id
+
+    def create(self, validated_data):
+        device = validated_data.pop("device", {})
+        return actions.commission_face_terminal(**device, **validated_data, **by_request(self))
+
+    def update(self, instance, validated_data):
+        changes = validated_data.pop("device", {}) | validated_data
+        changes.pop("terminal_id", None)
+        return actions.update_face_terminal(instance, **changes, **by_request(self))
+
+
+class FaceEnrolmentSerializer(ModelSerializer):
+    """A request that a terminal capture a cardholder's face, and how far it got. Created with ``cardholder``
+    and ``terminal``; the rest is Space's and the terminal's to write."""
+
+    # Terminals are site-wide devices: enrolling at one needs no permission to see the terminals.
+    terminal = serializers.PrimaryKeyRelatedField(queryset=FaceTerminal.objects.select_related("device"))
+    terminal_id = serializers.CharField(source="terminal.terminal_id", read_only=True)
+    requested_by = serializers.CharField(
+        source="requested_by.get_username", read_only=True, default=None, allow_null=True, help_text="Who asked."
+    )
+    template = serializers.PrimaryKeyRelatedField(
+        read_only=True,
+        allow_null=True,
+        help_text="The template it stored, when completed (its metadata: /cardholders/{id}/face/).",
+    )
+
+    class Meta:
+        model = FaceEnrolment
+        fields = [
+            "id",
+            "cardholder",
+            "terminal",
+            "terminal_id",
+            "status",
+            "error",
+            "requested_by",
+            "requested_at",
+            "expires_at",
+            "sent_at",
+            "finished_at",
+            "template",
+        ]
+        read_only_fields = ["status", "error", "requested_at", "expires_at", "sent_at", "finished_at"]
+
+    def validate(self, attrs):
+        # Consent, the cardholder's state and the terminal's are the action's rules.
+        return attrs
+
+    def create(self, validated_data):
+        return actions.start_face_enrolment(
+            validated_data["cardholder"], validated_data["terminal"], **by_request(self)
+        )
 
 
 # --- alarms ----------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ router.register("device-commands", views.DeviceCommandViewSet)
 router.register("osdp-buses", views.OsdpBusViewSet)
 router.register("osdp-readers", views.OsdpReaderViewSet)
 router.register("alarms", views.AlarmViewSet)
+router.register("face-terminals", views.FaceTerminalViewSet)
+router.register("face-enrolments", views.FaceEnrolmentViewSet)
 
 urlpatterns = [
     path("commands/", views.IssueCommandView.as_view(), name="issue-command"),

@@ -25,8 +25,25 @@ from accesscontrol.permissions import may_use_partition, permission_name, restri
 from devices import actions, alarms, commands, encoding
 from devices.api import serializers
 from devices.choices import CommandOp, CommandStatus, DeviceKind
-from devices.filtersets import AlarmFilterSet, OsdpBusFilterSet, OsdpReaderFilterSet
-from devices.models import Alarm, Device, DeviceCommand, DeviceDoor, DeviceReader, EncodeJob, OsdpBus, OsdpReader
+from devices.filtersets import (
+    AlarmFilterSet,
+    FaceEnrolmentFilterSet,
+    FaceTerminalFilterSet,
+    OsdpBusFilterSet,
+    OsdpReaderFilterSet,
+)
+from devices.models import (
+    Alarm,
+    Device,
+    DeviceCommand,
+    DeviceDoor,
+    DeviceReader,
+    EncodeJob,
+    FaceEnrolment,
+    FaceTerminal,
+    OsdpBus,
+    OsdpReader,
+)
 
 VIA = "api"
 MAX_ID = 2**63 - 1
@@ -261,6 +278,52 @@ class OsdpReaderViewSet(SpaceModelViewSet):
         reader = self.get_object()
         actions.rekey_osdp_reader(reader, operator=request.user, via=VIA)
         return Response(self.get_serializer(reader).data)
+
+
+# --- face terminals and enrolment --------------------------------------------------------------------
+
+
+class FaceTerminalViewSet(SpaceModelViewSet):
+    """Face terminals: creating one commissions its device (the next free device id, no key: its certificate,
+    from ``manage.py face_terminal ID``, is how it proves itself); ``enabled: false`` decommissions it. A
+    terminal is not deleted: its enrolments and events name it."""
+
+    queryset = FaceTerminal.objects.select_related("device").defer("device__key_sealed")
+    serializer_class = serializers.FaceTerminalSerializer
+    filterset_class = FaceTerminalFilterSet
+    search_fields = ["terminal_id", "device__name", "device__description"]
+    ordering_fields = ["id", "terminal_id"]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    audited_by_actions = True  # devices.actions commission_face_terminal and update_face_terminal
+
+
+class FaceEnrolmentViewSet(SpaceModelViewSet):
+    """Enrolling a cardholder's face at a terminal: POST ``cardholder`` and ``terminal`` (the cardholder's consent
+    is needed: ``POST /cardholders/{id}/face/consent/``); the terminal has ``SPACE_FACE_ENROL_SECONDS`` to send
+    the capture. One enrolment is open per terminal: a new one cancels the earlier. Filter by ``cardholder``,
+    ``terminal``, ``status``."""
+
+    queryset = FaceEnrolment.objects.select_related("terminal", "requested_by")
+    serializer_class = serializers.FaceEnrolmentSerializer
+    filterset_class = FaceEnrolmentFilterSet
+    ordering_fields = ["id", "requested_at"]
+    http_method_names = ["get", "post", "head", "options"]
+
+    audited_by_actions = True  # devices.actions start_face_enrolment
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: serializers.FaceEnrolmentSerializer,
+            400: OpenApiResponse(description="The enrolment is over already: completed, failed, cancelled, expired."),
+        },
+    )
+    @action(detail=True, methods=["post"], permission_action="change")
+    def cancel(self, request, pk=None):
+        """Stop an open enrolment (400 when it is over already); a capture sent for it afterwards is refused."""
+        enrolment = actions.cancel_face_enrolment(self.get_object(), operator=request.user, via=VIA)
+        return Response(self.get_serializer(enrolment).data)
 
 
 # --- alarms ---------------------------------------------------------------------------------------------

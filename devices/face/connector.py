@@ -157,7 +157,7 @@ class FaceConnector:
                     logger.info("Face terminals: connected to the broker %s:%s", self.host, self.port)
                     async for message in client.messages:
                         await self.receive(str(message.topic), message.payload)
-            except aiomqtt.MqttError as error:
+            except (aiomqtt.MqttError, OSError) as error:  # OSError: TLS files missing or unreadable, TLS errors
                 self.counters["disconnects"] += 1
                 logger.warning("Face terminals: no connection to the broker %s:%s (%s)", self.host, self.port, error)
             finally:

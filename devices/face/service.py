@@ -191,6 +191,7 @@ class FaceService:
         self._sending: set[asyncio.Task] = set()
         self._configured: dict[str, dict] = {}  # terminal id -> the configuration last published
         self._offline: set[str] = set()  # terminals whose offline alarm is raised
+        self._sent_enrolments: dict[int, str] = {}  # enrolment id -> terminal id, while the terminal may capture
 
     # --- running ----------------------------------------------------------------------------------------------
 
@@ -491,6 +492,8 @@ class FaceService:
                 if self.connector.connected:
                     for enrolment in await self.read(_open_enrolments):
                         await self._send_enrolment(enrolment)
+                    if self._sent_enrolments:
+                        await self._cancel_ended()
             except Exception:
                 self.counters["enrolment_failures"] += 1
                 logger.exception("Face terminals: sending enrolments failed")
@@ -506,8 +509,26 @@ class FaceService:
         except NotConnected:
             return
         await self.read(actions.mark_face_enrolment_sent, enrolment.pk)
+        self._sent_enrolments[enrolment.pk] = enrolment.terminal.terminal_id
         self.counters["enrolments_sent"] += 1
+
+    async def _cancel_ended(self) -> None:
+        """Tell terminals to stop capturing for enrolments cancelled or expired since they were sent."""
+        statuses = await self.read(_statuses, list(self._sent_enrolments))
+        for enrolment_id, status in statuses.items():
+            if status in FaceEnrolment.OPEN:
+                continue
+            terminal_id = self._sent_enrolments.pop(enrolment_id)
+            if status in (FaceEnrolment.Status.CANCELLED, FaceEnrolment.Status.EXPIRED):
+                with contextlib.suppress(NotConnected):
+                    await self.connector.command(terminal_id, messages.cancel_command(enrolment_id))
+        for gone in set(self._sent_enrolments) - set(statuses):
+            del self._sent_enrolments[gone]
 
 
 def _open_enrolments() -> list[FaceEnrolment]:
-    return list(actions.open_face_enrolments().select_related("cardholder", "terminal"))
+    return list(actions.open_face_enrolments())
+
+
+def _statuses(enrolment_ids: list[int]) -> dict[int, str]:
+    return dict(FaceEnrolment.objects.filter(pk__in=enrolment_ids).values_list("pk", "status"))

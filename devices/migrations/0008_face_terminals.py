@@ -53,6 +53,7 @@ class Migration(migrations.Migration):
             options={
                 'ordering': ['-requested_at', '-id'],
                 'indexes': [models.Index(fields=['status', 'terminal'], name='face_enrolment_status')],
+                'constraints': [models.UniqueConstraint(condition=models.Q(('status__in', ('pending', 'sent'))), fields=('terminal',), name='one_open_face_enrolment_per_terminal')],
             },
         ),
     ]

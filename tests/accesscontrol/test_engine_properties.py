@@ -6,7 +6,7 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accesscontrol.engine import FOREVER, NEVER, Interval, ZoneRule, decide, who_may_open
+from accesscontrol.engine import FOREVER, NEVER, Interval, ZoneRule, decide, may_open, who_may_open
 from accesscontrol.pins import hash_pin
 from tests.accesscontrol.rules import PIN_DIGEST_KEY, calendar, cardholder, key, level, period, point, snapshot
 
@@ -228,3 +228,14 @@ def test_who_may_open_agrees_with_decide(plan, access_point_id, at):
         if decide(rules, f"{hid:02X}", access_point_id, at).reason in ("granted", "pin_required")
     ]
     assert who_may_open(rules, access_point_id, at) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(plans(), st.sampled_from((*POINTS, 99)), instants)
+def test_may_open_is_decide_without_the_key_and_the_pin(plan, access_point_id, at):
+    plan["holders"] = {hid: {**holder, "key_window": (None, None)} for hid, holder in plan["holders"].items()}
+    rules = build(plan)
+    for hid in HOLDERS:
+        decision = decide(rules, f"{hid:02X}", access_point_id, at)
+        expected = decision.reason in ("granted", "pin_required")
+        assert may_open(rules, rules.cardholders[hid], access_point_id, at) == expected, decision

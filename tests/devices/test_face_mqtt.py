@@ -162,6 +162,7 @@ def test_a_terminal_id_that_is_not_a_topic_level_is_refused(tmp_path):
     assert not (tmp_path / "terminals").exists()
 
 
+@pytest.mark.django_db  # --revoke disables the terminal's device when it has one
 def test_the_commands_set_up_the_broker_and_commission_and_decommission_a_terminal(tmp_path):
     folder = tmp_path / "device-ca"
     output = io.StringIO()

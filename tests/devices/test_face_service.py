@@ -18,6 +18,7 @@ from accesscontrol.choices import Decision as Reason
 from accesscontrol.facematch import GalleryStore
 from accesscontrol.models import AuditEvent, FaceTemplate
 from accesscontrol.snapshot import SnapshotStore
+from devices import actions
 from devices.choices import DeviceKind
 from devices.face import messages, topics
 from devices.face.connector import tls_context
@@ -298,3 +299,16 @@ def test_enrolment_round_trip(lab, site, population, space):
     assert enrolment.status == FaceEnrolment.Status.COMPLETED
     template = FaceTemplate.objects.get(cardholder=newcomer)
     assert np.allclose(faces.template_vector(template), face / np.linalg.norm(face), atol=1e-6)
+
+
+def test_an_enrolment_cancelled_after_it_was_sent_is_cancelled_at_the_terminal(lab, site, space):
+    newcomer = make_cardholder(first_name="Alan")
+    faces.record_consent(newcomer, operator=None, via="test")
+    enrolment = FaceEnrolment.objects.create(
+        cardholder=newcomer, terminal=site["terminal"], expires_at=timezone.now() + dt.timedelta(minutes=2)
+    )
+    wait_until(lambda: lab.commands and lab.commands[-1]["type"] == "enrol", WAIT)
+    wait_until(lambda: FaceEnrolment.objects.get(pk=enrolment.pk).status == FaceEnrolment.Status.SENT, WAIT)
+    actions.cancel_face_enrolment(FaceEnrolment.objects.get(pk=enrolment.pk), operator=None, via="test")
+    cancel = wait_until(lambda: lab.commands[-1]["type"] == "cancel_enrol" and lab.commands[-1], WAIT)
+    assert cancel["enrolment"] == enrolment.pk

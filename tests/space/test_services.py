@@ -24,6 +24,8 @@ def everything_configured(settings):
     settings.SPACE_INDUSTRY_SERIAL = ""
     settings.SPACE_SHIP_PORT = 7200
     settings.SPACE_SHIP_BIND = "127.0.0.1"
+    settings.SPACE_FACE_MQTT_HOST = "127.0.0.1"  # no broker, no certificates: the link keeps trying
+    settings.SPACE_FACE_MQTT_PORT = 9
 
 
 # --- the table ---------------------------------------------------------------------------------
@@ -53,6 +55,7 @@ def test_every_entry_makes_a_service_that_starts_and_stops(everything_configured
         "audit-retention",
         "event-stream",
         "mode-scheduler",
+        "face-terminals",
         "fias",
         "industry",
         "ship",
@@ -67,6 +70,7 @@ def test_the_leases_keep_their_names_and_the_other_services_run_inside_runspace_
         "device-bridge": "device-bridge",
         "event-stream": "event-stream",
         "mode-scheduler": "mode-scheduler",
+        "face-terminals": "face-terminals",
         "fias": "connector-fias",
         "industry": "connector-industry",
         "ship": "connector-ship",
@@ -87,11 +91,12 @@ def test_a_connector_is_on_when_its_setting_is_set_and_the_others_always_are(set
     settings.SPACE_FIAS_ADDRESS = ""
     settings.SPACE_INDUSTRY_ENABLED = False
     settings.SPACE_SHIP_PORT = 0
+    settings.SPACE_FACE_MQTT_HOST = ""
 
     off = [entry.name for entry in SERVICES.values() if not entry.configured]
     settings.SPACE_SHIP_PORT = 7200
 
-    assert off == ["fias", "industry", "ship"]
+    assert off == ["face-terminals", "fias", "industry", "ship"]
     assert SERVICES["ship"].configured
 
 
@@ -140,7 +145,8 @@ def test_runservice_of_an_unknown_name_fails_with_the_names_it_knows():
         call_command("runservice", "bridge")
 
     assert str(refused.value) == (
-        "No service 'bridge'; there are: device-bridge, event-stream, mode-scheduler, fias, industry, ship."
+        "No service 'bridge'; there are: "
+        "device-bridge, event-stream, mode-scheduler, face-terminals, fias, industry, ship."
     )
 
 
