@@ -15,11 +15,17 @@ NOISE = 0.82  # a capture's noise norm relative to the identity: genuine scores 
 
 
 class Population:
-    def __init__(self, people: int, dimension: int = DIMENSION, *, noise: float = NOISE, seed: int = 1):
+    def __init__(
+        self, people: int, dimension: int = DIMENSION, *, noise: float = NOISE, seed: int = 1, capture_seed=None
+    ):
+        """``capture_seed``: the captures' noise from a generator of its own (the same people, other captures than
+        those of a population made with ``seed`` alone: a terminal's captures are not the enrolments')."""
         self.rng = np.random.default_rng(seed)
         self.dimension = dimension
         self.noise = noise
         self.identities = self._unit(self.rng.standard_normal((people, dimension), dtype=np.float32))
+        if capture_seed is not None:
+            self.rng = np.random.default_rng(capture_seed)
 
     @staticmethod
     def _unit(array: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ import contextlib
 import inspect
 import json
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,9 @@ MAX_ID = 64
 MAX_TYPE = 32
 RECONNECT_SECONDS = (0.5, 1, 2, 5, 10)  # backoff while the broker cannot be reached, the last repeated
 LOG_EVERY_SECONDS = 60.0  # a drop is logged at most this often per terminal and reason
+# paho-mqtt leaves Nagle's algorithm on: an answer written right after the request's PUBACK would wait for the
+# broker's delayed ACK, 40 ms on Linux (measured: answer p50 39 ms with it, 2 ms without).
+NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
 class NotConnected(Exception):
@@ -146,6 +150,7 @@ class FaceConnector:
                     clean_session=False,
                     keepalive=self.keepalive,
                     tls_context=tls_context(self.identity),
+                    socket_options=NO_DELAY,
                 ) as client:
                     await client.subscribe([(topics.every(kind), topics.QOS) for kind in topics.TERMINAL_WRITES])
                     self._client, self.connected, attempt = client, True, 0
