@@ -348,7 +348,7 @@ class FaceTerminal(models.Model):
 
     @property
     def methods(self) -> list[str]:
-        """What it takes, as requests name it (devices/face/requests.py)."""
+        """What it takes, as requests name it (devices/face/messages.py)."""
         taken = (("face", self.face_only), ("card_face", self.card_and_face), ("pin_face", self.pin_and_face))
         return [name for name, on in taken if on]
 

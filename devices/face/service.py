@@ -102,23 +102,47 @@ class Terminal:
         )
 
 
-def load_terminals() -> dict[str, Terminal]:
-    rows = FaceTerminal.objects.select_related("device", "access_point")
+TERMINAL_FIELDS = (
+    "terminal_id",
+    "device_id",
+    "device__enabled",
+    "device__updated_at",
+    "access_point_id",
+    "access_point__name",
+    "access_point__partition_id",
+    "access_point__face_threshold",
+    "direction",
+    "face_only",
+    "card_and_face",
+    "pin_and_face",
+    "model_name",
+    "min_quality",
+    "require_liveness",
+)
+
+
+def terminal_rows() -> list[tuple]:
+    """The terminals' rows as tuples (read every second: no model instances)."""
+    return list(FaceTerminal.objects.order_by("pk").values_list(*TERMINAL_FIELDS))
+
+
+def load_terminals(rows: list[tuple] | None = None) -> dict[str, Terminal]:
     terminals = {}
-    for row in rows:
-        point = row.access_point
-        updated = row.device.updated_at
-        terminals[row.terminal_id] = Terminal(
-            terminal_id=row.terminal_id,
-            device_pk=row.device_id,
-            enabled=row.device.enabled,
-            place=Place(point.id, point.name, point.partition_id),
-            direction=row.direction or None,
-            methods=frozenset(row.methods),
-            model_name=row.model_name,
-            min_quality=row.min_quality,
-            require_liveness=row.require_liveness,
-            threshold=facematch.face_threshold(point.face_threshold),
+    for row in terminal_rows() if rows is None else rows:
+        terminal_id, device_pk, enabled, updated, point_id, point_name, partition_id, threshold = row[:8]
+        direction, face_only, card_and_face, pin_and_face, model_name, min_quality, require_liveness = row[8:]
+        taken = ((messages.FACE, face_only), (messages.CARD_FACE, card_and_face), (messages.PIN_FACE, pin_and_face))
+        terminals[terminal_id] = Terminal(
+            terminal_id=terminal_id,
+            device_pk=device_pk,
+            enabled=enabled,
+            place=Place(point_id, point_name, partition_id),
+            direction=direction or None,
+            methods=frozenset(method for method, on in taken if on),
+            model_name=model_name,
+            min_quality=min_quality,
+            require_liveness=require_liveness,
+            threshold=facematch.face_threshold(threshold),
             revision=int(updated.timestamp()) if updated else 0,
         )
     return terminals
@@ -175,7 +199,8 @@ class FaceService:
         identity = identity or pki.DevicePaths(Path(pki.device_ca_folder())).space
         self.writer = Writer("face")
         self.store = store or get_store()
-        self.galleries = galleries or facematch.get_store
+        self._galleries = galleries or facematch.get_store
+        self._stores: dict[str, facematch.GalleryStore] = {}
         self.decider = Decider(self.store, on_passage=self._passed)
         self.connector = FaceConnector(host, port, identity, self._arrived, self._status)
         self.allowed = AllowedCache()
@@ -219,6 +244,12 @@ class FaceService:
             executor.submit(close_connection)
             executor.shutdown(wait=True)
 
+    def galleries(self, model: str) -> facematch.GalleryStore:
+        store = self._stores.get(model)
+        if store is None:
+            store = self._stores[model] = self._galleries(model)
+        return store
+
     def _refresh(self) -> None:
         self.decider.refresh()
         for model in {terminal.model_name for terminal in self.terminals.values()}:
@@ -234,9 +265,12 @@ class FaceService:
                 logger.exception("Face terminals: refreshing the rules and templates failed")
 
     async def _terminal_watch(self) -> None:
+        rows = None
         while True:
             try:
-                self.terminals = await self.read(load_terminals)
+                fresh = await self.read(terminal_rows)
+                if fresh != rows:
+                    self.terminals, rows = load_terminals(fresh), fresh
                 await self._publish_configurations()
             except Exception:
                 self.counters["terminal_load_failures"] += 1

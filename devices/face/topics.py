@@ -24,6 +24,11 @@ KINDS = TERMINAL_WRITES + TERMINAL_READS
 # records each request and event once by its message id, so a redelivered one changes nothing. QoS 2's two
 # extra round trips would buy nothing more.
 QOS = 1
+# Except Space's answers: one is of use only while the person waits at the door. At QoS 0 the broker never
+# queues an answer for a terminal that is away (to be shown minutes later), and no acknowledgement travels
+# back for each; a terminal that misses one (its link broke) asks again with the same message id and gets
+# the same answer, without a second event.
+ANSWER_QOS = 0
 
 ONLINE = "online"
 OFFLINE = "offline"
