@@ -22,8 +22,10 @@ follows the RuleChange rows naming cardholders whose templates changed
 (accesscontrol/snapshot.py), reloading only those cardholders.
 """
 
+import hashlib
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -33,6 +35,8 @@ DTYPE = np.float32
 FREE = -1  # the owner of a row no template uses
 GATHER_SHARE = 0.3  # allowed rows are copied out and searched when fewer than this share of all rows
 TABLE_LIMIT = 50_000_000  # cardholder ids up to this are masked through a lookup table, past it with np.isin
+SUBSET_BYTES = 256 * 2**20  # the allowed sets' rows kept copied out, least recently used dropped past this
+SUBSET_KEYS = 4096
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,10 @@ class Gallery:
         self._rows: dict[int, list[int]] = {}
         self._free = 0
         self._top = 0  # the highest cardholder id ever added
+        self._subsets: OrderedDict[bytes, tuple] = OrderedDict()  # content key -> (owners view, rows, row owners)
+        self._subset_keys: dict[int, tuple] = {}  # id(allowed) -> (allowed, content key)
+        self._subset_bytes = 0
+        self._subset_lock = threading.Lock()
         self._publish()
 
     @classmethod
@@ -118,7 +126,7 @@ class Gallery:
                 self._free += len(rows)
                 if self._free > max(1024, self._size // 4):
                     self._compact()
-                    self._publish()
+                self._publish()  # new views: copies made of the old ones (allowed sets' rows) are stale now
             return len(rows)
 
     def replace(self, cardholder_id: int, vectors) -> None:
@@ -179,6 +187,11 @@ class Gallery:
         if len(allowed) != count:
             raise ValueError(f"{count} probes and {len(allowed)} allowed sets")
         matrix, owners = self._view()
+        first = allowed[0] if count else None
+        if first is not None and all(one is first for one in allowed):
+            subset = self._subset(first, matrix, owners)
+            if subset is not None:
+                return self._best(subset[0] @ probes.T, subset[1], thresholds)
         everyone = None
         made: dict[int, np.ndarray] = {}  # one mask per allowed set: probes at one door share theirs
         masks = []
@@ -213,14 +226,56 @@ class Gallery:
                 for column, mask in enumerate(masks):
                     if mask is not union:
                         scores[~mask[rows], column] = -np.inf
+        return self._best(scores, owners[rows], thresholds)
+
+    @staticmethod
+    def _best(scores: np.ndarray, row_owners: np.ndarray, thresholds) -> list[Match | None]:
+        """Per probe (column of ``scores``), the best row's owner if it reaches the probe's threshold."""
+        if scores.shape[0] == 0:
+            return [None] * scores.shape[1]
         best = np.argmax(scores, axis=0)
         results = []
-        for column in range(count):
+        for column in range(scores.shape[1]):
             score = float(scores[best[column], column])
-            owner = int(owners[rows[best[column]]])
+            owner = int(row_owners[best[column]])
             matched = score >= thresholds[column] and owner != FREE
             results.append(Match(owner, score) if matched else None)
         return results
+
+    def _subset(self, allowed, matrix: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The rows of the ``allowed`` cardholders copied out contiguously, and their owners; None when they are
+        most of the gallery (reading it whole is cheaper).
+
+        Copying a door's rows out costs more than searching them, and a site has few distinct allowed sets
+        (doors share access levels), so the copies are kept by content, least recently used dropped past
+        :data:`SUBSET_BYTES`, until the gallery changes."""
+        with self._subset_lock:
+            known = self._subset_keys.get(id(allowed))
+            if known is not None and known[0] is allowed:
+                key = known[1]
+            else:
+                key = hashlib.blake2b(np.ascontiguousarray(_ids(allowed)).tobytes(), digest_size=16).digest()
+                if len(self._subset_keys) >= SUBSET_KEYS:
+                    del self._subset_keys[next(iter(self._subset_keys))]
+                self._subset_keys[id(allowed)] = (allowed, key)  # holds ``allowed``: its id is not reused
+            found = self._subsets.get(key)
+            if found is not None and found[0] is owners:
+                self._subsets.move_to_end(key)
+                return found[1], found[2]
+        rows = np.flatnonzero(self._mask(owners, allowed))
+        if rows.size > owners.size * GATHER_SHARE:
+            return None
+        subset = (owners, np.ascontiguousarray(matrix[rows]), owners[rows])
+        with self._subset_lock:
+            old = self._subsets.pop(key, None)
+            if old is not None:
+                self._subset_bytes -= old[1].nbytes
+            self._subsets[key] = subset
+            self._subset_bytes += subset[1].nbytes
+            while self._subset_bytes > SUBSET_BYTES and len(self._subsets) > 1:
+                _, dropped = self._subsets.popitem(last=False)
+                self._subset_bytes -= dropped[1].nbytes
+        return subset[1], subset[2]
 
     def enrolled(self, cardholder_id: int) -> bool:
         """Whether ``cardholder_id`` has a template here."""

@@ -204,6 +204,33 @@ def test_identify_finds_the_genuine_person_only_among_the_allowed(population):
     assert gallery.identify(population.capture(0), np.array([1002, 99999]), THRESHOLD) is None
 
 
+def test_an_allowed_sets_rows_are_kept_copied_out_until_the_gallery_changes(population):
+    gallery = gallery_of(population, range(40))
+    door = np.array([1000 + person for person in range(10)])
+    same_people_elsewhere = door.copy()  # another door, the same access level
+    assert gallery.identify(population.capture(3), door, THRESHOLD).cardholder_id == 1003
+    assert gallery.identify(population.capture(4), same_people_elsewhere, THRESHOLD).cardholder_id == 1004
+    assert len(gallery._subsets) == 1 and gallery._subset_bytes == 20 * population.dimension * 4
+
+    gallery.replace(1003, population.captures([25]))  # 1003's face is now 25's: the copy is stale
+    assert gallery.identify(population.capture(3), door, THRESHOLD) is None
+    assert gallery.identify(population.capture(25), door, THRESHOLD).cardholder_id == 1003
+    gallery.remove(1004)
+    assert gallery.identify(population.capture(4), door, THRESHOLD) is None
+
+
+def test_the_copied_out_rows_stay_within_their_budget(population, monkeypatch):
+    gallery = gallery_of(population, range(100), templates_each=1)
+    one_door = 10 * population.dimension * 4
+    monkeypatch.setattr("accesscontrol.facematch.SUBSET_BYTES", 3 * one_door)
+    for door in range(10):
+        people = np.arange(1000 + 10 * door, 1010 + 10 * door)
+        match = gallery.identify(population.capture(10 * door + 5), people, THRESHOLD)
+        assert match.cardholder_id == 1005 + 10 * door
+        assert gallery._subset_bytes <= 3 * one_door
+    assert len(gallery._subsets) == 3
+
+
 def test_identify_refuses_impostors(population):
     gallery = gallery_of(population, range(200))
     for probe in population.impostors(200):
