@@ -25,6 +25,7 @@ snapshot is replaced.
 
 import bisect
 import datetime as dt
+import hashlib
 import math
 import threading
 from collections import OrderedDict, defaultdict
@@ -164,6 +165,9 @@ class AllowedCache:
     within ``[computed at, until)``; a clock stepped back recomputes. A call with another
     snapshot (a new one, after a rule change) drops every answer, so at most one
     snapshot is kept alive by the cache. Thread-safe; at most ``size`` access points.
+
+    Equal answers are one array: doors of the same access level share theirs, so a matcher
+    can search them together and keep one copy of their rows (``Gallery._subset``).
     """
 
     def __init__(self, size: int = CACHE_SIZE):
@@ -171,6 +175,7 @@ class AllowedCache:
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
         self._answers: OrderedDict[int, tuple[float, Allowed]] = OrderedDict()
+        self._interned: dict[bytes, np.ndarray] = {}  # content -> the one array of those ids
 
     def get(self, snapshot: Snapshot, access_point_id: int, at: dt.datetime) -> np.ndarray:
         now = at.timestamp()
@@ -181,10 +186,15 @@ class AllowedCache:
                     self._answers.move_to_end(access_point_id)
                     return cached[1].ids
         answer = allowed(snapshot, access_point_id, at)  # outside the lock: other points need not wait
+        key = hashlib.blake2b(answer.ids.tobytes(), digest_size=16).digest()
         with self._lock:
             if self._snapshot is not snapshot:
                 self._snapshot = snapshot
                 self._answers.clear()
+                self._interned.clear()
+            if len(self._interned) >= self.size:
+                self._interned.clear()
+            answer = answer._replace(ids=self._interned.setdefault(key, answer.ids))
             self._answers[access_point_id] = (now, answer)
             self._answers.move_to_end(access_point_id)
             while len(self._answers) > self.size:

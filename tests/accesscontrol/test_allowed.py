@@ -150,6 +150,17 @@ def test_the_cache_reuses_an_answer_until_it_expires():
     assert ids(later) == []
 
 
+def test_the_cache_gives_doors_with_the_same_people_one_array():
+    rules = site(cardholder(1, ("point", DOOR, None), ("point", LOBBY, None)), cardholder(2, ("point", LOBBY, None)))
+    cache = AllowedCache()
+    monday = local("2024-03-04 10:00")
+    door, lobby = cache.get(rules, DOOR, monday), cache.get(rules, LOBBY, monday)
+    assert ids(door) == [1] and ids(lobby) == [1, 2] and door is not lobby
+
+    rules = site(cardholder(1, ("point", DOOR, None), ("point", LOBBY, None)))
+    assert cache.get(rules, DOOR, monday) is cache.get(rules, LOBBY, monday)
+
+
 def test_the_cache_recomputes_when_the_clock_steps_back():
     rules = site(cardholder(1, level_ids=(STAFF,)))
     cache = AllowedCache()
