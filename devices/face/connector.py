@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 
 from devices.face import topics
 from devices.face.pki import SPACE_IDENTITY, Identity
@@ -124,6 +125,20 @@ class FaceConnector:
     async def configure(self, terminal_id: str, config: dict) -> None:
         """Publish the terminal's configuration, retained: it gets it whenever it (re)connects."""
         await self._publish(topics.topic(terminal_id, topics.CONFIG), config, retain=True)
+
+    def answer_at_once(self, terminal_id: str, payload: dict) -> bool:
+        """Queue an answer for sending on the event loop, without waiting; False when the link is down.
+
+        aiomqtt's ``publish`` gives every message a future and a timer and awaits its completion; an answer
+        (QoS 0) needs neither, and under load that bookkeeping cost more than the answer. So it goes straight
+        to the paho client aiomqtt wraps (``Client._client``, at the pinned versions), whose writes aiomqtt
+        still drives on this loop; aiomqtt ignores the completion of a message it did not send."""
+        client = self._client
+        if client is None or not self.connected:
+            return False
+        data = json.dumps(payload, separators=(",", ":"))
+        info = client._client.publish(topics.topic(terminal_id, topics.ANSWER), data, qos=topics.ANSWER_QOS)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     async def command(self, terminal_id: str, payload: dict) -> None:
         """Ask something of a terminal (an enrolment capture) on its command topic."""

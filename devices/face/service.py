@@ -337,21 +337,9 @@ class FaceService:
                 task.add_done_callback(self._sending.discard)
 
     def _send(self, answers: list[tuple[str, dict]]) -> None:
-        if not answers:
-            return
-
-        async def send() -> None:
-            results = await asyncio.gather(
-                *(self.connector.answer(terminal_id, answer) for terminal_id, answer in answers),
-                return_exceptions=True,
-            )
-            failed = sum(isinstance(result, Exception) for result in results)
-            self.counters["answers_sent"] += len(answers) - failed
-            self.counters["answers_unsent"] += failed
-
-        task = asyncio.create_task(send())
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        sent = sum(self.connector.answer_at_once(terminal_id, answer) for terminal_id, answer in answers)
+        self.counters["answers_sent"] += sent
+        self.counters["answers_unsent"] += len(answers) - sent
 
     # --- deciding (on the matcher thread) ---------------------------------------------------------------------
 
