@@ -51,7 +51,7 @@ from accesscontrol.choices import Decision as Reason
 from accesscontrol.engine import Decision
 from accesscontrol.faces import Capture
 from accesscontrol.snapshot import get_store
-from core.services import close_connection, run_orm
+from core.services import close_connection, freeze_what_is_loaded, run_orm, thaw
 from devices import actions, metrics
 from devices.choices import AlarmKind
 from devices.face import messages, pki, topics
@@ -228,6 +228,7 @@ class FaceService:
         self._ready = asyncio.Event()
         self.terminals = await self.read(load_terminals)
         await self.read(self._refresh)
+        freeze_what_is_loaded()  # the snapshot and the galleries' bookkeeping: no full collection walks them
         self.writer.start()
         await self.connector.start()
         for work in (self._worker(), self._refresher(), self._terminal_watch(), self._enrolments()):
@@ -243,6 +244,7 @@ class FaceService:
         for executor in (self._reader, self._matcher):
             executor.submit(close_connection)
             executor.shutdown(wait=True)
+        thaw()
 
     def galleries(self, model: str) -> facematch.GalleryStore:
         store = self._stores.get(model)

@@ -20,7 +20,6 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
-import gc
 import logging
 import os
 import re
@@ -42,7 +41,7 @@ from accesscontrol.choices import Decision as Reason
 from accesscontrol.engine import normalize_uid
 from accesscontrol.models import AuditEvent
 from accesscontrol.snapshot import get_store
-from core.services import close_connection, run_orm
+from core.services import close_connection, freeze_what_is_loaded, run_orm, thaw
 from devices import encoding, jobwake, metrics, recorder
 from devices.choices import AlarmKind, CommandStatus, EncodeStatus
 from devices.encoding import JobUpdate
@@ -253,7 +252,7 @@ class Bridge:
             logger.error(
                 "Device bridge: no decision journal in %s (%s); a kill may lose decisions", self.journal_dir, error
             )
-        _freeze_what_is_loaded()
+        freeze_what_is_loaded()
         self.transport, _ = await self.loop.create_datagram_endpoint(
             lambda: BridgeProtocol(self), local_addr=(self.host, self.requested_port)
         )
@@ -291,7 +290,7 @@ class Bridge:
         for executor in (self._reader, self._writer):
             executor.submit(close_connection)
             executor.shutdown(wait=True)
-        gc.unfreeze()
+        thaw()
 
     async def _store_leftover_decisions(self) -> None:
         """Store what bridges that died had journaled and not stored (devices/sdp/journal.py)."""
@@ -936,20 +935,6 @@ def _store_journaled(events, now) -> list[dict]:
     with live.collect() as payloads:
         recorder.store_journaled_decisions(events, now)
     return payloads
-
-
-def _freeze_what_is_loaded() -> None:
-    """Take everything alive now (Django, the rules snapshot, the registry) out of the cyclic collector's sight.
-
-    They live as long as the process, yet every full collection walked them
-    all with the GIL held (on the demo site about 110,000 objects, 46 ms of
-    CPU; a large site's snapshot holds many more), and under bench_bridge's
-    load full collections stopped decisions for up to 120 ms, far past the
-    p99 a device is promised. Garbage made later is collected as before;
-    ``stop`` hands the objects back to the collector.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 def _enlarge_receive_buffer(sock) -> None:
