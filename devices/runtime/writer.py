@@ -33,8 +33,11 @@ BATCH = 2000
 
 
 class Writer:
-    def __init__(self, name: str = "runtime"):
+    def __init__(self, name: str = "runtime", gather_seconds: float = GATHER_SECONDS):
+        """``gather_seconds``: how long a batch gathers before it is stored (each batch costs a transaction and
+        the monitor's lookups, whatever its size)."""
         self.name = name
+        self.gather_seconds = gather_seconds
         self.counters: collections.Counter = collections.Counter()
         self._events: collections.deque[AuditEvent] = collections.deque()
         self._alarms: list[AlarmChange] = []
@@ -128,7 +131,7 @@ class Writer:
                 self._ready.clear()
                 continue
             if not self._stopping:
-                await asyncio.sleep(GATHER_SECONDS)
+                await asyncio.sleep(self.gather_seconds)
             try:
                 await self._flush(loop)
             except asyncio.CancelledError:
