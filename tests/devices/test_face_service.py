@@ -15,19 +15,16 @@ from django.utils import timezone
 from accesscontrol import faces
 from accesscontrol.choices import AuditKind
 from accesscontrol.choices import Decision as Reason
-from accesscontrol.facematch import GalleryStore
 from accesscontrol.models import AuditEvent, FaceTemplate
-from accesscontrol.snapshot import SnapshotStore
 from devices import actions
 from devices.choices import DeviceKind
 from devices.face import messages, topics
 from devices.face.connector import tls_context
-from devices.face.service import FaceService, event_id
+from devices.face.service import event_id
 from devices.models import Device, FaceEnrolment, FaceTerminal
 from simulation.synthetic_faces import Population
 from tests.factories import make_access_level, make_access_point, make_cardholder, make_key, make_zone
-from tests.support.mosquitto import HOST, running_broker
-from tests.support.services import RunningService
+from tests.support.mosquitto import HOST, face_service, running_broker
 from tests.support.waiting import wait_until
 
 WAIT = 15
@@ -128,16 +125,8 @@ def site(transactional_db, population):
 
 @pytest.fixture
 def space(broker, site):
-    service = FaceService(
-        HOST,
-        broker.port,
-        broker.paths.space,
-        store=SnapshotStore(),
-        galleries=lambda model, stores={}: stores.setdefault(model, GalleryStore(model)),
-    )
-    running = RunningService(service)
-    wait_until(lambda: service.connector.connected, WAIT, broker.output)
-    yield service
+    running = face_service(broker, WAIT)
+    yield running.service
     running.stop()
 
 

@@ -11,16 +11,13 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from accesscontrol.facematch import GalleryStore
 from accesscontrol.models import AccessLevel, Cardholder, FaceConsent, FaceTemplate, Key
-from accesscontrol.snapshot import SnapshotStore
 from devices.face import messages
 from devices.face.connector import FaceConnector
-from devices.face.service import FaceService
 from devices.models import FaceTerminal
 from simulation import face_site
 from simulation.face_terminals import Fleet, FleetSpec, run
-from tests.support.mosquitto import HOST, running_broker
+from tests.support.mosquitto import HOST, face_service, running_broker
 from tests.support.services import RunningService
 from tests.support.waiting import wait_until
 
@@ -41,15 +38,7 @@ def broker(tmp_path):
 
 @pytest.fixture
 def space(broker, site):
-    service = FaceService(
-        HOST,
-        broker.port,
-        broker.paths.space,
-        store=SnapshotStore(),
-        galleries=lambda model, stores={}: stores.setdefault(model, GalleryStore(model)),
-    )
-    running = RunningService(service)
-    wait_until(lambda: service.connector.connected, WAIT, broker.output)
+    running = face_service(broker)
     yield running
     running.stop()
 
