@@ -360,7 +360,17 @@ def pg_database(server: dict, rows: int = 0):
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def test_a_postgresql_backup_verifies_and_restores_into_an_empty_database(pg_server, tmp_path):
+def test_a_postgresql_backup_verifies_and_restores_into_an_empty_database(pg_server, tmp_path, monkeypatch):
+    scratch = []  # the scratch database this verify makes (other tests may be verifying on the server meanwhile)
+    making = postgres.scratch_database
+
+    @contextlib.contextmanager
+    def noted(database):
+        with making(database) as name:
+            scratch.append(name)
+            yield name
+
+    monkeypatch.setattr(postgres, "scratch_database", noted)
     with pg_database(pg_server, rows=5000) as source, pg_database(pg_server) as target:
         made = make(source, tmp_path)
         verified = backup.verify(made.path, KEY, database=target, work_dir=tmp_path / "work")
@@ -368,8 +378,9 @@ def test_a_postgresql_backup_verifies_and_restores_into_an_empty_database(pg_ser
 
         with postgres._connect(target) as db:
             assert db.execute("SELECT count(*), max(payload) FROM events").fetchone() == (5000, "event 999")
+        assert len(scratch) == 1 and scratch[0].startswith("space_verify_")
         with postgres._connect(pg_server) as db:  # the scratch database of --verify is gone
-            assert db.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'space_verify_%'").fetchone()[0] == 0
+            assert db.execute("SELECT count(*) FROM pg_database WHERE datname = %s", scratch).fetchone()[0] == 0
 
     assert verified == restored == made.manifest
     assert made.manifest["tables"] == {"events": 5000, "totals": 1}
