@@ -186,9 +186,9 @@ TEXTS = {
 REFUSED_TEXT = "Access denied"
 
 
-def answer(message_id: str, granted: bool, reason: str, open_time: int = 0, name: str = "") -> dict:
+def answer(message_id: str, granted: bool, reason: str, open_time: int = 0) -> dict:
     """The answer to an access request: granted or refused, why, the text to show and how long to open."""
-    text = TEXTS.get(reason, REFUSED_TEXT) if not granted else (f"Welcome, {name}" if name else TEXTS[reason])
+    text = TEXTS.get(reason, REFUSED_TEXT)
     return {
         "id": message_id,
         "type": "answer",

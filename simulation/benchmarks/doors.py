@@ -16,9 +16,7 @@ runs the bus as runspace does (devices/osdp/service.py, its own event loop threa
   per second, the time until the last relay command arrived.
 """
 
-import asyncio
 import statistics
-import threading
 import time
 
 from django.db import connection
@@ -29,6 +27,8 @@ from devices.choices import DeviceKind
 from devices.models import Device, DeviceDoor, DeviceReader, OsdpBus, OsdpReader
 from devices.osdp import cardformats
 from devices.osdp.service import BusService
+from simulation.benchmarks import servicethread
+from simulation.benchmarks.servicethread import ServiceThread
 from simulation.osdp_readers import PtyLine
 
 FACILITY = 100
@@ -60,29 +60,8 @@ def make_bus(readers: int, baud: int, line: PtyLine, offset: int) -> tuple[OsdpB
     return bus, keyed
 
 
-class ServiceThread:
-    def __init__(self, service: BusService):
-        self.service = service
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.call(service.start())
-
-    def call(self, coroutine, timeout: float = 60):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def stop(self) -> None:
-        self.call(self.service.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-
-
 def wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"bench_doors: {what} within {timeout} s")
-        time.sleep(0.01)
+    servicethread.wait(predicate, timeout, what, bench="bench_doors", every=0.01)
 
 
 def outputs(reader) -> int:

@@ -28,10 +28,8 @@ presenting once a second, and a 1:N p99 of at most
 :data:`simulation.benchmarks.facematch.GOAL_P99_MS` over 100,000 templates.
 """
 
-import asyncio
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -44,7 +42,9 @@ from accesscontrol.snapshot import SnapshotStore
 from devices.face import topics
 from devices.face.service import FaceService
 from simulation import face_site
+from simulation.benchmarks import servicethread
 from simulation.benchmarks.facematch import GOAL_P99_MS as GOAL_SEARCH_P99_MS
+from simulation.benchmarks.servicethread import ServiceThread
 from simulation.face_broker import HOST, raise_open_files, running_broker
 from simulation.face_terminals import GENUINE, IMPOSTOR, FleetProcess, FleetSpec
 
@@ -67,31 +67,8 @@ def percentiles(seconds: list[float]) -> dict:
     }
 
 
-class ServiceThread:
-    """A service on an event loop thread of its own, as the device runtime would run it."""
-
-    def __init__(self, service):
-        self.service = service
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="face-service")
-        self.thread.start()
-        self.call(service.start())
-
-    def call(self, coroutine, timeout: float = 120):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def stop(self) -> None:
-        self.call(self.service.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-
-
 def wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"bench_face: {what} within {timeout} s")
-        time.sleep(0.05)
+    servicethread.wait(predicate, timeout, what, bench="bench_face", every=0.05)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -169,7 +146,7 @@ def measure(
             broker.terminal(plan.terminal_id)
         certificates_s = time.perf_counter() - started
         service = FaceService(HOST, broker.port, broker.paths.space, store=SnapshotStore())
-        running = ServiceThread(service)
+        running = ServiceThread(service, name="face-service", timeout=120)
         fleet = None
         try:
             wait(lambda: service.connector.connected, 30, "Space connected to the broker")
